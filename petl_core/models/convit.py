@@ -1,0 +1,116 @@
+"""ConViT (d'Ascoli et al., ICML 2021, arXiv 2103.10697), instrumented.
+
+The model stays timm's `ConVit`: blocks, parameters and state-dict keys are untouched, so `convit_*.fb_in1k`
+and any timm-format file load unchanged. Only the attention modules are swapped for subclasses of timm's
+`GPSA` and `MHSA` that
+
+* take the positional attention softmax(v_pos · r_ij) from a per-resolution cache as (1, H, N, N) instead of
+  pushing a batch-expanded (B, N, N, 3) tensor through `pos_proj` on every call (it does not depend on the
+  image; recomputed whenever `pos_proj` changes, and never cached while it is being trained);
+* mix content and positional attention with one `lerp` and skip timm's renormalisation, which is a numerical
+  no-op (a convex combination of two row-stochastic matrices is row-stochastic);
+* use fused scaled-dot-product attention when nothing is being captured, and otherwise materialise and hand
+  the content, positional and mixed attention to the active trace (`petl_core.capture`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.models import convit as timm_convit
+
+from ..capture import active_recorder
+from ..grid import patch_offsets
+from ._adopt import adopt
+
+__all__ = ["GPSA", "MHSA", "instrument_convit"]
+
+
+def _square_grid(num_tokens: int) -> tuple[int, int]:
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"GPSA needs a square patch grid, got {num_tokens} tokens")
+    return side, side
+
+
+class GPSA(timm_convit.GPSA):
+    """Gated positional self-attention, A = (1 - σ(λ)) · softmax(QKᵀ/√d) + σ(λ) · softmax(v_pos · r).
+
+    Input and output (B, N, D) with N = S² patch tokens (no class token). Captures, per call:
+    `content` (B, H, N, N), `positional` (1, H, N, N) and `attention` (B, H, N, N), rows summing to 1.
+    """
+
+    _positional_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def positional_attention(self, num_tokens: int, dtype: torch.dtype) -> torch.Tensor:
+        """softmax_j(v_pos^h · r_ij + b^h) as (1, H, N, N), rows summing to 1."""
+        weight, bias = self.pos_proj.weight, self.pos_proj.bias
+        trainable = torch.is_grad_enabled() and (weight.requires_grad or bias.requires_grad)
+        # Parameter version counters move on every in-place update (optimizer step, load_state_dict).
+        key = (num_tokens, weight.device, dtype, id(weight), weight._version, id(bias), bias._version)
+        cached = self._positional_cache
+        if not trainable and cached is not None and cached[0] == key:
+            return cached[1]
+        offsets = patch_offsets(_square_grid(num_tokens), device=weight.device, dtype=weight.dtype)
+        rel = torch.cat((offsets, offsets.square().sum(-1, keepdim=True)), dim=-1)  # (N, N, 3): dx, dy, d²
+        logits = F.linear(rel, weight, bias)  # (N, N, H)
+        positional = logits.permute(2, 0, 1).softmax(dim=-1).unsqueeze(0).to(dtype)  # (1, H, N, N)
+        if not trainable:
+            self._positional_cache = (key, positional)
+        return positional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        H = self.num_heads
+        q, k = self.qk(x).reshape(B, N, 2, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, d) each
+        v = self.v(x).reshape(B, N, H, C // H).permute(0, 2, 1, 3)  # (B, H, N, d)
+        positional = self.positional_attention(N, q.dtype)  # (1, H, N, N)
+        gate = torch.sigmoid(self.gating_param).view(1, H, 1, 1).to(q.dtype)
+        recorder = active_recorder()
+        if recorder is None and not (self.training and self.attn_drop.p > 0):
+            # Attention is linear in A: mix the two heads' outputs instead of materialising A.
+            content_out = F.scaled_dot_product_attention(q, k, v)
+            out = torch.lerp(content_out, positional @ v, gate)
+        else:
+            content = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
+            attention = torch.lerp(content, positional, gate)  # (B, H, N, N)
+            if recorder is not None:
+                recorder.save(self, "content", content)
+                recorder.save(self, "positional", positional)
+                recorder.save(self, "attention", attention)
+            out = self.attn_drop(attention) @ v
+        x = out.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class MHSA(timm_convit.MHSA):
+    """ConViT's plain multi-head self-attention (the blocks after the class token joins).
+
+    Input and output (B, N, D), N = 1 + patches. Captures `attention` (B, H, N, N), rows summing to 1.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        H = self.num_heads
+        q, k, v = self.qkv(x).reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, d)
+        recorder = active_recorder()
+        if recorder is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        else:
+            attention = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
+            recorder.save(self, "attention", attention)
+            out = self.attn_drop(attention) @ v
+        x = out.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+def instrument_convit(model: timm_convit.ConVit) -> timm_convit.ConVit:
+    """Swap the attention of every block of a timm `ConVit` for the capturing versions, in place."""
+    for block in model.blocks:
+        if type(block.attn) is timm_convit.GPSA:
+            block.attn = adopt(block.attn, GPSA)
+        elif type(block.attn) is timm_convit.MHSA:
+            block.attn = adopt(block.attn, MHSA)
+    return model
+
