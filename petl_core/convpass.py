@@ -210,29 +210,42 @@ def read_convpass_config(path: str | Path) -> ConvpassConfig:
     return ConvpassConfig(**json.loads(metadata[_METADATA_KEY]))
 
 
+def _expected_adapter_shapes(model: VisionTransformer, config: ConvpassConfig) -> dict[str, torch.Size]:
+    """State-dict key -> shape of the bypasses `add_convpass(model, config)` would create (model untouched)."""
+    width = model.embed_dim
+    template = {k: v.shape for k, v in Convpass(width, (1, 1), 0, config).state_dict().items()}
+    branches = ("attn", "mlp") if config.where == "both" else ("attn",)
+    return {f"blocks.{i}.adapter_{b}.{k}": shape
+            for i in range(len(model.blocks)) for b in branches for k, shape in template.items()}
+
+
 def load_convpass(model: VisionTransformer, path: str | Path) -> VisionTransformer:
     """Load an adapter file onto `model`, injecting bypasses with the stored config if it has none yet.
 
     The head is replaced by the file's (resized to its number of classes) when the file carries one.
-    Raises ValueError when the file does not fit the backbone.
+    Raises ValueError, leaving the model untouched, when the file does not fit the backbone.
     """
     config = read_convpass_config(path)
     tensors = load_file(str(path))
-    if getattr(model, "convpass_config", None) is None:
-        add_convpass(model, **asdict(config))
-    elif model.convpass_config != config:
-        raise ValueError(f"the model's bypasses ({model.convpass_config}) differ from the file's ({config})")
-    if "head.weight" in tensors and tuple(tensors["head.weight"].shape) != tuple(model.head.weight.shape):
-        model.reset_classifier(tensors["head.weight"].shape[0])
-        mark_only_convpass_as_trainable(model)
-    expected = convpass_state_dict(model, include_head="head.weight" in tensors)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-    if missing or unexpected or wrong:
+    existing = getattr(model, "convpass_config", None)
+    if existing is not None and existing != config:
+        raise ValueError(f"the model's bypasses ({existing}) differ from the file's ({config})")
+    expected = _expected_adapter_shapes(model, config)
+    adapter_keys = {k for k in tensors if "adapter_" in k}
+    if adapter_keys != set(expected) or any(tensors[k].shape != expected[k] for k in expected):
+        file_width = next((t.shape[1] for k, t in tensors.items() if k.endswith("adapter_down.weight")), None)
+        file_depth = len({k.split(".")[1] for k in adapter_keys})
         raise ValueError(
-            f"{path} does not fit this backbone: missing {missing[:3]}, unexpected {unexpected[:3]}, "
-            f"shape mismatch {wrong[:3]}"
+            f"{Path(path).name} does not fit this backbone: it adapts {file_depth} blocks of width {file_width}, "
+            f"the backbone has {len(model.blocks)} blocks of width {model.embed_dim}"
         )
+    head = tensors.get("head.weight")
+    if head is not None and head.shape[1] != model.embed_dim:
+        raise ValueError(f"{Path(path).name} has a head for width {head.shape[1]}, the backbone's is {model.embed_dim}")
+    if existing is None:
+        add_convpass(model, **asdict(config))
+    if head is not None and getattr(model.head, "weight", torch.empty(0)).shape != head.shape:
+        model.reset_classifier(head.shape[0])
+        mark_only_convpass_as_trainable(model)
     model.load_state_dict(tensors, strict=False)
     return model

@@ -28,7 +28,8 @@ class Trace:
     """
 
     logits: torch.Tensor
-    """(B, classes), identical to model(images)."""
+    """(B, classes): model(images), up to float rounding (the trace materialises attention, the plain
+    forward uses fused attention)."""
     attention: list[torch.Tensor]
     """Per block: (B, H, N_i, N_i) attention weights the block applied (after the gate, before dropout)."""
     content: list[torch.Tensor | None]

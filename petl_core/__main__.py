@@ -1,0 +1,163 @@
+"""Command line: `python -m petl_core analyze IMAGE --model NAME [--checkpoint FILE] --out DIR`.
+
+Examples:
+    python -m petl_core analyze assets/examples/chelsea.png --model convit_tiny --out out/
+    python -m petl_core analyze cat.jpg --model deit_tiny_patch16_224 --checkpoint deit.safetensors --out out/
+    python -m petl_core analyze cat.jpg --model vit_base_patch16_224 --adapter digits.safetensors --out out/
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .analysis import analyze
+from .checkpoint import CheckpointError, load_checkpoint
+from .convpass import load_convpass
+from .figures import attention_layer_figure, bypass_figure, conv_channels_figure, gates_figure, save_figure
+from .images import ImageError, data_config, image_transform, load_image, to_display
+from .metrics import bypass_maps
+from .models import HubUnavailableError, create_model
+from .runtime import retain_freed_memory
+
+
+class CommandError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _query(text: str) -> str | tuple[int, int]:
+    if text in ("cls", "center"):
+        return text
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"query must be 'cls', 'center' or ROW,COL, got {text!r}") from e
+    return row, col
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m petl_core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    a = commands.add_parser("analyze", help="attention maps, gates, nonlocality and bypasses of one image")
+    a.add_argument("image", type=Path)
+    a.add_argument("--model", required=True, help="timm model name, e.g. convit_tiny, deit_tiny_patch16_224")
+    a.add_argument("--checkpoint", type=Path, help="weights: .safetensors, or .pth/.pt read with weights_only")
+    a.add_argument("--adapter", type=Path, help="Convpass adapter file written by petl_core.save_convpass")
+    a.add_argument("--pretrained", action="store_true", help="load the timm hub weights (needs network)")
+    a.add_argument("--model-arg", action="append", default=[], type=_model_arg, metavar="KEY=VALUE",
+                   help="timm model argument, e.g. img_size=32 num_classes=10 (repeatable)")
+    a.add_argument("--query", type=_query, default="center",
+                   help="whose attention to draw: 'center' patch (default), 'cls', or ROW,COL")
+    a.add_argument("--linear", action="store_true", help="linear colour scale (default: log, as in the paper)")
+    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    a.add_argument("--out", type=Path, required=True, help="output directory")
+    return parser
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def run_analyze(args: argparse.Namespace) -> dict:
+    device = _device(args.device)
+    image = load_image(args.image)  # before building the model: a bad image fails fast
+    try:
+        model = create_model(args.model, pretrained=args.pretrained, **dict(args.model_arg))
+    except TypeError as e:
+        raise CommandError(f"bad model argument for {args.model}: {e}") from e
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    if args.adapter:
+        try:
+            load_convpass(model, args.adapter)
+        except (OSError, ValueError) as e:
+            raise CommandError(f"adapter {args.adapter.name}: {e}") from e
+    weights = "checkpoint" if args.checkpoint else "pretrained" if args.pretrained else "random"
+    if weights == "random":
+        print("note: no --checkpoint or --pretrained: random weights, predictions are meaningless",
+              file=sys.stderr)
+    model = model.to(device).eval()
+
+    config = data_config(model)
+    inputs = image_transform(model)(image).unsqueeze(0).to(device)
+    result = analyze(model, inputs)
+    t = result.trace
+    query = (t.grid[0] // 2, t.grid[1] // 2) if args.query == "center" else args.query
+    if query != "cls" and not (0 <= query[0] < t.grid[0] and 0 <= query[1] < t.grid[1]):
+        raise CommandError(f"query patch {query} is outside the {t.grid[0]}x{t.grid[1]} patch grid")
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    display = to_display(inputs[0], config)
+    written = [out / "input.png"]
+    from PIL import Image
+    Image.fromarray((display * 255).round().astype("uint8")).save(written[0])
+    skipped = []
+    for layer in range(len(t.attention)):
+        if query == "cls" and t.num_prefix[layer] == 0:
+            skipped.append(layer)  # ConViT's GPSA blocks run before the class token joins
+            continue
+        fig = attention_layer_figure(t, layer, display, query, result.patch_size, log_scale=not args.linear)
+        written.append(save_figure(fig, out / f"attention_block{layer:02d}.png"))
+    if t.gated_blocks:
+        written.append(save_figure(gates_figure(t.gates, t.gated_blocks), out / "gates.png"))
+    maps = {i: bypass_maps(entry, t.grid, t.num_prefix[i]) for i, entry in enumerate(t.bypass) if entry}
+    if maps:
+        written.append(save_figure(bypass_figure(maps, display), out / "bypass_maps.png"))
+        for i, block_maps in maps.items():
+            for branch in ("attn", "mlp"):
+                if f"{branch}_conv" in block_maps:
+                    fig = conv_channels_figure(block_maps[f"{branch}_conv"][0], f"block {i} {branch} bypass: 3×3 conv")
+                    written.append(save_figure(fig, out / f"bypass_conv_block{i:02d}_{branch}.png"))
+
+    summary = {
+        "model": args.model,
+        "weights": weights,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "adapter": str(args.adapter) if args.adapter else None,
+        "image": str(args.image),
+        "input_size": list(config["input_size"]),
+        "device": str(device),
+        "query": "cls" if query == "cls" else list(query),
+        "query_skipped_blocks": skipped,
+        **result.summary(),
+        "figures": [p.name for p in written],
+    }
+    (out / "analysis.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    retain_freed_memory()
+    try:
+        summary = run_analyze(args)
+    except (CommandError, ImageError, CheckpointError, HubUnavailableError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    top = summary["top5"][0]
+    print(f"top-1: {top['label']} ({top['probability']:.1%}); wrote {len(summary['figures'])} figures and "
+          f"analysis.json to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

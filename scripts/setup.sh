@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the pinned requirements; with --test also the test-only packages.
+# Idempotent: a second run only checks that everything is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+  echo "error: Python 3.10 or newer is needed ($("$PYTHON" --version 2>&1) found); set PYTHON=/path/to/python3.x" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+requirements=(-r requirements.txt)
+if [ "${1:-}" = "--test" ]; then
+  requirements+=(-r requirements-test.txt)
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "${requirements[@]}" 2> >(grep -v "^WARNING: Location" >&2)
