@@ -20,12 +20,16 @@ CPU tables, torch.set_num_threads(number of usable cores):
 * "default glibc allocator": timed in this process;
 * "retain_freed_memory()": timed in a child process that called `petl_core.runtime.retain_freed_memory()`
   before anything else (the glibc setting is process-wide and cannot be undone).
+Both processes do the same things in the same order (build the models, then each batch in turn): glibc's
+default mmap threshold adapts to the block sizes freed so far, so default-allocator numbers depend on what the
+process ran before (one batch-2 forward first is enough to hide batch 1's page faults).
 
 CPU memory (Linux only): every (method, batch) runs in its own child process, which builds the models, calls
 the method once (that first call pages in libtorch code and fills per-model caches, which belong to the
 process rather than to each call), hands glibc's free heap back (malloc_trim) and resets the kernel's peak-RSS
-mark (/proc/self/clear_refs). "peak Δ" is ru_maxrss after MEMORY_CALLS more calls minus the RSS
-(/proc/self/statm) right before them: the extra resident memory one call needs, allocator slack included.
+mark (/proc/self/clear_refs). "peak Δ" is the peak RSS (VmHWM; see `peak_rss_kb` for why not ru_maxrss)
+after MEMORY_CALLS more calls minus the RSS (/proc/self/statm) right before them: the extra resident memory
+one call needs, allocator slack included.
 "held Δ" is the RSS left after those calls over the same baseline: what the allocator keeps between calls.
 A value marked ≤ is an upper bound: the peak mark could not be reset and the calls did not pass it.
 
@@ -53,7 +57,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +72,7 @@ from petl_core.runtime import retain_freed_memory  # noqa: E402
 MODEL = "convit_tiny"
 METHODS = ("timm plain", "timm extract", "ours plain", "ours trace")
 BASELINE = "timm plain"
-DEFAULT_REPS = 15
+DEFAULT_REPS = 40
 WARMUP_CALLS = 2  # per method and batch, before any timed call
 MEMORY_CALLS = 3  # calls per memory child (the first one included)
 SEED = 0
@@ -143,11 +146,18 @@ def check_agreement(methods: dict[str, Call], device: torch.device) -> str:
             f"{attn_diff:.1e} over {len(extracted)} blocks")
 
 
-def time_methods(methods: dict[str, Call], batches: Sequence[int], reps: int,
-                 device: torch.device) -> dict[str, dict[str, list[float]]]:
-    """Seconds per call, {str(batch): {method: [rep 0, rep 1, ...]}}, all methods interleaved."""
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def time_methods(methods: dict[str, Call], batches: Sequence[int], reps: int, device: torch.device) -> dict:
+    """All methods interleaved: {"samples": {str(batch): {method: [seconds per call]}}, "load": [before, after]}."""
     names = list(methods)
     samples: dict[str, dict[str, list[float]]] = {}
+    load_before = load_average()
     with torch.no_grad():
         for batch in batches:
             x = make_input(batch, device)
@@ -166,7 +176,8 @@ def time_methods(methods: dict[str, Call], batches: Sequence[int], reps: int,
                     sync(device)
                     times[name].append(time.perf_counter() - start)
             samples[str(batch)] = times
-    return samples
+    # The load average flags runs that shared the cores: one busy process makes torch's threads wait on each other.
+    return {"samples": samples, "load": [load_before, load_average()]}
 
 
 def cuda_memory(methods: dict[str, Call], batches: Sequence[int], device: torch.device) -> dict[str, dict]:
@@ -198,7 +209,17 @@ def current_rss_kb() -> int:
 
 
 def peak_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    """This process's peak RSS (VmHWM), in KB.
+
+    Not resource.getrusage().ru_maxrss: Linux folds the RSS of the process image that exec replaced into it,
+    so a child started by subprocess reports its parent's peak (about 1 GB here) until it outgrows it.
+    VmHWM is the same kernel counter for this image alone, and /proc/self/clear_refs can reset it.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux; only if VmHWM is missing
 
 
 def release_free_heap() -> None:
@@ -209,14 +230,13 @@ def release_free_heap() -> None:
         pass
 
 
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM, what ru_maxrss reports) to the current RSS; Linux ≥ 4.0."""
+def reset_peak_rss() -> None:
+    """Reset this process's peak-RSS mark (VmHWM) to the current RSS, where allowed (Linux ≥ 4.0)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
-        return False
+        pass
 
 
 def memory_child(method: str, batch: int) -> dict:
@@ -230,14 +250,14 @@ def memory_child(method: str, batch: int) -> dict:
         fn(x)
         gc.collect()
         release_free_heap()
-        was_reset = reset_peak_rss()
+        reset_peak_rss()
         baseline = current_rss_kb()
         peak_before = peak_rss_kb()
         for _ in range(MEMORY_CALLS):
             fn(x)
         peak = peak_rss_kb()
-    # Without a reset, a peak from building the models that the calls never passed hides the calls' own peak.
-    upper_bound = not was_reset and peak == peak_before
+    # If the mark was not reset, an earlier peak that the calls never passed hides the calls' own peak.
+    upper_bound = peak_before > baseline + 1024 and peak == peak_before
     return {"peak": peak - baseline, "held": current_rss_kb() - baseline, "upper_bound": upper_bound}
 
 
@@ -256,14 +276,8 @@ def cpu_memory(batches: Sequence[int], retain: bool) -> dict[str, dict]:
         return {}
     jobs = [(batch, name) for batch in batches for name in METHODS]
     extra = ["--_retain"] if retain else []
-
-    def one(job: tuple[int, str]) -> dict:
-        batch, name = job
-        return run_child(["--_memory", name, "--_batch", str(batch), *extra])
-
-    # Children only measure their own RSS, so running a couple at once changes no number, only the wall time.
-    with ThreadPoolExecutor(max_workers=min(2, usable_cores())) as pool:
-        results = list(pool.map(one, jobs))
+    # One at a time: two children each running torch.set_num_threads(cores) would oversubscribe the cores.
+    results = [run_child(["--_memory", name, "--_batch", str(batch), *extra]) for batch, name in jobs]
     out: dict[str, dict] = {}
     for (batch, name), res in zip(jobs, results, strict=True):
         out.setdefault(str(batch), {})[name] = res
@@ -279,6 +293,16 @@ class Table:
     samples: dict[str, dict[str, list[float]]]
     memory: dict[str, dict] = field(default_factory=dict)
     memory_unit: str = "KB"  # "KB" (CPU RSS) or "B" (CUDA allocator)
+    load: list[float | None] = field(default_factory=list)  # 1-minute load average before and after timing
+
+    @classmethod
+    def timed(cls, title: str, result: dict, memory_unit: str = "KB") -> Table:
+        return cls(title, result["samples"], memory_unit=memory_unit, load=result["load"])
+
+    def load_note(self) -> str:
+        if None in self.load or not self.load:
+            return ""
+        return f"1-minute load average {self.load[0]:.2f} before timing, {self.load[1]:.2f} after"
 
     def ratio(self, batch: str, name: str) -> float:
         """Median over repetitions of this method's time over timm plain's in the same repetition."""
@@ -312,18 +336,21 @@ HEADER = ["batch", "method", "median ms", "p25–p75 ms", "× timm plain", "peak
 
 
 def render(table: Table, markdown: bool) -> str:
-    rows = table.rows()
+    rows, note = table.rows(), table.load_note()
     if markdown:
         lines = [f"**{table.title}**", "", "| " + " | ".join(HEADER) + " |",
-                 "|" + "|".join("---:" if i != 1 else "---" for i in range(len(HEADER))) + "|"]
+                 "|" + "|".join("---" if i == 1 else "---:" for i in range(len(HEADER))) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += ["", note] if note else []
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
 
     def fmt(row: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
-    return "\n".join([table.title, fmt(HEADER), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+    lines = [table.title, fmt(HEADER), "  ".join("-" * w for w in widths), *map(fmt, rows)]
+    lines += [note] if note else []
+    return "\n".join(lines)
 
 
 # --- entry points ------------------------------------------------------------------------------------------
@@ -349,7 +376,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def child_main(args: argparse.Namespace) -> int:
     if args._retain and not retain_freed_memory():  # first, before torch allocates anything large
-        raise RuntimeError("retain_freed_memory() is not supported here (not glibc)")
+        print(json.dumps({"unsupported": "retain_freed_memory() needs glibc"}))
+        return 0
     torch.set_num_threads(usable_cores())
     if args._memory:
         result = memory_child(args._memory, args._batch)
@@ -375,26 +403,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device in ("cpu", "auto"):
         cpu = torch.device("cpu")
         methods = build_methods(cpu)
-        print(check_agreement(methods, cpu), flush=True)
         log("timing on CPU, default glibc allocator (this process)", started)
-        default = Table("CPU, default glibc allocator", time_methods(methods, args.batches, args.reps, cpu))
+        default = Table.timed("CPU, default glibc allocator", time_methods(methods, args.batches, args.reps, cpu))
+        # Only after timing: glibc's mmap threshold adapts to the sizes freed so far, so a batch-2 forward before
+        # the timed calls would make glibc keep batch 1's attention too and hide the page-fault cost measured here.
+        # This way this process and the retain_freed_memory() child time the same history: build, then batches.
+        print(check_agreement(methods, cpu), flush=True)
         del methods
         gc.collect()
         log("timing on CPU, retain_freed_memory() (child process)", started)
-        retained = Table("CPU, retain_freed_memory()", run_child(
-            ["--_timing", "--_retain", "--reps", str(args.reps), "--batches", *map(str, args.batches)]))
+        result = run_child(["--_timing", "--_retain", "--reps", str(args.reps), "--batches", *map(str, args.batches)])
+        tables.append(default)
+        if "unsupported" in result:
+            print(f"no retain_freed_memory() table: {result['unsupported']}")
+        else:
+            tables.append(Table.timed("CPU, retain_freed_memory()", result))
         # Memory children after all timing, so they never compete with a timed call for the cores.
         log("CPU memory, one child process per (method, batch)", started)
-        default.memory = cpu_memory(args.batches, retain=False)
-        retained.memory = cpu_memory(args.batches, retain=True)
-        tables += [default, retained]
+        for table, retain in zip(tables, (False, True), strict=False):  # no retain table without glibc
+            table.memory = cpu_memory(args.batches, retain=retain)
     if args.device in ("cuda", "auto") and torch.cuda.is_available():
         gpu = torch.device("cuda")
         methods = build_methods(gpu)
         log("timing on CUDA", started)
+        table = Table.timed(f"CUDA, {torch.cuda.get_device_name(gpu)}",
+                            time_methods(methods, args.batches, args.reps, gpu), memory_unit="B")
         print(check_agreement(methods, gpu), f"on {torch.cuda.get_device_name(gpu)}", flush=True)
-        table = Table(f"CUDA, {torch.cuda.get_device_name(gpu)}", time_methods(methods, args.batches, args.reps, gpu),
-                      memory_unit="B")
         table.memory = cuda_memory(methods, args.batches, gpu)
         tables.append(table)
     for table in tables:
@@ -402,8 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(table, args.markdown))
     print()
     if tables and tables[0].memory_unit == "KB":
-        print(f"CPU peak Δ: ru_maxrss after {MEMORY_CALLS} calls minus the RSS right before them, in a fresh child "
-              f"process per row that was warmed up by one call; held Δ: RSS after them minus the same baseline.")
+        print(f"CPU peak Δ: peak RSS (VmHWM) over {MEMORY_CALLS} calls minus the RSS right before them, in a fresh "
+              f"child process per row, warmed up by one call first; held Δ: RSS after them minus that baseline.")
     if tables and tables[-1].memory_unit == "B":
         print(f"CUDA peak Δ: max_memory_allocated during {MEMORY_CALLS} warm calls minus memory allocated before.")
     for table in tables:
