@@ -83,7 +83,7 @@ def attention_layer_figure(
 def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
     """σ(λ) per GPSA block (rows) and head (columns): 1 = purely positional (convolution-like), 0 = content."""
     values = gates.float().cpu().numpy()
-    fig = Figure(figsize=(1.0 + 0.55 * values.shape[1], 1.0 + 0.4 * values.shape[0]), layout="constrained")
+    fig = Figure(figsize=(max(4.5, 1.5 + 0.55 * values.shape[1]), 1.2 + 0.4 * values.shape[0]), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(values, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
     for (r, c), v in np.ndenumerate(values):
@@ -91,7 +91,7 @@ def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
     ax.set_xticks(range(values.shape[1]))
     ax.set_yticks(range(values.shape[0]), [f"block {b}" for b in gated_blocks])
     ax.set_xlabel("head")
-    ax.set_title("gates σ(λ): weight of positional attention")
+    ax.set_title("gates σ(λ): weight of positional attention", fontsize=10)
     fig.colorbar(image, ax=ax)
     return fig
 
