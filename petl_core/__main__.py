@@ -11,18 +11,22 @@ import argparse
 import ast
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
+from . import train as train_module
 from .analysis import analyze
 from .checkpoint import CheckpointError, load_checkpoint
 from .convpass import load_convpass
+from .data import DatasetMissingError
 from .figures import attention_layer_figure, bypass_figure, conv_channels_figure, gates_figure, save_figure
 from .images import ImageError, data_config, image_transform, load_image, to_display
 from .metrics import bypass_maps
 from .models import HubUnavailableError, create_model
 from .runtime import retain_freed_memory
+from .train import TrainConfig
 
 
 class CommandError(Exception):
@@ -65,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--linear", action="store_true", help="linear colour scale (default: log, as in the paper)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.add_argument("--out", type=Path, required=True, help="output directory")
+
+    t = commands.add_parser("train", help="train or adapt a model, recording gates and nonlocality over time",
+                            description=train_module.__doc__.split("\n\n")[0])
+    for f in fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        kind = {"int": int, "float": float}.get(f.type.split(" | ")[0], str)
+        help_text = (f.metadata.get("help") or "") + f" (default: {f.default})"
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=help_text)
     return parser
 
 
@@ -149,8 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     retain_freed_memory()
     try:
+        if args.command == "train":
+            options = {k: v for k, v in vars(args).items() if k != "command"}
+            history = train_module.train(TrainConfig(**options))
+            last = history["entries"][-1]
+            print(f"test accuracy {last['test_accuracy']:.4f} after {last['step']} steps; run in {args.out}")
+            return 0
         summary = run_analyze(args)
-    except (CommandError, ImageError, CheckpointError, HubUnavailableError, ValueError) as e:
+    except (CommandError, ImageError, CheckpointError, HubUnavailableError, DatasetMissingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     top = summary["top5"][0]
