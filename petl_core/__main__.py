@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             options = {k: v for k, v in vars(args).items() if k != "command"}
             history = train_module.train(TrainConfig(**options))
-            last = history["entries"][-1]
-            print(f"test accuracy {last['test_accuracy']:.4f} after {last['step']} steps; run in {args.out}")
+            if history["entries"]:  # only the first process records (under torchrun)
+                last = history["entries"][-1]
+                print(f"test accuracy {last['test_accuracy']:.4f} after {last['step']} steps; run in {args.out}")
             return 0
         summary = run_analyze(args)
     except (CommandError, ImageError, CheckpointError, HubUnavailableError, DatasetMissingError, ValueError) as e:

@@ -246,8 +246,12 @@ def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
 
 
-def train(config: TrainConfig, progress: bool = True) -> dict:
-    """Run (or resume) one training run; returns the history."""
+def train(config: TrainConfig, progress: bool = True, until_step: int | None = None) -> dict:
+    """Run (or resume) one training run; returns the history.
+
+    `until_step` stops early after that step, with a checkpoint, so that a later call resumes from it (for
+    machines lent by the hour); it does not change the recipe.
+    """
     rank, world = _distributed()
     device = _device(config.device, rank)
     out = Path(config.out)
@@ -276,7 +280,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                  "shots": config.shots},
         "parameters": {"total": sum(p.numel() for p in model.parameters()),
                        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)},
-        "steps": total, "steps_per_epoch": steps_per_epoch, "entries": [],
+        "steps": total, "steps_per_epoch": steps_per_epoch, "batch_per_process": per_rank, "entries": [],
     }
     step, wall_offset = 0, 0.0
     if (ckpt_dir / "state.json").is_file():  # resume
@@ -287,13 +291,17 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", map_location=device, weights_only=True))
         history = json.loads((out / "history.json").read_text())
         step, wall_offset = state["step"], state["wall_time"]
+        if (ckpt_dir / "rng.pt").is_file():
+            torch.set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=True))  # dropout, drop path
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     inner = model.module if world > 1 else model
 
     probe = prepare(test_set.images[:config.probe_size], inner.patch_embed.proj.in_channels, *norm,
                     train=False).to(device)
-    evals = [s for s in eval_steps(total, steps_per_epoch, config.eval_points) if s >= step]
+    last_recorded = history["entries"][-1]["step"] if history["entries"] else -1
+    evals = [s for s in eval_steps(total, steps_per_epoch, config.eval_points) if s >= step and s > last_recorded]
+    stop = min(total, until_step) if until_step is not None else total
     in_chans = inner.patch_embed.proj.in_channels
     started = time.perf_counter() - wall_offset
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
@@ -301,6 +309,14 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=total, initial=step, desc=f"{config.method} on {config.data}", unit="step", dynamic_ncols=True)
+
+    def save_checkpoint(wall_time: float) -> None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_file(_state_dict(model), str(ckpt_dir / "model.safetensors"))
+        torch.save(optimizer.state_dict(), ckpt_dir / "optimizer.pt")
+        torch.save(torch.get_rng_state(), ckpt_dir / "rng.pt")
+        _save_json(out / "history.json", history)
+        _save_json(ckpt_dir / "state.json", {"step": step, "wall_time": wall_time, "config": asdict(config)})
 
     def record() -> None:
         nonlocal window_loss, window_count, window_images, window_start
@@ -314,12 +330,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             **dynamics(inner, probe, config.eval_batch),
         }
         history["entries"].append(entry)
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(exist_ok=True)
-        save_file(_state_dict(model), str(ckpt_dir / "model.safetensors"))
-        torch.save(optimizer.state_dict(), ckpt_dir / "optimizer.pt")
-        _save_json(out / "history.json", history)
-        _save_json(ckpt_dir / "state.json", {"step": step, "wall_time": entry["wall_time"], "config": asdict(config)})
+        save_checkpoint(entry["wall_time"])
         if bar is not None:
             bar.set_postfix(loss=f"{entry['train_loss'] or float('nan'):.3f}", acc=f"{entry['test_accuracy']:.3f}",
                             img_s=f"{entry['images_per_s'] or 0:.0f}")
@@ -333,15 +344,19 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                 record()
             if world > 1:
                 dist.barrier()
-        if step >= total:
+        if step >= stop:
+            if step < total and rank == 0:
+                save_checkpoint(time.perf_counter() - started)
             break
-        # Every process draws the same global batch order and takes its own slice of each batch.
+        # Every process draws and augments the same global batch and keeps its own slice of it, so that the
+        # run is the same recipe whatever the number of processes.
         epoch, position = divmod(step, steps_per_epoch)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-        batch_idx = order[position * config.batch:(position + 1) * config.batch][rank * per_rank:(rank + 1) * per_rank]
-        augment = torch.Generator().manual_seed(config.seed * 1_000_003 + step * world + rank)
-        x = prepare(train_set.images[batch_idx], in_chans, *norm, train=True, generator=augment).to(device)
-        y = train_set.labels[batch_idx].to(device)
+        batch_idx = order[position * config.batch:(position + 1) * config.batch]
+        augment = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        x = prepare(train_set.images[batch_idx], in_chans, *norm, train=True, generator=augment)[mine].to(device)
+        y = train_set.labels[batch_idx][mine].to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total, config)
         model.train()
@@ -357,7 +372,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             bar.update(1)
     if bar is not None:
         bar.close()
-    if rank == 0:
+    if rank == 0 and step >= total:
         save_file(_state_dict(model), str(out / "model.safetensors"))
     if world > 1:
         dist.barrier()

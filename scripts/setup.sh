@@ -14,5 +14,10 @@ fi
 requirements=(-r requirements.txt)
 if [ "${1:-}" = "--test" ]; then
   requirements+=(-r requirements-test.txt)
+  # The tests train on the real Fashion-MNIST files, a Debian package.
+  if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ -z "${PETL_FASHION_MNIST:-}" ]; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "${requirements[@]}" 2> >(grep -v "^WARNING: Location" >&2)

@@ -1,0 +1,174 @@
+"""Datasets and recorded training: real files, real optimisation on small data, resume, and DDP over 2 processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from petl_core.data import (
+    DatasetMissingError,
+    digits,
+    fashion_mnist,
+    fraction_subset,
+    image_folder,
+    k_shot_subset,
+    synthetic,
+)
+from petl_core.train import TrainConfig, build_model, eval_steps, learning_rate, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fashion_mnist_is_the_real_dataset():
+    train_set, test_set = fashion_mnist()
+    assert train_set.images.shape == (60000, 1, 28, 28) and test_set.images.shape == (10000, 1, 28, 28)
+    assert torch.equal(train_set.labels.bincount(), torch.full((10,), 6000))
+    assert torch.equal(test_set.labels.bincount(), torch.full((10,), 1000))
+    assert train_set.labels[:5].tolist() == [9, 0, 0, 3, 0]  # the published file's first labels
+    assert abs(train_set.images.float().mean().item() / 255 - 0.2860) < 1e-3
+
+
+def test_missing_fashion_mnist_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("PETL_FASHION_MNIST", str(tmp_path))
+    with pytest.raises(DatasetMissingError, match="apt-get install dataset-fashion-mnist"):
+        fashion_mnist()
+
+
+def test_digits_task_is_a_fixed_stratified_1000_image_split():
+    train_set, test_set = digits()
+    again, _ = digits()
+    assert len(train_set) == 1000 and len(test_set) == 797
+    assert torch.equal(train_set.labels, again.labels) and torch.equal(train_set.images, again.images)
+    assert train_set.labels.bincount().min() >= 97 and train_set.images.max() == 255
+
+
+def test_subsets_are_class_balanced_and_deterministic():
+    labels = fashion_mnist()[0].labels
+    kept = fraction_subset(labels, 0.05)
+    assert torch.equal(labels[kept].bincount(), torch.full((10,), 300))
+    first_of_class0 = (labels == 0).nonzero().flatten()[:300]
+    assert torch.equal(kept[labels[kept] == 0], first_of_class0)  # the first images of each class, in order
+    shots = k_shot_subset(labels, 4, seed=1)
+    assert torch.equal(labels[shots].bincount(), torch.full((10,), 4))
+    assert torch.equal(shots, k_shot_subset(labels, 4, seed=1))
+    assert not torch.equal(shots, k_shot_subset(labels, 4, seed=2))
+    with pytest.raises(ValueError):
+        fraction_subset(labels, 0.0)
+
+
+def test_image_folder_reads_any_size_and_mode(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls, mode, size in (("cats", "RGB", (40, 30)), ("dogs", "RGBA", (17, 90)), ("dogs", "L", (64, 64))):
+        folder = tmp_path / cls
+        folder.mkdir(exist_ok=True)
+        array = rng.integers(0, 255, (size[1], size[0], len(mode)), dtype=np.uint8).squeeze()
+        Image.fromarray(array, mode).save(folder / f"{mode}.png")
+    data = image_folder(tmp_path, size=24)
+    assert data.images.shape == (3, 3, 24, 24) and data.labels.tolist() == [0, 1, 1]
+    assert data.classes == ["cats", "dogs"]
+    with pytest.raises(DatasetMissingError):
+        image_folder(tmp_path / "nowhere")
+
+
+def test_schedule_warms_up_then_decays():
+    config = TrainConfig(method="deit", data="synthetic", lr=1e-3, warmup_fraction=0.1)
+    lrs = [learning_rate(s, 100, config) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-6) and lrs[10] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:11], strict=True))
+    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True)) and lrs[-1] == pytest.approx(1e-5)
+    steps = eval_steps(2808, 468, 18)
+    assert steps[0] == 0 and steps[-1] == 2808 and steps[1] == 15 and len(steps) == 17
+
+
+def test_convit_learns_and_records_its_dynamics(tmp_path):
+    config = TrainConfig(method="convit", data="synthetic", steps=60, batch=32, lr=2e-3, eval_points=6,
+                         probe_size=64, out=str(tmp_path / "run"))
+    history = train(config, progress=False)
+    first, last = history["entries"][0], history["entries"][-1]
+    assert first["step"] == 0 and last["step"] == 60
+    assert first["test_accuracy"] < 0.4 and last["test_accuracy"] > 0.6  # 4 classes: chance is 0.25
+    assert np.array(first["gates"]).shape == (4, 9) and np.allclose(first["gates"], 0.7311, atol=1e-4)
+    assert not np.allclose(last["gates"], first["gates"])  # the gates were trained
+    assert np.array(last["nonlocality"]).shape == (6, 9)
+    assert np.array(last["centres"]).shape == (4, 9, 2) and np.array(last["strengths"]).shape == (4, 9)
+    assert all(e["train_loss"] > 0 for e in history["entries"][1:])
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert saved["entries"] == json.loads(json.dumps(history["entries"]))
+    assert saved["environment"]["torch"] == torch.__version__ and saved["config"]["seed"] == 0
+    assert saved["data"]["fraction"] == 1.0 and saved["parameters"]["total"] > saved["parameters"]["trainable"] - 1
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert "blocks.0.attn.gating_param" in weights
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    common = dict(method="deit", data="synthetic", steps=12, batch=16, eval_points=3, probe_size=32)
+    whole = train(TrainConfig(out=str(tmp_path / "whole"), **common), progress=False)
+    resumed_config = TrainConfig(out=str(tmp_path / "resumed"), **common)
+    partial = train(resumed_config, progress=False, until_step=7)
+    assert partial["entries"][-1]["step"] < 7 and not (tmp_path / "resumed" / "model.safetensors").exists()
+    resumed = train(resumed_config, progress=False)
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [e["step"] for e in resumed["entries"]] == [e["step"] for e in whole["entries"]]
+    assert [e["test_accuracy"] for e in resumed["entries"]] == [e["test_accuracy"] for e in whole["entries"]]
+    with pytest.raises(ValueError, match="another configuration"):
+        train(TrainConfig(out=str(tmp_path / "resumed"), **{**common, "lr": 5e-3}), progress=False)
+
+
+def test_adaptation_methods_train_only_what_they_should(tmp_path):
+    backbone = tmp_path / "deit"
+    train(TrainConfig(method="deit", data="synthetic", steps=4, batch=16, eval_points=1, probe_size=16,
+                      out=str(backbone)), progress=False)
+    counts = {}
+    for method in ("convpass", "convpass_attn", "linear", "finetune"):
+        history = train(TrainConfig(method=method, data="digits", backbone=str(backbone / "model.safetensors"),
+                                    steps=3, batch=16, eval_points=1, probe_size=16, out=str(tmp_path / method)),
+                        progress=False)
+        counts[method] = history["parameters"]["trainable"]
+        assert history["config"]["weight_decay"] == 1e-4 and history["config"]["label_smoothing"] == 0.0
+    head = 144 * 10 + 10
+    per_bypass = 144 * 8 + 8 + 9 * 64 + 8 + 8 * 144 + 144
+    assert counts["linear"] == head
+    assert counts["convpass_attn"] == head + 6 * per_bypass
+    assert counts["convpass"] == head + 12 * per_bypass
+    assert counts["finetune"] > 1_000_000
+    with pytest.raises(ValueError, match="--backbone"):
+        TrainConfig(method="convpass", data="digits")
+
+
+def test_torchrun_two_cpu_processes_run_the_same_recipe(tmp_path):
+    args = ["--method", "deit", "--data", "synthetic", "--steps", "6", "--batch", "16", "--eval-points", "2",
+            "--probe-size", "16", "--drop-path", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "petl_core", "train", *args, "--out", str(tmp_path / "ddp")],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "petl_core", "train", *args, "--out", str(tmp_path / "one")],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert history["environment"]["processes"] == 2 and history["batch_per_process"] == 8
+    a = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "one" / "model.safetensors"))
+    # The global batch is split over the ranks and the gradients averaged: the same optimisation, up to the
+    # order of float additions (which Adam's normalisation amplifies on near-zero gradients).
+    torch.manual_seed(0)
+    init = build_model(TrainConfig(method="deit", data="synthetic", drop_path=0.0), num_classes=4).state_dict()
+    moved = sum((b[k] - init[k]).square().sum() for k in b).sqrt()
+    apart = sum((a[k] - b[k]).square().sum() for k in b).sqrt()
+    assert moved > 0.05 and apart < 0.01 * moved, (moved, apart)
+
+
+def test_synthetic_set_is_small_and_labelled():
+    data = synthetic(num_images=40, num_classes=4)
+    assert data.images.shape == (40, 1, 16, 16) and data.labels.bincount().tolist() == [10, 10, 10, 10]
