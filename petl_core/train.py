@@ -367,7 +367,7 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         step += 1
         window_loss += loss.item()
         window_count += 1
-        window_images += config.batch
+        window_images += len(batch_idx)
         if bar is not None:
             bar.update(1)
     if bar is not None:
