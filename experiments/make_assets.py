@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from petl_core import zoo
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,19 +116,6 @@ def _load_history(config: TrainConfig) -> dict:
     return json.loads((Path(config.out) / "history.json").read_text())
 
 
-def ship(config: TrainConfig, name: str, title: str) -> None:
-    """Copy a finished run into assets/models/<name>/ with its card."""
-    from petl_core import zoo
-
-    target = ASSETS / "models" / name
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(config.out) / "model.safetensors", target / "model.safetensors")
-    shutil.copy(Path(config.out) / "history.json", target / "history.json")
-    history = _load_history(config)
-    card = zoo.card_from_history(history, name=name, title=title)
-    (target / "card.json").write_text(json.dumps(card, indent=1))
-
-
 def summarise_sample() -> dict:
     rows = []
     for config in sample_runs():
@@ -174,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "shipped":
             records = run_all(shipped_runs(), args.jobs) + run_all([convpass_shipped_run()], 1)
             convit, deit = shipped_runs()
-            ship(convit, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) trained on Fashion-MNIST")
-            ship(deit, "deit_fmnist", "DeiT (9 heads, depth 6) trained on Fashion-MNIST")
-            ship(convpass_shipped_run(), "convpass_digits", "Convpass on the Fashion-MNIST DeiT, adapted to digits")
+            zoo.write_entry(convit.out, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) on Fashion-MNIST")
+            zoo.write_entry(deit.out, "deit_fmnist", "DeiT (9 heads, depth 6) on Fashion-MNIST")
+            zoo.write_entry(convpass_shipped_run().out, "convpass_digits",
+                            "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", backbone="deit_fmnist")
         elif stage == "sample":
             records = run_all(sample_runs(), args.jobs)
             (RESULTS / "sample_efficiency.json").write_text(json.dumps(summarise_sample(), indent=1))

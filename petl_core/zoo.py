@@ -1,0 +1,502 @@
+"""The models the explorer offers: shipped (trained here, in `assets/models/`), hub (timm weights) and local files.
+
+>>> from petl_core import zoo
+>>> [(m.name, m.source, m.available) for m in zoo.list_models()]
+>>> loaded = zoo.load("convit_fmnist")          # .model (eval mode), .card (dict), .preprocess(pil) -> tensor
+>>> logits = loaded.model(loaded.preprocess(image)[None])
+>>> zoo.load("deit_tiny_patch16_224.fb_in1k", file="deit_tiny.safetensors")   # hub entry, weights from a file
+
+Shipped entry = a folder `<root>/<name>/` holding `model.safetensors` (the FULL state dict: for Convpass the
+backbone, the bypasses and the head), `card.json` (format below; `read_card` is the one place that reads it) and
+the run's `history.json`. The root is `root=` if given, else the `PETL_ASSETS` environment variable, else
+`ASSETS`. `write_entry(run_dir, name, title)` makes one from a finished `petl_core.train` run.
+
+Card (a JSON dict)::
+
+    {"name": "convit_fmnist", "title": "ConViT (9 heads, depth 6) trained on Fashion-MNIST",
+     "method": "convit",                      # TrainConfig.method: convit, deit, convpass, convpass_attn, ...
+     "architecture": {"timm_name": "convit_tiny", "kwargs": {...ARCHITECTURES kwargs..., "num_classes": 10}},
+     "backbone": "deit_fmnist",               # adapted methods only: what was adapted
+     "convpass": {"dim": 8, "scale": 10.0, "where": "both", "conv_init": "identity", "dropout": 0.1},  # Convpass only
+     "classes": ["T-shirt/top", ...],
+     "preprocessing": {"mean": 0.286, "std": 0.353, "base_size": 28, "pad": 2, "in_chans": 1},
+     "accuracy": {"test": 0.87, "test_images": 10000, "step": 3000},
+     "parameters": {"total": 1234, "trainable": 1234},
+     "data": "...", "recipe": {...}, "made_with": "python -m petl_core train ...", "wall_time_s": 123.4,
+     "hardware": "...", "software": {"python": ..., "torch": ..., "timm": ...}}
+
+Cards of hub and local-file models (built at load time) share the keys name, title, source, method,
+architecture, classes, preprocessing (timm's data config there) and accuracy (`{"test": None, "note": "not
+measured here"}`).
+
+Nothing is cached: every `load` builds a fresh model, so callers may change it (add_convpass, reset_classifier).
+A shipped model loads in a fraction of a second: it is built on the meta device (no random initialisation), then
+its weights are loaded strictly. `list_models` never lists local files (the user names them at load time);
+`load_local` loads one, as source 'local'.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import threading
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.models import get_pretrained_cfg
+from torch import nn
+
+from .analysis import class_names
+from .checkpoint import CheckpointError, load_checkpoint
+from .convpass import ConvpassConfig, add_convpass
+from .images import data_config, image_transform
+from .models import HubUnavailableError, create_model
+from .train import ARCHITECTURES, BASE_SIZE, PAD, TrainConfig, prepare
+
+__all__ = [
+    "ASSETS",
+    "HUB",
+    "SHIPPED",
+    "Loaded",
+    "ZooEntry",
+    "card_from_history",
+    "hub_status",
+    "list_models",
+    "load",
+    "load_local",
+    "read_card",
+    "write_entry",
+]
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
+"""Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
+
+SHIPPED = {"convit_fmnist": "convit", "deit_fmnist": "vit", "convpass_digits": "convpass"}
+"""The entries this project ships (name: family); listed even while they are missing (as unavailable)."""
+
+HUB: dict[str, dict] = {
+    "convit_tiny.fb_in1k": dict(title="ConViT-Ti, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k"),
+    "convit_small.fb_in1k": dict(title="ConViT-S, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k"),
+    "deit_tiny_patch16_224.fb_in1k": dict(title="DeiT-Ti/16, ImageNet-1k (Facebook)", family="vit",
+                                          data="ImageNet-1k"),
+    "deit_small_patch16_224.fb_in1k": dict(title="DeiT-S/16, ImageNet-1k (Facebook)", family="vit",
+                                           data="ImageNet-1k"),
+    "vit_base_patch16_224.orig_in21k": dict(title="ViT-B/16, ImageNet-21k (original, no classifier head): "
+                                                  "a backbone for Convpass", family="vit", data="ImageNet-21k",
+                                            convpass_ready=True),
+}
+"""timm weights offered from the Hugging Face hub (or from a local copy of their file)."""
+
+_FAMILY = {"convit": "convit", "deit": "vit", "convpass": "convpass", "convpass_attn": "convpass", "linear": "vit",
+           "finetune": "vit"}
+_ADAPTED = ("convpass", "convpass_attn", "linear", "finetune")
+_HUB_TIMEOUT_S = 2.0
+
+
+@dataclass
+class ZooEntry:
+    """One model the app can offer."""
+
+    name: str
+    title: str
+    source: str
+    """'shipped' or 'hub' ('local' is the source of what `load_local` returns)."""
+    family: str
+    """'convit', 'vit' or 'convpass'."""
+    available: bool
+    reason: str = ""
+    """Why it is unavailable now (empty when available)."""
+    convpass_ready: bool = False
+    """A plain ViT backbone meant to be adapted with `add_convpass`."""
+
+
+@dataclass
+class Loaded:
+    """A loaded model: `model` in eval mode, its `card`, and `preprocess(pil_image) -> (C, H, W) tensor`."""
+
+    name: str
+    source: str
+    model: nn.Module
+    card: dict
+    preprocess: Callable[[Image.Image], torch.Tensor]
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root or os.environ.get("PETL_ASSETS") or ASSETS)
+
+
+# --------------------------------------------------------------------------------------------------- cards
+def read_card(directory: str | Path) -> dict:
+    """The card of an entry folder, checked for the fields loading needs. Raises CheckpointError."""
+    path = Path(directory) / "card.json"
+    if not path.is_file():
+        raise CheckpointError(f"{Path(directory).name} has no card.json (looked in {path.parent})")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not readable JSON: {e}") from e
+    required = ["name", "title", "method", "architecture", "classes", "preprocessing", "accuracy"]
+    if card.get("method") in _ADAPTED:
+        required.append("backbone")
+    if str(card.get("method", "")).startswith("convpass"):
+        required.append("convpass")
+    missing = [k for k in required if k not in card]
+    missing += [f"architecture.{k}" for k in ("timm_name", "kwargs") if k not in card.get("architecture", {})]
+    missing += [f"preprocessing.{k}" for k in ("mean", "std") if k not in card.get("preprocessing", {})]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+    pre = card["preprocessing"]
+    if (pre.get("base_size", BASE_SIZE), pre.get("pad", PAD)) != (BASE_SIZE, PAD):
+        raise CheckpointError(f"{path} asks for {pre.get('base_size')}-pixel images padded by {pre.get('pad')}; "
+                              f"petl_core.train.prepare makes {BASE_SIZE}-pixel images padded by {PAD}")
+    return card
+
+
+def _command(config: dict, processes: int) -> str:
+    """The command line that reproduces a run: the method and the options that differ from its defaults."""
+    defaults = asdict(TrainConfig(method=config["method"], backbone=config.get("backbone")))
+    launcher = f"torchrun --nproc_per_node {processes} -m" if processes > 1 else "python -m"
+    options = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in config.items()
+               if k == "method" or (k != "extra" and k in defaults and v != defaults[k] and v is not None)]
+    return " ".join([launcher, "petl_core train", *options])
+
+
+def card_from_history(history: dict, name: str, title: str, *, backbone: str | None = None, data: str | None = None,
+                      made_with: str | None = None, hardware: str | None = None) -> dict:
+    """The card of a finished `petl_core.train` run, from its history.json.
+
+    Args:
+        backbone: the zoo name of the adapted backbone (default: the path the run was given).
+        data: a sentence on the training data (default: dataset name and sizes).
+        made_with: the command that made it (default: rebuilt from the run's configuration).
+        hardware: where it ran (default: from the run's recorded environment).
+    """
+    config, env, run_data = history["config"], history["environment"], history["data"]
+    if not history["entries"] or history["entries"][-1]["step"] != history["steps"]:
+        done = history["entries"][-1]["step"] if history["entries"] else 0
+        raise ValueError(f"the run stopped at step {done} of {history['steps']}: finish it before making a card")
+    last = history["entries"][-1]
+    method = config["method"]
+    timm_name, kwargs = ARCHITECTURES[method if method in ARCHITECTURES else "deit"]
+    classes = list(run_data["classes"])
+    subset = f", {config['shots']} per class" if config.get("shots") else (
+        f", {config['fraction']:.0%} of the training set" if config.get("fraction", 1.0) < 1.0 else "")
+    card = {
+        "name": name,
+        "title": title,
+        "method": method,
+        "architecture": {"timm_name": timm_name, "kwargs": {**kwargs, "num_classes": len(classes)}},
+        "classes": classes,
+        "preprocessing": {**run_data["normalisation"], "base_size": BASE_SIZE, "pad": PAD,
+                          "in_chans": kwargs["in_chans"]},
+        "accuracy": {"test": last["test_accuracy"], "test_images": run_data["test_images"], "step": last["step"]},
+        "parameters": dict(history["parameters"]),
+        "data": data or (f"{config['data']}: {run_data['train_images']} training images{subset}, "
+                         f"{run_data['test_images']} test images"),
+        "recipe": {**{k: v for k, v in config.items() if k not in ("out", "data_root", "device", "backbone")},
+                   "steps": history["steps"], "epochs": history["steps"] / history["steps_per_epoch"]},
+        "made_with": made_with or _command(config, env.get("processes", 1)),
+        "wall_time_s": last["wall_time"],
+        "hardware": hardware or (f"{env.get('processes', 1)} × {env.get('gpu') or 'CPU process'} on "
+                                 f"{env.get('cpu_count')} CPU cores ({env.get('platform')})"),
+        "software": {k: env.get(k) for k in ("python", "torch", "timm")},
+    }
+    if method in _ADAPTED:
+        card["backbone"] = backbone or config["backbone"]
+    if method.startswith("convpass"):
+        where = "both" if method == "convpass" else "attn"
+        card["convpass"] = asdict(ConvpassConfig(dim=config["convpass_dim"], scale=config["convpass_scale"],
+                                                 where=where))
+    return card
+
+
+def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | None = None,
+                **card_options) -> Path:
+    """Ship a finished run: copy its model.safetensors and history.json to `<root>/<name>/` and write card.json.
+
+    `card_options` go to `card_from_history` (backbone, data, made_with, hardware). Returns the entry folder.
+    """
+    run_dir = Path(run_dir)
+    for file in ("model.safetensors", "history.json"):
+        if not (run_dir / file).is_file():
+            raise CheckpointError(f"{run_dir} has no {file}: is it a finished petl_core.train run?")
+    history = json.loads((run_dir / "history.json").read_text())
+    card = card_from_history(history, name, title, **card_options)
+    entry = _root(root) / name
+    entry.mkdir(parents=True, exist_ok=True)
+    for file in ("model.safetensors", "history.json"):
+        shutil.copyfile(run_dir / file, entry / file)
+    (entry / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    read_card(entry)
+    return entry
+
+
+# --------------------------------------------------------------------------------------------------- building
+def _build(card: dict, weights: Path) -> nn.Module:
+    """The card's architecture with the file's weights, loaded strictly (CheckpointError when they do not fit).
+
+    Fast: the model is built on the meta device, so nothing is randomly initialised before the weights arrive.
+    """
+    arch = card["architecture"]
+
+    def construct() -> nn.Module:
+        model = create_model(arch["timm_name"], **arch["kwargs"])
+        if "convpass" in card:
+            add_convpass(model, **card["convpass"])
+        return model
+
+    with torch.device("meta"):
+        model = construct()
+    persistent = set(model.state_dict())
+    unknown = [n for n, _ in model.named_buffers()
+               if n not in persistent and not hasattr(model.get_submodule(n.rpartition(".")[0]),
+                                                      "init_non_persistent_buffers")]
+    if unknown:  # a buffer neither in the file nor recomputable: build the ordinary (slower) way
+        model = construct()
+    else:
+        model.to_empty(device="cpu")
+        for module in model.modules():  # timm's convention for computed buffers (ConViT's rel_indices)
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+    load_checkpoint(model, weights)
+    model.label_names = list(card["classes"])
+    return model.eval()
+
+
+def _grayscale_square(image: Image.Image) -> torch.Tensor:
+    """(1, 1, s, s) uint8: the image in grayscale, centre-cropped to its largest square (nothing is squashed)."""
+    gray = image.convert("L")
+    width, height = gray.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = gray.crop((left, top, left + side, top + side))
+    if side > 32 * BASE_SIZE:  # memory guard for huge photos: box-average by an integer factor first
+        square = square.reduce(side // (16 * BASE_SIZE))
+    return torch.from_numpy(np.array(square, dtype=np.uint8))[None, None]
+
+
+def _card_preprocess(card: dict) -> Callable[[Image.Image], torch.Tensor]:
+    """The evaluation path of `petl_core.train`: grayscale, centre square, then `prepare` (resize to 28, pad, norm).
+
+    The resize to 28×28 is `prepare`'s own (bilinear, antialiased), so that dataset images of any size (28×28
+    Fashion-MNIST, 8×8 digits) give exactly the tensor the model was evaluated on; a 28×28 image is not resized.
+    """
+    pre = card["preprocessing"]
+    in_chans = pre.get("in_chans", card["architecture"]["kwargs"].get("in_chans", 1))
+    mean, std = float(pre["mean"]), float(pre["std"])
+
+    def preprocess(image: Image.Image) -> torch.Tensor:
+        return prepare(_grayscale_square(image), in_chans, mean, std, train=False)[0]
+
+    return preprocess
+
+
+def _load_entry(directory: Path, name: str, source: str) -> Loaded:
+    card = {**read_card(directory), "source": source}
+    return Loaded(name, source, _build(card, directory / "model.safetensors"), card, _card_preprocess(card))
+
+
+# --------------------------------------------------------------------------------------------------- the hub
+def _offline_env() -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _cached_weights(name: str) -> str | None:
+    """The path of `name`'s weights in the Hugging Face cache, if they were downloaded before."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    filenames = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
+    for filename in filenames:
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def _hub_reachable(timeout: float = _HUB_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub (or the HTTPS proxy) opens within `timeout` seconds, DNS included."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname, proxy_url.port or 80
+    opened: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            opened.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, daemon=True)  # a hanging DNS lookup cannot hold us past `timeout`
+    probe.start()
+    probe.join(timeout)
+    return bool(opened)
+
+
+def hub_status(name: str, reachable: bool | None = None) -> tuple[bool, str]:
+    """(available, reason) for a hub entry: its weights are cached, or the hub can be reached now."""
+    if _cached_weights(name):
+        return True, ""
+    if _offline_env():
+        return False, (f"{name} needs its weights from the Hugging Face hub, which is switched off here "
+                       f"(HF_HUB_OFFLINE is set); pass a local weights file instead.")
+    if reachable is None:
+        reachable = _hub_reachable()
+    if not reachable:
+        return False, (f"{name} needs its weights from the Hugging Face hub, which cannot be reached from here; "
+                       f"pass a local weights file instead.")
+    return True, ""
+
+
+def _why_not(name: str, weights: Path, timm_kwargs: dict, error: BaseException) -> str:
+    """One clause on why timm could not load `weights` as `name`: the file's tensors against the architecture's."""
+    with torch.device("meta"):  # no memory, no init: only names and shapes matter
+        skeleton = create_model(name, **timm_kwargs)
+    try:
+        load_checkpoint(skeleton, weights)
+    except CheckpointError as e:
+        return str(e).split(": ", 1)[-1]
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def _load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
+    info = HUB[name]
+    if file is not None:
+        weights = Path(file)
+        if not weights.is_file():
+            raise CheckpointError(f"weights file not found: {weights}")
+    else:
+        cached = _cached_weights(name)
+        if cached is None:
+            available, reason = hub_status(name)
+            if not available:
+                raise HubUnavailableError(reason)
+        weights = Path(cached) if cached else None  # cached: read the file directly, no network at all
+    if weights is None:
+        model = create_model(name, pretrained=True, **timm_kwargs)
+    else:
+        try:
+            model = create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                                 **timm_kwargs)
+        except Exception as e:  # timm and torch raise many kinds for a file that is not these weights
+            cause = e.__cause__ if isinstance(e, HubUnavailableError) and e.__cause__ else e
+            why = _why_not(name, weights, timm_kwargs, cause)
+            raise CheckpointError(f"{weights.name} does not hold weights of {name}: {why}") from e
+    model.eval()
+    cfg = model.pretrained_cfg
+    card = {
+        "name": name, "title": info["title"], "source": "hub", "method": info["family"],
+        "architecture": {"timm_name": name, "kwargs": dict(timm_kwargs)},
+        "weights": str(weights) if weights else f"https://huggingface.co/{cfg.get('hf_hub_id')}",
+        "classes": class_names(model) if model.num_classes else [],
+        "preprocessing": data_config(model),
+        "accuracy": {"test": None, "note": "not measured here"},
+        "data": info["data"], "license": cfg.get("license"), "convpass_ready": info.get("convpass_ready", False),
+    }
+    return Loaded(name, "hub", model, card, image_transform(model))
+
+
+# --------------------------------------------------------------------------------------------------- public API
+def list_models(root: str | Path | None = None) -> list[ZooEntry]:
+    """Every model the app can offer: the shipped entries (and any other entry folder under the root), then the
+    hub entries; each says whether it can be loaded now. Checks the hub at most once (≤ 2 s when unreachable)."""
+    base = _root(root)
+    found = sorted(p.parent.name for p in base.glob("*/card.json")) if base.is_dir() else []
+    entries = []
+    for name in [*SHIPPED, *(n for n in found if n not in SHIPPED)]:
+        directory = base / name
+        try:
+            card = read_card(directory)
+        except CheckpointError as e:
+            reason = f"{name} is not shipped yet (no {directory})" if not directory.exists() else str(e)
+            entries.append(ZooEntry(name, name, "shipped", SHIPPED.get(name, "vit"), False, reason))
+            continue
+        weights = directory / "model.safetensors"
+        reason = "" if weights.is_file() else f"{weights} is missing"
+        entries.append(ZooEntry(name, card["title"], "shipped", _FAMILY.get(card["method"], "vit"), not reason,
+                                reason))
+    reachable = None
+    for name, info in HUB.items():
+        if reachable is None and not _cached_weights(name) and not _offline_env():
+            reachable = _hub_reachable()
+        available, reason = hub_status(name, reachable)
+        entries.append(ZooEntry(name, info["title"], "hub", info["family"], available, reason,
+                                info.get("convpass_ready", False)))
+    return entries
+
+
+def load(name: str, *, file: str | Path | None = None, root: str | Path | None = None, **timm_kwargs) -> Loaded:
+    """Load a zoo model by name.
+
+    Shipped names load offline from `<root>/<name>/`. Hub names load through timm: from `file` when given (a
+    timm-format .safetensors/.pth), from the Hugging Face cache when the weights are there, else from the hub;
+    with none of these, HubUnavailableError says so in one sentence, at once. `timm_kwargs` (hub only) go to
+    timm's create_model (e.g. num_classes).
+
+    Raises:
+        ValueError: unknown name. CheckpointError: missing or unfitting weights or card. HubUnavailableError.
+    """
+    if name in HUB:
+        return _load_hub(name, file, timm_kwargs)
+    directory = _root(root) / name
+    if name not in SHIPPED and not (directory / "card.json").is_file():
+        known = [e.name for e in list_models(root) if e.source == "shipped"] + list(HUB)
+        raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(known)}")
+    if file is not None or timm_kwargs:
+        raise ValueError(f"{name} is a shipped model: it takes no file or timm arguments (see load_local)")
+    if not directory.is_dir():
+        raise CheckpointError(f"{name} is not shipped yet: {directory} does not exist")
+    return _load_entry(directory, name, "shipped")
+
+
+def load_local(path: str | Path, timm_name: str | None = None, **timm_kwargs) -> Loaded:
+    """Load a weights file from disk (source 'local').
+
+    With `timm_name`: that timm architecture (`timm_kwargs` as for create_model), loaded strictly, with timm's
+    evaluation transform. Without: the file must sit in an entry folder (card.json) or a `petl_core.train` run
+    folder (history.json), which say how it was made and preprocessed.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or does not fit the architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if timm_name is None:
+        if (path.parent / "card.json").is_file():
+            card = {**read_card(path.parent), "source": "local"}
+        elif (path.parent / "history.json").is_file():
+            history = json.loads((path.parent / "history.json").read_text())
+            card = {**card_from_history(history, path.parent.name, f"{history['config']['method']} run "
+                                        f"{path.parent.name}"), "source": "local"}
+        else:
+            raise ValueError(f"{path.name} has no card.json or history.json beside it: pass timm_name")
+        return Loaded(card["name"], "local", _build(card, path), card, _card_preprocess(card))
+    model = load_checkpoint(create_model(timm_name, **timm_kwargs), path).eval()
+    card = {
+        "name": path.stem, "title": f"{timm_name} from {path.name}", "source": "local",
+        "method": "convit" if "convit" in timm_name else "vit",
+        "architecture": {"timm_name": timm_name, "kwargs": dict(timm_kwargs)}, "weights": str(path),
+        "classes": class_names(model) if model.num_classes else [], "preprocessing": data_config(model),
+        "accuracy": {"test": None, "note": "not measured here"},
+    }
+    return Loaded(path.stem, "local", model, card, image_transform(model))
+
