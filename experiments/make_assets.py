@@ -46,9 +46,8 @@ PETL_EPOCHS = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
 
 
 def shipped_runs() -> list[TrainConfig]:
-    scratch = [TrainConfig(method=m, data="fashion_mnist", epochs=SHIPPED_EPOCHS, batch=128, lr=1e-3, seed=0,
+    return [TrainConfig(method=m, data="fashion_mnist", epochs=SHIPPED_EPOCHS, batch=128, lr=1e-3, seed=0,
                            eval_points=18, out=str(RUNS / "shipped" / m)) for m in ("convit", "deit")]
-    return scratch
 
 
 def convpass_shipped_run() -> TrainConfig:

@@ -1,0 +1,177 @@
+"""Figures and tables of the findings, from the shipped histories and assets/results/*.json.
+
+    python -m experiments.report        # writes docs/figures/*.png and docs/results.md
+
+Everything it prints or draws is read from files that `experiments.make_assets` wrote; nothing is typed in here
+except the papers' published numbers, which are labelled as such.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "assets" / "models"
+RESULTS = ROOT / "assets" / "results"
+FIGURES = ROOT / "docs" / "figures"
+
+# ConViT Table 2 (ConViT-S vs DeiT-S on ImageNet subsets, top-1 %), methods.md §1.7.
+PAPER_SAMPLE_EFFICIENCY = {0.05: (34.8, 47.8), 0.1: (48.0, 59.6), 0.3: (66.1, 73.7), 0.5: (74.6, 78.2),
+                           1.0: (79.9, 81.4)}
+
+
+def _history(name: str, run_dir: Path | None = None) -> dict | None:
+    path = (run_dir or MODELS / name) / "history.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gates_figure(history: dict) -> Figure:
+    """ConViT Fig. 6: σ(λ) per head (thin) and its mean (black) per GPSA block, against epochs."""
+    entries = history["entries"]
+    epochs = [e["epoch"] for e in entries]
+    gates = np.array([e["gates"] for e in entries])  # (T, blocks, H)
+    blocks = gates.shape[1]
+    fig = Figure(figsize=(3.0 * blocks, 2.8), layout="constrained")
+    axes = fig.subplots(1, blocks, squeeze=False)[0]
+    for b, ax in enumerate(axes):
+        for h in range(gates.shape[2]):
+            ax.plot(epochs, gates[:, b, h], lw=0.8, alpha=0.7)
+        ax.plot(epochs, gates[:, b].mean(-1), color="black", lw=2)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"GPSA block {b}")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("σ(λ): positional attention")
+    return fig
+
+
+def nonlocality_figure(histories: dict[str, dict]) -> Figure:
+    """ConViT Fig. 5: nonlocality (patches, mean over heads and 1,024 test images) per layer against epochs."""
+    fig = Figure(figsize=(5.0 * len(histories), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
+    for ax, (label, history) in zip(axes, histories.items(), strict=True):
+        epochs = [e["epoch"] for e in history["entries"]]
+        values = np.array([[np.mean(layer) for layer in e["nonlocality"]] for e in history["entries"]])
+        colours = [f"C{i}" for i in range(values.shape[1])]
+        for layer in range(values.shape[1]):
+            ax.plot(epochs, values[:, layer], color=colours[layer], label=f"layer {layer + 1}")
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("nonlocality (patches)")
+    axes[-1].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def _mean_sd(values: list[float]) -> str:
+    """'mean ± sd (n=k)' of accuracies in %, or '–' without runs."""
+    if not values:
+        return "–"
+    spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.1f}{spread} (n={len(values)})"
+
+
+def sample_efficiency(results: dict) -> tuple[str, Figure]:
+    by = defaultdict(list)
+    for row in results["runs"]:
+        by[(row["method"], row["fraction"])].append(100 * row["test_accuracy"])
+    fractions = sorted({f for _, f in by})
+    lines = ["| fraction | DeiT (ours) | ConViT (ours) | gap | DeiT-S (paper) | ConViT-S (paper) | gap (paper) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for method in ("deit", "convit"):
+        means = [np.mean(by[(method, f)]) if by[(method, f)] else np.nan for f in fractions]
+        ax.plot(fractions, means, marker="o", label=method)
+    for f in fractions:
+        deit, convit = by[("deit", f)], by[("convit", f)]
+        d, c = (np.mean(deit) if deit else np.nan), (np.mean(convit) if convit else np.nan)
+        paper = PAPER_SAMPLE_EFFICIENCY.get(f)
+        paper_cols = "– | – | –"
+        if paper:
+            paper_cols = f"{paper[0]} | {paper[1]} | {100 * (paper[1] - paper[0]) / paper[0]:+.0f}%"
+        gap = f"{100 * (c - d) / d:+.1f}%"
+        lines.append(f"| {f:.0%} | {_mean_sd(deit)} | {_mean_sd(convit)} | {gap} | {paper_cols} |")
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of Fashion-MNIST")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    return "\n".join(lines), fig
+
+
+def petl(results: dict) -> tuple[str, Figure]:
+    by = defaultdict(list)
+    params = {}
+    for row in results["runs"]:
+        by[(row["method"], row["shots"])].append(100 * row["last_epoch_accuracy"])
+        params[row["method"]] = row["trainable_parameters"]
+    methods = sorted(params, key=params.get)
+    shots = sorted({s for _, s in by if s is not None})
+    header = "| method | trainable params | 1,000 images | " + " | ".join(f"{s}-shot" for s in shots) + " |"
+    lines = [header, "|---|---:|" + "---:|" * (1 + len(shots))]
+    fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for m in methods:
+        cells = [by[(m, None)]] + [by[(m, s)] for s in shots]
+        text = [_mean_sd(v) for v in cells]
+        lines.append(f"| {m} | {params[m]:,} | " + " | ".join(text) + " |")
+        ax.plot(shots, [np.mean(by[(m, s)]) if by[(m, s)] else np.nan for s in shots], marker="o", label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("last-epoch test accuracy (%)")
+    ax.legend(fontsize=8)
+    return "\n".join(lines), fig
+
+
+def main() -> int:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    sections = ["# Results (generated by `python -m experiments.report`; do not edit by hand)\n"]
+    convit, deit = _history("convit_fmnist"), _history("deit_fmnist")
+    if convit:
+        gates_figure(convit).savefig(FIGURES / "gates_over_training.png", dpi=110)
+        first, last = convit["entries"][0], convit["entries"][-1]
+        rows = [f"| {b} | {np.mean(g0):.3f} | {np.mean(g1):.3f} | {np.min(g1):.3f}–{np.max(g1):.3f} |"
+                for b, (g0, g1) in enumerate(zip(first["gates"], last["gates"], strict=True))]
+        sections.append("## Gates σ(λ) of the shipped ConViT, first and last evaluation\n\n"
+                        "| GPSA block | mean at init | mean at end | range of heads at end |\n|---:|---:|---:|---:|\n"
+                        + "\n".join(rows) + "\n\n![gates](figures/gates_over_training.png)\n")
+    if convit and deit:
+        nonlocality_figure({"DeiT": deit, "ConViT": convit}).savefig(FIGURES / "nonlocality_over_training.png",
+                                                                       dpi=110)
+        rows = []
+        for label, h in (("DeiT", deit), ("ConViT", convit)):
+            start = [np.mean(v) for v in h["entries"][0]["nonlocality"]]
+            end = [np.mean(v) for v in h["entries"][-1]["nonlocality"]]
+            rows.append(f"| {label} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
+                        + f" | {100 * h['entries'][-1]['test_accuracy']:.2f} |")
+        layers = len(deit["entries"][0]["nonlocality"])
+        sections.append("## Nonlocality per layer (patches), first → last evaluation\n\n| model | "
+                        + " | ".join(f"layer {i + 1}" for i in range(layers)) + " | test accuracy (%) |\n|---|"
+                        + "---:|" * (layers + 1) + "\n" + "\n".join(rows)
+                        + "\n\n![nonlocality](figures/nonlocality_over_training.png)\n")
+    for name, title, make in (("sample_efficiency", "Sample efficiency", sample_efficiency),
+                              ("petl", "PETL on digits from the Fashion-MNIST DeiT", petl)):
+        path = RESULTS / f"{name}.json"
+        if path.is_file():
+            results = json.loads(path.read_text())
+            table, fig = make(results)
+            fig.savefig(FIGURES / f"{name}.png", dpi=110)
+            sections.append(f"## {title}\n\n{results['protocol']}.\n\n{table}\n\n![{name}](figures/{name}.png)\n")
+    timings = RESULTS / "timings.json"
+    if timings.is_file():
+        records = json.loads(timings.read_text())
+        per_stage = defaultdict(float)
+        for r in records:
+            per_stage[(r["stage"], r["device"], r.get("gpu"))] += r["run_wall_time_s"]
+        sections.append("## Time taken\n\n| stage | device | run time (s, summed over runs) |\n|---|---|---:|\n"
+                        + "\n".join(f"| {s} | {d}{f' ({g})' if g else ''} | {t:.0f} |"
+                                    for (s, d, g), t in per_stage.items()) + "\n")
+    (ROOT / "docs" / "results.md").write_text("\n".join(sections))
+    print("\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
