@@ -1,7 +1,8 @@
 """Command line: `python -m petl_core analyze IMAGE --model NAME [--checkpoint FILE] --out DIR`.
 
 Examples:
-    python -m petl_core analyze assets/examples/chelsea.png --model convit_tiny --out out/
+    python -m petl_core analyze assets/examples/chelsea.png --model convit_fmnist --out out/   (a shipped model)
+    python -m petl_core analyze assets/examples/chelsea.png --model convit_tiny --out out/     (random init)
     python -m petl_core analyze cat.jpg --model deit_tiny_patch16_224 --checkpoint deit.safetensors --out out/
     python -m petl_core analyze cat.jpg --model vit_base_patch16_224 --adapter digits.safetensors --out out/
 """
@@ -11,12 +12,15 @@ import argparse
 import ast
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from . import train as train_module
+from . import zoo
 from .analysis import analyze
 from .checkpoint import CheckpointError, load_checkpoint
 from .convpass import load_convpass
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     a = commands.add_parser("analyze", help="attention maps, gates, nonlocality and bypasses of one image")
     a.add_argument("image", type=Path)
-    a.add_argument("--model", required=True, help="timm model name, e.g. convit_tiny, deit_tiny_patch16_224")
+    a.add_argument("--model", required=True,
+                   help="a shipped model (convit_fmnist, deit_fmnist, convpass_digits) or a timm name (convit_tiny)")
     a.add_argument("--checkpoint", type=Path, help="weights: .safetensors, or .pth/.pt read with weights_only")
     a.add_argument("--adapter", type=Path, help="Convpass adapter file written by petl_core.save_convpass")
     a.add_argument("--pretrained", action="store_true", help="load the timm hub weights (needs network)")
@@ -89,28 +94,38 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_analyze(args: argparse.Namespace) -> dict:
-    device = _device(args.device)
-    image = load_image(args.image)  # before building the model: a bad image fails fast
+def _load_model(args: argparse.Namespace) -> tuple[nn.Module, Callable, dict, str]:
+    """(model, preprocess, normalisation config, where its weights come from) for the analyze command."""
+    if args.model in zoo.SHIPPED:
+        if args.checkpoint or args.pretrained or args.model_arg:
+            raise CommandError(f"{args.model} is a shipped model: it takes no --checkpoint, --pretrained or "
+                               f"--model-arg (use --adapter only with timm backbones)")
+        loaded = zoo.load(args.model)
+        return loaded.model, loaded.preprocess, loaded.card["preprocessing"], "shipped"
     try:
         model = create_model(args.model, pretrained=args.pretrained, **dict(args.model_arg))
     except TypeError as e:
         raise CommandError(f"bad model argument for {args.model}: {e}") from e
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint)
+    weights = "checkpoint" if args.checkpoint else "pretrained" if args.pretrained else "random"
+    if weights == "random":
+        print("note: no --checkpoint or --pretrained: random weights, predictions are meaningless",
+              file=sys.stderr)
+    return model, image_transform(model), data_config(model), weights
+
+
+def run_analyze(args: argparse.Namespace) -> dict:
+    device = _device(args.device)
+    image = load_image(args.image)  # before building the model: a bad image fails fast
+    model, preprocess, config, weights = _load_model(args)
     if args.adapter:
         try:
             load_convpass(model, args.adapter)
         except (OSError, ValueError) as e:
             raise CommandError(f"adapter {args.adapter.name}: {e}") from e
-    weights = "checkpoint" if args.checkpoint else "pretrained" if args.pretrained else "random"
-    if weights == "random":
-        print("note: no --checkpoint or --pretrained: random weights, predictions are meaningless",
-              file=sys.stderr)
     model = model.to(device).eval()
-
-    config = data_config(model)
-    inputs = image_transform(model)(image).unsqueeze(0).to(device)
+    inputs = preprocess(image).unsqueeze(0).to(device)
     result = analyze(model, inputs)
     t = result.trace
     query = (t.grid[0] // 2, t.grid[1] // 2) if args.query == "center" else args.query
@@ -147,7 +162,7 @@ def run_analyze(args: argparse.Namespace) -> dict:
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "adapter": str(args.adapter) if args.adapter else None,
         "image": str(args.image),
-        "input_size": list(config["input_size"]),
+        "input_size": list(inputs.shape[1:]),
         "device": str(device),
         "query": "cls" if query == "cls" else list(query),
         "query_skipped_blocks": skipped,

@@ -172,3 +172,23 @@ def test_offline_hub_is_one_line_and_nonzero_exit(photo, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: could not download pretrained weights for 'convit_tiny'")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (ROOT / "assets" / "models" / "convit_fmnist" / "card.json").is_file(),
+                    reason="the shipped models are not in assets/ yet")
+def test_analyze_a_shipped_model(tmp_path):
+    out = tmp_path / "out"
+    result = _run("analyze", str(ROOT / "assets" / "examples" / "chelsea.png"), "--model", "convit_fmnist",
+                  "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "random weights" not in result.stderr
+    report = json.loads((out / "analysis.json").read_text())
+    from petl_core.data import FASHION_MNIST_CLASSES
+    assert report["weights"] == "shipped" and report["input_size"] == [1, 32, 32] and report["grid"] == [8, 8]
+    assert {e["label"] for e in report["top5"]} <= set(FASHION_MNIST_CLASSES)
+    assert np.array(report["gates"]["sigma_lambda"]).shape == (4, 9)
+    assert np.array(report["nonlocality"]["per_head"]).shape == (6, 9)
+    with Image.open(out / "input.png") as im:
+        assert im.size == (32, 32)
+    assert main(["analyze", str(ROOT / "assets" / "examples" / "chelsea.png"), "--model", "convit_fmnist",
+                 "--checkpoint", str(tmp_path / "x.safetensors"), "--out", str(out)]) == 1
