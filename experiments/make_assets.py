@@ -41,7 +41,7 @@ SAMPLE_FRACTIONS = (0.05, 0.1, 0.3, 1.0)
 SAMPLE_STEPS = 600
 SEEDS = (0, 1)
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
-PETL_SHOTS = (None, 1, 2, 4, 8, 16)  # None: the 1,000-image split
+PETL_SHOTS = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split (last: the longest runs)
 PETL_EPOCHS = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
 
 
@@ -75,6 +75,16 @@ def petl_runs() -> list[TrainConfig]:
     return runs
 
 
+def _record(config: TrainConfig, history: dict) -> dict:
+    """Where and how long one finished run took (from its history)."""
+    last, env = history["entries"][-1], history["environment"]
+    return {
+        "stage": Path(config.out).parent.name, "run": Path(config.out).name, "method": config.method,
+        "run_wall_time_s": round(last["wall_time"], 1), "steps": last["step"], "test_accuracy": last["test_accuracy"],
+        "device": env["device"], "processes": env["processes"], "cpu_count": env["cpu_count"], "gpu": env["gpu"],
+    }
+
+
 def _run(config_dict: dict, threads: int) -> dict:
     """Worker: run one config to the end (resuming), return its timing record."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -86,23 +96,14 @@ def _run(config_dict: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     retain_freed_memory()
     config = TrainConfig(**config_dict)
-    started = time.perf_counter()
-    history = train(config, progress=False)
-    last, env = history["entries"][-1], history["environment"]
-    return {
-        "run": Path(config.out).name, "stage": Path(config.out).parent.name, "method": config.method,
-        "seconds_this_call": round(time.perf_counter() - started, 1), "run_wall_time_s": round(last["wall_time"], 1),
-        "steps": last["step"], "test_accuracy": last["test_accuracy"], "device": env["device"], "threads": threads,
-        "cpu_count": env["cpu_count"], "gpu": env["gpu"],
-    }
+    return {**_record(config, train(config, progress=False)), "threads": threads}
 
 
 def run_all(configs: list[TrainConfig], jobs: int) -> list[dict]:
     todo = [c for c in configs if not (Path(c.out) / "model.safetensors").is_file()]
-    done = [c for c in configs if c not in todo]
-    print(f"{len(configs)} runs: {len(done)} finished already, {len(todo)} to run on {jobs} workers", flush=True)
+    records = [_record(c, _load_history(c)) for c in configs if c not in todo]
+    print(f"{len(configs)} runs: {len(records)} finished already, {len(todo)} to run on {jobs} workers", flush=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    records = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for record in pool.map(_run, [asdict(c) for c in todo], [threads] * len(todo)):
             print(f"  {record['stage']}/{record['run']}: accuracy {record['test_accuracy']:.4f}, "
@@ -142,10 +143,11 @@ def summarise_petl() -> dict:
 
 
 def _merge_timings(records: list[dict]) -> None:
+    """Add or replace (by stage and run) the timing records in assets/results/timings.json."""
     path = RESULTS / "timings.json"
-    timings = json.loads(path.read_text()) if path.is_file() else []
-    timings += records
-    path.write_text(json.dumps(timings, indent=1))
+    timings = {(r["stage"], r["run"]): r for r in (json.loads(path.read_text()) if path.is_file() else [])}
+    timings.update({(r["stage"], r["run"]): r for r in records})
+    path.write_text(json.dumps(sorted(timings.values(), key=lambda r: (r["stage"], r["run"])), indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
