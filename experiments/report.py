@@ -132,10 +132,13 @@ def main() -> int:
     if convit:
         gates_figure(convit).savefig(FIGURES / "gates_over_training.png", dpi=110)
         first, last = convit["entries"][0], convit["entries"][-1]
-        rows = [f"| {b} | {np.mean(g0):.3f} | {np.mean(g1):.3f} | {np.min(g1):.3f}–{np.max(g1):.3f} |"
-                for b, (g0, g1) in enumerate(zip(first["gates"], last["gates"], strict=True))]
-        sections.append("## Gates σ(λ) of the shipped ConViT, first and last evaluation\n\n"
-                        "| GPSA block | mean at init | mean at end | range of heads at end |\n|---:|---:|---:|---:|\n"
+        rows = [f"| {b} | {np.mean(g0):.3f} | {np.mean(g1):.3f} | {np.min(g1):.3f}–{np.max(g1):.3f} | "
+                f"{np.mean(a0):.3f} | {np.mean(a1):.3f} |"
+                for b, (g0, g1, a0, a1) in enumerate(zip(first["gates"], last["gates"], first["strengths"],
+                                                         last["strengths"], strict=True))]
+        sections.append("## Gates σ(λ) and positional strengths α of the shipped ConViT, first and last evaluation"
+                        "\n\n| GPSA block | σ(λ) mean at init | σ(λ) mean at end | heads at end | α mean at init "
+                        "| α mean at end |\n|---:|---:|---:|---:|---:|---:|\n"
                         + "\n".join(rows) + "\n\n![gates](figures/gates_over_training.png)\n")
     if convit and deit:
         nonlocality_figure({"DeiT": deit, "ConViT": convit}).savefig(FIGURES / "nonlocality_over_training.png",
@@ -146,6 +149,13 @@ def main() -> int:
             end = [np.mean(v) for v in h["entries"][-1]["nonlocality"]]
             rows.append(f"| {label} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
                         + f" | {100 * h['entries'][-1]['test_accuracy']:.2f} |")
+        accuracy = {label: {e["step"]: e["test_accuracy"] for e in h["entries"]}
+                    for label, h in (("DeiT", deit), ("ConViT", convit))}
+        steps = sorted(set(accuracy["DeiT"]) & set(accuracy["ConViT"]))
+        sections.append("## Test accuracy (%) at each evaluation point, same steps\n\n| step | "
+                        + " | ".join(str(s) for s in steps) + " |\n|---|" + "---:|" * len(steps) + "\n"
+                        + "\n".join(f"| {label} | " + " | ".join(f"{100 * acc[s]:.1f}" for s in steps) + " |"
+                                     for label, acc in accuracy.items()) + "\n")
         layers = len(deit["entries"][0]["nonlocality"])
         sections.append("## Nonlocality per layer (patches), first → last evaluation\n\n| model | "
                         + " | ".join(f"layer {i + 1}" for i in range(layers)) + " | test accuracy (%) |\n|---|"
