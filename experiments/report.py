@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from petl_core import findings
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"
 RESULTS = ROOT / "assets" / "results"
 FIGURES = ROOT / "docs" / "figures"
-
-# ConViT Table 2 (ConViT-S vs DeiT-S on ImageNet subsets, top-1 %), methods.md §1.7.
-PAPER_SAMPLE_EFFICIENCY = {0.05: (34.8, 47.8), 0.1: (48.0, 59.6), 0.3: (66.1, 73.7), 0.5: (74.6, 78.2),
-                           1.0: (79.9, 81.4)}
-
 
 def _history(name: str, run_dir: Path | None = None) -> dict | None:
     path = (run_dir or MODELS / name) / "history.json"
@@ -65,35 +62,30 @@ def nonlocality_figure(histories: dict[str, dict]) -> Figure:
     return fig
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(stats: dict) -> str:
     """'mean ± sd (n=k)' of accuracies in %, or '–' without runs."""
-    if not values:
+    if not stats["runs"]:
         return "–"
-    spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.1f}{spread} (n={len(values)})"
+    spread = f" ± {stats['sd']:.1f}" if stats["sd"] is not None else ""
+    return f"{stats['mean']:.1f}{spread} (n={len(stats['runs'])})"
 
 
 def sample_efficiency(results: dict) -> tuple[str, Figure]:
-    by = defaultdict(list)
-    for row in results["runs"]:
-        by[(row["method"], row["fraction"])].append(100 * row["test_accuracy"])
-    fractions = sorted({f for _, f in by})
+    rows = findings.sample_efficiency_summary(results)
     lines = ["| fraction | DeiT (ours) | ConViT (ours) | gap | DeiT-S (paper) | ConViT-S (paper) | gap (paper) |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     fig = Figure(figsize=(4.5, 3.2), layout="constrained")
     ax = fig.subplots()
+    fractions = [r["fraction"] for r in rows]
     for method in ("deit", "convit"):
-        means = [np.mean(by[(method, f)]) if by[(method, f)] else np.nan for f in fractions]
-        ax.plot(fractions, means, marker="o", label=method)
-    for f in fractions:
-        deit, convit = by[("deit", f)], by[("convit", f)]
-        d, c = (np.mean(deit) if deit else np.nan), (np.mean(convit) if convit else np.nan)
-        paper = PAPER_SAMPLE_EFFICIENCY.get(f)
-        paper_cols = "– | – | –"
-        if paper:
-            paper_cols = f"{paper[0]} | {paper[1]} | {100 * (paper[1] - paper[0]) / paper[0]:+.0f}%"
-        gap = f"{100 * (c - d) / d:+.1f}%"
-        lines.append(f"| {f:.0%} | {_mean_sd(deit)} | {_mean_sd(convit)} | {gap} | {paper_cols} |")
+        ax.plot(fractions, [np.nan if r[method]["mean"] is None else r[method]["mean"] for r in rows], marker="o",
+                label=method)
+    for r in rows:
+        paper = r["paper"]
+        paper_cols = f"{paper['deit']} | {paper['convit']} | {paper['relative_gap']:+.0f}%" if paper else "– | – | –"
+        gap = "–" if r["relative_gap"] is None else f"{r['relative_gap']:+.1f}%"
+        lines.append(f"| {r['fraction']:.0%} | {_mean_sd(r['deit'])} | {_mean_sd(r['convit'])} | {gap} | "
+                     f"{paper_cols} |")
     ax.set_xscale("log")
     ax.set_xlabel("fraction of Fashion-MNIST")
     ax.set_ylabel("test accuracy (%)")
@@ -102,22 +94,18 @@ def sample_efficiency(results: dict) -> tuple[str, Figure]:
 
 
 def petl(results: dict) -> tuple[str, Figure]:
-    by = defaultdict(list)
-    params = {}
-    for row in results["runs"]:
-        by[(row["method"], row["shots"])].append(100 * row["last_epoch_accuracy"])
-        params[row["method"]] = row["trainable_parameters"]
-    methods = sorted(params, key=params.get)
-    shots = sorted({s for _, s in by if s is not None})
+    summary = findings.petl_summary(results)
+    shots = summary["shots"]
     header = "| method | trainable params | 1,000 images | " + " | ".join(f"{s}-shot" for s in shots) + " |"
     lines = [header, "|---|---:|" + "---:|" * (1 + len(shots))]
     fig = Figure(figsize=(4.5, 3.2), layout="constrained")
     ax = fig.subplots()
-    for m in methods:
-        cells = [by[(m, None)]] + [by[(m, s)] for s in shots]
-        text = [_mean_sd(v) for v in cells]
-        lines.append(f"| {m} | {params[m]:,} | " + " | ".join(text) + " |")
-        ax.plot(shots, [np.mean(by[(m, s)]) if by[(m, s)] else np.nan for s in shots], marker="o", label=m)
+    for m in summary["methods"]:
+        cells = summary["accuracy"][m]
+        text = [_mean_sd(cells["full"])] + [_mean_sd(cells[str(s)]) for s in shots]
+        lines.append(f"| {m} | {summary['parameters'][m]:,} | " + " | ".join(text) + " |")
+        means = [cells[str(s)]["mean"] for s in shots]
+        ax.plot(shots, [np.nan if v is None else v for v in means], marker="o", label=m)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training images per class")
     ax.set_ylabel("last-epoch test accuracy (%)")

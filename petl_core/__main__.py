@@ -29,7 +29,7 @@ from .figures import attention_layer_figure, bypass_figure, conv_channels_figure
 from .images import ImageError, data_config, image_transform, load_image, to_display
 from .metrics import bypass_maps
 from .models import HubUnavailableError, create_model
-from .runtime import retain_freed_memory
+from .runtime import resolve_device, retain_freed_memory
 from .train import TrainConfig
 
 
@@ -87,11 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CommandError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise CommandError(f"--device: {e}") from e
 
 
 def _load_model(args: argparse.Namespace) -> tuple[nn.Module, Callable, dict, str]:

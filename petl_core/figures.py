@@ -16,12 +16,22 @@ from matplotlib.patches import Rectangle
 from . import metrics
 from .probe import Trace
 
-__all__ = ["attention_layer_figure", "bypass_figure", "conv_channels_figure", "gates_figure", "save_figure"]
+__all__ = [
+    "attention_grid_figure",
+    "attention_layer_figure",
+    "bypass_figure",
+    "compare_figure",
+    "conv_channels_figure",
+    "gates_figure",
+    "overlay_map",
+    "query_maps",
+    "save_figure",
+]
 
 _PANEL = 1.9  # inches per map panel
 
 
-def _overlay(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno") -> None:
+def overlay_map(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno") -> None:
     """Draw `values` (rows, cols) over `image` (height, width, 3), each cell covering its patch exactly."""
     height, width = image.shape[:2]
     if log_scale:
@@ -70,13 +80,98 @@ def attention_layer_figure(
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
         for head in range(num_heads):
             ax = axes[row, head]
-            _overlay(ax, image, maps[head].float().cpu().numpy(), log_scale)
+            overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale)
             if query != "cls":
                 _mark_patch(ax, query, patch_size)
             title = f"{name} h{head}"
             if gates is not None:
                 title += f"\nσ(λ)={gates[head]:.2f}"
             ax.set_title(title, fontsize=8)
+    return fig
+
+
+def query_maps(trace: Trace, layer: int, query: str | tuple[int, int], index: int = 0,
+               part: str = "attention") -> torch.Tensor | None:
+    """(H, rows, cols) attention of `query` in block `layer` (part: attention, content or positional), or None
+    when that block cannot answer (a class-token query in a block without class token, a part it lacks)."""
+    attention = getattr(trace, part)[layer]
+    prefix = trace.num_prefix[layer]
+    if attention is None or (query == "cls" and prefix == 0):
+        return None
+    return metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
+
+
+def _blank(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def attention_grid_figure(
+        trace: Trace,
+        image: np.ndarray,
+        query: str | tuple[int, int],
+        patch_size: tuple[int, int],
+        index: int = 0,
+        log_scale: bool = True,
+) -> Figure:
+    """Every block (rows) and head (columns): where `query` looks, over the model's input image."""
+    num_layers = len(trace.attention)
+    num_heads = max(a.shape[1] for a in trace.attention)
+    panel = _PANEL * 0.8
+    fig = Figure(figsize=(panel * num_heads + 0.6, panel * num_layers + 0.6), layout="constrained")
+    axes = fig.subplots(num_layers, num_heads, squeeze=False)
+    query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
+    fig.suptitle(f"attention of the {query_label}, every block and head" + (" (log scale)" if log_scale else ""))
+    for layer in range(num_layers):
+        maps = query_maps(trace, layer, query, index)
+        for head in range(num_heads):
+            ax = axes[layer, head]
+            if maps is None or head >= maps.shape[0]:
+                _blank(ax, "no class token\nin this block" if maps is None else "")
+            else:
+                overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale)
+                if query != "cls":
+                    _mark_patch(ax, query, patch_size)
+            if layer == 0:
+                ax.set_title(f"head {head}", fontsize=8)
+            if head == 0:
+                ax.set_ylabel(f"block {layer}", fontsize=8)
+    return fig
+
+
+def compare_figure(
+        panels: list[tuple[str, Trace, np.ndarray, tuple[int, int]]],
+        layer: int,
+        query: str | tuple[int, int],
+        log_scale: bool = True,
+) -> Figure:
+    """Several models (rows: label, trace, input image, patch size) at the same block and query: each head and
+    their mean (last column)."""
+    num_heads = max(t.attention[min(layer, len(t.attention) - 1)].shape[1] for _, t, _, _ in panels)
+    fig = Figure(figsize=(_PANEL * (num_heads + 1), _PANEL * len(panels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), num_heads + 1, squeeze=False)
+    query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
+    fig.suptitle(f"block {layer}, attention of the {query_label}" + (" (log scale)" if log_scale else ""))
+    for row, (label, trace, image, patch_size) in enumerate(panels):
+        maps = query_maps(trace, layer, query) if layer < len(trace.attention) else None
+        for col in range(num_heads + 1):
+            ax = axes[row, col]
+            is_mean = col == num_heads
+            if maps is None:
+                _blank(ax, f"{label}: no block {layer}" if layer >= len(trace.attention) else
+                       "no class token\nin this block")
+            elif not is_mean and col >= maps.shape[0]:
+                _blank(ax, "")
+            else:
+                values = maps.mean(dim=0) if is_mean else maps[col]
+                overlay_map(ax, image, values.float().cpu().numpy(), log_scale)
+                if query != "cls":
+                    _mark_patch(ax, query, patch_size)
+            if row == 0:
+                ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
     return fig
 
 
@@ -106,7 +201,7 @@ def bypass_figure(maps: dict[int, dict], image: np.ndarray, index: int = 0) -> F
     for col, block in enumerate(blocks):
         for row, key in enumerate(keys):
             ax = axes[row, col]
-            _overlay(ax, image, maps[block][key][index].float().cpu().numpy(), log_scale=False, cmap="viridis")
+            overlay_map(ax, image, maps[block][key][index].float().cpu().numpy(), log_scale=False, cmap="viridis")
             ax.set_title(f"block {block} {key}", fontsize=8)
     return fig
 

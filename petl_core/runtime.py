@@ -1,4 +1,4 @@
-"""Process-level settings for serving traces on CPU.
+"""Process-level settings: the device to run on, and memory reuse for serving traces on CPU.
 
 A trace keeps every block's attention alive (about 13.5 MB per image for `convit_tiny`), so each call needs
 fresh memory. glibc hands large freed blocks back to the kernel and takes them again on the next call, and the
@@ -12,7 +12,9 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["retain_freed_memory"]
+import torch
+
+__all__ = ["resolve_device", "retain_freed_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -32,3 +34,17 @@ def retain_freed_memory(threshold_bytes: int = 256 << 20) -> bool:
         return False
     mmap_limit = min(threshold_bytes, 32 << 20)  # glibc caps the mmap threshold at 32 MB on 64-bit
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_limit)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold_bytes))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:1' as given.
+
+    Raises:
+        ValueError: CUDA was asked for and there is none.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but no CUDA device is available")
+    return device

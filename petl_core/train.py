@@ -35,6 +35,7 @@ from .convpass import add_convpass
 from .data import ImageSet, fraction_subset, k_shot_subset, load_dataset
 from .models import GPSA, create_model
 from .probe import trace
+from .runtime import resolve_device
 
 __all__ = ["ARCHITECTURES", "TrainConfig", "build_model", "train"]
 
@@ -118,13 +119,11 @@ def _distributed() -> tuple[int, int]:
 
 
 def _device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    device = resolve_device(name)
+    if device.type == "cuda":
         device = torch.device("cuda", rank % torch.cuda.device_count())
         torch.cuda.set_device(device)  # NCCL needs each process on its own GPU
-        return device
-    return torch.device(name)
+    return device
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:

@@ -69,10 +69,12 @@ __all__ = [
     "ZooEntry",
     "card_from_history",
     "hub_status",
+    "initial_model",
     "list_models",
     "load",
     "load_local",
     "read_card",
+    "read_history",
     "write_entry",
 ]
 
@@ -160,6 +162,12 @@ def read_card(directory: str | Path) -> dict:
     return card
 
 
+def read_history(name: str, root: str | Path | None = None) -> dict | None:
+    """The training history (history.json) of the entry `name`, or None when it has none (hub models)."""
+    path = _root(root) / name / "history.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _command(config: dict, processes: int) -> str:
     """The command line that reproduces a run: the method and the options that differ from its defaults."""
     defaults = asdict(TrainConfig(method=config["method"], backbone=config.get("backbone")))
@@ -240,27 +248,41 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
 
 
 # --------------------------------------------------------------------------------------------------- building
+def _construct(card: dict) -> nn.Module:
+    """The card's architecture (with its Convpass bypasses), freshly initialised by timm and petl_core."""
+    arch = card["architecture"]
+    model = create_model(arch["timm_name"], **arch["kwargs"])
+    if "convpass" in card:
+        add_convpass(model, **card["convpass"])
+    return model
+
+
+def initial_model(card: dict, seed: int = 0) -> nn.Module:
+    """The model of `card` as training starts it: its architecture at initialisation (seeded), in eval mode.
+
+    Measures like nonlocality need this reference: ConViT's GPSA starts local by construction, a ViT starts
+    (near) uniform. Hub cards get timm's random init of the same architecture, never pretrained weights.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _construct(card)
+    model.label_names = list(card["classes"]) or None
+    return model.eval()
+
+
 def _build(card: dict, weights: Path) -> nn.Module:
     """The card's architecture with the file's weights, loaded strictly (CheckpointError when they do not fit).
 
     Fast: the model is built on the meta device, so nothing is randomly initialised before the weights arrive.
     """
-    arch = card["architecture"]
-
-    def construct() -> nn.Module:
-        model = create_model(arch["timm_name"], **arch["kwargs"])
-        if "convpass" in card:
-            add_convpass(model, **card["convpass"])
-        return model
-
     with torch.device("meta"):
-        model = construct()
+        model = _construct(card)
     persistent = set(model.state_dict())
     unknown = [n for n, _ in model.named_buffers()
                if n not in persistent and not hasattr(model.get_submodule(n.rpartition(".")[0]),
                                                       "init_non_persistent_buffers")]
     if unknown:  # a buffer neither in the file nor recomputable: build the ordinary (slower) way
-        model = construct()
+        model = _construct(card)
     else:
         model.to_empty(device="cpu")
         for module in model.modules():  # timm's convention for computed buffers (ConViT's rel_indices)

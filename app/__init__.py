@@ -1,0 +1,4 @@
+"""The Inductive Bias Explorer web app (Gradio): `build_demo()` builds it, `app.py` at the top level launches it."""
+from app.ui import build_demo
+
+__all__ = ["build_demo"]

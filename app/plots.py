@@ -1,0 +1,308 @@
+"""Interactive plotly figures, the clickable input picture and exports, all from arrays (no model code here).
+
+Static grids of many maps are matplotlib figures from `petl_core.figures`; everything one wants to hover,
+zoom or scrub is plotly here.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+from plotly.subplots import make_subplots
+
+from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
+
+__all__ = [
+    "attention_heatmap",
+    "bypass_share_figure",
+    "centres_figure",
+    "export_view",
+    "gates_heatmap",
+    "gates_over_training",
+    "image_nonlocality_figure",
+    "message_figure",
+    "nonlocality_over_training",
+    "patch_at",
+    "petl_figure",
+    "picker_image",
+    "sample_efficiency_figure",
+]
+
+PICKER_SIZE = 384
+"""Longest side, in pixels, of the clickable picture of the model input."""
+
+
+# --------------------------------------------------------------------------------------------------- input picture
+def _picker_scale(image: np.ndarray) -> int:
+    return max(1, PICKER_SIZE // max(image.shape[:2]))
+
+
+def picker_image(image: np.ndarray, grid: tuple[int, int], query: str | tuple[int, int]) -> np.ndarray:
+    """The model input (height, width, 3) in [0, 1], enlarged by an integer factor with the patch grid drawn and the
+    query patch framed: (height·s, width·s, 3) uint8. Click coordinates map back with `patch_at`."""
+    scale = _picker_scale(image)
+    pixels = Image.fromarray((image * 255).round().astype(np.uint8)).resize(
+        (image.shape[1] * scale, image.shape[0] * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(pixels)
+    rows, cols = grid
+    cell_h, cell_w = pixels.height / rows, pixels.width / cols
+    for r in range(1, rows):
+        draw.line([(0, r * cell_h), (pixels.width, r * cell_h)], fill=(255, 255, 255), width=1)
+    for c in range(1, cols):
+        draw.line([(c * cell_w, 0), (c * cell_w, pixels.height)], fill=(255, 255, 255), width=1)
+    if query != "cls":
+        r, c = query
+        draw.rectangle([c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1], outline=(0, 255, 255),
+                       width=3)
+    return np.asarray(pixels)
+
+
+def patch_at(x: int, y: int, picture_shape: tuple[int, ...], grid: tuple[int, int]) -> tuple[int, int]:
+    """The (row, col) patch under pixel (x, y) of a picture from `picker_image`."""
+    height, width = picture_shape[:2]
+    row = min(grid[0] - 1, max(0, int(y * grid[0] // height)))
+    col = min(grid[1] - 1, max(0, int(x * grid[1] // width)))
+    return row, col
+
+
+def message_figure(text: str, height: int = 200) -> go.Figure:
+    """An empty plot that says why there is nothing to show (a view that does not apply to this model)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 15})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- attention
+def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_scale: bool,
+                      query: str | tuple[int, int] = "cls") -> go.Figure:
+    """One map (rows, cols) over the model input (height, width, 3), each cell on its patch; hover gives values."""
+    rows, cols = values.shape
+    height, width = image.shape[:2]
+    shown = np.log10(np.clip(values, max(float(values.max()) * 1e-3, 1e-8), None)) if log_scale else values
+    fig = go.Figure()
+    fig.add_trace(go.Image(z=(image * 255).round().astype(np.uint8), hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(
+        z=shown, x0=width / cols / 2, dx=width / cols, y0=height / rows / 2, dy=height / rows, opacity=0.6,
+        colorscale="Inferno", customdata=values, hovertemplate="attention %{customdata:.4f}<extra></extra>",
+        colorbar={"title": "log10 attention" if log_scale else "attention"}))
+    fig.update_xaxes(tickvals=[(c + 0.5) * width / cols for c in range(cols)], ticktext=list(range(cols)),
+                     showgrid=False, title="col")
+    fig.update_yaxes(tickvals=[(r + 0.5) * height / rows for r in range(rows)], ticktext=list(range(rows)),
+                     showgrid=False, title="row", autorange="reversed", scaleanchor="x")
+    if query != "cls":
+        r, c = query
+        fig.add_shape(type="rect", x0=c * width / cols, x1=(c + 1) * width / cols, y0=r * height / rows,
+                      y1=(r + 1) * height / rows, line={"color": "cyan", "width": 3})
+    fig.update_layout(title=title, margin={"l": 40, "r": 10, "t": 50, "b": 40}, height=460)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- gates
+def gates_heatmap(gates: np.ndarray, blocks: list[int], title: str) -> go.Figure:
+    """σ(λ) per GPSA block (rows) and head (columns), 0 = content only, 1 = positional only."""
+    fig = go.Figure(go.Heatmap(
+        z=gates, x=[f"head {h}" for h in range(gates.shape[1])], y=[f"block {b}" for b in blocks], zmin=0, zmax=1,
+        colorscale="Reds", text=np.round(gates, 3), texttemplate="%{text}",
+        hovertemplate="%{y}, %{x}<br>σ(λ) = %{z:.3f}<extra></extra>", colorbar={"title": "σ(λ)"}))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=120 + 45 * len(blocks), margin={"t": 50, "b": 30})
+    return fig
+
+
+def gates_over_training(history: dict) -> go.Figure:
+    """σ(λ) per block and head at every evaluation point of a run, with a slider over the points, above the mean
+    gate of each block against the step."""
+    entries = history["entries"]
+    gates = np.array([e["gates"] for e in entries])  # (T, blocks, H)
+    num_blocks, num_heads = gates.shape[1:]
+    blocks = [f"block {b}" for b in range(num_blocks)]
+    heads = [f"head {h}" for h in range(num_heads)]
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.16,
+                        subplot_titles=("σ(λ) per block and head at the chosen step", "mean σ(λ) per block"))
+    fig.add_trace(go.Heatmap(z=gates[-1], x=heads, y=blocks, zmin=0, zmax=1, colorscale="Reds",
+                             text=np.round(gates[-1], 3), texttemplate="%{text}",
+                             colorbar={"title": "σ(λ)", "len": 0.5, "y": 0.78}), row=1, col=1)
+    steps = [e["step"] for e in entries]
+    for b in range(num_blocks):
+        fig.add_trace(go.Scatter(x=steps, y=gates[:, b].mean(-1), mode="lines+markers", name=blocks[b]), row=2, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_yaxes(title="mean σ(λ)", row=2, col=1)
+    fig.update_xaxes(title="step", row=2, col=1)
+    slider_steps = [{"method": "restyle", "label": f"{e['epoch']:.2f}",
+                     "args": [{"z": [gates[i]], "text": [np.round(gates[i], 3)]}, [0]]}
+                    for i, e in enumerate(entries)]
+    fig.update_layout(height=640, margin={"t": 60}, sliders=[{
+        "active": len(entries) - 1, "steps": slider_steps, "currentvalue": {"prefix": "epoch "}, "pad": {"t": 30}}])
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- nonlocality
+def nonlocality_over_training(histories: dict[str, dict]) -> go.Figure:
+    """ConViT Fig. 5: nonlocality (patches, mean over heads and the probe images) per layer against the epoch, one
+    panel per model with a shared y axis."""
+    fig = make_subplots(rows=1, cols=len(histories), shared_yaxes=True, subplot_titles=list(histories))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#637939"]
+    for col, history in enumerate(histories.values(), start=1):
+        entries = history["entries"]
+        epochs = [e["epoch"] for e in entries]
+        values = np.array([[np.mean(layer) for layer in e["nonlocality"]] for e in entries])
+        for layer in range(values.shape[1]):
+            fig.add_trace(go.Scatter(x=epochs, y=values[:, layer], mode="lines+markers", name=f"layer {layer + 1}",
+                                     legendgroup=str(layer), showlegend=col == 1,
+                                     line={"color": palette[layer % len(palette)]}), row=1, col=col)
+        fig.update_xaxes(title="epoch", row=1, col=col)
+    fig.update_yaxes(title="nonlocality (patches)", row=1, col=1)
+    fig.update_layout(height=420, margin={"t": 50})
+    return fig
+
+
+def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray], title: str) -> go.Figure:
+    """Per layer: each head's nonlocality on this image (dots) and the layer mean (line), trained vs at init."""
+    fig = go.Figure()
+    for label, values, colour in (("at init", initial, "#999999"), ("trained", trained, "#d62728")):
+        xs = [layer + 1 + (h - (len(v) - 1) / 2) * 0.04 for layer, v in enumerate(values) for h in range(len(v))]
+        ys = [float(x) for v in values for x in v]
+        heads = [h for v in values for h in range(len(v))]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{label}: heads", marker={"color": colour},
+                                 customdata=heads, hovertemplate="head %{customdata}: %{y:.2f}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=[float(np.mean(v)) for v in values],
+                                 mode="lines", name=f"{label}: mean", line={"color": colour, "width": 3}))
+    fig.update_xaxes(title="layer", dtick=1)
+    fig.update_yaxes(title="nonlocality (patches)")
+    fig.update_layout(title=title, height=420, margin={"t": 50})
+    return fig
+
+
+def centres_figure(centres: list[tuple[np.ndarray, np.ndarray]], gates: np.ndarray, blocks: list[int],
+                   grid: tuple[int, int]) -> go.Figure:
+    """Positional centres Δ_h = (dx, dy) of each GPSA head on the patch grid, one panel per block; the marker grows
+    with the strength α_h (a sharper kernel), its colour is the head's σ(λ)."""
+    fig = make_subplots(rows=1, cols=len(blocks), subplot_titles=[f"block {b}" for b in blocks],
+                        horizontal_spacing=0.04)
+    span = max(grid) / 2
+    for col, ((centre, strength), gate) in enumerate(zip(centres, gates, strict=True), start=1):
+        heads = list(range(len(centre)))
+        fig.add_trace(go.Scatter(
+            x=centre[:, 0], y=centre[:, 1], mode="markers+text", text=[f"h{h}" for h in heads],
+            textposition="top center", customdata=np.stack([strength, gate], axis=1),
+            hovertemplate="Δ = (%{x:.2f}, %{y:.2f})<br>α = %{customdata[0]:.2f}<br>σ(λ) = %{customdata[1]:.2f}"
+                          "<extra></extra>",
+            marker={"size": np.clip(6 + 6 * np.nan_to_num(strength), 6, 30), "color": gate, "cmin": 0, "cmax": 1,
+                    "colorscale": "Reds", "line": {"color": "black", "width": 1},
+                    "colorbar": {"title": "σ(λ)"} if col == 1 else None, "showscale": col == 1},
+            showlegend=False), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker={"symbol": "x", "color": "black", "size": 10},
+                                 hovertemplate="the query patch<extra></extra>", showlegend=False), row=1, col=col)
+        fig.update_xaxes(range=[-span, span], dtick=1, title="dx (patches)", row=1, col=col)
+        fig.update_yaxes(range=[span, -span], dtick=1, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    fig.update_yaxes(title="dy (patches, down)", row=1, col=1)
+    fig.update_layout(height=360, margin={"t": 50})
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- convpass
+def bypass_share_figure(shares: dict[str, dict[str, float]]) -> go.Figure:
+    """Mean ‖bypass‖ / ‖frozen branch‖ over the image's patches, per Convpass block and branch."""
+    fig = go.Figure()
+    blocks = sorted(shares, key=int)
+    for branch in ("attn", "mlp"):
+        key = f"{branch}_ratio"
+        if key in shares[blocks[0]]:
+            fig.add_trace(go.Bar(x=[f"block {b}" for b in blocks], y=[shares[b][key] for b in blocks],
+                                 name=f"{branch} bypass"))
+    fig.update_layout(title="share of the bypass in each block's update (mean over patches)", barmode="group",
+                      yaxis_title="‖bypass‖ / ‖frozen branch‖", height=360, margin={"t": 50})
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- findings
+def sample_efficiency_figure(rows: list[dict]) -> go.Figure:
+    """Test accuracy against the fraction of training data: ours (Fashion-MNIST, dots = seeds) and the paper's."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("this project: Fashion-MNIST, same steps",
+                                                        "ConViT paper, Table 2: ImageNet"))
+    colours = {"deit": "#1f77b4", "convit": "#d62728"}
+    for method, label in (("deit", "DeiT"), ("convit", "ConViT")):
+        measured = [r for r in rows if r[method]["mean"] is not None]
+        fig.add_trace(go.Scatter(
+            x=[r["fraction"] for r in measured], y=[r[method]["mean"] for r in measured], mode="lines+markers",
+            name=f"{label} (ours)", line={"color": colours[method]},
+            error_y={"type": "data", "array": [r[method]["sd"] or 0 for r in measured]},
+            customdata=[len(r[method]["runs"]) for r in measured],
+            hovertemplate="%{x:.0%}: %{y:.1f}% (%{customdata} seeds)<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(
+            x=list(PAPER_SAMPLE_EFFICIENCY), y=[v[0 if method == "deit" else 1] for v in
+                                                PAPER_SAMPLE_EFFICIENCY.values()],
+            mode="lines+markers", name=f"{label}-S (paper)", line={"color": colours[method], "dash": "dash"}),
+            row=1, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(type="log", tickformat=".0%", title="fraction of the training set", row=1, col=col)
+    fig.update_yaxes(title="top-1 test accuracy (%)", row=1, col=1)
+    fig.update_layout(height=420, margin={"t": 50})
+    return fig
+
+
+def petl_figure(summary: dict) -> go.Figure:
+    """Last-epoch accuracy per method: against shots per class (left) and on the 1,000-image split (right, with
+    trainable parameters)."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
+                        subplot_titles=("few-shot: digits per class", "1,000 training digits"))
+    shots = summary["shots"]
+    for method in summary["methods"]:
+        cells = summary["accuracy"][method]
+        measured = [s for s in shots if cells[str(s)]["mean"] is not None]
+        fig.add_trace(go.Scatter(
+            x=measured, y=[cells[str(s)]["mean"] for s in measured], mode="lines+markers", name=method,
+            legendgroup=method, error_y={"type": "data", "array": [cells[str(s)]["sd"] or 0 for s in measured]},
+            hovertemplate=f"{method}, %{{x}} shots: %{{y:.1f}}%<extra></extra>"), row=1, col=1)
+        full = cells["full"]
+        if full["mean"] is not None:
+            fig.add_trace(go.Bar(
+                x=[f"{method}<br>{summary['parameters'][method]:,} params"], y=[full["mean"]], name=method,
+                legendgroup=method, showlegend=False, error_y={"type": "data", "array": [full["sd"] or 0]},
+                hovertemplate=f"{method}: %{{y:.1f}}%<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(type="log", tickvals=shots, ticktext=[str(s) for s in shots], title="shots", row=1, col=1)
+    fig.update_yaxes(title="last-epoch test accuracy (%)", row=1, col=1)
+    fig.update_layout(height=440, margin={"t": 50})
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- export
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def export_view(stem: str, figures: dict[str, Figure | go.Figure], numbers: dict, arrays: dict | None = None,
+                directory: str | Path | None = None) -> list[str]:
+    """Write a view to files: PNG per matplotlib figure, standalone HTML per plotly figure (works offline), its
+    numbers as JSON and its arrays as NPZ. Returns the paths, in a fresh folder under `directory` (the temp dir)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=directory))
+    paths = []
+    for name, fig in figures.items():
+        if isinstance(fig, Figure):
+            path = folder / f"{stem}_{name}.png"
+            fig.savefig(path, format="png", dpi=120)
+        else:
+            path = folder / f"{stem}_{name}.html"
+            fig.write_html(path, include_plotlyjs=True, full_html=True)
+        paths.append(str(path))
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps(numbers, indent=1, default=_jsonable))
+    paths.append(str(path))
+    if arrays:
+        path = folder / f"{stem}.npz"
+        np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+        paths.append(str(path))
+    return paths

@@ -1,0 +1,244 @@
+"""What the app computes, shared by every tab and API endpoint: models loaded once, analyses cached by content.
+
+No layout here. Every failure a user can cause (bad image, missing or unfitting weights, offline hub) leaves as a
+`gr.Error` with one clear sentence; the server goes on serving.
+
+Concurrency: models are loaded once per (name, weights file) under a lock and shared read-only (eval mode, no
+gradients; `petl_core.trace` keeps its captures per call), so requests never see each other's state. Results are
+cached by the image's bytes, so clicking a patch or switching a tab re-renders without a second forward pass.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from torch import nn
+
+from petl_core import zoo
+from petl_core.analysis import Analysis, analyze
+from petl_core.checkpoint import CheckpointError
+from petl_core.images import ImageError, load_image, to_display
+from petl_core.metrics import nonlocality, positional_centres
+from petl_core.models import HubUnavailableError
+from petl_core.probe import Trace
+from petl_core.runtime import resolve_device
+
+__all__ = [
+    "MAX_PIXELS",
+    "Result",
+    "configure",
+    "device",
+    "get_model",
+    "history",
+    "model_choices",
+    "model_entries",
+    "parse_query",
+    "result_for",
+    "user_errors",
+]
+
+MAX_PIXELS = 25_000_000
+"""Largest upload in pixels (a 25-megapixel photo); larger ones, decompression bombs included, are refused unread."""
+
+_CACHE_SIZE = 16
+
+
+@dataclass
+class Result:
+    """One image through one model, everything on the CPU, ready to draw."""
+
+    model_name: str
+    card: dict
+    input_image: np.ndarray
+    """(height, width, 3) in [0, 1]: exactly the tensor the model saw, un-normalised (grayscale shown as gray)."""
+    analysis: Analysis
+    init_nonlocality: list[torch.Tensor]
+    """Per block: (H,) nonlocality of the same architecture at initialisation on the same input, in patches."""
+    centres: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per GPSA block (trace.gated_blocks): positional centres Δ_h (H, 2) in patches and strengths α_h (H,)."""
+
+    @property
+    def trace(self) -> Trace:
+        return self.analysis.trace
+
+
+class _State:
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+        self.lock = threading.Lock()
+        self.models: dict[tuple[str, str | None], zoo.Loaded] = {}
+        self.initial: dict[tuple[str, str | None], nn.Module] = {}
+        self.results: OrderedDict[tuple, Result] = OrderedDict()
+        self.entries: list[zoo.ZooEntry] | None = None
+        self.histories: dict[str, dict | None] = {}
+
+
+_state = _State()
+
+
+try:  # Hugging Face ZeroGPU: `spaces.GPU` lends a GPU for each decorated call; elsewhere the package is absent
+    from spaces import GPU as _gpu
+except ImportError:
+    def _gpu(fn: Callable) -> Callable:
+        return fn
+
+
+def configure(device_name: str = "auto") -> torch.device:
+    """Choose the device models run on (auto: CUDA when present). Raises ValueError for CUDA without one."""
+    _state.device = resolve_device(device_name)
+    return _state.device
+
+
+def device() -> torch.device:
+    return _state.device
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the failures a user can cause into a gr.Error with their message."""
+    try:
+        yield
+    except ImageError as e:
+        raise gr.Error(f"This image cannot be used: {e}.") from e
+    except HubUnavailableError as e:
+        raise gr.Error(str(e)) from e
+    except CheckpointError as e:
+        raise gr.Error(f"Those weights do not fit: {e}") from e
+    except ValueError as e:
+        raise gr.Error(str(e)) from e
+
+
+# --------------------------------------------------------------------------------------------------- models
+def model_entries(refresh: bool = False) -> list[zoo.ZooEntry]:
+    """The zoo's entries (the hub is checked once per process unless `refresh`)."""
+    if _state.entries is None or refresh:
+        _state.entries = zoo.list_models()
+    return _state.entries
+
+
+def model_choices(refresh: bool = False) -> list[tuple[str, str]]:
+    """(label, name) for a dropdown: every zoo model, unavailable ones labelled with why."""
+    choices = []
+    for e in model_entries(refresh):
+        tag = {"shipped": "shipped", "hub": "hub"}[e.source]
+        label = f"{e.name} ({tag})" if e.available else f"{e.name} ({tag}, unavailable: {e.reason})"
+        choices.append((label, e.name))
+    return choices
+
+
+def _weights_key(file: str | None) -> str | None:
+    return None if not file else hashlib.sha1(Path(file).read_bytes()).hexdigest()
+
+
+def get_model(name: str, file: str | None = None) -> zoo.Loaded:
+    """The zoo model `name` (a hub name may take a timm-format weights `file`), loaded once and shared, on the
+    configured device."""
+    if not name:
+        raise gr.Error("Choose a model first.")
+    key = (name, _weights_key(file))
+    with _state.lock:
+        if key not in _state.models:
+            with user_errors():
+                loaded = zoo.load(name, file=file) if file else zoo.load(name)
+            loaded.model.to(_state.device).requires_grad_(False)
+            _state.models[key] = loaded
+        return _state.models[key]
+
+
+def _initial_model(name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
+    key = (name, file_key)
+    with _state.lock:
+        if key not in _state.initial:
+            _state.initial[key] = zoo.initial_model(loaded.card).to(_state.device).requires_grad_(False)
+        return _state.initial[key]
+
+
+# --------------------------------------------------------------------------------------------------- analyses
+def _to_cpu(trace: Trace) -> Trace:
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu()
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return replace(trace, **{f: move(getattr(trace, f)) for f in ("logits", "attention", "content", "positional",
+                                                                   "gates", "bypass")})
+
+
+@_gpu
+def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tuple[Analysis, list[torch.Tensor]]:
+    """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
+    analysis = analyze(model, inputs.to(_state.device))
+    start = analyze(initial, inputs.to(_state.device)).trace
+    init = [nonlocality(a, start.grid, p)[0].cpu() for a, p in zip(start.attention, start.num_prefix, strict=True)]
+    analysis = replace(analysis, trace=_to_cpu(analysis.trace), nonlocality=[v.cpu() for v in analysis.nonlocality])
+    return analysis, init
+
+
+def result_for(image: str | None, model_name: str, weights: str | None = None,
+               progress: Callable | None = None) -> Result:
+    """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
+    if not image:
+        raise gr.Error("Upload an image (or pick an example) first.")
+    path = Path(image)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise gr.Error(f"The uploaded file cannot be read: {e.strerror or e}") from e
+    weights_key = _weights_key(weights)
+    key = (hashlib.sha1(data).hexdigest(), model_name, weights_key)
+    with _state.lock:
+        if key in _state.results:
+            _state.results.move_to_end(key)
+            return _state.results[key]
+    with user_errors():
+        picture = load_image(data, max_pixels=MAX_PIXELS)
+    if progress:
+        progress(0.2, desc=f"loading {model_name}")
+    loaded = get_model(model_name, weights)
+    initial = _initial_model(model_name, loaded, weights_key)
+    if progress:
+        progress(0.6, desc="tracing")
+    inputs = loaded.preprocess(picture).unsqueeze(0)
+    analysis, init = _forward(loaded.model, initial, inputs)
+    config = {k: np.atleast_1d(loaded.card["preprocessing"][k]).tolist() for k in ("mean", "std")}
+    centres = [positional_centres(loaded.model.blocks[b].attn.pos_proj.weight.cpu())
+               for b in analysis.trace.gated_blocks]
+    result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init, centres)
+    with _state.lock:
+        _state.results[key] = result
+        while len(_state.results) > _CACHE_SIZE:
+            _state.results.popitem(last=False)
+    return result
+
+
+def parse_query(query: str | None, grid: tuple[int, int]) -> str | tuple[int, int]:
+    """'cls' (or empty) -> 'cls'; 'row,col' -> (row, col) checked against the grid."""
+    text = (query or "cls").strip().lower()
+    if text in ("cls", "class", "class token"):
+        return "cls"
+    try:
+        row, col = (int(v) for v in text.strip("()").split(","))
+    except ValueError as e:
+        raise gr.Error(f"Query {query!r} is neither 'cls' nor 'row,col'.") from e
+    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+        raise gr.Error(f"Patch ({row}, {col}) is outside the {grid[0]}×{grid[1]} patch grid.")
+    return row, col
+
+
+def history(name: str) -> dict | None:
+    """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""
+    if name not in _state.histories:
+        _state.histories[name] = zoo.read_history(name)
+    return _state.histories[name]

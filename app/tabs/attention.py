@@ -1,0 +1,69 @@
+"""Attention maps: every block and head for the class token or a clicked patch, and one map enlarged."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app import plots, service
+from petl_core.figures import attention_grid_figure, query_maps
+
+LEARN = """
+**What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
+clicked, framed in cyan) draws from every patch of the image. Rows are blocks (layers), columns are heads. Bright =
+much attention. The colour scale is logarithmic by default, as in the ConViT paper, so that weak but wide attention
+stays visible; switch to linear to see only where most of the weight goes.
+
+**What to look for.** In ConViT's first blocks (GPSA) many heads look at a small neighbourhood at a fixed offset
+from the query, like the taps of a 3×3 convolution: that is the convolutional prior. A DeiT of the same size has no
+such prior and starts almost uniform. ConViT has no class token in its GPSA blocks (it joins later), so a class-token
+query leaves those rows blank: click a patch instead.
+"""
+
+
+def render(image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
+           log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),
+    and block `layer`, head `head` enlarged (interactive)."""
+    result = service.result_for(image, model, weights, progress)
+    trace = result.trace
+    q = service.parse_query(query, trace.grid)
+    layer = min(max(int(layer), 0), len(trace.attention) - 1)
+    grid_fig = attention_grid_figure(trace, result.input_image, q, result.analysis.patch_size, log_scale=log_scale)
+    maps = query_maps(trace, layer, q)
+    if maps is None:
+        enlarged = plots.message_figure(f"block {layer} has no class token: click a patch to set the query")
+    else:
+        head = min(max(int(head), 0), maps.shape[0] - 1)
+        title = f"block {layer}, head {head}: attention of the " + ("class token" if q == "cls" else f"patch {q}")
+        enlarged = plots.attention_heatmap(maps[head].numpy(), result.input_image, title, log_scale, q)
+    return plots.picker_image(result.input_image, trace.grid, q), grid_fig, enlarged
+
+
+def export(image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
+           log_scale: bool) -> list[str]:
+    """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
+    _, grid_fig, enlarged = render(image, model, weights, query, layer, head, log_scale)
+    trace = service.result_for(image, model, weights).trace
+    q = service.parse_query(query, trace.grid)
+    arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention)) if (m := query_maps(trace, b, q)) is not None}
+    numbers = {"model": model, "query": query, "grid": trace.grid, "layer": int(layer), "head": int(head),
+               "npz": "block<i>: (heads, rows, cols) attention of the query to each patch"}
+    return plots.export_view("attention", {"grid": grid_fig, "enlarged": enlarged}, numbers, arrays)
+
+
+def build_attention_tab(c) -> None:
+    with gr.Row():
+        layer = gr.Slider(0, 5, value=0, step=1, label="Block of the enlarged map", elem_id="layer")
+        head = gr.Slider(0, 8, value=0, step=1, label="Head of the enlarged map", elem_id="head")
+    c.attention_layer, c.attention_head = layer, head
+    with gr.Row():
+        grid_plot = gr.Plot(label="All blocks × heads", elem_id="attention-grid")
+        enlarged = gr.Plot(label="Enlarged map", elem_id="attention-enlarged")
+    with gr.Row():
+        export_button = gr.Button("Export view (PNG, HTML, JSON, NPZ)", size="sm", scale=0)
+        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    with gr.Accordion("Learn: reading attention maps", open=False):
+        gr.Markdown(LEARN)
+    inputs = [c.image, c.model, c.weights, c.query, layer, head, c.log_scale]
+    gr.on([c.analyzed.change, c.query.change, c.log_scale.change, layer.release, head.release], render, inputs,
+          [c.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")
+    export_button.click(export, inputs, files, api_name="export_attention")

@@ -1,0 +1,65 @@
+"""Compare: several models on the same image, same block and query, side by side."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app import plots, service
+from petl_core.figures import compare_figure
+
+LEARN = """
+**Same image, same block, same query, three inductive biases.** DeiT has none beyond patching: its attention is
+learned from data alone. ConViT starts convolutional (soft bias, gates can let go of it). Convpass keeps a frozen
+DeiT and adds convolutions beside it (hard bias). Each row shows every head and their mean at the chosen block.
+Each model sees the image through its own preprocessing (the shipped models see a 32×32 grayscale crop).
+"""
+
+DEFAULT_MODELS = ["deit_fmnist", "convit_fmnist", "convpass_digits"]
+
+
+def render(image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
+           progress: gr.Progress = gr.Progress()) -> tuple:
+    """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
+    model's top-5 and nonlocality at that block."""
+    if not models or not 1 <= len(models) <= 4:
+        raise gr.Error("Choose one to four models to compare.")
+    panels, numbers = [], {}
+    for i, name in enumerate(models):
+        progress((i + 0.5) / len(models), desc=f"tracing {name}")
+        result = service.result_for(image, name, None)
+        trace = result.trace
+        panels.append((name, trace, result.input_image, result.analysis.patch_size))
+        block = min(int(layer), len(trace.attention) - 1)
+        numbers[name] = {"top5": result.analysis.top5[0],
+                         "nonlocality_per_head": result.analysis.nonlocality[block][0].tolist()}
+    grids = {trace.grid for _, trace, _, _ in panels}
+    q = service.parse_query(query, panels[0][1].grid)
+    if q != "cls" and len(grids) > 1:
+        raise gr.Error("These models cut the image into different patch grids: compare them with the class token "
+                       "as the query.")
+    return compare_figure(panels, int(layer), q, log_scale), numbers
+
+
+def export(image: str | None, models: list[str], layer: float, query: str, log_scale: bool) -> list[str]:
+    """The comparison as files: the figure (PNG) and the numbers (JSON)."""
+    figure, numbers = render(image, models, layer, query, log_scale)
+    return plots.export_view("compare", {"maps": figure}, {"layer": int(layer), "query": query, **numbers})
+
+
+def build_compare_tab(c) -> None:
+    with gr.Row():
+        names = [name for _, name in service.model_choices()]
+        models = gr.Dropdown(names, value=[m for m in DEFAULT_MODELS if m in names], multiselect=True,
+                             label="Models (1-4)", elem_id="compare-models")
+        layer = gr.Slider(0, 5, value=0, step=1, label="Block", elem_id="compare-layer")
+        run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=0)
+    c.compare_layer = layer
+    figure = gr.Plot(label="Side by side", elem_id="compare-plot")
+    numbers = gr.JSON(label="Top-5 and nonlocality at this block", open=False)
+    with gr.Row():
+        export_button = gr.Button("Export view (PNG, JSON)", size="sm", scale=0)
+        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    with gr.Accordion("Learn: comparing inductive biases", open=False):
+        gr.Markdown(LEARN)
+    inputs = [c.image, models, layer, c.query, c.log_scale]
+    run.click(render, inputs, [figure, numbers], api_name="compare")
+    export_button.click(export, inputs, files, api_name="export_compare")

@@ -1,0 +1,93 @@
+"""Convpass bypasses: where each bypass acts on the image, its share of the update, its conv channels."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+from matplotlib.figure import Figure
+
+from app import plots, service
+from petl_core.figures import conv_channels_figure, overlay_map
+from petl_core.metrics import attention_map, bypass_maps
+
+LEARN = """
+**Convpass** adapts a frozen, pretrained ViT to a new task by adding small trainable *bypasses* beside each block's
+attention and MLP: 1×1 down-projection to a few channels, a 3×3 convolution over the patch grid, 1×1
+up-projection, scaled by s and added to the block's update. Only the bypasses (and the head) train: here 37,930
+parameters instead of 1.5 million. The 3×3 convolution is a *hard* convolutional bias: unlike a GPSA gate, it
+cannot be switched off, only weighted.
+
+**What you see.** For the chosen block: ‖bypass‖ per patch (where the bypass writes most), its ratio to the frozen
+branch beside it (where the adaptation matters most relative to the backbone), and, next to them, the class token's
+attention in that block (mean of heads), which the frozen backbone still computes. Below: the share of the bypass
+per block, and the output channels of the bypass's 3×3 convolution.
+
+The shipped model adapts the Fashion-MNIST DeiT (clothes) to handwritten digits. Try a digit sketch.
+"""
+
+
+def render(image: str | None, model: str, weights: str | None, block: str | float, branch: str,
+           progress: gr.Progress = gr.Progress()) -> tuple:
+    """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the frozen
+    attention of the class token over the image (figure), the bypass share per block (interactive), the conv
+    channels (figure) and the numbers."""
+    result = service.result_for(image, model, weights, progress)
+    trace = result.trace
+    blocks = [i for i, entry in enumerate(trace.bypass) if entry]
+    if not blocks:
+        note = f"{model} has no Convpass bypasses: choose convpass_digits (or a Convpass checkpoint)"
+        return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}
+    b = int(block) if str(block).strip() not in ("", "None") else blocks[0]
+    if b not in blocks:
+        raise gr.Error(f"block {b} has no bypass; blocks with bypasses: {blocks}")
+    maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])
+    if f"{branch}_norm" not in maps:
+        raise gr.Error(f"block {b} has no {branch} bypass (this model adapts: "
+                       f"{', '.join(k[:-5] for k in maps if k.endswith('_norm'))})")
+    panels = {"‖bypass‖ per patch": maps[f"{branch}_norm"][0], "‖bypass‖ / ‖frozen branch‖": maps[f"{branch}_ratio"][0]}
+    prefix = trace.num_prefix[b]
+    if prefix:
+        panels["frozen attention: class token (mean of heads)"] = attention_map(
+            trace.attention[b][0], trace.grid, "cls", prefix).mean(dim=0)
+    figure = Figure(figsize=(3.2 * len(panels), 3.5), layout="constrained")
+    figure.suptitle(f"block {b}, {branch} bypass")
+    for ax, (title, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
+        overlay_map(ax, result.input_image, values.float().numpy(), log_scale=False, cmap="viridis")
+        ax.set_title(title, fontsize=9)
+    summary = result.analysis.summary()["bypass_mean_per_block"]
+    channels = conv_channels_figure(maps[f"{branch}_conv"][0], f"block {b}, {branch} bypass: 3×3 conv output channels")
+    numbers = {"block": b, "branch": branch, "mean_per_block": summary,
+               "norm": np.round(maps[f"{branch}_norm"][0].numpy(), 5).tolist(),
+               "ratio": np.round(maps[f"{branch}_ratio"][0].numpy(), 5).tolist()}
+    return figure, plots.bypass_share_figure(summary), channels, numbers
+
+
+def export(image: str | None, model: str, weights: str | None, block: str | float, branch: str) -> list[str]:
+    """The bypass view as files: maps and channels (PNG), shares (HTML), numbers (JSON), conv channels (NPZ)."""
+    figure, share, channels, numbers = render(image, model, weights, block, branch)
+    trace = service.result_for(image, model, weights).trace
+    arrays = {}
+    if numbers:
+        maps = bypass_maps(trace.bypass[numbers["block"]], trace.grid, trace.num_prefix[numbers["block"]])
+        arrays = {k: v[0].numpy() for k, v in maps.items()}
+    return plots.export_view("convpass", {"maps": figure, "share": share, "channels": channels},
+                             {"model": model, **numbers}, arrays)
+
+
+def build_convpass_tab(c) -> None:
+    with gr.Row():
+        c.bypass_block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block")
+        branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
+    maps = gr.Plot(label="Bypass maps over the image", elem_id="bypass-maps")
+    with gr.Row():
+        share = gr.Plot(label="Share of the bypass per block", elem_id="bypass-share")
+        channels = gr.Plot(label="Conv channels", elem_id="bypass-channels")
+    numbers = gr.JSON(label="Numbers", open=False)
+    with gr.Row():
+        export_button = gr.Button("Export view (PNG, HTML, JSON, NPZ)", size="sm", scale=0)
+        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    with gr.Accordion("Learn: convolutional bypasses", open=False):
+        gr.Markdown(LEARN)
+    inputs = [c.image, c.model, c.weights, c.bypass_block, branch]
+    gr.on([c.analyzed.change, c.bypass_block.input, branch.input], render, inputs, [maps, share, channels, numbers],
+          api_name="bypass", trigger_mode="always_last")
+    export_button.click(export, inputs, files, api_name="export_bypass")

@@ -1,0 +1,73 @@
+"""Findings: the sample-efficiency and PETL results measured by this project, next to the papers' numbers."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app import plots
+from petl_core import findings
+
+LEARN = """
+**Sample efficiency** (ConViT paper, Table 2): with less data, a convolutional prior should help more. Each point is
+a ConViT and a DeiT of the same size trained here for the same number of steps on a fraction of Fashion-MNIST
+(left), next to the paper's ConViT-S vs DeiT-S on ImageNet (right). Fashion-MNIST is far easier than ImageNet, so
+the absolute numbers differ; compare the *gap*.
+
+**Parameter-efficient transfer** (Convpass paper): a DeiT trained on Fashion-MNIST (clothes) is frozen and adapted to
+handwritten digits with a linear probe, Convpass on attention only, Convpass on attention and MLP, or full
+fine-tuning; at 1,000 training digits and at 1 to 16 per class. We report the accuracy after the last epoch (the
+official code reports the best test epoch, which flatters). Error bars: standard deviation over seeds.
+"""
+
+
+def _table_sample(rows: list[dict]) -> str:
+    lines = ["| fraction | DeiT | ConViT | gap | DeiT-S (paper) | ConViT-S (paper) | gap (paper) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [f"{r[m]['mean']:.1f} (n={len(r[m]['runs'])})" if r[m]["mean"] is not None else "–"
+                 for m in ("deit", "convit")]
+        gap = "–" if r["relative_gap"] is None else f"{r['relative_gap']:+.1f}%"
+        paper = r["paper"]
+        tail = f"{paper['deit']} | {paper['convit']} | {paper['relative_gap']:+.0f}%" if paper else "– | – | –"
+        lines.append(f"| {r['fraction']:.0%} | {cells[0]} | {cells[1]} | {gap} | {tail} |")
+    return "\n".join(lines)
+
+
+def _table_petl(summary: dict) -> str:
+    shots = summary["shots"]
+    lines = ["| method | trainable params | 1,000 images | " + " | ".join(f"{s}-shot" for s in shots) + " |",
+             "|---|---:|---:|" + "---:|" * len(shots)]
+    for m in summary["methods"]:
+        cells = summary["accuracy"][m]
+        text = [f"{cells[k]['mean']:.1f}" if cells[k]["mean"] is not None else "–"
+                for k in ["full", *map(str, shots)]]
+        lines.append(f"| {m} | {summary['parameters'][m]:,} | " + " | ".join(text) + " |")
+    paper = " · ".join(f"{m} {p:g} M params, {acc}%" for m, (p, acc) in findings.PAPER_CONVPASS_VTAB.items())
+    return "\n".join(lines) + f"\n\nConvpass paper, VTAB-1K average on ViT-B/16: {paper}."
+
+
+def render() -> tuple:
+    """Both findings as interactive plots and Markdown tables, read from assets/results."""
+    sample, petl = findings.load_results("sample_efficiency"), findings.load_results("petl")
+    if sample and sample["runs"]:
+        rows = findings.sample_efficiency_summary(sample)
+        sample_fig, sample_md = plots.sample_efficiency_figure(rows), f"{sample['protocol']}.\n\n{_table_sample(rows)}"
+    else:
+        sample_fig, sample_md = plots.message_figure("sample-efficiency runs not made yet"), ""
+    if petl and petl["runs"]:
+        summary = findings.petl_summary(petl)
+        petl_fig, petl_md = plots.petl_figure(summary), f"{petl['protocol']}.\n\n{_table_petl(summary)}"
+    else:
+        petl_fig, petl_md = plots.message_figure("PETL runs not made yet"), ""
+    return sample_fig, sample_md, petl_fig, petl_md
+
+
+def build_findings_tab(c) -> None:
+    gr.Markdown("### Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST")
+    sample_fig = gr.Plot(label="Sample efficiency", elem_id="findings-sample")
+    sample_md = gr.Markdown()
+    gr.Markdown("### Parameter-efficient transfer: Fashion-MNIST DeiT → digits")
+    petl_fig = gr.Plot(label="PETL", elem_id="findings-petl")
+    petl_md = gr.Markdown()
+    with gr.Accordion("Learn: what these experiments test", open=False):
+        gr.Markdown(LEARN)
+    c.demo_load(render, None, [sample_fig, sample_md, petl_fig, petl_md], api_name="findings")

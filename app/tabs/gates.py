@@ -1,0 +1,56 @@
+"""Gates σ(λ): per block and head for the loaded checkpoint, and across training from the shipped history."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app import plots, service
+
+LEARN = """
+**The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
+head's mix (1 = purely positional, convolution-like; 0 = purely content-based, like a plain ViT head). ConViT starts
+every gate at σ(1) ≈ 0.73, so the model begins local.
+
+**What the paper found** (ImageNet, 300 epochs): gates fall during training, most in the later GPSA blocks, which
+end up nearly ignoring position, while some early heads stay local. **What this project measured** on Fashion-MNIST
+(2,808 steps on a CPU): the gates hardly moved (mean 0.726 to 0.742 per block, from 0.731). Drag the slider to
+see each evaluation point. The Findings tab and docs/findings.md say more.
+"""
+
+_REFERENCE = "convit_fmnist"
+
+
+def render(model: str) -> tuple:
+    """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model`, or of
+    the shipped ConViT when `model` has none; and a note saying which."""
+    history = service.history(model)
+    if history is None or not history["entries"] or not history["entries"][0].get("gates"):
+        history, note = service.history(_REFERENCE), (f"{model} has no shipped training history with gates; showing "
+                                                      f"the shipped ConViT ({_REFERENCE}).")
+    else:
+        note = f"Training history of {model}."
+    if history is None:
+        return plots.message_figure("no shipped ConViT history in assets/"), "No history shipped."
+    steps = history["steps"]
+    return plots.gates_over_training(history), f"{note} {len(history['entries'])} evaluation points over {steps} steps."
+
+
+def export(model: str) -> list[str]:
+    """σ(λ) over training as files: the figure (HTML) and the gates at every evaluation point (JSON)."""
+    figure, note = render(model)
+    history = service.history(model) or service.history(_REFERENCE)
+    numbers = {"note": note, "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
+                                         for e in history["entries"]] if history else []}
+    return plots.export_view("gates", {"over_training": figure}, numbers)
+
+
+def build_gates_tab(c) -> None:
+    c.gates_now = gr.Plot(label="σ(λ) of the loaded checkpoint (block × head)", elem_id="gates-now")
+    note = gr.Markdown()
+    over_training = gr.Plot(label="σ(λ) across training", elem_id="gates-history")
+    with gr.Row():
+        export_button = gr.Button("Export view (HTML, JSON)", size="sm", scale=0)
+        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    with gr.Accordion("Learn: what a gate is", open=False):
+        gr.Markdown(LEARN)
+    gr.on([c.model.change, c.demo_load], render, [c.model], [over_training, note], api_name="gates_history")
+    export_button.click(export, [c.model], files, api_name="export_gates")

@@ -1,0 +1,73 @@
+"""GPSA decomposition: content, positional and mixed attention of each head, σ(λ), and the positional centres."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from app import plots, service
+from petl_core.figures import attention_layer_figure
+
+LEARN = """
+**Gated positional self-attention (GPSA).** Each head of ConViT's first blocks mixes two attention maps:
+*content* attention, softmax(QKᵀ/√d), which depends on what the patches contain (as in any ViT), and *positional*
+attention, softmax(v_pos·r_ij), which depends only on where key j sits relative to query i (r_ij = (dx, dy, dx²+dy²)).
+The head's gate σ(λ) sets the mix: A = (1−σ(λ))·content + σ(λ)·positional. σ(λ) = 1 is a pure positional head,
+0 a pure content head.
+
+**Positional centres.** Each head's positional attention is a bump centred at an offset Δ_h from the query: at
+initialisation the 9 heads sit on the 3×3 offsets around the query, so together they act like a 3×3 convolution
+(the paper's "convolutional initialisation"). The bigger the marker, the sharper (more local) the bump (strength α).
+Training may move the centres, flatten the bumps or close the gates: that is the "soft" inductive bias.
+
+**What to look for.** The positional row is the same for every image: it is the model's built-in prior. Compare it
+with the content row, which changes with the image, and read the gate above each head to see which one wins.
+"""
+
+
+def render(image: str | None, model: str, weights: str | None, query: str, layer: str | float,
+           log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+    """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
+    the positional centres of every GPSA block (interactive), and the gates as numbers."""
+    result = service.result_for(image, model, weights, progress)
+    trace = result.trace
+    if not trace.gated_blocks:
+        note = f"{model} has no GPSA blocks: this view is for ConViT models"
+        return plots.message_figure(note), plots.message_figure(note), {}
+    q = service.parse_query(query, trace.grid)
+    if q == "cls":  # GPSA blocks come before the class token joins: use the centre patch
+        q = (trace.grid[0] // 2, trace.grid[1] // 2)
+    block = int(layer) if str(layer).strip() not in ("", "None") else trace.gated_blocks[0]
+    if block not in trace.gated_blocks:
+        raise gr.Error(f"block {block} is not a GPSA block; GPSA blocks are {trace.gated_blocks}")
+    figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
+                                    log_scale=log_scale)
+    gates = trace.gates.numpy()
+    centres = [(c.numpy(), s.numpy()) for c, s in result.centres]
+    centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
+    numbers = {"query": list(q), "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
+               "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
+               "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
+    return figure, centres_fig, numbers
+
+
+def export(image: str | None, model: str, weights: str | None, query: str, layer: str | float,
+           log_scale: bool) -> list[str]:
+    """The GPSA view as files: decomposition (PNG), centres (HTML), gates and centres (JSON)."""
+    figure, centres_fig, numbers = render(image, model, weights, query, layer, log_scale)
+    return plots.export_view("gpsa", {"decomposition": figure, "centres": centres_fig}, {"model": model, **numbers})
+
+
+def build_gpsa_tab(c) -> None:
+    c.gpsa_block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block")
+    decomposition = gr.Plot(label="Mixed, content and positional attention per head", elem_id="gpsa-plot")
+    centres = gr.Plot(label="Positional centres Δ_h on the patch grid", elem_id="gpsa-centres")
+    numbers = gr.JSON(label="Gates and centres", open=False)
+    with gr.Row():
+        export_button = gr.Button("Export view (PNG, HTML, JSON)", size="sm", scale=0)
+        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    with gr.Accordion("Learn: content, position and the gate", open=False):
+        gr.Markdown(LEARN)
+    inputs = [c.image, c.model, c.weights, c.query, c.gpsa_block, c.log_scale]
+    gr.on([c.analyzed.change, c.query.change, c.log_scale.change, c.gpsa_block.input], render, inputs,
+          [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")
+    export_button.click(export, inputs, files, api_name="export_gpsa")

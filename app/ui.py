@@ -1,0 +1,191 @@
+"""The page: shared inputs (image, model, query) on top, one tab per view below, and the event wiring.
+
+Every view is also a named API endpoint (see README, "API"): /analyze, /attention, /gpsa, /gates_history,
+/nonlocality_history, /bypass, /compare, /findings, /models and /export_<view>.
+"""
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app import plots, service
+from app.tabs.attention import build_attention_tab
+from app.tabs.compare import build_compare_tab
+from app.tabs.convpass import build_convpass_tab
+from app.tabs.findings import build_findings_tab
+from app.tabs.gates import build_gates_tab
+from app.tabs.gpsa import build_gpsa_tab
+from app.tabs.nonlocality import build_nonlocality_tab
+
+__all__ = ["analyze", "build_demo", "image_input"]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+INTRO = """
+# Inductive Bias Explorer
+See what a convolutional inductive bias does inside a vision transformer. Upload an image (or pick an example, or
+draw), choose a model, then click a patch of *what the model saw* to ask where that patch looks. **ConViT** has a
+*soft* bias (gated positional attention each head may keep or drop), **Convpass** a *hard* one (3×3 convolutions
+added beside a frozen ViT), **DeiT** none. The shipped models are small and were trained here on Fashion-MNIST
+(clothes, 28×28 grayscale) and handwritten digits; hub models need internet.
+"""
+
+
+def image_input(**kwargs) -> gr.Image:
+    """A gr.Image (filepath) whose upload errors say what is wrong: Gradio opens uploads with Pillow before any
+    handler runs and reports failures as a bare 'Error'. (Wrapped per instance: a gr.Image subclass would make
+    Gradio write a .pyi stub beside this file.)"""
+    component = gr.Image(type="filepath", **kwargs)
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except UnidentifiedImageError as e:
+            raise gr.Error("This file is not an image (or a format Pillow cannot read).") from e
+        except Image.DecompressionBombError as e:
+            raise gr.Error(f"This image is too large: {e}") from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise gr.Error(f"This image is truncated or corrupt: {e}") from e
+
+    component.preprocess = checked
+    return component
+
+
+def analyze(image: str | None, model: str, weights: str | None, query: str = "cls",
+            progress: gr.Progress = gr.Progress()) -> tuple:
+    """Run `model` on `image` once. Returns the input as the model saw it (query patch framed), the top-5, a JSON
+    with the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the model card,
+    the gates heatmap and the nonlocality of this image against the model at init."""
+    result = service.result_for(image, model, weights, progress)
+    trace = result.trace
+    q = service.parse_query(query, trace.grid)
+    summary = {"model": model, **result.analysis.summary(),
+               "init_nonlocality_per_head": [v.tolist() for v in result.init_nonlocality]}
+    top5 = {d["label"]: d["probability"] for d in summary["top5"]}
+    gates = (plots.gates_heatmap(trace.gates.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
+             if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
+    nonlocality = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
+                                                 [v.numpy() for v in result.init_nonlocality],
+                                                 f"nonlocality of {model} on this image")
+    return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
+
+
+def _analyze_if_image(image: str | None, model: str, weights: str | None, query: str,
+                      progress: gr.Progress = gr.Progress()) -> tuple:
+    if not image:
+        return (gr.skip(),) * 6
+    return analyze(image, model, weights, query, progress)
+
+
+def _controls(image: str | None, model: str, weights: str | None) -> tuple:
+    """Fit the sliders and dropdowns to the analysed model, and tell every view to redraw."""
+    if not image:
+        return (gr.skip(),) * 6
+    trace = service.result_for(image, model, weights).trace
+    last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
+    gated = trace.gated_blocks or [None]
+    bypassed = [i for i, b in enumerate(trace.bypass) if b] or [None]
+    return (gr.Slider(maximum=last), gr.Slider(maximum=heads), gr.Slider(maximum=last),
+            gr.Dropdown(choices=gated, value=gated[0]), gr.Dropdown(choices=bypassed, value=bypassed[0]),
+            uuid.uuid4().hex)
+
+
+def _pick(image: str | None, model: str, weights: str | None, picture: np.ndarray | None,
+          evt: gr.SelectData) -> str:
+    """The patch under a click on the picture of the model input, as 'row,col'."""
+    if not image or picture is None:
+        raise gr.Error("Analyse an image first, then click a patch of what the model saw.")
+    grid = service.result_for(image, model, weights).trace.grid
+    row, col = plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)
+    return f"{row},{col}"
+
+
+def _use_sketch(sketch: dict | None) -> str:
+    """The drawing as a file the analysis reads: white ink on black, as in Fashion-MNIST and the digits."""
+    if not sketch or sketch.get("composite") is None:
+        raise gr.Error("Draw something first.")
+    composite = Image.open(sketch["composite"]) if isinstance(sketch["composite"], str) else sketch["composite"]
+    drawing = composite.convert("RGBA")
+    flat = Image.alpha_composite(Image.new("RGBA", drawing.size, "white"), drawing).convert("L")
+    with tempfile.NamedTemporaryFile(prefix="sketch-", suffix=".png", delete=False) as file:
+        ImageOps.invert(flat).save(file, format="PNG")
+    return file.name
+
+
+def _models() -> list[dict]:
+    """Every model the app offers, with its source, family and whether it can be used now (and why not)."""
+    return [{"name": e.name, "title": e.title, "source": e.source, "family": e.family, "available": e.available,
+             "reason": e.reason} for e in service.model_entries()]
+
+
+def build_demo(default_model: str = "convit_fmnist") -> gr.Blocks:
+    """The whole app (not launched)."""
+    c = SimpleNamespace()
+    choices = service.model_choices()
+    with gr.Blocks(title="Inductive Bias Explorer") as demo:
+        c.demo_load = demo.load
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
+                c.image = image_input(label="Your image", sources=["upload", "clipboard"], height=260,
+                                      elem_id="image-input")
+                gr.Examples(sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg")), c.image,
+                            label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
+                with gr.Accordion("…or draw a sketch", open=False):
+                    sketch = gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
+                                          canvas_size=(280, 280), elem_id="sketch")
+                    use_sketch = gr.Button("Use this sketch", size="sm")
+                c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
+                with gr.Accordion("Your own weights for a hub model (optional)", open=False):
+                    c.weights = gr.File(label="timm-format weights (.safetensors, .pth, .bin)", type="filepath",
+                                        file_types=[".safetensors", ".pth", ".pt", ".bin"], elem_id="weights")
+                run = gr.Button("Analyze", variant="primary", elem_id="analyze")
+            with gr.Column(scale=1):
+                c.picker = gr.Image(label="What the model saw: click a patch to make it the query",
+                                    interactive=False, height=330, elem_id="picker", buttons=["download"])
+                with gr.Row():
+                    c.query = gr.Textbox("cls", label="Query: cls or row,col", elem_id="query", scale=2)
+                    use_cls = gr.Button("Class token", size="sm", scale=1)
+                    c.log_scale = gr.Checkbox(True, label="Log colour scale", elem_id="log-scale", scale=1)
+            with gr.Column(scale=1):
+                top5 = gr.Label(num_top_classes=5, label="Top-5", elem_id="top5")
+                with gr.Accordion("Numbers of this analysis (JSON)", open=False):
+                    summary = gr.JSON(elem_id="summary")
+                with gr.Accordion("Model card", open=False):
+                    card = gr.JSON(elem_id="card")
+        c.analyzed = gr.Textbox(visible=False)
+        with gr.Tabs():
+            with gr.Tab("Attention"):
+                build_attention_tab(c)
+            with gr.Tab("GPSA: content vs position"):
+                build_gpsa_tab(c)
+            with gr.Tab("Gates"):
+                build_gates_tab(c)
+            with gr.Tab("Nonlocality"):
+                build_nonlocality_tab(c)
+            with gr.Tab("Convpass bypasses"):
+                build_convpass_tab(c)
+            with gr.Tab("Compare"):
+                build_compare_tab(c)
+            with gr.Tab("Findings"):
+                build_findings_tab(c)
+        analysis_inputs = [c.image, c.model, c.weights, c.query]
+        analysis_outputs = [c.picker, top5, summary, card, c.gates_now, c.nonlocality_image]
+        controls = [c.attention_layer, c.attention_head, c.compare_layer, c.gpsa_block, c.bypass_block, c.analyzed]
+        run.click(analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
+            _controls, [c.image, c.model, c.weights], controls, api_visibility="private")
+        gr.on([c.image.change, c.model.change, c.weights.change], _analyze_if_image, analysis_inputs,
+              analysis_outputs, api_visibility="private", trigger_mode="always_last").success(
+            _controls, [c.image, c.model, c.weights], controls, api_visibility="private")
+        c.picker.select(_pick, [c.image, c.model, c.weights, c.picker], c.query, api_visibility="private")
+        use_cls.click(lambda: "cls", None, c.query, api_visibility="private")
+        use_sketch.click(_use_sketch, sketch, c.image, api_visibility="private")
+        gr.Button(visible=False).click(_models, None, gr.JSON(visible=False), api_name="models")
+    return demo
