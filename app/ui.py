@@ -41,7 +41,9 @@ def image_input(**kwargs) -> gr.Image:
     """A gr.Image (filepath) whose upload errors say what is wrong: Gradio opens uploads with Pillow before any
     handler runs and reports failures as a bare 'Error'. (Wrapped per instance: a gr.Image subclass would make
     Gradio write a .pyi stub beside this file.)"""
-    component = gr.Image(type="filepath", **kwargs)
+    # image_mode=None: the file as uploaded; petl_core.images.load_image does every conversion (Gradio's own would
+    # clip 16-bit images and put transparent pixels on black)
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
     preprocess = component.preprocess
 
     def checked(payload):

@@ -14,10 +14,16 @@ fi
 requirements=(-r requirements.txt)
 if [ "${1:-}" = "--test" ]; then
   requirements+=(-r requirements-test.txt)
-  # The tests train on the real Fashion-MNIST files, a Debian package.
+  # The tests train on the real Fashion-MNIST files and drive the app in Debian's Chromium (through Playwright's
+  # Python package only: its own browser download cannot work offline).
+  packages=()
   if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ -z "${PETL_FASHION_MNIST:-}" ]; then
+    packages+=(dataset-fashion-mnist)
+  fi
+  command -v chromium >/dev/null || packages+=(chromium)
+  if [ ${#packages[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
   fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "${requirements[@]}" 2> >(grep -v "^WARNING: Location" >&2)

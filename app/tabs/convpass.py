@@ -75,7 +75,8 @@ def export(image: str | None, model: str, weights: str | None, block: str | floa
 
 def build_convpass_tab(c) -> None:
     with gr.Row():
-        c.bypass_block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block")
+        c.bypass_block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block",
+                                     allow_custom_value=True)
         branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
     maps = gr.Plot(label="Bypass maps over the image", elem_id="bypass-maps")
     with gr.Row():

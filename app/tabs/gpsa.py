@@ -58,7 +58,8 @@ def export(image: str | None, model: str, weights: str | None, query: str, layer
 
 
 def build_gpsa_tab(c) -> None:
-    c.gpsa_block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block")
+    c.gpsa_block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block",
+                               allow_custom_value=True)  # the API may ask for any block of any model
     decomposition = gr.Plot(label="Mixed, content and positional attention per head", elem_id="gpsa-plot")
     centres = gr.Plot(label="Positional centres Δ_h on the patch grid", elem_id="gpsa-centres")
     numbers = gr.JSON(label="Gates and centres", open=False)

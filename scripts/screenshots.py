@@ -1,0 +1,259 @@
+"""Screenshots of every view of the app, for the README and docs: starts `app.py` on a free local port, drives it in
+headless Chromium (Debian's /usr/bin/chromium through Playwright) at 1400×1000 and saves one PNG per view.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
+
+Views: attention (chelsea.png, a patch clicked), gpsa, gates, nonlocality, compare, findings and convpass (model
+convpass_digits on a drawn digit). Each PNG is the full page, reduced to 256 colours when it would be larger than
+--max-kb, and cut to the views below the shared inputs when even that is too large.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+ROOT = Path(__file__).resolve().parents[1]
+CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+FILE_INPUT = "#image-input input[type=file]"
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="folder for the PNGs")
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the app and for each view")
+    parser.add_argument("--max-kb", type=int, default=400, help="largest PNG wanted, in KB")
+    return parser.parse_args(argv)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(tmp: Path, timeout: float) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free port, its temp files under `tmp`; returns the process and its URL once it answers."""
+    port = _free_port()
+    env = {"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", **os.environ,
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+           "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = (tmp / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"app.py did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def stop_app(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def digit_image(path: Path) -> Path:
+    """A handwritten-looking 7, white on black like the digits the Convpass model was adapted to."""
+    image = Image.new("L", (280, 280), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(70, 62), (205, 58), (200, 75), (115, 228)], fill=255, width=26, joint="curve")
+    draw.line([(110, 145), (190, 142)], fill=255, width=20)
+    image.save(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- waiting
+BUSY = """() => {
+    const busy = [...document.querySelectorAll('[data-testid=status-tracker]')].some(t =>
+        !t.classList.contains('hide') && t.offsetParent !== null && t.querySelector('.eta-bar, .progress-text, svg'));
+    const loading = [...document.querySelectorAll('img')].some(i => i.offsetParent !== null && !i.complete);
+    return !busy && !loading;
+}"""
+
+
+def settle(page: Page, timeout: float) -> None:
+    """Wait until no component shows Gradio's loading indicator and every visible image has loaded."""
+    try:
+        page.wait_for_function(BUSY, timeout=min(timeout, 30) * 1000)
+    except PlaywrightTimeout:
+        print("screenshots.py: the page still looks busy; taking the screenshot anyway", file=sys.stderr)
+    page.wait_for_timeout(700)  # plotly's first layout pass and the fade of the loading overlays
+
+
+def image_in(page: Page, elem_id: str, timeout: float) -> None:
+    """Wait for an <img> (an image or a matplotlib plot) drawn inside `elem_id`."""
+    page.wait_for_function("id => { const i = document.querySelector(`#${id} img`); "
+                           "return i && i.complete && i.naturalWidth > 0; }", arg=elem_id, timeout=timeout * 1000)
+
+
+def plotly_in(page: Page, elem_id: str, timeout: float) -> None:
+    page.wait_for_selector(f"#{elem_id} .js-plotly-plot svg.main-svg", timeout=timeout * 1000)
+
+
+def point_on(img, fx: float, fy: float) -> dict:
+    """The point at fractions (fx, fy) of the picture an <img> draws, relative to its box (Gradio centres the
+    picture with object-fit scale-down)."""
+    return img.evaluate("""(img, [fx, fy]) => {
+        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+        let w = r.width, h = r.height;
+        if (fit === 'contain' || fit === 'scale-down') {
+            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
+            w = img.naturalWidth * s; h = img.naturalHeight * s;
+        }
+        return {x: (r.width - w) / 2 + fx * w, y: (r.height - h) / 2 + fy * h};
+    }""", [fx, fy])
+
+
+def open_tab(page: Page, name: str) -> None:
+    tab = page.get_by_role("tab", name=name, exact=True)
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+
+
+# --------------------------------------------------------------------------------------------------- saving
+def save(page: Page, path: Path, max_kb: int) -> Path:
+    """The full page as PNG at most `max_kb` KB: as is, else in 256 colours, else only from the tabs down."""
+    png = page.screenshot(full_page=True)
+    if len(png) > max_kb * 1024:
+        png = _fewer_colours(png)
+    if len(png) > max_kb * 1024:
+        top = page.locator("[role=tablist]").first.bounding_box()
+        height = page.evaluate("() => document.documentElement.scrollHeight")
+        clip = {"x": 0, "y": top["y"] - 8, "width": VIEWPORT["width"], "height": height - top["y"] + 8}
+        png = _fewer_colours(page.screenshot(full_page=True, clip=clip))
+    path.write_bytes(png)
+    print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {len(png) // 1024} KB", flush=True)
+    return path
+
+
+def _fewer_colours(png: bytes) -> bytes:
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
+                                                                   dither=Image.Dither.NONE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------- the views
+def take(page: Page, url: str, out: Path, tmp: Path, timeout: float, max_kb: int) -> list[Path]:
+    ms = timeout * 1000
+    saved = []
+    page.goto(url)
+    page.wait_for_selector(FILE_INPUT, state="attached", timeout=ms)
+
+    page.set_input_files(FILE_INPUT, str(CHELSEA))
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text("Bag", timeout=ms)
+    image_in(page, "picker", timeout)
+    image_in(page, "attention-grid", timeout)
+    settle(page, timeout)
+    picture = page.locator("#picker img").first
+    picture.click(position=point_on(picture, 0.4, 0.45))  # patch (3, 3) of the 8×8 grid, on the cat's face
+    expect(page.locator("#query textarea, #query input").first).to_have_value("3,3", timeout=ms)
+    expect(page.locator("#attention-enlarged .js-plotly-plot")).to_contain_text("attention of the patch (3, 3)",
+                                                                                timeout=ms)
+    settle(page, timeout)
+    saved.append(save(page, out / "attention.png", max_kb))
+
+    open_tab(page, "GPSA: content vs position")
+    image_in(page, "gpsa-plot", timeout)
+    plotly_in(page, "gpsa-centres", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "gpsa.png", max_kb))
+
+    open_tab(page, "Gates")
+    plotly_in(page, "gates-now", timeout)
+    plotly_in(page, "gates-history", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "gates.png", max_kb))
+
+    open_tab(page, "Nonlocality")
+    plotly_in(page, "nonlocality-image", timeout)
+    plotly_in(page, "nonlocality-history", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "nonlocality.png", max_kb))
+
+    open_tab(page, "Compare")
+    page.locator("#compare-run").click()
+    image_in(page, "compare-plot", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "compare.png", max_kb))
+
+    open_tab(page, "Findings")
+    page.wait_for_selector("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img", timeout=ms)
+    page.wait_for_selector("#findings-petl .js-plotly-plot svg.main-svg, #findings-petl img", timeout=ms)
+    settle(page, timeout)
+    saved.append(save(page, out / "findings.png", max_kb))
+
+    open_tab(page, "Convpass bypasses")
+    page.locator("#model input").click()
+    page.get_by_role("option", name="convpass_digits (shipped)").click()
+    expect(page.locator("#model input")).to_have_value("convpass_digits (shipped)")
+    image_in(page, "bypass-maps", timeout)
+    settle(page, timeout)
+    before = page.locator("#bypass-maps img").first.get_attribute("src")
+    page.set_input_files(FILE_INPUT, str(digit_image(tmp / "digit-7.png")))
+    page.wait_for_function("before => { const i = document.querySelector('#bypass-maps img'); "
+                           "return i && i.getAttribute('src') !== before && i.complete; }", arg=before, timeout=ms)
+    plotly_in(page, "bypass-share", timeout)
+    image_in(page, "bypass-channels", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "convpass.png", max_kb))
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not Path(args.chromium).exists():
+        print(f"screenshots.py: no Chromium at {args.chromium}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="explorer-screenshots-"))
+    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(tmp / "config"), str(tmp / "cache")
+    process, url = start_app(tmp, args.timeout)
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=args.chromium,
+                                                           headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT)
+            context.set_default_timeout(args.timeout * 1000)
+            try:
+                take(context.new_page(), url, args.out.resolve(), tmp, args.timeout, args.max_kb)
+            finally:
+                context.close()
+    finally:
+        stop_app(process)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The app's API through gradio_client against `python app.py` served on a local port (tests/conftest.py).
+
+Every endpoint's numbers are checked against petl_core computed directly in this process on the same files.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from petl_core import findings, zoo
+from petl_core.analysis import analyze
+from petl_core.figures import query_maps
+from petl_core.images import load_image
+from petl_core.metrics import bypass_maps, positional_centres
+
+pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
+ENDPOINTS = {"/analyze", "/attention", "/gpsa", "/gates_history", "/nonlocality_history", "/bypass", "/compare",
+             "/findings", "/models", "/export_attention", "/export_gpsa", "/export_gates", "/export_nonlocality",
+             "/export_bypass", "/export_compare"}
+
+
+@pytest.fixture(scope="module")
+def client(app_server, tmp_path_factory) -> Client:
+    return Client(app_server, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def _direct(name: str, path: Path = CHELSEA):
+    """(loaded model, analysis) computed here, without the app."""
+    loaded = zoo.load(name)
+    return loaded, analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0))
+
+
+def _plotly(output: dict) -> dict:
+    assert output["type"] == "plotly"
+    return json.loads(output["plot"])
+
+
+def _array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict):
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return data.reshape([int(s) for s in value["shape"].split(",")]) if "shape" in value else data
+    return np.asarray(value, dtype=float)
+
+
+def test_every_view_is_a_named_endpoint(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert ENDPOINTS <= named, ENDPOINTS - named
+
+
+def test_analyze_returns_petl_core_top5_gates_and_nonlocality(client):
+    picture, top5, summary, card, gates_plot, nonlocality_plot = client.predict(
+        handle_file(CHELSEA), "convit_fmnist", None, "cls", api_name="/analyze")
+    loaded, direct = _direct("convit_fmnist")
+    expected = direct.summary()
+    assert [d["label"] for d in summary["top5"]] == [d["label"] for d in expected["top5"]]
+    np.testing.assert_allclose([d["probability"] for d in summary["top5"]],
+                               [d["probability"] for d in expected["top5"]], rtol=1e-4)
+    assert top5["label"] == expected["top5"][0]["label"]
+    assert summary["gates"]["blocks"] == [0, 1, 2, 3]
+    gating = torch.stack([torch.sigmoid(b.attn.gating_param) for b in loaded.model.blocks[:4]])
+    np.testing.assert_allclose(summary["gates"]["sigma_lambda"], gating.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(summary["nonlocality"]["per_head"], expected["nonlocality"]["per_head"], rtol=1e-4)
+    assert len(summary["init_nonlocality_per_head"]) == 6 and len(summary["init_nonlocality_per_head"][0]) == 9
+    assert card["name"] == "convit_fmnist" and card["accuracy"]["test"] > 0.8
+    heat = _plotly(gates_plot)["data"][0]
+    np.testing.assert_allclose(_array(heat["z"]).reshape(4, 9), gating.detach().numpy(), rtol=1e-5)
+    assert len(_plotly(nonlocality_plot)["data"]) == 4  # heads and mean, trained and at init
+    # the picture of the model input: 32×32 enlarged by an integer factor
+    size = Image.open(picture).size
+    assert size[0] == size[1] and size[0] % 32 == 0 and size[0] >= 256
+
+
+def test_attention_export_holds_petl_core_maps(client):
+    files = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 2, 1, True,
+                           api_name="/export_attention")
+    by_suffix = {Path(f).suffix: f for f in files}
+    assert set(by_suffix) == {".png", ".html", ".json", ".npz"}
+    _, direct = _direct("convit_fmnist")
+    arrays = np.load(by_suffix[".npz"])
+    assert sorted(arrays) == [f"block{b}" for b in range(6)]
+    for b in range(6):
+        np.testing.assert_allclose(arrays[f"block{b}"], query_maps(direct.trace, b, (3, 4)).numpy(), atol=1e-6)
+    assert Image.open(by_suffix[".png"]).size[0] > 500
+    assert "plotly" in Path(by_suffix[".html"]).read_text()[:200_000].lower()
+
+
+def test_attention_view_enlarges_the_chosen_head(client):
+    picture, grid, enlarged = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 2, 1, False,
+                                             api_name="/attention")
+    assert grid["type"] == "matplotlib"
+    heatmap = _plotly(enlarged)["data"][1]
+    _, direct = _direct("convit_fmnist")
+    expected = query_maps(direct.trace, 2, (3, 4))[1].numpy()
+    np.testing.assert_allclose(_array(heatmap["customdata"]).reshape(8, 8), expected, atol=1e-6)
+    np.testing.assert_allclose(_array(heatmap["z"]).reshape(8, 8), expected, atol=1e-6)  # linear scale
+    # the class token has not joined yet in GPSA block 2: the enlarged view says so instead of failing
+    _, _, message = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "cls", 2, 1, True,
+                                   api_name="/attention")
+    assert "no class token" in json.dumps(_plotly(message))
+
+
+def test_gpsa_numbers_are_the_models_gates_and_centres(client):
+    _, centres_plot, numbers = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 1, True,
+                                              api_name="/gpsa")
+    loaded = zoo.load("convit_fmnist")
+    for b in range(4):
+        centres, strengths = positional_centres(loaded.model.blocks[b].attn.pos_proj.weight)
+        np.testing.assert_allclose(numbers["centres_dx_dy"][b], centres.numpy(), atol=1e-4)
+        np.testing.assert_allclose(numbers["strengths_alpha"][b], strengths.numpy(), atol=1e-4)
+        np.testing.assert_allclose(numbers["sigma_lambda"][b],
+                                   torch.sigmoid(loaded.model.blocks[b].attn.gating_param).detach().numpy(), atol=1e-4)
+    assert len([t for t in _plotly(centres_plot)["data"] if t.get("mode") == "markers+text"]) == 4
+    with pytest.raises(AppError, match="not a GPSA block"):
+        client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 5, True, api_name="/gpsa")
+
+
+def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(client):
+    figure, note = client.predict("convit_fmnist", api_name="/gates_history")
+    history = zoo.read_history("convit_fmnist")
+    data = _plotly(figure)["data"]
+    np.testing.assert_allclose(_array(data[0]["z"]).reshape(4, 9), np.array(history["entries"][-1]["gates"]),
+                               atol=1e-6)
+    assert f"{len(history['entries'])} evaluation points" in note
+    _, note = client.predict("deit_fmnist", api_name="/gates_history")
+    assert "no shipped training history with gates" in note
+    curves = _plotly(client.predict(api_name="/nonlocality_history"))["data"]
+    deit = zoo.read_history("deit_fmnist")
+    last_panel = [t for t in curves if t.get("xaxis") == "x2"]
+    np.testing.assert_allclose(_array(last_panel[0]["y"]), [np.mean(e["nonlocality"][0]) for e in deit["entries"]],
+                               rtol=1e-6)
+
+
+def test_bypass_view_numbers_are_petl_core_bypass_maps(client):
+    _, share, _, numbers = client.predict(handle_file(CHELSEA), "convpass_digits", None, 2, "mlp",
+                                          api_name="/bypass")
+    _, direct = _direct("convpass_digits")
+    t = direct.trace
+    maps = bypass_maps(t.bypass[2], t.grid, t.num_prefix[2])
+    np.testing.assert_allclose(numbers["norm"], maps["mlp_norm"][0].numpy(), rtol=1e-3)
+    np.testing.assert_allclose(numbers["ratio"], maps["mlp_ratio"][0].numpy(), rtol=1e-3)
+    expected = direct.summary()["bypass_mean_per_block"]
+    for block, values in expected.items():
+        for key, value in values.items():
+            assert numbers["mean_per_block"][block][key] == pytest.approx(value, rel=1e-4)
+    assert len(_plotly(share)["data"]) == 2  # attn and mlp bypasses
+    # a model without bypasses says so
+    maps_plot, _, _, empty = client.predict(handle_file(CHELSEA), "deit_fmnist", None, 0, "attn", api_name="/bypass")
+    assert empty == {} and "no Convpass bypasses" in json.dumps(_plotly(maps_plot))
+
+
+def test_compare_runs_each_model_on_the_same_image(client):
+    figure, numbers = client.predict(handle_file(CHELSEA), ["deit_fmnist", "convit_fmnist", "convpass_digits"], 4,
+                                     "cls", True, api_name="/compare")
+    assert figure["type"] == "matplotlib"
+    for name in ("deit_fmnist", "convit_fmnist", "convpass_digits"):
+        _, direct = _direct(name)
+        assert [d["label"] for d in numbers[name]["top5"]] == [d["label"] for d in direct.top5[0]]
+        np.testing.assert_allclose(numbers[name]["nonlocality_per_head"], direct.nonlocality[4][0].numpy(),
+                                   rtol=1e-4)
+
+
+def test_findings_show_the_measured_results(client):
+    sample_plot, sample_md, petl_plot, petl_md = client.predict(api_name="/findings")
+    rows = findings.sample_efficiency_summary(findings.load_results("sample_efficiency"))
+    first = rows[0]
+    assert f"{first['convit']['mean']:.1f}" in sample_md and f"{first['deit']['mean']:.1f}" in sample_md
+    assert "+37%" in sample_md  # the paper's gap at 5%, beside ours
+    ours = [t for t in _plotly(sample_plot)["data"] if t["name"] == "ConViT (ours)"][0]
+    np.testing.assert_allclose(_array(ours["y"]), [r["convit"]["mean"] for r in rows if r["convit"]["mean"]])
+    summary = findings.petl_summary(findings.load_results("petl"))
+    assert f"{summary['parameters']['convpass']:,}" in petl_md
+    assert len(_plotly(petl_plot)["data"]) >= 4
+
+
+def test_models_lists_the_zoo_and_why_hub_models_are_unavailable(client):
+    models = client.predict(api_name="/models")
+    assert [m["name"] for m in models] == [e.name for e in zoo.list_models()]
+    shipped = [m for m in models if m["source"] == "shipped"]
+    assert {m["name"] for m in shipped} == set(zoo.SHIPPED) and all(m["available"] for m in shipped)
+    hub = [m for m in models if m["source"] == "hub"]
+    assert hub and all(not m["available"] and "hub" in m["reason"] for m in hub)  # HF_HUB_OFFLINE in the server
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height pixels, with almost no data (a decompression bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    files = {}
+    files["text"] = folder / "notes.png"
+    files["text"].write_text("this is not a picture")
+    files["truncated"] = folder / "truncated.png"
+    files["truncated"].write_bytes(CHELSEA.read_bytes()[:300])
+    files["huge"] = folder / "huge.png"
+    Image.new("1", (6000, 5000)).save(files["huge"])  # 30 MP in a few KB
+    files["bomb"] = folder / "bomb.png"
+    files["bomb"].write_bytes(_png_header_only(100_000, 100_000))
+    return files
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("text", "not an image"),
+    ("truncated", "truncated or corrupt"),
+    ("huge", "the limit is 25,000,000 pixels"),
+    ("bomb", "too large"),
+])
+def test_bad_images_get_a_clear_message(client, bad_files, kind, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(bad_files[kind]), "convit_fmnist", None, "cls", api_name="/analyze")
+
+
+def _image_kinds(folder: Path) -> dict[str, Path]:
+    """The same photo as the image kinds users upload: 1×1, 16-bit, CMYK, palette, RGBA, animated, EXIF-rotated."""
+    photo = Image.open(CHELSEA).convert("RGB")
+    kinds = {"one_pixel": Image.new("RGB", (1, 1), (200, 30, 30)),
+             "gray16": Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)),
+             "cmyk": photo.convert("CMYK"), "palette": photo.convert("P"), "rgba": photo.convert("RGBA")}
+    paths = {}
+    for name, image in kinds.items():
+        paths[name] = folder / f"{name}.{'jpg' if name == 'cmyk' else 'png'}"
+        image.save(paths[name])
+    paths["animated"] = folder / "animated.gif"
+    photo.save(paths["animated"], save_all=True, append_images=[Image.new("RGB", photo.size, "black")], duration=100)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: the viewer must turn it 90° clockwise
+    paths["exif"] = folder / "exif.jpg"
+    photo.transpose(Image.Transpose.ROTATE_90).save(paths["exif"], exif=exif, quality=95)
+    return paths
+
+
+def test_every_kind_of_image_is_analysed_as_its_user_sees_it(client, tmp_path):
+    loaded = zoo.load("convit_fmnist")
+    for name, path in _image_kinds(tmp_path).items():
+        _, _, summary, *_ = client.predict(handle_file(path), "convit_fmnist", None, "cls", api_name="/analyze")
+        expected = analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0)).summary()
+        assert [d["label"] for d in summary["top5"]] == [d["label"] for d in expected["top5"]], name
+    # EXIF orientation applied: the rotated file is seen as the upright photo
+    upright = np.asarray(load_image(CHELSEA).convert("L"), dtype=float)
+    turned = np.asarray(load_image(tmp_path / "exif.jpg").convert("L"), dtype=float)
+    assert turned.shape == upright.shape and np.abs(turned - upright).mean() < 8
+
+
+def test_wrong_weights_offline_hub_and_bad_query_get_messages_and_the_server_keeps_serving(client, tmp_path):
+    with pytest.raises(AppError, match="Hugging Face hub"):
+        client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", None, "cls", api_name="/analyze")
+    wrong = tmp_path / "deit_fmnist.safetensors"
+    save_file(dict(zoo.load("deit_fmnist").model.state_dict()), str(wrong))
+    with pytest.raises(AppError, match="do not fit|does not hold weights"):
+        client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", handle_file(wrong), "cls",
+                       api_name="/analyze")
+    with pytest.raises(AppError, match="outside the 8×8 patch grid"):
+        client.predict(handle_file(CHELSEA), "convit_fmnist", None, "9,9", 0, 0, True, api_name="/attention")
+    with pytest.raises(AppError, match="convit_nano is not in the list of choices"):
+        client.predict(handle_file(CHELSEA), "convit_nano", None, "cls", api_name="/analyze")
+    with pytest.raises(AppError, match="Upload an image"):
+        client.predict(None, "convit_fmnist", None, "cls", api_name="/analyze")
+    _, _, summary, *_ = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "cls", api_name="/analyze")
+    assert summary["top5"][0]["label"] == "Bag"
+
+
+def test_concurrent_requests_keep_their_own_results(client, app_server, tmp_path):
+    images = []
+    for i, colour in enumerate(("white", "black", (120, 40, 200), (10, 200, 90))):
+        path = tmp_path / f"plain{i}.png"
+        Image.new("RGB", (48, 40), colour).save(path)
+        images.append(path)
+    images.append(CHELSEA)
+    alone = [client.predict(handle_file(p), "deit_fmnist", None, "cls", api_name="/analyze")[2] for p in images]
+
+    def call(path: Path) -> dict:
+        own = Client(app_server, verbose=False, download_files=str(tmp_path))
+        return own.predict(handle_file(path), "deit_fmnist", None, "cls", api_name="/analyze")[2]
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        together = list(pool.map(call, images))
+    for a, b in zip(alone, together, strict=True):
+        assert [d["label"] for d in a["top5"]] == [d["label"] for d in b["top5"]]
+        np.testing.assert_allclose(a["nonlocality"]["per_head"], b["nonlocality"]["per_head"], rtol=1e-5)
+    assert len({json.dumps(s["nonlocality"]["per_head"]) for s in together}) == len(images)
+
+
+def test_upload_size_is_capped(client, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(io.BytesIO(b"\x00" * (21 << 20)).getvalue())
+    with pytest.raises(Exception, match="(?i)exceed|size|large"):
+        client.predict(handle_file(big), "convit_fmnist", None, "cls", api_name="/analyze")

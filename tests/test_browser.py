@@ -1,0 +1,214 @@
+"""The app in a real browser (Debian's headless Chromium through Playwright): upload, click a patch, every tab, a bad
+upload. One browser per module; the first three tests share one page (they build on each other), the last opens its
+own. A screenshot of each test's final page goes to $EXPLORER_ARTEFACTS, or to a pytest temp folder."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
+FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]
+GRID = 8  # the shipped models: a 32×32 input cut into 8×8 patches of 4 pixels
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
+FILE_INPUT = "#image-input input[type=file]"
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("EXPLORER_ARTEFACTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder)
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """A persistent Chromium context whose profile, config and cache all live in a temp folder."""
+    home = tmp_path_factory.mktemp("chromium")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(home / "config"), str(home / "cache")
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 1000})
+            context.set_default_timeout(SLOW)
+            yield context
+            context.close()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _open(browser, url: str):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector(FILE_INPUT, state="attached")
+    return page
+
+
+@pytest.fixture(scope="module")
+def shared(browser, app_server: str):
+    """One page for the upload, click and tab tests, which build on each other in that order."""
+    page = _open(browser, app_server)
+    yield page
+    page.close()
+
+
+def _screenshot(page, artefacts: Path, name: str) -> None:
+    """The page as the test left it (also after a failure); an artefact, never the reason a test fails."""
+    try:
+        page.screenshot(path=str(artefacts / f"{name}.png"), full_page=True)
+    except Exception as e:
+        print(f"no screenshot for {name}: {e}")
+
+
+@pytest.fixture
+def page(shared, artefacts: Path, request: pytest.FixtureRequest):
+    yield shared
+    _screenshot(shared, artefacts, request.node.name)
+
+
+@pytest.fixture
+def fresh_page(browser, app_server: str, artefacts: Path, request: pytest.FixtureRequest):
+    """A page of its own, opened on the app as a new visitor sees it."""
+    page = _open(browser, app_server)
+    yield page
+    _screenshot(page, artefacts, request.node.name)
+    page.close()
+
+
+def _top5(page):
+    """Wait until the Top-5 label shows a Fashion-MNIST class; return the top-1 class."""
+    heading = page.locator("#top5 [data-testid='label-output-value']")
+    expect(heading).to_have_text(re.compile("|".join(re.escape(c) for c in FASHION_MNIST)), timeout=SLOW)
+    return heading.inner_text().strip()
+
+
+def _image_src(page, elem_id: str) -> str:
+    img = page.locator(f"#{elem_id} img").first
+    expect(img).to_be_visible()
+    page.wait_for_function("id => { const i = document.querySelector(`#${id} img`); "
+                           "return i && i.complete && i.naturalWidth > 0; }", arg=elem_id)
+    return img.get_attribute("src")
+
+
+def _new_image_src(page, elem_id: str, before: str) -> str:
+    """Wait until the <img> of `elem_id` shows something other than `before`; its new src."""
+    page.wait_for_function("([id, before]) => { const i = document.querySelector(`#${id} img`); "
+                           "return i && i.getAttribute('src') !== before && i.complete && i.naturalWidth > 0; }",
+                           arg=[elem_id, before], timeout=SLOW)
+    return page.locator(f"#{elem_id} img").first.get_attribute("src")
+
+
+def _plotly(page, elem_id: str):
+    plot = page.locator(f"#{elem_id} .js-plotly-plot")
+    expect(plot.locator("svg.main-svg").first).to_be_attached()
+    return plot
+
+
+def _at(img, fx: float, fy: float) -> dict:
+    """The point at fractions (fx, fy) of the picture an <img> draws, relative to the element's box: with object-fit
+    contain or scale-down (Gradio's) the picture is centred in the box at its own aspect ratio."""
+    return img.evaluate("""(img, [fx, fy]) => {
+        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+        let w = r.width, h = r.height;
+        if (fit === 'contain' || fit === 'scale-down') {
+            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
+            w = img.naturalWidth * s; h = img.naturalHeight * s;
+        }
+        return {x: (r.width - w) / 2 + fx * w, y: (r.height - h) / 2 + fy * h};
+    }""", [fx, fy])
+
+
+def _tab(page, name: str) -> None:
+    tab = page.get_by_role("tab", name=name, exact=True)
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+
+
+def test_upload_analyses_and_shows_the_model_input(page):
+    page.set_input_files(FILE_INPUT, str(CHELSEA))
+    assert _top5(page) == "Bag"
+    expect(page.locator("#top5")).to_contain_text("%")
+    assert _image_src(page, "picker")
+    assert _image_src(page, "attention-grid")
+    expect(page.locator("#query textarea, #query input").first).to_have_value("cls")
+
+
+def test_clicking_a_patch_makes_it_the_query(page):
+    query = page.locator("#query textarea, #query input").first
+    expect(query).to_have_value("cls")
+    grid_before = _image_src(page, "attention-grid")
+    picker_before = _image_src(page, "picker")
+    fx, fy = 0.3, 0.7
+    row, col = int(fy * GRID), int(fx * GRID)
+    picture = page.locator("#picker img").first
+    picture.click(position=_at(picture, fx, fy))
+    expect(query).to_have_value(f"{row},{col}", timeout=SLOW)
+    assert _new_image_src(page, "attention-grid", grid_before)
+    assert _new_image_src(page, "picker", picker_before)
+    enlarged = _plotly(page, "attention-enlarged")
+    expect(enlarged).to_contain_text(f"attention of the patch ({row}, {col})", timeout=SLOW)
+    expect(enlarged.locator(".heatmaplayer, .hm, image").first).to_be_attached()
+
+
+def test_every_tab_renders(page):
+    _tab(page, "GPSA: content vs position")
+    assert _image_src(page, "gpsa-plot")
+    _plotly(page, "gpsa-centres")
+
+    _tab(page, "Gates")
+    expect(_plotly(page, "gates-history")).to_contain_text("σ(λ)")
+
+    _tab(page, "Nonlocality")
+    history = _plotly(page, "nonlocality-history")
+    expect(history).to_contain_text("ConViT")
+    expect(history).to_contain_text("DeiT")
+
+    _tab(page, "Findings")
+    expect(page.locator("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img").first).to_be_visible()
+
+    _tab(page, "Convpass bypasses")
+    expect(_plotly(page, "bypass-maps")).to_contain_text("no Convpass bypasses")
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(r"^convpass_digits")).click()
+    expect(page.locator("#model input")).to_have_value(re.compile(r"^convpass_digits"))
+    expect(page.locator("#bypass-maps img").first).to_be_visible(timeout=SLOW)
+    expect(page.locator("#bypass-maps .js-plotly-plot")).to_have_count(0)
+    assert _image_src(page, "bypass-maps")
+
+
+def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):
+    page = fresh_page
+    fake = tmp_path / "notes.png"
+    fake.write_text("These are notes, not a picture.\n" * 20)
+    page.set_input_files(FILE_INPUT, str(fake))
+    toast = page.locator("[data-testid='toast-body']")
+    expect(toast.first).to_be_visible(timeout=SLOW)
+    expect(toast.first).to_contain_text("not an image")
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_count(0)
+
+    page.set_input_files(FILE_INPUT, str(CHELSEA))
+    assert _top5(page) == "Bag"
+    assert _image_src(page, "picker")
+    assert _image_src(page, "attention-grid")
