@@ -322,3 +322,17 @@ def test_real_shipped_models(name):
         assert loaded.card["backbone"] in zoo.SHIPPED
     x = loaded.preprocess(Image.new("L", (28, 28)))
     assert x.shape == (1, 32, 32) and loaded.model(x[None]).shape == (1, len(loaded.card["classes"]))
+
+
+def test_initial_model_is_the_architecture_at_its_init():
+    """The reference the app measures "at init" against: the shipped ConViT's architecture freshly initialised."""
+    card = zoo.read_card(zoo.ASSETS / "convit_fmnist")
+    start = zoo.initial_model(card, seed=0)
+    again = zoo.initial_model(card, seed=0)
+    trained = zoo.load("convit_fmnist").model
+    for (name, a), b in zip(start.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # seeded: the same reference every time
+    gates = torch.stack([torch.sigmoid(b.attn.gating_param) for b in start.blocks[:4]])
+    torch.testing.assert_close(gates, torch.full_like(gates, torch.sigmoid(torch.tensor(1.0)).item()))
+    assert not torch.equal(start.blocks[0].attn.qk.weight, trained.blocks[0].attn.qk.weight)
+    assert start.label_names == card["classes"] and not start.training

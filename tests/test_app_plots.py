@@ -1,0 +1,76 @@
+"""The app's pieces that need no server: the clickable input picture, exports, queries and the findings tables."""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from app import plots, service
+from petl_core import findings
+
+
+@pytest.mark.parametrize(("size", "grid"), [((32, 32), (8, 8)), ((224, 224), (14, 14)), ((48, 64), (3, 4))])
+def test_a_click_on_a_patch_of_the_picture_selects_that_patch(size, grid):
+    image = np.random.default_rng(0).random((*size, 3))
+    picture = plots.picker_image(image, grid, (1, 2))
+    scale = picture.shape[0] // size[0]
+    assert picture.shape == (size[0] * scale, size[1] * scale, 3) and picture.dtype == np.uint8
+    cell_h, cell_w = picture.shape[0] / grid[0], picture.shape[1] / grid[1]
+    for row in range(grid[0]):
+        for col in range(grid[1]):
+            for fy, fx in ((0.05, 0.05), (0.5, 0.5), (0.95, 0.95)):
+                x, y = int((col + fx) * cell_w), int((row + fy) * cell_h)
+                assert plots.patch_at(x, y, picture.shape, grid) == (row, col)
+    framed = picture[int(1.5 * cell_h), int(2 * cell_w) + 1]  # the query patch's left edge is drawn in cyan
+    assert tuple(framed) == (0, 255, 255)
+
+
+def test_queries_parse_and_are_checked_against_the_grid():
+    assert service.parse_query("cls", (8, 8)) == "cls"
+    assert service.parse_query(" 3, 4 ", (8, 8)) == (3, 4)
+    assert service.parse_query("(7,0)", (8, 8)) == (7, 0)
+    with pytest.raises(gr.Error, match="outside the 8×8"):
+        service.parse_query("8,0", (8, 8))
+    with pytest.raises(gr.Error, match="neither"):
+        service.parse_query("middle", (8, 8))
+
+
+def test_export_writes_each_figure_and_the_numbers(tmp_path):
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    values = np.arange(6.0).reshape(2, 3)
+    paths = plots.export_view("view", {"static": fig, "interactive": plots.gates_heatmap(values / 6, [0, 1], "t")},
+                              {"values": values}, {"values": values}, directory=tmp_path)
+    names = sorted(p.rsplit("/", 1)[-1] for p in paths)
+    assert names == ["view.json", "view.npz", "view_interactive.html", "view_static.png"]
+    by_name = {p.rsplit("/", 1)[-1]: p for p in paths}
+    assert json.loads(open(by_name["view.json"]).read())["values"] == values.tolist()
+    np.testing.assert_array_equal(np.load(by_name["view.npz"])["values"], values)
+    html = open(by_name["view_interactive.html"]).read()
+    # the plotly library is inside (megabytes), not fetched from a CDN: the file works offline
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000 and '<script src="https://' not in html
+
+
+def test_findings_group_runs_by_method_and_put_the_papers_numbers_beside():
+    results = {"runs": [
+        {"method": "convit", "fraction": 0.05, "seed": 0, "test_accuracy": 0.80},
+        {"method": "convit", "fraction": 0.05, "seed": 1, "test_accuracy": 0.78},
+        {"method": "deit", "fraction": 0.05, "seed": 0, "test_accuracy": 0.75},
+        {"method": "deit", "fraction": 0.3, "seed": 0, "test_accuracy": 0.85},
+    ]}
+    rows = findings.sample_efficiency_summary(results)
+    assert [r["fraction"] for r in rows] == [0.05, 0.3]
+    assert rows[0]["convit"]["mean"] == pytest.approx(79.0) and rows[0]["convit"]["sd"] == pytest.approx(1.0)
+    assert rows[0]["relative_gap"] == pytest.approx(100 * (79 - 75) / 75)
+    assert rows[0]["paper"] == {"deit": 34.8, "convit": 47.8, "relative_gap": pytest.approx(100 * 13 / 34.8)}
+    assert rows[1]["convit"]["mean"] is None and rows[1]["relative_gap"] is None
+    petl = findings.petl_summary({"runs": [
+        {"method": "linear", "shots": None, "seed": 0, "trainable_parameters": 10, "last_epoch_accuracy": 0.5},
+        {"method": "convpass", "shots": 2, "seed": 0, "trainable_parameters": 99, "last_epoch_accuracy": 0.6},
+    ]})
+    assert petl["methods"] == ["linear", "convpass"] and petl["shots"] == [2]
+    assert petl["accuracy"]["linear"]["full"]["mean"] == pytest.approx(50.0)
+    assert petl["accuracy"]["linear"]["2"]["mean"] is None
