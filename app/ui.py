@@ -145,9 +145,11 @@ def build_demo(default_model: str = "convit_fmnist") -> gr.Blocks:
                                           canvas_size=(280, 280), elem_id="sketch")
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
-                with gr.Accordion("Your own weights for a hub model (optional)", open=False):
-                    c.weights = gr.File(label="timm-format weights (.safetensors, .pth, .bin)", type="filepath",
+                with gr.Accordion("Your own weights (optional)", open=False):
+                    c.weights = gr.File(label="Weights for the chosen model's architecture", type="filepath",
                                         file_types=[".safetensors", ".pth", ".pt", ".bin"], elem_id="weights")
+                    gr.Markdown("For a hub model: its timm weights file (works offline). For a shipped model: a "
+                                "`python -m petl_core train` checkpoint of the same recipe (`model.safetensors`).")
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=1):
                 c.picker = gr.Image(label="What the model saw: click a patch to make it the query",

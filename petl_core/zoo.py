@@ -468,7 +468,9 @@ def list_models(root: str | Path | None = None) -> list[ZooEntry]:
 def load(name: str, *, file: str | Path | None = None, root: str | Path | None = None, **timm_kwargs) -> Loaded:
     """Load a zoo model by name.
 
-    Shipped names load offline from `<root>/<name>/`. Hub names load through timm: from `file` when given (a
+    Shipped names load offline from `<root>/<name>/`; with `file`, that entry's architecture, classes and
+    preprocessing take the file's weights instead (e.g. a `petl_core train` run of the same recipe; source 'local').
+    Hub names load through timm: from `file` when given (a
     timm-format .safetensors/.pth), from the Hugging Face cache when the weights are there, else from the hub;
     with none of these, HubUnavailableError says so in one sentence, at once. `timm_kwargs` (hub only) go to
     timm's create_model (e.g. num_classes).
@@ -482,11 +484,18 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
     if name not in SHIPPED and not (directory / "card.json").is_file():
         known = [e.name for e in list_models(root) if e.source == "shipped"] + list(HUB)
         raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(known)}")
-    if file is not None or timm_kwargs:
-        raise ValueError(f"{name} is a shipped model: it takes no file or timm arguments (see load_local)")
+    if timm_kwargs:
+        raise ValueError(f"{name} is a shipped model: it takes no timm arguments (see load_local)")
     if not directory.is_dir():
         raise CheckpointError(f"{name} is not shipped yet: {directory} does not exist")
-    return _load_entry(directory, name, "shipped")
+    if file is None:
+        return _load_entry(directory, name, "shipped")
+    weights = Path(file)
+    if not weights.is_file():
+        raise CheckpointError(f"weights file not found: {weights}")
+    card = {**read_card(directory), "source": "local", "weights": str(weights), "title": f"{name} architecture with "
+            f"weights from {weights.name}", "accuracy": {"test": None, "note": "not measured here"}}
+    return Loaded(name, "local", _build(card, weights), card, _card_preprocess(card))
 
 
 def load_local(path: str | Path, timm_name: str | None = None, **timm_kwargs) -> Loaded:

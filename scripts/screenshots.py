@@ -4,7 +4,7 @@ headless Chromium (Debian's /usr/bin/chromium through Playwright) at 1400×1000 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 
 Views: attention (chelsea.png, a patch clicked), gpsa, gates, nonlocality, compare, findings and convpass (model
-convpass_digits on a drawn digit). Each PNG is the full page, reduced to 256 colours when it would be larger than
+convpass_digits on a drawn digit). Each PNG is the full page, reduced to fewer colours when it would be larger than
 --max-kb, and cut to the views below the shared inputs when even that is too large.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="folder for the PNGs")
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the app and for each view")
-    parser.add_argument("--max-kb", type=int, default=400, help="largest PNG wanted, in KB")
+    parser.add_argument("--max-kb", type=int, default=390, help="largest PNG wanted, in KiB")
     return parser.parse_args(argv)
 
 
@@ -142,22 +142,25 @@ def open_tab(page: Page, name: str) -> None:
 
 # --------------------------------------------------------------------------------------------------- saving
 def save(page: Page, path: Path, max_kb: int) -> Path:
-    """The full page as PNG at most `max_kb` KB: as is, else in 256 colours, else only from the tabs down."""
-    png = page.screenshot(full_page=True)
-    if len(png) > max_kb * 1024:
-        png = _fewer_colours(png)
+    """The full page as PNG of at most `max_kb` KiB: as is, else in 256, 160 or 96 colours, else only from the tabs
+    down."""
+    full = png = page.screenshot(full_page=True)
+    for colours in (256, 160, 96):
+        if len(png) <= max_kb * 1024:
+            break
+        png = _fewer_colours(full, colours)
     if len(png) > max_kb * 1024:
         top = page.locator("[role=tablist]").first.bounding_box()
         height = page.evaluate("() => document.documentElement.scrollHeight")
         clip = {"x": 0, "y": top["y"] - 8, "width": VIEWPORT["width"], "height": height - top["y"] + 8}
-        png = _fewer_colours(page.screenshot(full_page=True, clip=clip))
+        png = _fewer_colours(page.screenshot(full_page=True, clip=clip), 160)
     path.write_bytes(png)
     print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {len(png) // 1024} KB", flush=True)
     return path
 
 
-def _fewer_colours(png: bytes) -> bytes:
-    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
+def _fewer_colours(png: bytes, colours: int) -> bytes:
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT,
                                                                    dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             context = p.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=args.chromium,
                                                            headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT)
             context.set_default_timeout(args.timeout * 1000)
+            expect.set_options(timeout=args.timeout * 1000)
             try:
                 take(context.new_page(), url, args.out.resolve(), tmp, args.timeout, args.max_kb)
             finally:

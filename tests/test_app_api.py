@@ -238,7 +238,7 @@ def _image_kinds(folder: Path) -> dict[str, Path]:
     """The same photo as the image kinds users upload: 1×1, 16-bit, CMYK, palette, RGBA, animated, EXIF-rotated."""
     photo = Image.open(CHELSEA).convert("RGB")
     kinds = {"one_pixel": Image.new("RGB", (1, 1), (200, 30, 30)),
-             "gray16": Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)),
+             "gray16": Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257),
              "cmyk": photo.convert("CMYK"), "palette": photo.convert("P"), "rgba": photo.convert("RGBA")}
     paths = {}
     for name, image in kinds.items():
@@ -273,6 +273,16 @@ def test_wrong_weights_offline_hub_and_bad_query_get_messages_and_the_server_kee
     with pytest.raises(AppError, match="do not fit|does not hold weights"):
         client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", handle_file(wrong), "cls",
                        api_name="/analyze")
+    convpass_file = zoo.ASSETS / "convpass_digits" / "model.safetensors"
+    with pytest.raises(AppError, match="Those weights do not fit.*does not fit this architecture"):
+        client.predict(handle_file(CHELSEA), "deit_fmnist", handle_file(convpass_file), "cls", api_name="/analyze")
+    # the shipped DeiT's own file, uploaded: the same numbers as the shipped model, the card says where they came from
+    _, _, own, card, *_ = client.predict(handle_file(CHELSEA), "deit_fmnist",
+                                         handle_file(zoo.ASSETS / "deit_fmnist" / "model.safetensors"), "cls",
+                                         api_name="/analyze")
+    _, direct = _direct("deit_fmnist")
+    np.testing.assert_allclose(own["nonlocality"]["per_head"], direct.summary()["nonlocality"]["per_head"], rtol=1e-4)
+    assert card["source"] == "local" and card["weights"].endswith("model.safetensors")
     with pytest.raises(AppError, match="outside the 8×8 patch grid"):
         client.predict(handle_file(CHELSEA), "convit_fmnist", None, "9,9", 0, 0, True, api_name="/attention")
     with pytest.raises(AppError, match="convit_nano is not in the list of choices"):

@@ -48,9 +48,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
                 str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
                 viewport={"width": 1400, "height": 1000})
             context.set_default_timeout(SLOW)
+            expect.set_options(timeout=SLOW)
             yield context
             context.close()
     finally:
+        expect.set_options(timeout=5_000)  # Playwright's default
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -170,8 +170,14 @@ def test_shipped_errors_are_clear(runs, tmp_path):
         zoo.load("nope", root=runs["root"])
     with pytest.raises(CheckpointError, match="convit_fmnist is not shipped yet"):
         zoo.load("convit_fmnist", root=tmp_path)
-    with pytest.raises(ValueError, match="shipped model"):
-        zoo.load("tiny_deit", root=runs["root"], file="x.safetensors")
+    with pytest.raises(ValueError, match="shipped model: it takes no timm arguments"):
+        zoo.load("tiny_deit", root=runs["root"], num_classes=3)
+    with pytest.raises(CheckpointError, match="weights file not found"):
+        zoo.load("tiny_deit", root=runs["root"], file=tmp_path / "x.safetensors")
+    with pytest.raises(CheckpointError, match="does not fit this architecture"):
+        zoo.load("tiny_deit", root=runs["root"], file=runs["root"] / "tiny_convpass" / "model.safetensors")
+    own = zoo.load("tiny_deit", root=runs["root"], file=runs["root"] / "tiny_deit" / "model.safetensors")
+    assert own.source == "local" and own.card["accuracy"]["test"] is None
     shutil.copytree(runs["root"] / "tiny_convpass", tmp_path / "broken")
     shutil.copyfile(runs["root"] / "tiny_deit" / "model.safetensors", tmp_path / "broken" / "model.safetensors")
     with pytest.raises(CheckpointError, match="does not fit this architecture"):
