@@ -1,7 +1,8 @@
 """Regenerate everything in assets/ from scratch: the shipped models and the papers' findings measured here.
 
     python -m experiments.make_assets                 # everything, resuming finished or interrupted runs
-    python -m experiments.make_assets --stage shipped --jobs 2 --device cpu
+    python -m experiments.make_assets --stage shipped --jobs 2
+    python -m experiments.make_assets --stage petl --seeds 0      # one seed first when time is short
 
 Stages (each run lives in runs/<stage>/<name>/ with checkpoints; a finished run is skipped, an interrupted one
 resumes, so the command can be repeated until it is done):
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=("shipped", "sample", "petl", "all"), default="all")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (threads are divided between them)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="run only these seeds of the sample and petl stages (the results still list every "
+                             "finished run); e.g. --seeds 0 to finish one seed of everything first")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -167,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             zoo.write_entry(convpass_shipped_run().out, "convpass_digits",
                             "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", backbone="deit_fmnist")
         elif stage == "sample":
-            records = run_all(sample_runs(), args.jobs)
+            records = run_all([c for c in sample_runs() if c.seed in args.seeds], args.jobs)
             (RESULTS / "sample_efficiency.json").write_text(json.dumps(summarise_sample(), indent=1))
         else:
-            records = run_all(petl_runs(), args.jobs)
+            records = run_all([c for c in petl_runs() if c.seed in args.seeds], args.jobs)
             (RESULTS / "petl.json").write_text(json.dumps(summarise_petl(), indent=1))
         _merge_timings(records)
     print(f"done in {time.perf_counter() - started:.0f} s")
