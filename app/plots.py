@@ -110,7 +110,7 @@ def gates_heatmap(gates: np.ndarray, blocks: list[int], title: str) -> go.Figure
     """σ(λ) per GPSA block (rows) and head (columns), 0 = content only, 1 = positional only."""
     fig = go.Figure(go.Heatmap(
         z=gates, x=[f"head {h}" for h in range(gates.shape[1])], y=[f"block {b}" for b in blocks], zmin=0, zmax=1,
-        colorscale="Reds", text=np.round(gates, 3), texttemplate="%{text}",
+        colorscale="Reds", texttemplate="%{z:.3f}",
         hovertemplate="%{y}, %{x}<br>σ(λ) = %{z:.3f}<extra></extra>", colorbar={"title": "σ(λ)"}))
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=120 + 45 * len(blocks), margin={"t": 50, "b": 30})
@@ -128,7 +128,7 @@ def gates_over_training(history: dict) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.16,
                         subplot_titles=("σ(λ) per block and head at the chosen step", "mean σ(λ) per block"))
     fig.add_trace(go.Heatmap(z=gates[-1], x=heads, y=blocks, zmin=0, zmax=1, colorscale="Reds",
-                             text=np.round(gates[-1], 3), texttemplate="%{text}",
+                             texttemplate="%{z:.3f}",
                              colorbar={"title": "σ(λ)", "len": 0.5, "y": 0.78}), row=1, col=1)
     steps = [e["step"] for e in entries]
     for b in range(num_blocks):
@@ -137,9 +137,9 @@ def gates_over_training(history: dict) -> go.Figure:
     fig.update_yaxes(title="mean σ(λ)", row=2, col=1)
     fig.update_xaxes(title="step", row=2, col=1)
     slider_steps = [{"method": "restyle", "label": f"{e['epoch']:.2f}",
-                     "args": [{"z": [gates[i]], "text": [np.round(gates[i], 3)]}, [0]]}
+                     "args": [{"z": [gates[i]]}, [0]]}
                     for i, e in enumerate(entries)]
-    fig.update_layout(height=640, margin={"t": 60}, sliders=[{
+    fig.update_layout(height=640, margin={"t": 60}, legend={"y": 0.22, "yanchor": "middle"}, sliders=[{
         "active": len(entries) - 1, "steps": slider_steps, "currentvalue": {"prefix": "epoch "}, "pad": {"t": 30}}])
     return fig
 
@@ -243,8 +243,9 @@ def sample_efficiency_figure(rows: list[dict]) -> go.Figure:
                                                 PAPER_SAMPLE_EFFICIENCY.values()],
             mode="lines+markers", name=f"{label}-S (paper)", line={"color": colours[method], "dash": "dash"}),
             row=1, col=2)
-    for col in (1, 2):
-        fig.update_xaxes(type="log", tickformat=".0%", title="fraction of the training set", row=1, col=col)
+    for col, fractions in ((1, [r["fraction"] for r in rows]), (2, list(PAPER_SAMPLE_EFFICIENCY))):
+        fig.update_xaxes(type="log", tickvals=fractions, ticktext=[f"{f:.0%}" for f in fractions],
+                         title="fraction of the training set", row=1, col=col)
     fig.update_yaxes(title="top-1 test accuracy (%)", row=1, col=1)
     fig.update_layout(height=420, margin={"t": 50})
     return fig

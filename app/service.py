@@ -48,7 +48,10 @@ __all__ = [
 MAX_PIXELS = 25_000_000
 """Largest upload in pixels (a 25-megapixel photo); larger ones, decompression bombs included, are refused unread."""
 
-_CACHE_SIZE = 16
+RESULTS_KEPT = 16
+"""Analyses kept for re-rendering (a few MB each for the shipped models)."""
+MODELS_KEPT = 6
+"""Models kept loaded (hub ViT-B weighs 330 MB; uploads of many weight files must not exhaust memory)."""
 
 
 @dataclass
@@ -74,11 +77,12 @@ class _State:
     def __init__(self) -> None:
         self.device = torch.device("cpu")
         self.lock = threading.Lock()
-        self.models: dict[tuple[str, str | None], zoo.Loaded] = {}
-        self.initial: dict[tuple[str, str | None], nn.Module] = {}
+        self.models: OrderedDict[tuple[str, str | None], zoo.Loaded] = OrderedDict()
+        self.initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
         self.results: OrderedDict[tuple, Result] = OrderedDict()
         self.entries: list[zoo.ZooEntry] | None = None
         self.histories: dict[str, dict | None] = {}
+        self.loading: dict[tuple, threading.Lock] = {}
 
 
 _state = _State()
@@ -125,40 +129,63 @@ def model_entries(refresh: bool = False) -> list[zoo.ZooEntry]:
 
 
 def model_choices(refresh: bool = False) -> list[tuple[str, str]]:
-    """(label, name) for a dropdown: every zoo model, unavailable ones labelled with why."""
+    """(label, name) for a dropdown: every zoo model, unavailable ones marked (choosing one says why)."""
     choices = []
     for e in model_entries(refresh):
-        tag = {"shipped": "shipped", "hub": "hub"}[e.source]
-        label = f"{e.name} ({tag})" if e.available else f"{e.name} ({tag}, unavailable: {e.reason})"
+        label = f"{e.name} ({e.source})" if e.available else f"{e.name} ({e.source}, unavailable now)"
         choices.append((label, e.name))
     return choices
 
 
 def _weights_key(file: str | None) -> str | None:
-    return None if not file else hashlib.sha1(Path(file).read_bytes()).hexdigest()
+    """Uploaded files live at content-addressed paths in Gradio's cache: the path names the weights."""
+    return None if not file else str(Path(file).resolve())
+
+
+def _remember(cache: OrderedDict, key, value, size: int):
+    """Put `value` in an LRU `cache` of at most `size` entries (hold the lock)."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def _load_once(cache: OrderedDict, key, make: Callable):
+    """cache[key], made by `make()` at most once at a time per key; other keys and cache hits never wait for it
+    (a hub download can take minutes)."""
+    with _state.lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        key_lock = _state.loading.setdefault((id(cache), key), threading.Lock())
+    with key_lock:
+        with _state.lock:
+            if key in cache:
+                return cache[key]
+        value = make()
+        with _state.lock:
+            return _remember(cache, key, value, MODELS_KEPT)
 
 
 def get_model(name: str, file: str | None = None) -> zoo.Loaded:
-    """The zoo model `name` (a hub name may take a timm-format weights `file`), loaded once and shared, on the
-    configured device."""
+    """The zoo model `name` (with `file`: that architecture with the file's weights), loaded once and shared, on
+    the configured device; the least recently used of more than MODELS_KEPT models is let go."""
     if not name:
         raise gr.Error("Choose a model first.")
-    key = (name, _weights_key(file))
-    with _state.lock:
-        if key not in _state.models:
-            with user_errors():
-                loaded = zoo.load(name, file=file) if file else zoo.load(name)
-            loaded.model.to(_state.device).requires_grad_(False)
-            _state.models[key] = loaded
-        return _state.models[key]
+
+    def make() -> zoo.Loaded:
+        with user_errors():
+            loaded = zoo.load(name, file=file) if file else zoo.load(name)
+        loaded.model.to(_state.device).requires_grad_(False)
+        return loaded
+
+    return _load_once(_state.models, (name, _weights_key(file)), make)
 
 
 def _initial_model(name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
-    key = (name, file_key)
-    with _state.lock:
-        if key not in _state.initial:
-            _state.initial[key] = zoo.initial_model(loaded.card).to(_state.device).requires_grad_(False)
-        return _state.initial[key]
+    return _load_once(_state.initial, (name, file_key),
+                      lambda: zoo.initial_model(loaded.card).to(_state.device).requires_grad_(False))
 
 
 # --------------------------------------------------------------------------------------------------- analyses
@@ -217,21 +244,20 @@ def result_for(image: str | None, model_name: str, weights: str | None = None,
                for b in analysis.trace.gated_blocks]
     result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init, centres)
     with _state.lock:
-        _state.results[key] = result
-        while len(_state.results) > _CACHE_SIZE:
-            _state.results.popitem(last=False)
-    return result
+        return _remember(_state.results, key, result, RESULTS_KEPT)
 
 
 def parse_query(query: str | None, grid: tuple[int, int]) -> str | tuple[int, int]:
-    """'cls' (or empty) -> 'cls'; 'row,col' -> (row, col) checked against the grid."""
+    """'cls' (or empty) -> 'cls'; 'center' -> the middle patch; 'row,col' -> (row, col) checked against the grid."""
     text = (query or "cls").strip().lower()
     if text in ("cls", "class", "class token"):
         return "cls"
+    if text in ("center", "centre"):
+        return grid[0] // 2, grid[1] // 2
     try:
         row, col = (int(v) for v in text.strip("()").split(","))
     except ValueError as e:
-        raise gr.Error(f"Query {query!r} is neither 'cls' nor 'row,col'.") from e
+        raise gr.Error(f"Query {query!r} is not 'cls', 'center' or 'row,col'.") from e
     if not (0 <= row < grid[0] and 0 <= col < grid[1]):
         raise gr.Error(f"Patch ({row}, {col}) is outside the {grid[0]}×{grid[1]} patch grid.")
     return row, col

@@ -60,7 +60,7 @@ def image_input(**kwargs) -> gr.Image:
     return component
 
 
-def analyze(image: str | None, model: str, weights: str | None, query: str = "cls",
+def analyze(image: str | None, model: str, weights: str | None, query: str = "center",
             progress: gr.Progress = gr.Progress()) -> tuple:
     """Run `model` on `image` once. Returns the input as the model saw it (query patch framed), the top-5, a JSON
     with the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the model card,
@@ -152,10 +152,12 @@ def build_demo(default_model: str = "convit_fmnist") -> gr.Blocks:
                                 "`python -m petl_core train` checkpoint of the same recipe (`model.safetensors`).")
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=1):
-                c.picker = gr.Image(label="What the model saw: click a patch to make it the query",
-                                    interactive=False, height=330, elem_id="picker", buttons=["download"])
+                gr.Markdown("**What the model saw**: click a patch to make it the query")
+                c.picker = gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
+                                    buttons=["download"])
                 with gr.Row():
-                    c.query = gr.Textbox("cls", label="Query: cls or row,col", elem_id="query", scale=2)
+                    # the centre patch by default: ConViT's GPSA blocks have no class token to query
+                    c.query = gr.Textbox("center", label="Query: cls, center or row,col", elem_id="query", scale=2)
                     use_cls = gr.Button("Class token", size="sm", scale=1)
                     c.log_scale = gr.Checkbox(True, label="Log colour scale", elem_id="log-scale", scale=1)
             with gr.Column(scale=1):

@@ -209,10 +209,14 @@ def bypass_figure(maps: dict[int, dict], image: np.ndarray, index: int = 0) -> F
 def conv_channels_figure(conv: torch.Tensor, title: str) -> Figure:
     """The 3×3 convolution's output channels (h, rows, cols) of one bypass, one panel per channel."""
     channels = conv.float().cpu().numpy()
-    fig = Figure(figsize=(_PANEL * len(channels), _PANEL + 0.5), layout="constrained")
-    axes = fig.subplots(1, len(channels), squeeze=False)[0]
+    cols = min(4, len(channels))
+    rows = -(-len(channels) // cols)
+    fig = Figure(figsize=(_PANEL * cols, _PANEL * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     fig.suptitle(title)
-    for c, ax in enumerate(axes):
+    for ax in axes[len(channels):]:
+        ax.set_axis_off()
+    for c, ax in enumerate(axes[:len(channels)]):
         limit = float(np.abs(channels[c]).max()) or 1.0
         ax.imshow(channels[c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(f"channel {c}", fontsize=8)

@@ -34,7 +34,8 @@ def test_queries_parse_and_are_checked_against_the_grid():
     assert service.parse_query("(7,0)", (8, 8)) == (7, 0)
     with pytest.raises(gr.Error, match="outside the 8×8"):
         service.parse_query("8,0", (8, 8))
-    with pytest.raises(gr.Error, match="neither"):
+    assert service.parse_query("center", (14, 14)) == (7, 7) and service.parse_query("centre", (3, 4)) == (1, 2)
+    with pytest.raises(gr.Error, match="not 'cls', 'center' or 'row,col'"):
         service.parse_query("middle", (8, 8))
 
 

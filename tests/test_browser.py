@@ -154,12 +154,12 @@ def test_upload_analyses_and_shows_the_model_input(page):
     expect(page.locator("#top5")).to_contain_text("%")
     assert _image_src(page, "picker")
     assert _image_src(page, "attention-grid")
-    expect(page.locator("#query textarea, #query input").first).to_have_value("cls")
+    expect(page.locator("#query textarea, #query input").first).to_have_value("center")
 
 
 def test_clicking_a_patch_makes_it_the_query(page):
     query = page.locator("#query textarea, #query input").first
-    expect(query).to_have_value("cls")
+    expect(query).to_have_value("center")
     grid_before = _image_src(page, "attention-grid")
     picker_before = _image_src(page, "picker")
     fx, fy = 0.3, 0.7
@@ -172,6 +172,10 @@ def test_clicking_a_patch_makes_it_the_query(page):
     enlarged = _plotly(page, "attention-enlarged")
     expect(enlarged).to_contain_text(f"attention of the patch ({row}, {col})", timeout=SLOW)
     expect(enlarged.locator(".heatmaplayer, .hm, image").first).to_be_attached()
+    page.get_by_role("button", name="Export view (PNG, HTML, JSON, NPZ)").first.click()
+    files = page.locator("#attention-files")
+    for name in ("attention_grid.png", "attention_enlarged.html", "attention.json", "attention.npz"):
+        expect(files.locator(f'a[href$="/{name}"]')).to_have_count(1, timeout=SLOW)
 
 
 def test_every_tab_renders(page):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots, service
+from app.tabs.common import export_row, plot, wire_export
 from petl_core.figures import attention_grid_figure, query_maps
 
 LEARN = """
@@ -56,14 +57,12 @@ def build_attention_tab(c) -> None:
         head = gr.Slider(0, 8, value=0, step=1, label="Head of the enlarged map", elem_id="head")
     c.attention_layer, c.attention_head = layer, head
     with gr.Row():
-        grid_plot = gr.Plot(label="All blocks × heads", elem_id="attention-grid")
-        enlarged = gr.Plot(label="Enlarged map", elem_id="attention-enlarged")
-    with gr.Row():
-        export_button = gr.Button("Export view (PNG, HTML, JSON, NPZ)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+        grid_plot = plot("All blocks × heads", "attention-grid")
+        enlarged = plot("Enlarged map", "attention-enlarged")
+    export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     with gr.Accordion("Learn: reading attention maps", open=False):
         gr.Markdown(LEARN)
     inputs = [c.image, c.model, c.weights, c.query, layer, head, c.log_scale]
     gr.on([c.analyzed.change, c.query.change, c.log_scale.change, layer.release, head.release], render, inputs,
           [c.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")
-    export_button.click(export, inputs, files, api_name="export_attention")
+    wire_export(export_button, export, inputs, files, "export_attention")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots, service
+from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core.figures import compare_figure
 
 LEARN = """
@@ -53,13 +54,11 @@ def build_compare_tab(c) -> None:
         layer = gr.Slider(0, 5, value=0, step=1, label="Block", elem_id="compare-layer")
         run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=0)
     c.compare_layer = layer
-    figure = gr.Plot(label="Side by side", elem_id="compare-plot")
-    numbers = gr.JSON(label="Top-5 and nonlocality at this block", open=False)
-    with gr.Row():
-        export_button = gr.Button("Export view (PNG, JSON)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    figure = plot("Side by side", "compare-plot")
+    numbers = numbers_panel("Top-5 and nonlocality at this block")
+    export_button, files = export_row("compare", "PNG, JSON")
     with gr.Accordion("Learn: comparing inductive biases", open=False):
         gr.Markdown(LEARN)
     inputs = [c.image, models, layer, c.query, c.log_scale]
     run.click(render, inputs, [figure, numbers], api_name="compare")
-    export_button.click(export, inputs, files, api_name="export_compare")
+    wire_export(export_button, export, inputs, files, "export_compare")

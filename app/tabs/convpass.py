@@ -6,6 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from app import plots, service
+from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
 
@@ -78,17 +79,15 @@ def build_convpass_tab(c) -> None:
         c.bypass_block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block",
                                      allow_custom_value=True)
         branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
-    maps = gr.Plot(label="Bypass maps over the image", elem_id="bypass-maps")
+    maps = plot("Bypass maps over the image", "bypass-maps")
     with gr.Row():
-        share = gr.Plot(label="Share of the bypass per block", elem_id="bypass-share")
-        channels = gr.Plot(label="Conv channels", elem_id="bypass-channels")
-    numbers = gr.JSON(label="Numbers", open=False)
-    with gr.Row():
-        export_button = gr.Button("Export view (PNG, HTML, JSON, NPZ)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+        share = plot("Share of the bypass per block", "bypass-share")
+        channels = plot("Conv channels", "bypass-channels")
+    numbers = numbers_panel("Numbers")
+    export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
     with gr.Accordion("Learn: convolutional bypasses", open=False):
         gr.Markdown(LEARN)
     inputs = [c.image, c.model, c.weights, c.bypass_block, branch]
     gr.on([c.analyzed.change, c.bypass_block.input, branch.input], render, inputs, [maps, share, channels, numbers],
           api_name="bypass", trigger_mode="always_last")
-    export_button.click(export, inputs, files, api_name="export_bypass")
+    wire_export(export_button, export, inputs, files, "export_bypass")

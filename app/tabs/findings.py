@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
+from app.tabs.common import plot
 from petl_core import findings
 
 LEARN = """
@@ -63,10 +64,10 @@ def render() -> tuple:
 
 def build_findings_tab(c) -> None:
     gr.Markdown("### Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST")
-    sample_fig = gr.Plot(label="Sample efficiency", elem_id="findings-sample")
+    sample_fig = plot("Sample efficiency", "findings-sample")
     sample_md = gr.Markdown()
     gr.Markdown("### Parameter-efficient transfer: Fashion-MNIST DeiT → digits")
-    petl_fig = gr.Plot(label="PETL", elem_id="findings-petl")
+    petl_fig = plot("PETL", "findings-petl")
     petl_md = gr.Markdown()
     with gr.Accordion("Learn: what these experiments test", open=False):
         gr.Markdown(LEARN)

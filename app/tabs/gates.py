@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots, service
+from app.tabs.common import export_row, plot, wire_export
 
 LEARN = """
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
@@ -44,13 +45,11 @@ def export(model: str) -> list[str]:
 
 
 def build_gates_tab(c) -> None:
-    c.gates_now = gr.Plot(label="σ(λ) of the loaded checkpoint (block × head)", elem_id="gates-now")
+    c.gates_now = plot("σ(λ) of the loaded checkpoint (block × head)", "gates-now")
     note = gr.Markdown()
-    over_training = gr.Plot(label="σ(λ) across training", elem_id="gates-history")
-    with gr.Row():
-        export_button = gr.Button("Export view (HTML, JSON)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    over_training = plot("σ(λ) across training", "gates-history")
+    export_button, files = export_row("gates", "HTML, JSON")
     with gr.Accordion("Learn: what a gate is", open=False):
         gr.Markdown(LEARN)
     gr.on([c.model.change, c.demo_load], render, [c.model], [over_training, note], api_name="gates_history")
-    export_button.click(export, [c.model], files, api_name="export_gates")
+    wire_export(export_button, export, [c.model], files, "export_gates")

@@ -5,6 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots, service
+from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core.figures import attention_layer_figure
 
 LEARN = """
@@ -60,15 +61,13 @@ def export(image: str | None, model: str, weights: str | None, query: str, layer
 def build_gpsa_tab(c) -> None:
     c.gpsa_block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block",
                                allow_custom_value=True)  # the API may ask for any block of any model
-    decomposition = gr.Plot(label="Mixed, content and positional attention per head", elem_id="gpsa-plot")
-    centres = gr.Plot(label="Positional centres Δ_h on the patch grid", elem_id="gpsa-centres")
-    numbers = gr.JSON(label="Gates and centres", open=False)
-    with gr.Row():
-        export_button = gr.Button("Export view (PNG, HTML, JSON)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    decomposition = plot("Mixed, content and positional attention per head", "gpsa-plot")
+    centres = plot("Positional centres Δ_h on the patch grid", "gpsa-centres")
+    numbers = numbers_panel("Gates and centres")
+    export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     with gr.Accordion("Learn: content, position and the gate", open=False):
         gr.Markdown(LEARN)
     inputs = [c.image, c.model, c.weights, c.query, c.gpsa_block, c.log_scale]
     gr.on([c.analyzed.change, c.query.change, c.log_scale.change, c.gpsa_block.input], render, inputs,
           [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")
-    export_button.click(export, inputs, files, api_name="export_gpsa")
+    wire_export(export_button, export, inputs, files, "export_gpsa")

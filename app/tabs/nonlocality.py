@@ -5,6 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots, service
+from app.tabs.common import export_row, plot, wire_export
 
 LEARN = """
 **Nonlocality** (ConViT paper, Eq. 8) is how far, on average, a head looks: the attention-weighted distance between
@@ -44,13 +45,10 @@ def export(image: str | None, model: str, weights: str | None) -> list[str]:
 
 
 def build_nonlocality_tab(c) -> None:
-    c.nonlocality_image = gr.Plot(label="This image: per layer and head, trained vs at init",
-                                  elem_id="nonlocality-image")
-    over_training = gr.Plot(label="Over training: ConViT vs DeiT (shipped histories)", elem_id="nonlocality-history")
-    with gr.Row():
-        export_button = gr.Button("Export view (HTML, JSON)", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", height=80)
+    c.nonlocality_image = plot("This image: per layer and head, trained vs at init", "nonlocality-image")
+    over_training = plot("Over training: ConViT vs DeiT (shipped histories)", "nonlocality-history")
+    export_button, files = export_row("nonlocality", "HTML, JSON")
     with gr.Accordion("Learn: what nonlocality measures", open=False):
         gr.Markdown(LEARN)
     c.demo_load(render_training, None, over_training, api_name="nonlocality_history")
-    export_button.click(export, [c.image, c.model, c.weights], files, api_name="export_nonlocality")
+    wire_export(export_button, export, [c.image, c.model, c.weights], files, "export_nonlocality")
