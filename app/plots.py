@@ -88,7 +88,8 @@ def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_sca
     height, width = image.shape[:2]
     shown = np.log10(np.clip(values, max(float(values.max()) * 1e-3, 1e-8), None)) if log_scale else values
     fig = go.Figure()
-    fig.add_trace(go.Image(z=(image * 255).round().astype(np.uint8), hoverinfo="skip"))
+    # pixel i of the image covers [i, i + 1], as patch cells do
+    fig.add_trace(go.Image(z=(image * 255).round().astype(np.uint8), x0=0.5, y0=0.5, hoverinfo="skip"))
     fig.add_trace(go.Heatmap(
         z=shown, x0=width / cols / 2, dx=width / cols, y0=height / rows / 2, dy=height / rows, opacity=0.6,
         colorscale="Inferno", customdata=values, hovertemplate="attention %{customdata:.4f}<extra></extra>",
