@@ -92,11 +92,11 @@ def _controls(image: str | None, model: str, weights: str | None) -> tuple:
         return (gr.skip(),) * 6
     trace = service.result_for(image, model, weights).trace
     last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
-    gated = trace.gated_blocks or [None]
-    bypassed = [i for i, b in enumerate(trace.bypass) if b] or [None]
+    gated = trace.gated_blocks
+    bypassed = [i for i, b in enumerate(trace.bypass) if b]
     return (gr.Slider(maximum=last), gr.Slider(maximum=heads), gr.Slider(maximum=last),
-            gr.Dropdown(choices=gated, value=gated[0]), gr.Dropdown(choices=bypassed, value=bypassed[0]),
-            uuid.uuid4().hex)
+            gr.Dropdown(choices=gated, value=gated[0] if gated else None),
+            gr.Dropdown(choices=bypassed, value=bypassed[0] if bypassed else None), uuid.uuid4().hex)
 
 
 def _pick(image: str | None, model: str, weights: str | None, picture: np.ndarray | None,

@@ -75,3 +75,17 @@ def test_findings_group_runs_by_method_and_put_the_papers_numbers_beside():
     assert petl["methods"] == ["linear", "convpass"] and petl["shots"] == [2]
     assert petl["accuracy"]["linear"]["full"]["mean"] == pytest.approx(50.0)
     assert petl["accuracy"]["linear"]["2"]["mean"] is None
+
+
+def test_a_sketch_becomes_white_ink_on_black_like_the_training_data(tmp_path):
+    from PIL import Image, ImageDraw
+
+    from app.ui import _use_sketch
+    layer = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # the sketchpad's transparent canvas with black strokes
+    ImageDraw.Draw(layer).line([(20, 5), (20, 35)], fill=(0, 0, 0, 255), width=5)
+    path = tmp_path / "sketch.png"
+    layer.save(path)
+    made = np.asarray(Image.open(_use_sketch({"composite": str(path)})))
+    assert made.shape == (40, 40) and made[20, 20] == 255 and made[20, 5] == 0
+    with pytest.raises(gr.Error, match="Draw something first"):
+        _use_sketch({"composite": None})
