@@ -100,9 +100,14 @@ def _run(config_dict: dict, threads: int) -> dict:
     return {**_record(config, train(config, progress=False)), "threads": threads}
 
 
-def run_all(configs: list[TrainConfig], jobs: int) -> list[dict]:
-    todo = [c for c in configs if not (Path(c.out) / "model.safetensors").is_file()]
-    records = [_record(c, _load_history(c)) for c in configs if c not in todo]
+def _finished(config: TrainConfig) -> bool:
+    return (Path(config.out) / "model.safetensors").is_file()
+
+
+def run_all(configs: list[TrainConfig], jobs: int, train: bool = True) -> list[dict]:
+    """Run the unfinished `configs` (with `train` False, none) and return the records of all finished ones."""
+    todo = [c for c in configs if not _finished(c)] if train else []
+    records = [_record(c, _load_history(c)) for c in configs if _finished(c) and c not in todo]
     print(f"{len(configs)} runs: {len(records)} finished already, {len(todo)} to run on {jobs} workers", flush=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -158,12 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
                         help="run only these seeds of the sample and petl stages (the results still list every "
                              "finished run); e.g. --seeds 0 to finish one seed of everything first")
+    parser.add_argument("--results-only", action="store_true",
+                        help="train nothing: write the sample/petl results and timings of the runs finished so far")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     stages = ("shipped", "sample", "petl") if args.stage == "all" else (args.stage,)
     for stage in stages:
         if stage == "shipped":
+            if args.results_only:  # its results are the entries in assets/models, written when it trains
+                continue
             records = run_all(shipped_runs(), args.jobs) + run_all([convpass_shipped_run()], 1)
             convit, deit = shipped_runs()
             zoo.write_entry(convit.out, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) on Fashion-MNIST")
@@ -171,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             zoo.write_entry(convpass_shipped_run().out, "convpass_digits",
                             "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", backbone="deit_fmnist")
         elif stage == "sample":
-            records = run_all([c for c in sample_runs() if c.seed in args.seeds], args.jobs)
+            records = run_all([c for c in sample_runs() if c.seed in args.seeds], args.jobs, not args.results_only)
             (RESULTS / "sample_efficiency.json").write_text(json.dumps(summarise_sample(), indent=1))
         else:
-            records = run_all([c for c in petl_runs() if c.seed in args.seeds], args.jobs)
+            records = run_all([c for c in petl_runs() if c.seed in args.seeds], args.jobs, not args.results_only)
             (RESULTS / "petl.json").write_text(json.dumps(summarise_petl(), indent=1))
         _merge_timings(records)
     print(f"done in {time.perf_counter() - started:.0f} s")
