@@ -129,7 +129,8 @@ def summarise_sample() -> dict:
             h = _load_history(config)
             rows.append({"method": config.method, "fraction": config.fraction, "seed": config.seed,
                          "train_images": h["data"]["train_images"], "steps": h["steps"],
-                         "test_accuracy": h["entries"][-1]["test_accuracy"]})
+                         "test_accuracy": h["entries"][-1]["test_accuracy"],
+                         "curve": [[e["step"], e["test_accuracy"]] for e in h["entries"]]})
     return {"protocol": f"{SAMPLE_STEPS} steps of batch 128 for every fraction (ConViT Table 2 keeps the images "
                         "seen constant the same way)", "runs": rows}
 

@@ -86,6 +86,17 @@ def sample_efficiency(results: dict) -> tuple[str, Figure]:
         gap = "–" if r["relative_gap"] is None else f"{r['relative_gap']:+.1f}%"
         lines.append(f"| {r['fraction']:.0%} | {_mean_sd(r['deit'])} | {_mean_sd(r['convit'])} | {gap} | "
                      f"{paper_cols} |")
+    curves = [r for r in results["runs"] if r.get("curve") and r["seed"] == 0]
+    if curves:  # is the budget data-limited? then accuracy would grow with the fraction at the end
+        # early evaluation points depend on the epoch length, so keep the steps every run evaluated at
+        steps = sorted(set.intersection(*({step for step, _ in r["curve"]} for r in curves)))
+        lines += ["", "Test accuracy (%) at the steps every run evaluated at, seed 0:", "",
+                  "| model | fraction | " + " | ".join(f"step {s}" for s in steps) + " |",
+                  "|---|---:|" + "---:|" * len(steps)]
+        for r in sorted(curves, key=lambda r: (r["method"], r["fraction"])):
+            accuracy = dict(r["curve"])
+            lines.append(f"| {r['method']} | {r['fraction']:.0%} | "
+                         + " | ".join(f"{100 * accuracy[s]:.1f}" for s in steps) + " |")
     ax.set_xscale("log")
     ax.set_xlabel("fraction of Fashion-MNIST")
     ax.set_ylabel("test accuracy (%)")
