@@ -28,7 +28,7 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
     trace = result.trace
     q = service.parse_query(query, trace.grid)
     layer = min(max(int(layer), 0), len(trace.attention) - 1)
-    grid_fig = attention_grid_figure(trace, result.input_image, q, result.analysis.patch_size, log_scale=log_scale)
+    grid_fig = attention_grid_figure(trace, result.input_image, q, log_scale=log_scale)
     maps = query_maps(trace, layer, q)
     if maps is None:
         enlarged = plots.message_figure(f"block {layer} has no class token: click a patch to set the query")

@@ -1,0 +1,142 @@
+"""What does the web app add to an analysis? A benchmark, not a test.
+
+Side by side in one run, on the same images and the same shipped model:
+
+1. petl_core       in this process: read the image, preprocess, trace the model and its initial-weights twin (the
+                   two forward passes an analysis makes), top-5, gates and nonlocality: `petl_core` alone;
+2. app /analyze    the same through `python app.py` over Gradio's raw REST API (upload the file, POST
+                   /gradio_api/call/analyze, read the event stream): the figures, the JSON and HTTP included;
+3. app /attention  the block × head grid and the enlarged map for a clicked patch, once the image is analysed
+                   (the app's cache makes this a redraw, no forward pass).
+
+Every repetition uses a new image (so the app's cache cannot answer /analyze) and times 1 and 2 back to back,
+starting with a different one each time; "× petl_core" is the median of the per-repetition ratios.
+
+    .venv/bin/python bench/app_latency.py [--model convit_fmnist] [--reps 15]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from petl_core import zoo  # noqa: E402
+from petl_core.analysis import analyze  # noqa: E402
+from petl_core.images import load_image  # noqa: E402
+from petl_core.runtime import retain_freed_memory  # noqa: E402
+
+
+def _start_app(folder: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "EXPLORER_DEVICE": "cpu",
+           "GRADIO_TEMP_DIR": str(folder / "gradio"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(360):
+        try:
+            if httpx.get(f"{url}/gradio_api/info", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("app.py did not start")
+
+
+def _call(client: httpx.Client, url: str, endpoint: str, data: list) -> list:
+    """One call over Gradio's REST API: POST the inputs, then read the event stream to its 'complete' event."""
+    event = client.post(f"{url}/gradio_api/call/{endpoint}", json={"data": data}).json()["event_id"]
+    kind = None
+    with client.stream("GET", f"{url}/gradio_api/call/{endpoint}/{event}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                if kind == "error":
+                    raise RuntimeError(f"{endpoint}: {line}")
+                return json.loads(line[5:])
+    raise RuntimeError(f"{endpoint}: no result")
+
+
+def _upload(client: httpx.Client, url: str, path: Path) -> dict:
+    with path.open("rb") as f:
+        uploaded = client.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}).json()[0]
+    return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="convit_fmnist")
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+    retain_freed_memory()  # as app.py does
+    torch.set_num_threads(os.cpu_count() or 1)
+    folder = Path(tempfile.mkdtemp(prefix="app-latency-"))
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(args.reps + 1):
+        images.append(folder / f"image{i}.png")
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(images[-1])
+    loaded = zoo.load(args.model)
+    initial = zoo.initial_model(loaded.card)
+
+    def direct(path: Path) -> None:
+        inputs = loaded.preprocess(load_image(path)).unsqueeze(0)
+        analyze(loaded.model, inputs).summary()
+        analyze(initial, inputs)
+
+    process, url = _start_app(folder)
+    times = {"petl_core": [], "app /analyze": [], "app /attention": []}
+    ratios = []
+    try:
+        with httpx.Client(timeout=120) as client:
+            direct(images[-1])  # warm-up both sides
+            _call(client, url, "analyze", [_upload(client, url, images[-1]), args.model, None, "center"])
+            for rep, path in enumerate(images[:-1]):
+                order = ("petl_core", "app /analyze") if rep % 2 == 0 else ("app /analyze", "petl_core")
+                took = {}
+                for name in order:
+                    start = time.perf_counter()
+                    if name == "petl_core":
+                        direct(path)
+                    else:
+                        _call(client, url, "analyze", [_upload(client, url, path), args.model, None, "center"])
+                    took[name] = time.perf_counter() - start
+                file = _upload(client, url, path)
+                start = time.perf_counter()
+                _call(client, url, "attention", [file, args.model, None, "3,4", 2, 1, True])
+                took["app /attention"] = time.perf_counter() - start
+                for name, seconds in took.items():
+                    times[name].append(seconds)
+                ratios.append(took["app /analyze"] / took["petl_core"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    print(f"{args.model}, {args.reps} repetitions, {os.cpu_count()} CPU threads, torch {torch.__version__}\n")
+    print("| what | median ms | × petl_core |\n|---|---:|---:|")
+    base = statistics.median(times["petl_core"])
+    for name, values in times.items():
+        ratio = statistics.median(ratios) if name == "app /analyze" else statistics.median(values) / base
+        print(f"| {name} | {1000 * statistics.median(values):.1f} | {ratio:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
