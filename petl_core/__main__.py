@@ -96,11 +96,11 @@ def _device(name: str) -> torch.device:
 def _load_model(args: argparse.Namespace) -> tuple[nn.Module, Callable, dict, str]:
     """(model, preprocess, normalisation config, where its weights come from) for the analyze command."""
     if args.model in zoo.SHIPPED:
-        if args.checkpoint or args.pretrained or args.model_arg:
-            raise CommandError(f"{args.model} is a shipped model: it takes no --checkpoint, --pretrained or "
-                               f"--model-arg (use --adapter only with timm backbones)")
-        loaded = zoo.load(args.model)
-        return loaded.model, loaded.preprocess, loaded.card["preprocessing"], "shipped"
+        if args.pretrained or args.model_arg:
+            raise CommandError(f"{args.model} is a shipped model: it takes no --pretrained or --model-arg "
+                               f"(--checkpoint: weights of the same recipe, e.g. a petl_core train run)")
+        loaded = zoo.load(args.model, file=args.checkpoint)
+        return loaded.model, loaded.preprocess, loaded.card["preprocessing"], loaded.source
     try:
         model = create_model(args.model, pretrained=args.pretrained, **dict(args.model_arg))
     except TypeError as e:

@@ -192,3 +192,19 @@ def test_analyze_a_shipped_model(tmp_path):
         assert im.size == (32, 32)
     assert main(["analyze", str(ROOT / "assets" / "examples" / "chelsea.png"), "--model", "convit_fmnist",
                  "--checkpoint", str(tmp_path / "x.safetensors"), "--out", str(out)]) == 1
+
+
+def test_a_shipped_architecture_with_a_weights_file(tmp_path, capsys):
+    chelsea, models = str(ROOT / "assets" / "examples" / "chelsea.png"), ROOT / "assets" / "models"
+    out = tmp_path / "own"
+    assert main(["analyze", chelsea, "--model", "convit_fmnist", "--checkpoint",
+                 str(models / "convit_fmnist" / "model.safetensors"), "--out", str(out)]) == 0
+    report = json.loads((out / "analysis.json").read_text())
+    shipped = tmp_path / "shipped"
+    assert main(["analyze", chelsea, "--model", "convit_fmnist", "--out", str(shipped)]) == 0
+    assert report["weights"] == "local"
+    assert report["top5"] == json.loads((shipped / "analysis.json").read_text())["top5"]
+    capsys.readouterr()
+    assert main(["analyze", chelsea, "--model", "convit_fmnist", "--checkpoint",
+                 str(models / "deit_fmnist" / "model.safetensors"), "--out", str(out)]) == 1
+    assert "does not fit this architecture" in _error_line(capsys)
