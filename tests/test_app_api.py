@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
 ENDPOINTS = {"/analyze", "/attention", "/gpsa", "/gates_history", "/nonlocality_history", "/bypass", "/compare",
              "/findings", "/models", "/export_attention", "/export_gpsa", "/export_gates", "/export_nonlocality",
-             "/export_bypass", "/export_compare"}
+             "/export_bypass", "/export_compare", "/export_findings"}
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +319,29 @@ def test_upload_size_is_capped(client, tmp_path):
     big.write_bytes(io.BytesIO(b"\x00" * (21 << 20)).getvalue())
     with pytest.raises(Exception, match="(?i)exceed|size|large"):
         client.predict(handle_file(big), "convit_fmnist", None, "cls", api_name="/analyze")
+
+
+def test_every_view_exports_its_figures_and_numbers(client):
+    image = handle_file(CHELSEA)
+    calls = {
+        "/export_gpsa": ((image, "convit_fmnist", None, "3,4", 1, True), {".png", ".html", ".json"}),
+        "/export_gates": (("convit_fmnist",), {".html", ".json"}),
+        "/export_nonlocality": ((image, "convit_fmnist", None), {".html", ".json"}),
+        "/export_bypass": ((image, "convpass_digits", None, 1, "attn"), {".png", ".html", ".json", ".npz"}),
+        "/export_compare": ((image, ["deit_fmnist", "convit_fmnist"], 5, "cls", True), {".png", ".json"}),
+        "/export_findings": ((), {".html", ".json"}),
+    }
+    numbers = {}
+    for endpoint, (args, suffixes) in calls.items():
+        files = client.predict(*args, api_name=endpoint)
+        assert {Path(f).suffix for f in files} == suffixes, endpoint
+        numbers[endpoint] = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    loaded = zoo.load("convit_fmnist")
+    gates = torch.stack([torch.sigmoid(b.attn.gating_param) for b in loaded.model.blocks[:4]]).detach().numpy()
+    np.testing.assert_allclose(numbers["/export_gates"]["checkpoint"]["sigma_lambda"], gates, rtol=1e-5)
+    assert len(numbers["/export_gates"]["entries"]) == len(zoo.read_history("convit_fmnist")["entries"])
+    _, direct = _direct("convit_fmnist")
+    np.testing.assert_allclose(numbers["/export_nonlocality"]["trained_per_head"],
+                               [v[0].numpy() for v in direct.nonlocality], atol=1e-4)
+    expected = findings.sample_efficiency_summary(findings.load_results("sample_efficiency"))
+    assert numbers["/export_findings"]["sample_efficiency"] == json.loads(json.dumps(expected))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.tabs.common import plot
+from app.tabs.common import export_row, plot, wire_export
 from petl_core import findings
 
 LEARN = """
@@ -62,6 +62,16 @@ def render() -> tuple:
     return sample_fig, sample_md, petl_fig, petl_md
 
 
+def export() -> list[str]:
+    """Both findings as files: the plots (HTML) and the grouped results with the papers' numbers (JSON)."""
+    sample_fig, _, petl_fig, _ = render()
+    sample, petl = findings.load_results("sample_efficiency"), findings.load_results("petl")
+    numbers = {"sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
+               "petl": findings.petl_summary(petl) if petl else None,
+               "paper_convpass_vtab_params_millions_and_average": findings.PAPER_CONVPASS_VTAB}
+    return plots.export_view("findings", {"sample_efficiency": sample_fig, "petl": petl_fig}, numbers)
+
+
 def build_findings_tab(c) -> None:
     gr.Markdown("### Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST")
     sample_fig = plot("Sample efficiency", "findings-sample")
@@ -69,6 +79,8 @@ def build_findings_tab(c) -> None:
     gr.Markdown("### Parameter-efficient transfer: Fashion-MNIST DeiT → digits")
     petl_fig = plot("PETL", "findings-petl")
     petl_md = gr.Markdown()
+    export_button, files = export_row("findings", "HTML, JSON")
     with gr.Accordion("Learn: what these experiments test", open=False):
         gr.Markdown(LEARN)
     c.demo_load(render, None, [sample_fig, sample_md, petl_fig, petl_md], api_name="findings")
+    wire_export(export_button, export, [], files, "export_findings")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gradio as gr
+import torch
 
 from app import plots, service
 from app.tabs.common import export_row, plot, wire_export
@@ -36,12 +37,20 @@ def render(model: str) -> tuple:
 
 
 def export(model: str) -> list[str]:
-    """σ(λ) over training as files: the figure (HTML) and the gates at every evaluation point (JSON)."""
+    """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
     figure, note = render(model)
     history = service.history(model) or service.history(_REFERENCE)
-    numbers = {"note": note, "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
-                                         for e in history["entries"]] if history else []}
-    return plots.export_view("gates", {"over_training": figure}, numbers)
+    gated = [(i, b.attn.gating_param) for i, b in enumerate(service.get_model(model).model.blocks)
+             if hasattr(b.attn, "gating_param")]
+    figures = {"over_training": figure}
+    checkpoint = None
+    if gated:
+        checkpoint = torch.sigmoid(torch.stack([g for _, g in gated])).cpu().numpy()
+        figures["checkpoint"] = plots.gates_heatmap(checkpoint, [i for i, _ in gated], f"σ(λ) of {model}")
+    numbers = {"note": note, "checkpoint": {"blocks": [i for i, _ in gated], "sigma_lambda": checkpoint},
+               "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
+                           for e in history["entries"]] if history else []}
+    return plots.export_view("gates", figures, numbers)
 
 
 def build_gates_tab(c) -> None:
