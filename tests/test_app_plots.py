@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from app import plots, service
 from petl_core import findings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("size", "grid"), [((32, 32), (8, 8)), ((224, 224), (14, 14)), ((48, 64), (3, 4))])
@@ -89,3 +95,26 @@ def test_a_sketch_becomes_white_ink_on_black_like_the_training_data(tmp_path):
     assert made.shape == (40, 40) and made[20, 20] == 255 and made[20, 5] == 0
     with pytest.raises(gr.Error, match="Draw something first"):
         _use_sketch({"composite": None})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_app_asked_for_cuda_without_one_says_so_and_exits():
+    result = subprocess.run([sys.executable, "app.py", "--device", "cuda", "--preload"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "app.py: device 'cuda' was asked for but no CUDA device is available" in result.stderr
+
+
+def test_app_flags_fall_back_to_the_environment(monkeypatch):
+    import importlib.util  # app.py shares its name with the app/ package: load it by path
+    spec = importlib.util.spec_from_file_location("app_main", ROOT / "app.py")
+    main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main)
+    monkeypatch.setenv("EXPLORER_PORT", "9123")
+    monkeypatch.setenv("EXPLORER_PRELOAD", "deit_fmnist convit_fmnist")
+    monkeypatch.setenv("EXPLORER_CONCURRENCY", "3")
+    args = main.parse_args([])
+    assert (args.port, args.preload, args.concurrency, args.device) == (9123, ["deit_fmnist", "convit_fmnist"], 3,
+                                                                         "auto")
+    assert main.parse_args(["--port", "8000", "--preload"]).preload == [] and main.parse_args(["--port", "8000"]).port \
+        == 8000
