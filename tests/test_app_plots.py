@@ -113,8 +113,9 @@ def test_app_flags_fall_back_to_the_environment(monkeypatch):
     monkeypatch.setenv("EXPLORER_PORT", "9123")
     monkeypatch.setenv("EXPLORER_PRELOAD", "deit_fmnist convit_fmnist")
     monkeypatch.setenv("EXPLORER_CONCURRENCY", "3")
+    monkeypatch.delenv("EXPLORER_DEVICE", raising=False)
     args = main.parse_args([])
     assert (args.port, args.preload, args.concurrency, args.device) == (9123, ["deit_fmnist", "convit_fmnist"], 3,
                                                                          "auto")
-    assert main.parse_args(["--port", "8000", "--preload"]).preload == [] and main.parse_args(["--port", "8000"]).port \
-        == 8000
+    flags = main.parse_args(["--port", "8000", "--preload"])  # flags win over the environment
+    assert flags.port == 8000 and flags.preload == []
