@@ -258,18 +258,22 @@ def petl_figure(summary: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
                         subplot_titles=("few-shot: digits per class", "1,000 training digits"))
     shots = summary["shots"]
-    for method in summary["methods"]:
+    palette = ["#636efa", "#00cc96", "#ef553b", "#ab63fa", "#ffa15a", "#19d3f3"]
+    for i, method in enumerate(summary["methods"]):
+        colour = palette[i % len(palette)]  # the same colour for a method in both panels
         cells = summary["accuracy"][method]
         measured = [s for s in shots if cells[str(s)]["mean"] is not None]
         fig.add_trace(go.Scatter(
             x=measured, y=[cells[str(s)]["mean"] for s in measured], mode="lines+markers", name=method,
-            legendgroup=method, error_y={"type": "data", "array": [cells[str(s)]["sd"] or 0 for s in measured]},
+            legendgroup=method, line={"color": colour},
+            error_y={"type": "data", "array": [cells[str(s)]["sd"] or 0 for s in measured]},
             hovertemplate=f"{method}, %{{x}} shots: %{{y:.1f}}%<extra></extra>"), row=1, col=1)
         full = cells["full"]
         if full["mean"] is not None:
             fig.add_trace(go.Bar(
                 x=[f"{method}<br>{summary['parameters'][method]:,} params"], y=[full["mean"]], name=method,
-                legendgroup=method, showlegend=False, error_y={"type": "data", "array": [full["sd"] or 0]},
+                legendgroup=method, showlegend=False, marker={"color": colour},
+                error_y={"type": "data", "array": [full["sd"] or 0]},
                 hovertemplate=f"{method}: %{{y:.1f}}%<extra></extra>"), row=1, col=2)
     fig.update_xaxes(type="log", tickvals=shots, ticktext=[str(s) for s in shots], title="shots", row=1, col=1)
     fig.update_yaxes(title="last-epoch test accuracy (%)", row=1, col=1)

@@ -73,11 +73,9 @@ def export() -> list[str]:
 
 
 def build_findings_tab(c) -> None:
-    gr.Markdown("### Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST")
-    sample_fig = plot("Sample efficiency", "findings-sample")
+    sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")
     sample_md = gr.Markdown()
-    gr.Markdown("### Parameter-efficient transfer: Fashion-MNIST DeiT → digits")
-    petl_fig = plot("PETL", "findings-petl")
+    petl_fig = plot("Parameter-efficient transfer: the Fashion-MNIST DeiT adapted to digits", "findings-petl")
     petl_md = gr.Markdown()
     export_button, files = export_row("findings", "HTML, JSON")
     with gr.Accordion("Learn: what these experiments test", open=False):
