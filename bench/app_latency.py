@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,25 +37,7 @@ from petl_core import zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.runtime import retain_freed_memory  # noqa: E402
-
-
-def _start_app(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "EXPLORER_DEVICE": "cpu",
-           "GRADIO_TEMP_DIR": str(folder / "gradio"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(360):
-        try:
-            if httpx.get(f"{url}/gradio_api/info", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("app.py did not start")
+from scripts.app_server import start_app, stop_app  # noqa: E402
 
 
 def _call(client: httpx.Client, url: str, endpoint: str, data: list) -> list:
@@ -102,7 +82,8 @@ def main() -> int:
         analyze(loaded.model, inputs).summary()
         analyze(initial, inputs)
 
-    process, url = _start_app(folder)
+    process, url = start_app(folder, 180, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})
+    url = url.rstrip("/")
     times = {"petl_core": [], "app /analyze": [], "app /attention": []}
     ratios = []
     try:
@@ -127,8 +108,7 @@ def main() -> int:
                     times[name].append(seconds)
                 ratios.append(took["app /analyze"] / took["petl_core"])
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_app(process)
     print(f"{args.model}, {args.reps} repetitions, {os.cpu_count()} CPU threads, torch {torch.__version__}\n")
     print("| what | median ms | × petl_core |\n|---|---:|---:|")
     base = statistics.median(times["petl_core"])

@@ -13,14 +13,11 @@ import argparse
 import io
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from app_server import start_app, stop_app  # this folder is on sys.path when the script runs
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -40,46 +37,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the app and for each view")
     parser.add_argument("--max-kb", type=int, default=390, help="largest PNG wanted, in KiB")
     return parser.parse_args(argv)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(tmp: Path, timeout: float) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port, its temp files under `tmp`; returns the process and its URL once it answers."""
-    port = _free_port()
-    env = {"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", **os.environ,
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-           "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = (tmp / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"app.py did not answer within {timeout:.0f} s")
-        time.sleep(0.5)
-
-
-def stop_app(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def digit_image(path: Path) -> Path:
@@ -242,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="explorer-screenshots-"))
     os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(tmp / "config"), str(tmp / "cache")
-    process, url = start_app(tmp, args.timeout)
+    process, url = start_app(tmp, args.timeout, defaults={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})
     try:
         with sync_playwright() as p:
             context = p.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=args.chromium,
