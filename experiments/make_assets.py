@@ -1,79 +1,110 @@
 """Regenerate everything in assets/ from scratch: the shipped models and the papers' findings measured here.
 
-    python -m experiments.make_assets                 # everything, resuming finished or interrupted runs
-    python -m experiments.make_assets --stage shipped --jobs 2
-    python -m experiments.make_assets --stage petl --seeds 0      # one seed first when time is short
+    python -m experiments.make_assets                   # the whole suite, ≈ 2 h on 2 CPU cores (budget "2h")
+    python -m experiments.make_assets --budget long     # the longer recipe (≈ 5 h on 2 CPU cores; for a GPU)
+    python -m experiments.make_assets --stage petl --seeds 0 1      # more seeds of one stage
 
-Stages (each run lives in runs/<stage>/<name>/ with checkpoints; a finished run is skipped, an interrupted one
-resumes, so the command can be repeated until it is done):
+What it trains (each run lives in runs/<budget>/<stage>/<name>/ with checkpoints; a finished run is skipped, an
+interrupted one resumes, so the command can be repeated until it is done):
 
-1. shipped      ConViT and DeiT of equal size on all of Fashion-MNIST, then Convpass on the digits task on top of
+1. shipped      ConViT and DeiT of equal size on all of Fashion-MNIST, and Convpass on the digits task on top of
                 the DeiT backbone; copied to assets/models/ with their cards and histories.
 2. sample       ConViT vs DeiT on 5/10/30/100% of Fashion-MNIST with the same number of steps for every fraction
-                (ConViT Table 2's protocol), SEEDS seeds.
+                (ConViT Table 2's protocol).
 3. petl         Convpass, Convpass-attn, linear probe and full fine-tuning of the Fashion-MNIST DeiT on digits,
-                at 1,000 images and at 1/2/4/8/16 shots, last-epoch accuracy.
+                at 1,000 images and at 1/2/4/8/16 shots, last-epoch accuracy. Its seed-0 Convpass at 1,000 images
+                is the shipped Convpass run.
 
-Every run's wall time, device and processes go to assets/results/timings.json; results to assets/results/*.json.
-Runs are spread over `--jobs` worker processes with the machine's threads divided between them.
+All runs share one pool of `--jobs` workers (the machine's threads divided between them); a run that adapts
+the DeiT backbone starts once the backbone is trained. Every run's wall time, device and processes go to
+assets/results/timings.json, the whole command's to assets/results/suite.json; results to assets/results/*.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from petl_core import zoo
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("shipped", "sample", "petl")
 
-RUNS = ROOT / "runs"
-ASSETS = ROOT / "assets"
-RESULTS = ASSETS / "results"
 
-SHIPPED_EPOCHS = 6
-SAMPLE_FRACTIONS = (0.05, 0.1, 0.3, 1.0)
-SAMPLE_STEPS = 600
-SEEDS = (0, 1)
+@dataclass(frozen=True)
+class Budget:
+    """How much training each stage gets; everything else about the recipes is fixed."""
+
+    name: str
+    shipped_epochs: float
+    shipped_eval_points: int
+    sample_steps: int
+    """Optimisation steps of batch 128 for every fraction."""
+    sample_eval_points: int
+    seeds: tuple[int, ...]
+    """Seeds of the sample and petl stages (the shipped runs use seed 0)."""
+    petl_epochs: float = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
+    sample_fractions: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0)
+    petl_shots: tuple[int | None, ...] = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split
+
+
+# Measured on this project's 2-core CPU machine with 2 jobs (assets/results/suite.json, docs/results.md).
+BUDGETS = {
+    "2h": Budget("2h", shipped_epochs=4, shipped_eval_points=14, sample_steps=400, sample_eval_points=4, seeds=(0,)),
+    "long": Budget("long", shipped_epochs=6, shipped_eval_points=18, sample_steps=600, sample_eval_points=6,
+                   seeds=(0, 1)),
+}
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
-PETL_SHOTS = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split (last: the longest runs)
-PETL_EPOCHS = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
 
 
-def shipped_runs() -> list[TrainConfig]:
-    return [TrainConfig(method=m, data="fashion_mnist", epochs=SHIPPED_EPOCHS, batch=128, lr=1e-3, seed=0,
-                           eval_points=18, out=str(RUNS / "shipped" / m)) for m in ("convit", "deit")]
+@dataclass(frozen=True)
+class Suite:
+    """The runs of one budget: where they train (`runs`) and where the results go (`assets`)."""
 
+    budget: Budget
+    runs: Path
+    assets: Path
+    source: str = "fashion_mnist"
+    """The data the shipped pair and the sample stage train on."""
+    target: str = "digits"
+    """The downstream task the DeiT backbone is adapted to."""
 
-def convpass_shipped_run() -> TrainConfig:
-    return TrainConfig(method="convpass", data="digits", backbone=str(RUNS / "shipped" / "deit" / "model.safetensors"),
-                       epochs=PETL_EPOCHS, batch=64, lr=1e-3, seed=0, eval_points=12,
-                       out=str(RUNS / "shipped" / "convpass"))
+    @property
+    def backbone(self) -> str:
+        return str(self.runs / "shipped" / "deit" / "model.safetensors")
 
+    def shipped(self) -> list[TrainConfig]:
+        """ConViT, DeiT, then Convpass on the DeiT: the models the app ships."""
+        pair = [TrainConfig(method=m, data=self.source, epochs=self.budget.shipped_epochs, batch=128, lr=1e-3,
+                            seed=0, eval_points=self.budget.shipped_eval_points, out=str(self.runs / "shipped" / m))
+                for m in ("convit", "deit")]
+        return [*pair, self._petl("convpass", None, 0)]
 
-def sample_runs() -> list[TrainConfig]:
-    return [TrainConfig(method=m, data="fashion_mnist", fraction=f, steps=SAMPLE_STEPS, batch=128, lr=1e-3, seed=s,
-                        eval_points=6, out=str(RUNS / "sample" / f"{m}_f{f}_s{s}"))
-            for s in SEEDS for f in SAMPLE_FRACTIONS for m in ("convit", "deit")]
+    def sample(self) -> list[TrainConfig]:
+        return [TrainConfig(method=m, data=self.source, fraction=f, steps=self.budget.sample_steps, batch=128,
+                            lr=1e-3, seed=s, eval_points=self.budget.sample_eval_points,
+                            out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"))
+                for s in self.budget.seeds for f in self.budget.sample_fractions for m in ("convit", "deit")]
 
+    def petl(self) -> list[TrainConfig]:
+        return [self._petl(m, shots, s) for s in self.budget.seeds for shots in self.budget.petl_shots
+                for m in PETL_METHODS]
 
-def petl_runs() -> list[TrainConfig]:
-    backbone = str(RUNS / "shipped" / "deit" / "model.safetensors")
-    runs = []
-    for s in SEEDS:
-        for shots in PETL_SHOTS:
-            for m in PETL_METHODS:
-                name = f"{m}_{'full' if shots is None else f'{shots}shot'}_s{s}"
-                runs.append(TrainConfig(method=m, data="digits", backbone=backbone, shots=shots, epochs=PETL_EPOCHS,
-                                        batch=64, lr=1e-3 if shots is None else 5e-3, seed=s, eval_points=4,
-                                        out=str(RUNS / "petl" / name)))
-    return runs
+    def _petl(self, method: str, shots: int | None, seed: int) -> TrainConfig:
+        name = f"{method}_{'full' if shots is None else f'{shots}shot'}_s{seed}"
+        config = TrainConfig(method=method, data=self.target, backbone=self.backbone, shots=shots,
+                             epochs=self.budget.petl_epochs, batch=64, lr=1e-3 if shots is None else 5e-3, seed=seed,
+                             eval_points=4, out=str(self.runs / "petl" / name))
+        if (method, shots, seed) == ("convpass", None, 0):  # the shipped Convpass; more points for its history
+            config = replace(config, eval_points=12, out=str(self.runs / "shipped" / "convpass"))
+        return config
 
 
 def _record(config: TrainConfig, history: dict) -> dict:
@@ -104,17 +135,34 @@ def _finished(config: TrainConfig) -> bool:
     return (Path(config.out) / "model.safetensors").is_file()
 
 
+def _ready(config: TrainConfig) -> bool:
+    return config.backbone is None or Path(config.backbone).is_file()
+
+
 def run_all(configs: list[TrainConfig], jobs: int, train: bool = True) -> list[dict]:
-    """Run the unfinished `configs` (with `train` False, none) and return the records of all finished ones."""
+    """Run the unfinished `configs` (with `train` False, none) and return the records of all finished ones.
+
+    Runs start in list order as workers free up, except that a run waits for its backbone to be trained.
+    """
     todo = [c for c in configs if not _finished(c)] if train else []
     records = [_record(c, _load_history(c)) for c in configs if _finished(c) and c not in todo]
     print(f"{len(configs)} runs: {len(records)} finished already, {len(todo)} to run on {jobs} workers", flush=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for record in pool.map(_run, [asdict(c) for c in todo], [threads] * len(todo)):
-            print(f"  {record['stage']}/{record['run']}: accuracy {record['test_accuracy']:.4f}, "
-                  f"{record['run_wall_time_s']:.0f} s", flush=True)
-            records.append(record)
+        running = {}
+        while todo or running:
+            for config in [c for c in todo if _ready(c)][:jobs - len(running)]:
+                todo.remove(config)
+                running[pool.submit(_run, asdict(config), threads)] = config
+            if not running:
+                raise FileNotFoundError(f"{todo[0].out} needs the backbone {todo[0].backbone}, and no run makes it")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                record = future.result()
+                print(f"  {record['stage']}/{record['run']}: accuracy {record['test_accuracy']:.4f}, "
+                      f"{record['run_wall_time_s']:.0f} s", flush=True)
+                records.append(record)
     return records
 
 
@@ -122,72 +170,100 @@ def _load_history(config: TrainConfig) -> dict:
     return json.loads((Path(config.out) / "history.json").read_text())
 
 
-def summarise_sample() -> dict:
+def summarise_sample(suite: Suite) -> dict:
     rows = []
-    for config in sample_runs():
-        if (Path(config.out) / "model.safetensors").is_file():
+    for config in suite.sample():
+        if _finished(config):
             h = _load_history(config)
             rows.append({"method": config.method, "fraction": config.fraction, "seed": config.seed,
                          "train_images": h["data"]["train_images"], "steps": h["steps"],
                          "test_accuracy": h["entries"][-1]["test_accuracy"],
                          "curve": [[e["step"], e["test_accuracy"]] for e in h["entries"]]})
-    return {"protocol": f"{SAMPLE_STEPS} steps of batch 128 for every fraction (ConViT Table 2 keeps the images "
-                        "seen constant the same way)", "runs": rows}
+    return {"budget": suite.budget.name,
+            "protocol": f"{suite.budget.sample_steps} steps of batch 128 for every fraction (ConViT Table 2 keeps the "
+                        "images seen constant the same way)", "runs": rows}
 
 
-def summarise_petl() -> dict:
+def summarise_petl(suite: Suite) -> dict:
     rows = []
-    for config in petl_runs():
-        if (Path(config.out) / "model.safetensors").is_file():
+    for config in suite.petl():
+        if _finished(config):
             h = _load_history(config)
             rows.append({"method": config.method, "shots": config.shots, "seed": config.seed,
                          "train_images": h["data"]["train_images"],
                          "trainable_parameters": h["parameters"]["trainable"],
                          "last_epoch_accuracy": h["entries"][-1]["test_accuracy"],
                          "best_evaluated_accuracy": max(e["test_accuracy"] for e in h["entries"])})
-    return {"protocol": f"{PETL_EPOCHS} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, warm-up 10%, "
-                        "cosine; last-epoch test accuracy on the 797 held-out digits", "runs": rows}
+    return {"budget": suite.budget.name,
+            "protocol": f"{suite.budget.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
+                        "warm-up 10%, cosine; last-epoch test accuracy on the 797 held-out digits", "runs": rows}
 
 
-def _merge_timings(records: list[dict]) -> None:
-    """Add or replace (by stage and run) the timing records in assets/results/timings.json."""
-    path = RESULTS / "timings.json"
+def ship(suite: Suite) -> None:
+    """Copy the finished shipped runs to <assets>/models with their cards."""
+    convit, deit, convpass = suite.shipped()
+    models = suite.assets / "models"
+    zoo.write_entry(convit.out, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) on Fashion-MNIST", models)
+    zoo.write_entry(deit.out, "deit_fmnist", "DeiT (9 heads, depth 6) on Fashion-MNIST", models)
+    zoo.write_entry(convpass.out, "convpass_digits",
+                    "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", models, backbone="deit_fmnist")
+
+
+def _merge_timings(results: Path, records: list[dict]) -> None:
+    """Add or replace (by stage and run) the timing records in <results>/timings.json."""
+    path = results / "timings.json"
     timings = {(r["stage"], r["run"]): r for r in (json.loads(path.read_text()) if path.is_file() else [])}
     timings.update({(r["stage"], r["run"]): r for r in records})
     path.write_text(json.dumps(sorted(timings.values(), key=lambda r: (r["stage"], r["run"])), indent=1))
 
 
+def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, seeds: tuple[int, ...] | None = None,
+              train: bool = True) -> dict:
+    """Train what `stages` need (all in one pool), ship the models, write the results; returns the suite record."""
+    started = time.perf_counter()
+    results = suite.assets / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    seeds = suite.budget.seeds if seeds is None else seeds
+    # The longest runs first: the shipped pair (the petl stage needs its DeiT), then the 1,000-image petl runs.
+    configs = [*(suite.shipped() if "shipped" in stages else []),
+               *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is None),
+               *(c for c in suite.sample() if "sample" in stages and c.seed in seeds),
+               *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is not None)]
+    configs = list({c.out: c for c in configs}.values())  # the shipped Convpass is also a petl run
+    records = run_all(configs, jobs, train)
+    if "shipped" in stages:
+        ship(suite)
+    if "sample" in stages:
+        (results / "sample_efficiency.json").write_text(json.dumps(summarise_sample(suite), indent=1))
+    if "petl" in stages:
+        (results / "petl.json").write_text(json.dumps(summarise_petl(suite), indent=1))
+    _merge_timings(results, records)
+    suite_record = {"budget": asdict(suite.budget), "stages": list(stages), "seeds": list(seeds), "jobs": jobs,
+                    "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                    "runs": len(configs), "trained_now": sum(1 for r in records if r.get("threads")),
+                    "wall_time_s": round(time.perf_counter() - started, 1)}
+    if train:
+        (results / "suite.json").write_text(json.dumps(suite_record, indent=1))
+    return suite_record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("shipped", "sample", "petl", "all"), default="all")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="2h",
+                        help="how long to train: 2h fits about 2 hours of a 2-core CPU machine (default)")
+    parser.add_argument("--stage", choices=(*STAGES, "all"), default="all")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (threads are divided between them)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                        help="run only these seeds of the sample and petl stages (the results still list every "
-                             "finished run); e.g. --seeds 0 to finish one seed of everything first")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="seeds of the sample and petl stages (default: the budget's); the results list every "
+                             "finished run")
     parser.add_argument("--results-only", action="store_true",
-                        help="train nothing: write the sample/petl results and timings of the runs finished so far")
+                        help="train nothing: write the results and timings of the runs finished so far")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    stages = ("shipped", "sample", "petl") if args.stage == "all" else (args.stage,)
-    for stage in stages:
-        if stage == "shipped":
-            if args.results_only:  # its results are the entries in assets/models, written when it trains
-                continue
-            records = run_all(shipped_runs(), args.jobs) + run_all([convpass_shipped_run()], 1)
-            convit, deit = shipped_runs()
-            zoo.write_entry(convit.out, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) on Fashion-MNIST")
-            zoo.write_entry(deit.out, "deit_fmnist", "DeiT (9 heads, depth 6) on Fashion-MNIST")
-            zoo.write_entry(convpass_shipped_run().out, "convpass_digits",
-                            "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", backbone="deit_fmnist")
-        elif stage == "sample":
-            records = run_all([c for c in sample_runs() if c.seed in args.seeds], args.jobs, not args.results_only)
-            (RESULTS / "sample_efficiency.json").write_text(json.dumps(summarise_sample(), indent=1))
-        else:
-            records = run_all([c for c in petl_runs() if c.seed in args.seeds], args.jobs, not args.results_only)
-            (RESULTS / "petl.json").write_text(json.dumps(summarise_petl(), indent=1))
-        _merge_timings(records)
-    print(f"done in {time.perf_counter() - started:.0f} s")
+    budget = BUDGETS[args.budget]
+    suite = Suite(budget, ROOT / "runs" / budget.name, ROOT / "assets")
+    record = run_suite(suite, STAGES if args.stage == "all" else (args.stage,), args.jobs,
+                       tuple(args.seeds) if args.seeds else None, not args.results_only)
+    print(f"done in {record['wall_time_s']:.0f} s")
     return 0
 
 

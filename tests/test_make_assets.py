@@ -1,0 +1,79 @@
+"""The asset suite end to end on the synthetic set: one pool, backbone dependencies, shipping, results, resuming."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.make_assets import BUDGETS, Budget, Suite, run_all, run_suite
+from petl_core import zoo
+
+TINY = Budget("tiny", shipped_epochs=1, shipped_eval_points=1, sample_steps=2, sample_eval_points=1, seeds=(0,),
+              petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None))
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    suite = Suite(TINY, root / "runs", root / "assets", source="synthetic", target="synthetic")
+    return suite, run_suite(suite, jobs=2)
+
+
+def test_every_run_trains_once_and_the_shipped_convpass_is_the_petl_one(suite):
+    suite, record = suite
+    # 3 shipped (ConViT, DeiT, Convpass) + 2 sample + 4 methods × 2 shot settings, less the shared Convpass run.
+    assert record["runs"] == record["trained_now"] == 3 + 2 + 8 - 1
+    convpass_full = next(c for c in suite.petl() if c.method == "convpass" and c.shots is None)
+    assert convpass_full == suite.shipped()[2]
+    timings = json.loads((suite.assets / "results" / "timings.json").read_text())
+    assert len(timings) == record["runs"] and all(t["run_wall_time_s"] > 0 for t in timings)
+
+
+def test_a_run_listed_before_its_backbone_waits_for_it(tmp_path):
+    suite = Suite(TINY, tmp_path / "runs", tmp_path / "assets", source="synthetic", target="synthetic")
+    linear = next(c for c in suite.petl() if c.method == "linear" and c.shots == 1)
+    deit = suite.shipped()[1]
+    records = run_all([linear, deit], jobs=2)  # two free workers, yet the linear probe must not start first
+    assert [r["run"] for r in records] == ["deit", "linear_1shot_s0"]
+
+
+def test_shipped_models_load_from_the_written_assets(suite):
+    suite, _ = suite
+    names = {e.name: e for e in zoo.list_models(root=suite.assets / "models")}
+    for name in ("convit_fmnist", "deit_fmnist", "convpass_digits"):
+        assert names[name].available
+        loaded = zoo.load(name, root=suite.assets / "models")
+        assert loaded.card["accuracy"]["test_images"] == 128
+    assert zoo.load("convpass_digits", root=suite.assets / "models").card["backbone"] == "deit_fmnist"
+
+
+def test_results_list_every_run_with_its_budget(suite):
+    suite, _ = suite
+    sample = json.loads((suite.assets / "results" / "sample_efficiency.json").read_text())
+    petl = json.loads((suite.assets / "results" / "petl.json").read_text())
+    assert sample["budget"] == petl["budget"] == "tiny"
+    assert {(r["method"], r["fraction"]) for r in sample["runs"]} == {("convit", 0.5), ("deit", 0.5)}
+    assert all(r["steps"] == 2 for r in sample["runs"])
+    assert {(r["method"], r["shots"]) for r in petl["runs"]} == {
+        (m, s) for m in ("convpass", "convpass_attn", "linear", "finetune") for s in (1, None)}
+    trainable = {r["method"]: r["trainable_parameters"] for r in petl["runs"] if r["shots"] is None}
+    assert trainable["linear"] < trainable["convpass_attn"] < trainable["convpass"] < trainable["finetune"]
+
+
+def test_a_second_call_trains_nothing(suite):
+    suite, _ = suite
+    again = run_suite(suite, jobs=2)
+    assert again["trained_now"] == 0 and again["runs"] == 12
+
+
+def test_a_missing_backbone_is_named(tmp_path):
+    suite = Suite(TINY, tmp_path / "runs", tmp_path / "assets", source="synthetic", target="synthetic")
+    with pytest.raises(FileNotFoundError, match="deit/model.safetensors"):
+        run_suite(suite, stages=("petl",), jobs=1)
+
+
+def test_the_default_budget_is_the_two_hour_one():
+    from experiments.make_assets import main
+    assert BUDGETS["2h"].seeds == (0,) and BUDGETS["long"].seeds == (0, 1)
+    with pytest.raises(SystemExit):
+        main(["--budget", "nonexistent"])
