@@ -17,7 +17,9 @@ interrupted one resumes, so the command can be repeated until it is done):
 
 All runs share one pool of `--jobs` workers (the machine's threads divided between them); a run that adapts
 the DeiT backbone starts once the backbone is trained. Every run's wall time, device and processes go to
-assets/results/timings.json, the whole command's to assets/results/suite.json; results to assets/results/*.json.
+assets/results/<budget>/timings.json, the whole command's to suite.json beside it, the results to
+sample_efficiency.json and petl.json there, the shipped pair's histories to histories/. `--results-only`
+rewrites those from the finished runs and ships nothing.
 """
 from __future__ import annotations
 
@@ -25,13 +27,14 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from petl_core import zoo
+from petl_core import findings, zoo
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +58,7 @@ class Budget:
     petl_shots: tuple[int | None, ...] = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split
 
 
-# Measured on this project's 2-core CPU machine with 2 jobs (assets/results/suite.json, docs/results.md).
+# Measured on this project's 2-core CPU machine with 2 jobs (assets/results/<budget>/suite.json, docs/results.md).
 BUDGETS = {
     "2h": Budget("2h", shipped_epochs=4, shipped_eval_points=14, sample_steps=400, sample_eval_points=4, seeds=(0,)),
     "long": Budget("long", shipped_epochs=6, shipped_eval_points=18, sample_steps=600, sample_eval_points=6,
@@ -210,18 +213,25 @@ def ship(suite: Suite) -> None:
 
 
 def _merge_timings(results: Path, records: list[dict]) -> None:
-    """Add or replace (by stage and run) the timing records in <results>/timings.json."""
+    """Add or update (by stage and run) the timing records in <results>/timings.json.
+
+    Updating keeps what only the training call knew (its threads) when `--results-only` rewrites a record.
+    """
     path = results / "timings.json"
     timings = {(r["stage"], r["run"]): r for r in (json.loads(path.read_text()) if path.is_file() else [])}
-    timings.update({(r["stage"], r["run"]): r for r in records})
+    for r in records:
+        timings[(r["stage"], r["run"])] = {**timings.get((r["stage"], r["run"]), {}), **r}
     path.write_text(json.dumps(sorted(timings.values(), key=lambda r: (r["stage"], r["run"])), indent=1))
 
 
 def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, seeds: tuple[int, ...] | None = None,
               train: bool = True) -> dict:
-    """Train what `stages` need (all in one pool), ship the models, write the results; returns the suite record."""
+    """Train what `stages` need (all in one pool), ship the models, write the results; returns the suite record.
+
+    With `train` False nothing is trained or shipped: the results of the finished runs are written again.
+    """
     started = time.perf_counter()
-    results = suite.assets / "results"
+    results = suite.assets / "results" / suite.budget.name
     results.mkdir(parents=True, exist_ok=True)
     seeds = suite.budget.seeds if seeds is None else seeds
     # The longest runs first: the shipped pair (the petl stage needs its DeiT), then the 1,000-image petl runs.
@@ -231,12 +241,17 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
                *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is not None)]
     configs = list({c.out: c for c in configs}.values())  # the shipped Convpass is also a petl run
     records = run_all(configs, jobs, train)
-    if "shipped" in stages:
+    if "shipped" in stages and train:
         ship(suite)
     if "sample" in stages:
         (results / "sample_efficiency.json").write_text(json.dumps(summarise_sample(suite), indent=1))
     if "petl" in stages:
         (results / "petl.json").write_text(json.dumps(summarise_petl(suite), indent=1))
+    if "shipped" in stages:  # the pair's dynamics stay with the budget's results, whichever budget ships
+        (results / "histories").mkdir(exist_ok=True)
+        for config in suite.shipped()[:2]:
+            if _finished(config):
+                shutil.copyfile(Path(config.out) / "history.json", results / "histories" / f"{config.method}.json")
     _merge_timings(results, records)
     suite_record = {"budget": asdict(suite.budget), "stages": list(stages), "seeds": list(seeds), "jobs": jobs,
                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
@@ -249,8 +264,9 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="2h",
-                        help="how long to train: 2h fits about 2 hours of a 2-core CPU machine (default)")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default=findings.SHIPPED_BUDGET,
+                        help="how long to train: 2h (default) fits about 2 hours of a 2-core CPU machine; the "
+                             "shipped models come from it")
     parser.add_argument("--stage", choices=(*STAGES, "all"), default="all")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (threads are divided between them)")
     parser.add_argument("--seeds", type=int, nargs="+",

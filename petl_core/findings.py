@@ -15,12 +15,17 @@ __all__ = [
     "PAPER_CONVPASS_VTAB",
     "PAPER_SAMPLE_EFFICIENCY",
     "RESULTS",
+    "SHIPPED_BUDGET",
+    "budgets",
     "load_results",
     "petl_summary",
     "sample_efficiency_summary",
 ]
 
 RESULTS = Path(__file__).resolve().parents[1] / "assets" / "results"
+"""One folder per training budget, each with sample_efficiency.json, petl.json, timings.json (and suite.json)."""
+SHIPPED_BUDGET = "2h"
+"""The budget `experiments.make_assets` trains with by default, and so the one the shipped models come from."""
 
 PAPER_SAMPLE_EFFICIENCY = {0.05: (34.8, 47.8), 0.1: (48.0, 59.6), 0.3: (66.1, 73.7), 0.5: (74.6, 78.2),
                            1.0: (79.9, 81.4)}
@@ -31,9 +36,15 @@ PAPER_CONVPASS_VTAB = {"finetune": (85.8, 68.9), "linear": (0.0, 57.6), "convpas
 """Convpass Table 1 (methods.md §2.4), VTAB-1K on ViT-B/16: method -> (trainable params in millions, average %)."""
 
 
-def load_results(name: str, root: str | Path | None = None) -> dict | None:
-    """`<root>/<name>.json` (root: assets/results), or None when that stage has not run."""
-    path = Path(root or RESULTS) / f"{name}.json"
+def budgets(root: str | Path | None = None) -> list[str]:
+    """The budgets with results under `root` (default assets/results), the shipped one first."""
+    found = sorted(p.name for p in Path(root or RESULTS).glob("*") if p.is_dir() and any(p.glob("*.json")))
+    return sorted(found, key=lambda name: name != SHIPPED_BUDGET)
+
+
+def load_results(name: str, budget: str = SHIPPED_BUDGET, root: str | Path | None = None) -> dict | None:
+    """`<root>/<budget>/<name>.json` (root: assets/results), or None when that stage has not run."""
+    path = Path(root or RESULTS) / budget / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -187,6 +187,11 @@ def test_findings_show_the_measured_results(client):
     summary = findings.petl_summary(findings.load_results("petl"))
     assert f"{summary['parameters']['convpass']:,}" in petl_md
     assert len(_plotly(petl_plot)["data"]) >= 4
+    for budget in findings.budgets():  # every budget's own results, with its own protocol
+        sample_md = client.predict(budget, api_name="/findings")[1]
+        assert findings.load_results("sample_efficiency", budget)["protocol"] in sample_md
+    with pytest.raises(AppError, match="no results for the budget 'nonexistent'"):
+        client.predict("nonexistent", api_name="/findings")
 
 
 def test_models_lists_the_zoo_and_why_hub_models_are_unavailable(client):

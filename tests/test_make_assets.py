@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from experiments.make_assets import BUDGETS, Budget, Suite, run_all, run_suite
-from petl_core import zoo
+from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_suite
+from petl_core import findings, zoo
 
 TINY = Budget("tiny", shipped_epochs=1, shipped_eval_points=1, sample_steps=2, sample_eval_points=1, seeds=(0,),
               petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None))
@@ -25,7 +25,7 @@ def test_every_run_trains_once_and_the_shipped_convpass_is_the_petl_one(suite):
     assert record["runs"] == record["trained_now"] == 3 + 2 + 8 - 1
     convpass_full = next(c for c in suite.petl() if c.method == "convpass" and c.shots is None)
     assert convpass_full == suite.shipped()[2]
-    timings = json.loads((suite.assets / "results" / "timings.json").read_text())
+    timings = json.loads((suite.assets / "results" / "tiny" / "timings.json").read_text())
     assert len(timings) == record["runs"] and all(t["run_wall_time_s"] > 0 for t in timings)
 
 
@@ -49,9 +49,12 @@ def test_shipped_models_load_from_the_written_assets(suite):
 
 def test_results_list_every_run_with_its_budget(suite):
     suite, _ = suite
-    sample = json.loads((suite.assets / "results" / "sample_efficiency.json").read_text())
-    petl = json.loads((suite.assets / "results" / "petl.json").read_text())
+    sample = findings.load_results("sample_efficiency", "tiny", suite.assets / "results")
+    petl = findings.load_results("petl", "tiny", suite.assets / "results")
+    assert findings.budgets(suite.assets / "results") == ["tiny"]
     assert sample["budget"] == petl["budget"] == "tiny"
+    convit = findings.load_results("histories/convit", "tiny", suite.assets / "results")
+    assert convit == zoo.read_history("convit_fmnist", root=suite.assets / "models")
     assert {(r["method"], r["fraction"]) for r in sample["runs"]} == {("convit", 0.5), ("deit", 0.5)}
     assert all(r["steps"] == 2 for r in sample["runs"])
     assert {(r["method"], r["shots"]) for r in petl["runs"]} == {
@@ -60,10 +63,14 @@ def test_results_list_every_run_with_its_budget(suite):
     assert trainable["linear"] < trainable["convpass_attn"] < trainable["convpass"] < trainable["finetune"]
 
 
-def test_a_second_call_trains_nothing(suite):
+def test_a_second_call_trains_nothing_and_results_only_ships_nothing(suite):
     suite, _ = suite
     again = run_suite(suite, jobs=2)
     assert again["trained_now"] == 0 and again["runs"] == 12
+    shipped = suite.assets / "models" / "deit_fmnist" / "model.safetensors"
+    shipped.unlink()
+    run_suite(suite, jobs=2, train=False)
+    assert not shipped.exists() and (suite.assets / "results" / "tiny" / "petl.json").is_file()
 
 
 def test_a_missing_backbone_is_named(tmp_path):
@@ -72,8 +79,7 @@ def test_a_missing_backbone_is_named(tmp_path):
         run_suite(suite, stages=("petl",), jobs=1)
 
 
-def test_the_default_budget_is_the_two_hour_one():
-    from experiments.make_assets import main
-    assert BUDGETS["2h"].seeds == (0,) and BUDGETS["long"].seeds == (0, 1)
+def test_the_default_budget_is_the_two_hour_one_the_app_shows():
+    assert findings.SHIPPED_BUDGET == "2h" and BUDGETS["2h"].seeds == (0,) and BUDGETS["long"].seeds == (0, 1)
     with pytest.raises(SystemExit):
         main(["--budget", "nonexistent"])

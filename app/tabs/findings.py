@@ -46,9 +46,11 @@ def _table_petl(summary: dict) -> str:
     return "\n".join(lines) + f"\n\nConvpass paper, VTAB-1K average on ViT-B/16: {paper}."
 
 
-def render() -> tuple:
-    """Both findings as interactive plots and Markdown tables, read from assets/results."""
-    sample, petl = findings.load_results("sample_efficiency"), findings.load_results("petl")
+def render(budget: str = findings.SHIPPED_BUDGET) -> tuple:
+    """Both findings of one training budget as interactive plots and Markdown tables, read from assets/results."""
+    if budget not in findings.budgets():
+        raise gr.Error(f"no results for the budget {budget!r}; there are: {', '.join(findings.budgets()) or 'none'}")
+    sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
     if sample and sample["runs"]:
         rows = findings.sample_efficiency_summary(sample)
         sample_fig, sample_md = plots.sample_efficiency_figure(rows), f"{sample['protocol']}.\n\n{_table_sample(rows)}"
@@ -62,17 +64,21 @@ def render() -> tuple:
     return sample_fig, sample_md, petl_fig, petl_md
 
 
-def export() -> list[str]:
+def export(budget: str = findings.SHIPPED_BUDGET) -> list[str]:
     """Both findings as files: the plots (HTML) and the grouped results with the papers' numbers (JSON)."""
-    sample_fig, _, petl_fig, _ = render()
-    sample, petl = findings.load_results("sample_efficiency"), findings.load_results("petl")
-    numbers = {"sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
+    sample_fig, _, petl_fig, _ = render(budget)
+    sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
+    numbers = {"budget": budget, "sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
                "petl": findings.petl_summary(petl) if petl else None,
                "paper_convpass_vtab_params_millions_and_average": findings.PAPER_CONVPASS_VTAB}
     return plots.export_view("findings", {"sample_efficiency": sample_fig, "petl": petl_fig}, numbers)
 
 
 def build_findings_tab(c) -> None:
+    budget = gr.Radio([(f"{b} (the shipped models)" if b == findings.SHIPPED_BUDGET else b, b)
+                       for b in findings.budgets()], value=findings.SHIPPED_BUDGET, label="Training budget",
+                      info="each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under "
+                           "each plot says how long its runs trained", elem_id="findings-budget")
     sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")
     sample_md = gr.Markdown()
     petl_fig = plot("Parameter-efficient transfer: the Fashion-MNIST DeiT adapted to digits", "findings-petl")
@@ -80,5 +86,7 @@ def build_findings_tab(c) -> None:
     export_button, files = export_row("findings", "HTML, JSON")
     with gr.Accordion("Learn: what these experiments test", open=False):
         gr.Markdown(LEARN)
-    c.demo_load(render, None, [sample_fig, sample_md, petl_fig, petl_md], api_name="findings")
-    wire_export(export_button, export, [], files, "export_findings")
+    outputs = [sample_fig, sample_md, petl_fig, petl_md]
+    c.demo_load(render, budget, outputs, api_name="findings")
+    budget.change(render, budget, outputs, api_visibility="private")
+    wire_export(export_button, export, [budget], files, "export_findings")
