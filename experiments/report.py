@@ -174,7 +174,8 @@ def budget_sections(budget: str) -> str:
         per_stage = defaultdict(lambda: [0.0, 0])
         for r in timings:
             gpu = f" ({r['gpu']})" if r.get("gpu") else ""
-            where = f"{r['device']}{gpu}, {r.get('threads', '?')} thread(s)"
+            threads = f", {r['threads']} thread(s)" if r.get("threads") else ""  # older records lack it
+            where = f"{r['device']}{gpu}{threads}"
             per_stage[(r["stage"], where)][0] += r["run_wall_time_s"]
             per_stage[(r["stage"], where)][1] += 1
         lines = [f"### Time taken ({budget})\n", "| stage | where | runs | run time (s, summed) |",

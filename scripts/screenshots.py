@@ -18,16 +18,13 @@ import tempfile
 from pathlib import Path
 
 from app_server import start_app, stop_app  # this folder is on sys.path when the script runs
+from browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-FILE_INPUT = "#image-input input[type=file]"
-VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,26 +72,6 @@ def image_in(page: Page, elem_id: str, timeout: float) -> None:
 
 def plotly_in(page: Page, elem_id: str, timeout: float) -> None:
     page.wait_for_selector(f"#{elem_id} .js-plotly-plot svg.main-svg", timeout=timeout * 1000)
-
-
-def point_on(img, fx: float, fy: float) -> dict:
-    """The point at fractions (fx, fy) of the picture an <img> draws, relative to its box (Gradio centres the
-    picture with object-fit scale-down)."""
-    return img.evaluate("""(img, [fx, fy]) => {
-        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
-        let w = r.width, h = r.height;
-        if (fit === 'contain' || fit === 'scale-down') {
-            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
-            w = img.naturalWidth * s; h = img.naturalHeight * s;
-        }
-        return {x: (r.width - w) / 2 + fx * w, y: (r.height - h) / 2 + fy * h};
-    }""", [fx, fy])
-
-
-def open_tab(page: Page, name: str) -> None:
-    tab = page.get_by_role("tab", name=name, exact=True)
-    tab.click()
-    expect(tab).to_have_attribute("aria-selected", "true")
 
 
 # --------------------------------------------------------------------------------------------------- saving

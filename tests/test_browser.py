@@ -15,16 +15,15 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+from petl_core import findings  # noqa: E402
+from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                  "Ankle boot"]
 GRID = 8  # the shipped models: a 32×32 input cut into 8×8 patches of 4 pixels
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
-FILE_INPUT = "#image-input input[type=file]"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +45,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         with sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
                 str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 1000})
+                viewport=VIEWPORT)
             context.set_default_timeout(SLOW)
             expect.set_options(timeout=SLOW)
             yield context
@@ -128,26 +127,6 @@ def _plotly(page, elem_id: str):
     return plot
 
 
-def _at(img, fx: float, fy: float) -> dict:
-    """The point at fractions (fx, fy) of the picture an <img> draws, relative to the element's box: with object-fit
-    contain or scale-down (Gradio's) the picture is centred in the box at its own aspect ratio."""
-    return img.evaluate("""(img, [fx, fy]) => {
-        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
-        let w = r.width, h = r.height;
-        if (fit === 'contain' || fit === 'scale-down') {
-            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
-            w = img.naturalWidth * s; h = img.naturalHeight * s;
-        }
-        return {x: (r.width - w) / 2 + fx * w, y: (r.height - h) / 2 + fy * h};
-    }""", [fx, fy])
-
-
-def _tab(page, name: str) -> None:
-    tab = page.get_by_role("tab", name=name, exact=True)
-    tab.click()
-    expect(tab).to_have_attribute("aria-selected", "true")
-
-
 def test_upload_analyses_and_shows_the_model_input(page):
     page.set_input_files(FILE_INPUT, str(CHELSEA))
     assert _top5(page) == "Bag"
@@ -165,7 +144,7 @@ def test_clicking_a_patch_makes_it_the_query(page):
     fx, fy = 0.3, 0.7
     row, col = int(fy * GRID), int(fx * GRID)
     picture = page.locator("#picker img").first
-    picture.click(position=_at(picture, fx, fy))
+    picture.click(position=point_on(picture, fx, fy))
     expect(query).to_have_value(f"{row},{col}", timeout=SLOW)
     assert _new_image_src(page, "attention-grid", grid_before)
     assert _new_image_src(page, "picker", picker_before)
@@ -179,22 +158,26 @@ def test_clicking_a_patch_makes_it_the_query(page):
 
 
 def test_every_tab_renders(page):
-    _tab(page, "GPSA: content vs position")
+    open_tab(page, "GPSA: content vs position")
     assert _image_src(page, "gpsa-plot")
     _plotly(page, "gpsa-centres")
 
-    _tab(page, "Gates")
+    open_tab(page, "Gates")
     expect(_plotly(page, "gates-history")).to_contain_text("σ(λ)")
 
-    _tab(page, "Nonlocality")
+    open_tab(page, "Nonlocality")
     history = _plotly(page, "nonlocality-history")
     expect(history).to_contain_text("ConViT")
     expect(history).to_contain_text("DeiT")
 
-    _tab(page, "Findings")
+    open_tab(page, "Findings")
     expect(page.locator("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img").first).to_be_visible()
+    protocol = page.locator("#findings-sample-text")
+    expect(protocol).to_contain_text(findings.load_results("sample_efficiency")["protocol"])
+    page.locator("#findings-budget").get_by_text("long", exact=True).click()  # another budget redraws both
+    expect(protocol).to_contain_text(findings.load_results("sample_efficiency", "long")["protocol"])
 
-    _tab(page, "Convpass bypasses")
+    open_tab(page, "Convpass bypasses")
     expect(_plotly(page, "bypass-maps")).to_contain_text("no Convpass bypasses")
     page.locator("#model input").click()
     page.get_by_role("option", name=re.compile(r"^convpass_digits")).click()

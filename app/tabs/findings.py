@@ -80,7 +80,7 @@ def build_findings_tab(c) -> None:
                       info="each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under "
                            "each plot says how long its runs trained", elem_id="findings-budget")
     sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")
-    sample_md = gr.Markdown()
+    sample_md = gr.Markdown(elem_id="findings-sample-text")
     petl_fig = plot("Parameter-efficient transfer: the Fashion-MNIST DeiT adapted to digits", "findings-petl")
     petl_md = gr.Markdown()
     export_button, files = export_row("findings", "HTML, JSON")
