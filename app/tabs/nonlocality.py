@@ -16,7 +16,7 @@ attending only to its own patch scores 0; uniform attention over an 8×8 grid sc
 images at each evaluation point): ConViT's GPSA layers start local (about 2 patches) because of their
 convolutional initialisation; DeiT's layers start near the uniform value. The paper saw GPSA nonlocality rise as the
 model learns to use content, and DeiT's early layers become more local. Here GPSA layers 2-4 rose a little
-(1.98 → 2.08-2.22) and DeiT's middle layers became more local (4.14 → 3.96-4.02).
+(1.98 → 2.09-2.19 in the shipped run) and DeiT's middle layers became more local (4.14 → 4.01-4.05).
 
 **On your image**: each dot is one head, the line the layer mean, for the loaded checkpoint (red) and the same
 architecture at initialisation (gray), on the same input.
