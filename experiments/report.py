@@ -183,11 +183,10 @@ def budget_sections(budget: str) -> str:
         lines += [f"| {stage} | {where} | {n} | {t:.0f} |" for (stage, where), (t, n) in per_stage.items()]
         suite = findings.load_results("suite", budget, RESULTS)
         if suite:
-            lines += ["", f"The whole command: {suite['wall_time_s']:.0f} s ({suite['wall_time_s'] / 3600:.2f} h) of "
-                          f"wall time for {suite['trained_now']} of {suite['runs']} runs, {suite['jobs']} at a time on "
-                          f"{suite['cpu_count']} CPU cores."]
-        else:
-            lines += ["", "No suite.json: these runs were made by several invocations, so only per-run times exist."]
+            lines += ["", f"The last call of the command (stages: {', '.join(suite['stages'])}; seeds: "
+                          f"{', '.join(map(str, suite['seeds']))}) took {suite['wall_time_s']:.0f} s "
+                          f"({suite['wall_time_s'] / 3600:.2f} h) of wall time; it trained {suite['trained_now']} of "
+                          f"its {suite['runs']} runs, {suite['jobs']} at a time on {suite['cpu_count']} CPU cores."]
         sections.append("\n".join(lines) + "\n")
     return "\n".join(sections)
 
