@@ -9,14 +9,25 @@ it without arguments. Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are h
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
+import time
 
-from app import build_demo, service
+from starlette.middleware import Middleware
+
+from app import build_demo, scratch, service
+from app.guard import MAX_BODY_BYTES, BodyLimit, drain, guard
+from app.ui import FILES_TTL_S
+from app.uploads import MAX_WEIGHTS_BYTES
 from petl_core import zoo
-from petl_core.runtime import retain_freed_memory
+from petl_core.runtime import limit_malloc_arenas, retain_freed_memory
 
-MAX_FILE_SIZE = "20mb"
+SESSIONS_KEPT = 128
+"""Sessions whose component state Gradio keeps (its default, 10,000, grows memory by about 0.7 MB per API call)."""
+DRAIN_S = 10.0
+"""On SIGTERM, computations in flight get this many seconds to finish before the server stops."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,27 +51,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="requests computed at once; the rest wait in the queue [EXPLORER_CONCURRENCY]")
     parser.add_argument("--max-queue", type=int, default=int(env("EXPLORER_MAX_QUEUE", "64")),
                         help="requests that may wait; more are refused at once [EXPLORER_MAX_QUEUE]")
+    parser.add_argument("--files-ttl", type=int, default=int(env("EXPLORER_FILES_TTL", str(FILES_TTL_S))),
+                        help=f"seconds uploads and exported files are kept [EXPLORER_FILES_TTL] (default "
+                             f"{FILES_TTL_S})")
     return parser.parse_args(argv)
+
+
+def _stop_on_sigterm(demo) -> None:
+    """SIGTERM (a Space restarting, `docker stop`): refuse new work, let computations in flight finish for up to
+    DRAIN_S seconds and their results reach the callers, then close."""
+    def stop(signum, frame) -> None:
+        deadline = time.monotonic() + DRAIN_S
+        left = drain(DRAIN_S)
+        while any(demo._queue.active_jobs) and time.monotonic() < deadline:  # results are sent after the call
+            time.sleep(0.05)
+        time.sleep(0.5)  # the event streams flush the last messages
+        print(f"app.py: stopping on signal {signum}; {left} computations cut short", file=sys.stderr, flush=True)
+        demo.close()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     retain_freed_memory()
+    limit_malloc_arenas(2)  # before Gradio starts its worker threads
     try:
         device = service.configure(args.device)
     except ValueError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    preloaded = []
     for name in args.preload:
         try:
             service.get_model(name)
+            preloaded.append(name)
         except Exception as e:  # a model that cannot load is reported and left out; the app still starts
-            print(f"app.py: not preloading {name}: {e}", file=sys.stderr)
-    print(f"Inductive Bias Explorer on {device}; preloaded: {', '.join(args.preload) or 'nothing'}", flush=True)
-    demo = build_demo(default_model=args.model)
+            print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
+    print(f"Inductive Bias Explorer on {device}; preloaded: {', '.join(preloaded) or 'nothing'}", flush=True)
+    demo = guard(build_demo(default_model=args.model, files_ttl_s=args.files_ttl), args.concurrency)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
-                footer_links=["api", "gradio", "settings"])
+    scratch.start_sweeper(args.files_ttl)
+    _stop_on_sigterm(demo)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
+                footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
+                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]})
     return 0
 
 

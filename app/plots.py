@@ -6,8 +6,6 @@ zoom or scrub is plotly here.
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,6 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
+from app import scratch
 from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
 
 __all__ = [
@@ -290,11 +289,11 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def export_view(stem: str, figures: dict[str, Figure | go.Figure], numbers: dict, arrays: dict | None = None,
-                directory: str | Path | None = None) -> list[str]:
+def export_view(stem: str, figures: dict[str, Figure | go.Figure], numbers: dict,
+                arrays: dict | None = None) -> list[str]:
     """Write a view to files: PNG per matplotlib figure, standalone HTML per plotly figure (works offline), its
-    numbers as JSON and its arrays as NPZ. Returns the paths, in a fresh folder under `directory` (the temp dir)."""
-    folder = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=directory))
+    numbers as JSON and its arrays as NPZ. Returns the paths, in a fresh folder of the swept scratch root."""
+    folder = scratch.folder(stem)
     paths = []
     for name, fig in figures.items():
         if isinstance(fig, Figure):

@@ -1,7 +1,8 @@
 """What the app computes, shared by every tab and API endpoint: models loaded once, analyses cached by content.
 
-No layout here. Every failure a user can cause (bad image, missing or unfitting weights, offline hub) leaves as a
-`gr.Error` with one clear sentence; the server goes on serving.
+No layout here. Failures a user can cause raise petl_core's errors (ImageError, CheckpointError, ...) or gr.Error;
+`app.guard` turns them into one sentence for the caller. Files are read only through `app.uploads` (inside the
+upload folder, with a byte limit).
 
 Concurrency: models are loaded once per (name, weights file) under a lock and shared read-only (eval mode, no
 gradients; `petl_core.trace` keeps its captures per call), so requests never see each other's state. Results are
@@ -10,24 +11,23 @@ cached by the image's bytes, so clicking a patch or switching a tab re-renders w
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
 from torch import nn
 
+from app.guard import shorten
+from app.uploads import MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, allowed_file, read_upload
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
-from petl_core.checkpoint import CheckpointError
-from petl_core.images import ImageError, load_image, to_display
+from petl_core.images import load_image, to_display
 from petl_core.metrics import nonlocality, positional_centres
-from petl_core.models import HubUnavailableError
 from petl_core.probe import Trace
 from petl_core.runtime import resolve_device
 
@@ -38,11 +38,12 @@ __all__ = [
     "device",
     "get_model",
     "history",
+    "largest_dimensions",
     "model_choices",
     "model_entries",
+    "parse_index",
     "parse_query",
     "result_for",
-    "user_errors",
 ]
 
 MAX_PIXELS = 25_000_000
@@ -83,6 +84,7 @@ class _State:
         self.entries: list[zoo.ZooEntry] | None = None
         self.histories: dict[str, dict | None] = {}
         self.loading: dict[tuple, threading.Lock] = {}
+        self.dimensions: tuple[int, int] | None = None
 
 
 _state = _State()
@@ -105,21 +107,6 @@ def device() -> torch.device:
     return _state.device
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the failures a user can cause into a gr.Error with their message."""
-    try:
-        yield
-    except ImageError as e:
-        raise gr.Error(f"This image cannot be used: {e}.") from e
-    except HubUnavailableError as e:
-        raise gr.Error(str(e)) from e
-    except CheckpointError as e:
-        raise gr.Error(f"Those weights do not fit: {e}") from e
-    except ValueError as e:
-        raise gr.Error(str(e)) from e
-
-
 # --------------------------------------------------------------------------------------------------- models
 def model_entries(refresh: bool = False) -> list[zoo.ZooEntry]:
     """The zoo's entries (the hub is checked once per process unless `refresh`)."""
@@ -137,9 +124,19 @@ def model_choices(refresh: bool = False) -> list[tuple[str, str]]:
     return choices
 
 
+def largest_dimensions() -> tuple[int, int]:
+    """(blocks, heads) of the deepest and the widest zoo model: the API's limits for block and head numbers (each
+    view then checks the analysed model's own)."""
+    if _state.dimensions is None:
+        sizes = [zoo.dimensions(e.name) for e in model_entries()]
+        _state.dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
+    return _state.dimensions
+
+
 def _weights_key(file: str | None) -> str | None:
-    """Uploaded files live at content-addressed paths in Gradio's cache: the path names the weights."""
-    return None if not file else str(Path(file).resolve())
+    """Uploaded files live at content-addressed paths in Gradio's cache: the path names the weights. Only files in
+    the upload folder (see app.uploads) are accepted."""
+    return None if not file else str(allowed_file(file, MAX_WEIGHTS_BYTES, "weights file"))
 
 
 def _remember(cache: OrderedDict, key, value, size: int):
@@ -168,19 +165,27 @@ def _load_once(cache: OrderedDict, key, make: Callable):
             return _remember(cache, key, value, MODELS_KEPT)
 
 
+def _check_name(name) -> None:
+    """gr.Error unless `name` names a zoo model (the API may send anything: None, a list, a path)."""
+    if not name:
+        raise gr.Error("Choose a model first.")
+    known = [e.name for e in model_entries()]
+    if not isinstance(name, str) or name not in known:
+        raise gr.Error(f"{shorten(repr(name), 60)} is not a model of this app; it has {', '.join(known)}.")
+
+
 def get_model(name: str, file: str | None = None) -> zoo.Loaded:
     """The zoo model `name` (with `file`: that architecture with the file's weights), loaded once and shared, on
     the configured device; the least recently used of more than MODELS_KEPT models is let go."""
-    if not name:
-        raise gr.Error("Choose a model first.")
+    _check_name(name)
+    key = _weights_key(file)
 
     def make() -> zoo.Loaded:
-        with user_errors():
-            loaded = zoo.load(name, file=file) if file else zoo.load(name)
+        loaded = zoo.load(name, file=key) if key else zoo.load(name)
         loaded.model.to(_state.device).requires_grad_(False)
         return loaded
 
-    return _load_once(_state.models, (name, _weights_key(file)), make)
+    return _load_once(_state.models, (name, key), make)
 
 
 def _initial_model(name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
@@ -207,6 +212,13 @@ def _to_cpu(trace: Trace) -> Trace:
 def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tuple[Analysis, list[torch.Tensor]]:
     """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
     analysis = analyze(model, inputs.to(_state.device))
+    trace = analysis.trace
+    outputs = {"logits": [trace.logits], "attention": trace.attention,
+               "bypass outputs": [v for entry in trace.bypass if entry for v in entry.values()]}
+    bad = [name for name, values in outputs.items() if not all(torch.isfinite(v).all() for v in values)]
+    if bad:  # finite weights can still overflow: say so rather than draw empty maps
+        raise gr.Error(f"The model's {' and '.join(bad)} on this image are not finite (NaN or infinite values): "
+                       f"its weights overflow.")
     start = analyze(initial, inputs.to(_state.device)).trace
     init = [nonlocality(a, start.grid, p)[0].cpu() for a, p in zip(start.attention, start.num_prefix, strict=True)]
     analysis = replace(analysis, trace=_to_cpu(analysis.trace), nonlocality=[v.cpu() for v in analysis.nonlocality])
@@ -216,21 +228,17 @@ def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tupl
 def result_for(image: str | None, model_name: str, weights: str | None = None,
                progress: Callable | None = None) -> Result:
     """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
-    if not image:
+    if not image or not isinstance(image, str):
         raise gr.Error("Upload an image (or pick an example) first.")
-    path = Path(image)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise gr.Error(f"The uploaded file cannot be read: {e.strerror or e}") from e
+    _check_name(model_name)
+    data = read_upload(image, MAX_IMAGE_BYTES, "image")
     weights_key = _weights_key(weights)
     key = (hashlib.sha1(data).hexdigest(), model_name, weights_key)
     with _state.lock:
         if key in _state.results:
             _state.results.move_to_end(key)
             return _state.results[key]
-    with user_errors():
-        picture = load_image(data, max_pixels=MAX_PIXELS)
+    picture = load_image(data, max_pixels=MAX_PIXELS)
     if progress:
         progress(0.2, desc=f"loading {model_name}")
     loaded = get_model(model_name, weights)
@@ -256,11 +264,26 @@ def parse_query(query: str | None, grid: tuple[int, int]) -> str | tuple[int, in
         return grid[0] // 2, grid[1] // 2
     try:
         row, col = (int(v) for v in text.strip("()").split(","))
-    except ValueError as e:
-        raise gr.Error(f"Query {query!r} is not 'cls', 'center' or 'row,col'.") from e
+    except ValueError:
+        raise gr.Error(f"Query {shorten(repr(query), 60)} is not 'cls', 'center' or 'row,col'.") from None
     if not (0 <= row < grid[0] and 0 <= col < grid[1]):
         raise gr.Error(f"Patch ({row}, {col}) is outside the {grid[0]}×{grid[1]} patch grid.")
     return row, col
+
+
+def parse_index(value, what: str, valid: list[int]) -> int:
+    """`value` (an int, a whole float or its text, as sliders and dropdowns send it) as one of `valid`, else a
+    gr.Error naming the valid ones."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not valid:
+        raise gr.Error(f"This model has no {what}.")
+    if not math.isfinite(number) or number != int(number) or int(number) not in valid:
+        span = f"{valid[0]}-{valid[-1]}" if valid == list(range(valid[0], valid[-1] + 1)) else str(valid)
+        raise gr.Error(f"{what} {shorten(repr(value), 40)} does not exist here; choose one of {span}.")
+    return int(number)
 
 
 def history(name: str) -> dict | None:

@@ -5,16 +5,14 @@ Every view is also a named API endpoint (see README, "API"): /analyze, /attentio
 """
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from app import plots, service
+from app import plots, scratch, service
 from app.tabs.attention import build_attention_tab
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
@@ -22,10 +20,12 @@ from app.tabs.findings import build_findings_tab
 from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
+from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, guard_files
 
-__all__ = ["analyze", "build_demo", "image_input"]
+__all__ = ["FILES_TTL_S", "analyze", "build_demo", "image_input"]
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+FILES_TTL_S = 1800
+"""Uploads, exports and sketches are deleted this many seconds after they were made (default)."""
 
 INTRO = """
 # Inductive Bias Explorer
@@ -38,26 +38,11 @@ added beside a frozen ViT), **DeiT** none. The shipped models are small and were
 
 
 def image_input(**kwargs) -> gr.Image:
-    """A gr.Image (filepath) whose upload errors say what is wrong: Gradio opens uploads with Pillow before any
-    handler runs and reports failures as a bare 'Error'. (Wrapped per instance: a gr.Image subclass would make
-    Gradio write a .pyi stub beside this file.)"""
+    """A gr.Image (filepath) that accepts only files uploaded to this app, up to MAX_IMAGE_BYTES, and says what is
+    wrong with a bad one (see app.uploads)."""
     # image_mode=None: the file as uploaded; petl_core.images.load_image does every conversion (Gradio's own would
     # clip 16-bit images and put transparent pixels on black)
-    component = gr.Image(type="filepath", image_mode=None, **kwargs)
-    preprocess = component.preprocess
-
-    def checked(payload):
-        try:
-            return preprocess(payload)
-        except UnidentifiedImageError as e:
-            raise gr.Error("This file is not an image (or a format Pillow cannot read).") from e
-        except Image.DecompressionBombError as e:
-            raise gr.Error(f"This image is too large: {e}") from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise gr.Error(f"This image is truncated or corrupt: {e}") from e
-
-    component.preprocess = checked
-    return component
+    return guard_files(gr.Image(type="filepath", image_mode=None, **kwargs), MAX_IMAGE_BYTES, "image")
 
 
 def analyze(image: str | None, model: str, weights: str | None, query: str = "center",
@@ -86,15 +71,17 @@ def _analyze_if_image(image: str | None, model: str, weights: str | None, query:
     return analyze(image, model, weights, query, progress)
 
 
-def _controls(image: str | None, model: str, weights: str | None) -> tuple:
-    """Fit the sliders and dropdowns to the analysed model, and tell every view to redraw."""
+def _controls(image: str | None, model: str, weights: str | None, layer: float, head: float,
+              compare_layer: float) -> tuple:
+    """Fit the sliders (range and value) and dropdowns to the analysed model, and tell every view to redraw."""
     if not image:
         return (gr.skip(),) * 6
     trace = service.result_for(image, model, weights).trace
     last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
     gated = trace.gated_blocks
     bypassed = [i for i, b in enumerate(trace.bypass) if b]
-    return (gr.Slider(maximum=last), gr.Slider(maximum=heads), gr.Slider(maximum=last),
+    return (gr.Slider(maximum=last, value=min(layer, last)), gr.Slider(maximum=heads, value=min(head, heads)),
+            gr.Slider(maximum=last, value=min(compare_layer, last)),
             gr.Dropdown(choices=gated, value=gated[0] if gated else None),
             gr.Dropdown(choices=bypassed, value=bypassed[0] if bypassed else None), uuid.uuid4().hex)
 
@@ -116,9 +103,9 @@ def _use_sketch(sketch: dict | None) -> str:
     composite = Image.open(sketch["composite"]) if isinstance(sketch["composite"], str) else sketch["composite"]
     drawing = composite.convert("RGBA")
     flat = Image.alpha_composite(Image.new("RGBA", drawing.size, "white"), drawing).convert("L")
-    with tempfile.NamedTemporaryFile(prefix="sketch-", suffix=".png", delete=False) as file:
-        ImageOps.invert(flat).save(file, format="PNG")
-    return file.name
+    path = scratch.folder("sketch") / "sketch.png"
+    ImageOps.invert(flat).save(path, format="PNG")
+    return str(path)
 
 
 def _models() -> list[dict]:
@@ -127,29 +114,38 @@ def _models() -> list[dict]:
              "reason": e.reason} for e in service.model_entries()]
 
 
-def build_demo(default_model: str = "convit_fmnist") -> gr.Blocks:
-    """The whole app (not launched)."""
+def build_demo(default_model: str = "convit_fmnist", files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
+    """The whole app (not launched); uploads and the files it returns are deleted after `files_ttl_s` seconds."""
     c = SimpleNamespace()
     choices = service.model_choices()
-    with gr.Blocks(title="Inductive Bias Explorer") as demo:
+    c.max_blocks, c.max_heads = service.largest_dimensions()
+    with gr.Blocks(title="Inductive Bias Explorer",
+                   delete_cache=(max(1, files_ttl_s // 4), files_ttl_s)) as demo:
         c.demo_load = demo.load
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                c.image = image_input(label="Your image", sources=["upload", "clipboard"], height=260,
-                                      elem_id="image-input")
+                c.image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
+                                            f"{service.MAX_PIXELS // 10**6} megapixels)",
+                                      sources=["upload", "clipboard"], height=260, elem_id="image-input")
                 gr.Examples(sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg")), c.image,
                             label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
                 with gr.Accordion("…or draw a sketch", open=False):
-                    sketch = gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
-                                          canvas_size=(280, 280), elem_id="sketch")
+                    sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
+                                                      canvas_size=(280, 280), elem_id="sketch"),
+                                         MAX_IMAGE_BYTES, "sketch")
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
                 with gr.Accordion("Your own weights (optional)", open=False):
-                    c.weights = gr.File(label="Weights for the chosen model's architecture", type="filepath",
-                                        file_types=[".safetensors", ".pth", ".pt", ".bin"], elem_id="weights")
+                    c.weights = guard_files(
+                        gr.File(label=f"Weights for the chosen model's architecture (up to "
+                                      f"{MAX_WEIGHTS_BYTES // 2**20} MB)", type="filepath",
+                                file_types=[".safetensors", ".pth", ".pt", ".bin"], elem_id="weights"),
+                        MAX_WEIGHTS_BYTES, "weights file")
                     gr.Markdown("For a hub model: its timm weights file (works offline). For a shipped model: a "
-                                "`python -m petl_core train` checkpoint of the same recipe (`model.safetensors`).")
+                                "`python -m petl_core train` checkpoint of the same recipe (`model.safetensors`). "
+                                "Only tensors are read (safetensors, or `torch.save` archives with "
+                                "`weights_only=True`).")
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=1):
                 gr.Markdown("**What the model saw**: click a patch to make it the query")
@@ -185,11 +181,12 @@ def build_demo(default_model: str = "convit_fmnist") -> gr.Blocks:
         analysis_inputs = [c.image, c.model, c.weights, c.query]
         analysis_outputs = [c.picker, top5, summary, card, c.gates_now, c.nonlocality_image]
         controls = [c.attention_layer, c.attention_head, c.compare_layer, c.gpsa_block, c.bypass_block, c.analyzed]
+        control_inputs = [c.image, c.model, c.weights, c.attention_layer, c.attention_head, c.compare_layer]
         run.click(analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
-            _controls, [c.image, c.model, c.weights], controls, api_visibility="private")
+            _controls, control_inputs, controls, api_visibility="private")
         gr.on([c.image.change, c.model.change, c.weights.change], _analyze_if_image, analysis_inputs,
               analysis_outputs, api_visibility="private", trigger_mode="always_last").success(
-            _controls, [c.image, c.model, c.weights], controls, api_visibility="private")
+            _controls, control_inputs, controls, api_visibility="private")
         c.picker.select(_pick, [c.image, c.model, c.weights, c.picker], c.query, api_visibility="private")
         use_cls.click(lambda: "cls", None, c.query, api_visibility="private")
         use_sketch.click(_use_sketch, sketch, c.image, api_visibility="private")

@@ -17,7 +17,6 @@ starting with a different one each time; "× petl_core" is the median of the per
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,28 +36,7 @@ from petl_core import zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.runtime import retain_freed_memory  # noqa: E402
-from scripts.app_server import start_app, stop_app  # noqa: E402
-
-
-def _call(client: httpx.Client, url: str, endpoint: str, data: list) -> list:
-    """One call over Gradio's REST API: POST the inputs, then read the event stream to its 'complete' event."""
-    event = client.post(f"{url}/gradio_api/call/{endpoint}", json={"data": data}).json()["event_id"]
-    kind = None
-    with client.stream("GET", f"{url}/gradio_api/call/{endpoint}/{event}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and kind in ("complete", "error"):
-                if kind == "error":
-                    raise RuntimeError(f"{endpoint}: {line}")
-                return json.loads(line[5:])
-    raise RuntimeError(f"{endpoint}: no result")
-
-
-def _upload(client: httpx.Client, url: str, path: Path) -> dict:
-    with path.open("rb") as f:
-        uploaded = client.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}).json()[0]
-    return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+from scripts.app_server import call, start_app, stop_app, upload  # noqa: E402
 
 
 def main() -> int:
@@ -89,7 +67,7 @@ def main() -> int:
     try:
         with httpx.Client(timeout=120) as client:
             direct(images[-1])  # warm-up both sides
-            _call(client, url, "analyze", [_upload(client, url, images[-1]), args.model, None, "center"])
+            call(client, url, "analyze", [upload(client, url, images[-1]), args.model, None, "center"])
             for rep, path in enumerate(images[:-1]):
                 order = ("petl_core", "app /analyze") if rep % 2 == 0 else ("app /analyze", "petl_core")
                 took = {}
@@ -98,11 +76,11 @@ def main() -> int:
                     if name == "petl_core":
                         direct(path)
                     else:
-                        _call(client, url, "analyze", [_upload(client, url, path), args.model, None, "center"])
+                        call(client, url, "analyze", [upload(client, url, path), args.model, None, "center"])
                     took[name] = time.perf_counter() - start
-                file = _upload(client, url, path)
+                file = upload(client, url, path)
                 start = time.perf_counter()
-                _call(client, url, "attention", [file, args.model, None, "3,4", 2, 1, True])
+                call(client, url, "attention", [file, args.model, None, "3,4", 2, 1, True])
                 took["app /attention"] = time.perf_counter() - start
                 for name, seconds in took.items():
                     times[name].append(seconds)

@@ -1,6 +1,16 @@
-"""Loading weights from files: safetensors, or PyTorch pickles read with weights_only=True (never arbitrary)."""
+"""Loading weights from files: safetensors, or PyTorch zip archives read with weights_only=True (never arbitrary
+pickles).
+
+A weights file may come from anyone (the app's "own weights" upload), so `check_weights_file` vets it before a
+byte is decompressed or unpickled: its size is bounded, a PyTorch archive must hold its members stored (as
+`torch.save` writes them: a deflated member is a zip bomb's tool) with declared sizes that fit in the file, and a
+safetensors header is bounded. Loaded tensors must be finite.
+"""
 from __future__ import annotations
 
+import pickle
+import struct
+import zipfile
 from pathlib import Path
 
 import torch
@@ -8,35 +18,91 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-__all__ = ["CheckpointError", "load_checkpoint", "read_state_dict"]
+__all__ = ["MAX_HEADER_BYTES", "MAX_WEIGHTS_BYTES", "CheckpointError", "check_finite", "check_weights_file",
+           "load_checkpoint", "read_state_dict"]
+
+MAX_WEIGHTS_BYTES = 350 * 2**20
+"""Largest weights file read (350 MiB: timm's ViT-B/16 files are 330 MB)."""
+MAX_HEADER_BYTES = 16 * 2**20
+"""Largest safetensors JSON header (a ViT-B header is about 20 kB)."""
+PYTORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 
 class CheckpointError(ValueError):
     """A weights file that is missing, unreadable or does not fit the model, with a message for the user."""
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a `.safetensors` file or of a `.pth`/`.pt`/`.bin` file (timm, DeiT and ConViT layouts)."""
+def check_weights_file(path: str | Path, max_bytes: int = MAX_WEIGHTS_BYTES) -> Path:
+    """Vet a weights file before anything reads it as weights; returns its path.
+
+    Raises:
+        CheckpointError: missing, not a regular file, larger than `max_bytes`, an empty file, a safetensors header
+            over MAX_HEADER_BYTES, a PyTorch file that is not a zip archive (the legacy format) or whose members
+            are compressed or declare more bytes than the file holds.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"weights file not found: {path.name}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path.name} is empty")
+    if size > max_bytes:
+        raise CheckpointError(f"{path.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+    if path.suffix == ".safetensors":
+        with path.open("rb") as f:
+            prefix = f.read(8)
+        header = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+        if header is None or header > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(f"{path.name} is not a readable safetensors file: its header is missing, "
+                                  f"larger than the file or over {MAX_HEADER_BYTES // 2**20} MiB")
+        return path
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path.name} is not a PyTorch weights archive (torch.save's zip format); files in "
+                              f"the legacy format must be saved again with a recent torch.save")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch weights archive") from e
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members):
+        raise CheckpointError(f"{path.name} holds compressed members, which torch.save never writes: refused "
+                              f"unread")
+    if sum(m.file_size for m in members) > size:
+        raise CheckpointError(f"{path.name} declares more data than the file holds: refused unread")
+    return path
+
+
+def check_finite(tensors: dict[str, torch.Tensor], name: str) -> None:
+    """Raise CheckpointError when any floating-point tensor holds NaN or ±Inf, naming how many and the first."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{name} holds NaN or infinite values in {len(bad)} of {len(tensors)} tensors "
+                              f"(first: {bad[0]}); a model cannot be analysed with them")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a `.safetensors` file or of a `.pth`/`.pt`/`.bin` file (timm, DeiT and ConViT layouts),
+    vetted first (`check_weights_file`)."""
+    path = check_weights_file(path)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path.name} is not a readable safetensors file: {e}") from e
+            raise CheckpointError(f"{path.name} is not a readable safetensors file") from e
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises pickle, zip and runtime errors alike for a bad file
-        raise CheckpointError(f"{path.name} is not a readable weights file (only tensors are loaded): "
-                              f"{str(e).splitlines()[0]}") from e
+    except pickle.UnpicklingError as e:  # torch's own text advises weights_only=False: never for a stranger's file
+        raise CheckpointError(f"{path.name} holds Python objects other than tensors, which are never loaded here "
+                              f"(only plain state dicts of tensors)") from e
+    except Exception as e:  # torch raises zip, runtime and EOF errors alike for a damaged file
+        raise CheckpointError(f"{path.name} is not a readable PyTorch weights file (damaged or truncated)") from e
     for wrapper in ("state_dict", "model", "model_ema"):  # training checkpoints nest the weights
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]
             break
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointError(f"{path.name} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in loaded.items()}
+    return {str(k).removeprefix("module."): v for k, v in loaded.items()}
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
@@ -54,7 +120,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
         if missing:
             problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0][:80]})")
         raise CheckpointError(f"{Path(path).name} does not fit this architecture: " + "; ".join(problems))
+    check_finite(state_dict, Path(path).name)
     model.load_state_dict(state_dict, strict=True)
     return model

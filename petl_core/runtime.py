@@ -5,6 +5,11 @@ fresh memory. glibc hands large freed blocks back to the kernel and takes them a
 page faults cost as much as a few attention blocks (bench/trace_speed.py measures it). PyTorch's CPU tuning
 guide recommends an allocator that keeps freed memory instead (jemalloc, tcmalloc); `retain_freed_memory`
 gets the same effect from glibc itself. It is opt-in: the CLI and the app call it, a library import does not.
+
+A long-running server needs two more things from glibc (measured by tests/test_reliability.py's soak): few
+malloc arenas (`limit_malloc_arenas`; by default each of Gradio's worker threads may get its own, and memory freed
+in one is not reused by another, so RSS creeps up with every call) and, now and then, the retained free memory
+handed back (`trim_freed_memory`).
 """
 from __future__ import annotations
 
@@ -14,10 +19,22 @@ import sys
 
 import torch
 
-__all__ = ["resolve_device", "retain_freed_memory"]
+__all__ = ["limit_malloc_arenas", "resolve_device", "retain_freed_memory", "trim_freed_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def _glibc():
+    """glibc as a ctypes library, or None where the C library is another (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def retain_freed_memory(threshold_bytes: int = 256 << 20) -> bool:
@@ -25,15 +42,24 @@ def retain_freed_memory(threshold_bytes: int = 256 << 20) -> bool:
 
     Returns True when applied, False where the C library is not glibc (macOS, Windows, musl).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
     mmap_limit = min(threshold_bytes, 32 << 20)  # glibc caps the mmap threshold at 32 MB on 64-bit
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_limit)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold_bytes))
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_limit)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold_bytes))
+
+
+def limit_malloc_arenas(count: int = 2) -> bool:
+    """At most `count` glibc malloc arenas for the threads created from now on (as MALLOC_ARENA_MAX does); False
+    where the C library is not glibc."""
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, count))
+
+
+def trim_freed_memory() -> bool:
+    """Hand the free memory glibc keeps back to the kernel (malloc_trim); False where that is not possible."""
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

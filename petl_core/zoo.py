@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -55,7 +56,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 from .analysis import class_names
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint
 from .convpass import ConvpassConfig, add_convpass
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
@@ -68,6 +69,7 @@ __all__ = [
     "Loaded",
     "ZooEntry",
     "card_from_history",
+    "dimensions",
     "hub_status",
     "initial_model",
     "list_models",
@@ -135,6 +137,14 @@ def _root(root: str | Path | None) -> Path:
     return Path(root or os.environ.get("PETL_ASSETS") or ASSETS)
 
 
+def _entry(name: str, root: str | Path | None) -> Path:
+    """The folder of entry `name` under the root; a name that is not a plain folder name is an unknown model (never
+    a way out of the root)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
+        raise ValueError(f"unknown model {str(name)[:60]!r}")
+    return _root(root) / name
+
+
 # --------------------------------------------------------------------------------------------------- cards
 def read_card(directory: str | Path) -> dict:
     """The card of an entry folder, checked for the fields loading needs. Raises CheckpointError."""
@@ -164,7 +174,7 @@ def read_card(directory: str | Path) -> dict:
 
 def read_history(name: str, root: str | Path | None = None) -> dict | None:
     """The training history (history.json) of the entry `name`, or None when it has none (hub models)."""
-    path = _root(root) / name / "history.json"
+    path = _entry(name, root) / "history.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -238,7 +248,7 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
             raise CheckpointError(f"{run_dir} has no {file}: is it a finished petl_core.train run?")
     history = json.loads((run_dir / "history.json").read_text())
     card = card_from_history(history, name, title, **card_options)
-    entry = _root(root) / name
+    entry = _entry(name, root)
     entry.mkdir(parents=True, exist_ok=True)
     for file in ("model.safetensors", "history.json"):
         shutil.copyfile(run_dir / file, entry / file)
@@ -402,9 +412,7 @@ def _why_not(name: str, weights: Path, timm_kwargs: dict, error: BaseException) 
 def _load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
     info = HUB[name]
     if file is not None:
-        weights = Path(file)
-        if not weights.is_file():
-            raise CheckpointError(f"weights file not found: {weights}")
+        weights = check_weights_file(file)  # vetted before timm unzips or unpickles a byte of it
     else:
         cached = _cached_weights(name)
         if cached is None:
@@ -422,12 +430,13 @@ def _load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
             cause = e.__cause__ if isinstance(e, HubUnavailableError) and e.__cause__ else e
             why = _why_not(name, weights, timm_kwargs, cause)
             raise CheckpointError(f"{weights.name} does not hold weights of {name}: {why}") from e
+        check_finite(model.state_dict(), weights.name)
     model.eval()
     cfg = model.pretrained_cfg
     card = {
         "name": name, "title": info["title"], "source": "hub", "method": info["family"],
         "architecture": {"timm_name": name, "kwargs": dict(timm_kwargs)},
-        "weights": str(weights) if weights else f"https://huggingface.co/{cfg.get('hf_hub_id')}",
+        "weights": weights.name if weights else f"https://huggingface.co/{cfg.get('hf_hub_id')}",
         "classes": class_names(model) if model.num_classes else [],
         "preprocessing": data_config(model),
         "accuracy": {"test": None, "note": "not measured here"},
@@ -465,6 +474,19 @@ def list_models(root: str | Path | None = None) -> list[ZooEntry]:
     return entries
 
 
+def dimensions(name: str, root: str | Path | None = None) -> tuple[int, int]:
+    """(blocks, heads per block) of the zoo model `name`'s architecture, from a skeleton on the meta device: no
+    weights are read or downloaded. Raises ValueError (unknown name) or CheckpointError (a shipped card)."""
+    with torch.device("meta"):
+        if name in HUB:
+            model = create_model(name)
+        elif name in SHIPPED or (_entry(name, root) / "card.json").is_file():
+            model = _construct(read_card(_entry(name, root)))
+        else:
+            raise ValueError(f"unknown model {name!r}")
+    return len(model.blocks), max(block.attn.num_heads for block in model.blocks)
+
+
 def load(name: str, *, file: str | Path | None = None, root: str | Path | None = None, **timm_kwargs) -> Loaded:
     """Load a zoo model by name.
 
@@ -480,7 +502,7 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
     """
     if name in HUB:
         return _load_hub(name, file, timm_kwargs)
-    directory = _root(root) / name
+    directory = _entry(name, root)
     if name not in SHIPPED and not (directory / "card.json").is_file():
         known = [e.name for e in list_models(root) if e.source == "shipped"] + list(HUB)
         raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(known)}")
@@ -490,10 +512,8 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
         raise CheckpointError(f"{name} is not shipped yet: {directory} does not exist")
     if file is None:
         return _load_entry(directory, name, "shipped")
-    weights = Path(file)
-    if not weights.is_file():
-        raise CheckpointError(f"weights file not found: {weights}")
-    card = {**read_card(directory), "source": "local", "weights": str(weights), "title": f"{name} architecture with "
+    weights = check_weights_file(file)
+    card = {**read_card(directory), "source": "local", "weights": weights.name, "title": f"{name} architecture with "
             f"weights from {weights.name}", "accuracy": {"test": None, "note": "not measured here"}}
     return Loaded(name, "local", _build(card, weights), card, _card_preprocess(card))
 
@@ -508,9 +528,7 @@ def load_local(path: str | Path, timm_name: str | None = None, **timm_kwargs) ->
     Raises:
         CheckpointError: the file is missing, unreadable or does not fit the architecture.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+    path = check_weights_file(path)
     if timm_name is None:
         if (path.parent / "card.json").is_file():
             card = {**read_card(path.parent), "source": "local"}

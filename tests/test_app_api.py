@@ -127,7 +127,7 @@ def test_gpsa_numbers_are_the_models_gates_and_centres(client):
         np.testing.assert_allclose(numbers["sigma_lambda"][b],
                                    torch.sigmoid(loaded.model.blocks[b].attn.gating_param).detach().numpy(), atol=1e-4)
     assert len([t for t in _plotly(centres_plot)["data"] if t.get("mode") == "markers+text"]) == 4
-    with pytest.raises(AppError, match="not a GPSA block"):
+    with pytest.raises(AppError, match="GPSA block 5 does not exist here; choose one of 0-3"):
         client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 5, True, api_name="/gpsa")
 
 
@@ -275,11 +275,11 @@ def test_wrong_weights_offline_hub_and_bad_query_get_messages_and_the_server_kee
         client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", None, "cls", api_name="/analyze")
     wrong = tmp_path / "deit_fmnist.safetensors"
     save_file(dict(zoo.load("deit_fmnist").model.state_dict()), str(wrong))
-    with pytest.raises(AppError, match="do not fit|does not hold weights"):
+    with pytest.raises(AppError, match="cannot be used: deit_fmnist.safetensors does not hold weights"):
         client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", handle_file(wrong), "cls",
                        api_name="/analyze")
     convpass_file = zoo.ASSETS / "convpass_digits" / "model.safetensors"
-    with pytest.raises(AppError, match="Those weights do not fit.*does not fit this architecture"):
+    with pytest.raises(AppError, match="Those weights cannot be used: model.safetensors does not fit this architecture"):
         client.predict(handle_file(CHELSEA), "deit_fmnist", handle_file(convpass_file), "cls", api_name="/analyze")
     # the shipped DeiT's own file, uploaded: the same numbers as the shipped model, the card says where they came from
     _, _, own, card, *_ = client.predict(handle_file(CHELSEA), "deit_fmnist",
@@ -322,8 +322,13 @@ def test_concurrent_requests_keep_their_own_results(client, app_server, tmp_path
 def test_upload_size_is_capped(client, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(io.BytesIO(b"\x00" * (21 << 20)).getvalue())
-    with pytest.raises(Exception, match="(?i)exceed|size|large"):
+    with pytest.raises(AppError, match="This image is 21 MiB; the limit is 20 MiB"):
         client.predict(handle_file(big), "convit_fmnist", None, "cls", api_name="/analyze")
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as f:  # over the weights limit, the largest upload the server takes
+        f.truncate(351 << 20)
+    with pytest.raises(Exception, match="(?i)exceed|size|large"):
+        client.predict(handle_file(CHELSEA), "deit_fmnist", handle_file(huge), "cls", api_name="/analyze")
 
 
 def test_every_view_exports_its_figures_and_numbers(client):

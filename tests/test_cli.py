@@ -132,6 +132,11 @@ def test_bad_inputs_each_get_one_clear_line(photo, convit_checkpoint, tmp_path, 
     pickled = tmp_path / "evil.pth"
     with open(pickled, "wb") as f:
         pickle.dump({"weights": Path("/etc/passwd")}, f)  # an arbitrary object, not tensors
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    nan = tmp_path / "nan.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v.contiguous()
+               for k, v in create_model("convit_tiny", **dict(CONVIT_KWARGS)).state_dict().items()}, str(nan))
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00garbage")
     deit_file = tmp_path / "deit.safetensors"
@@ -141,8 +146,10 @@ def test_bad_inputs_each_get_one_clear_line(photo, convit_checkpoint, tmp_path, 
         (["analyze", str(tmp_path / "missing.jpg"), *base], "image file not found"),
         (["analyze", str(text_file), *base], "not an image file"),
         (["analyze", str(truncated), *base], "truncated or corrupt"),
-        (["analyze", str(photo), *base, "--checkpoint", str(tmp_path / "no.safetensors")], "checkpoint file not found"),
-        (["analyze", str(photo), *base, "--checkpoint", str(pickled)], "not a readable weights file"),
+        (["analyze", str(photo), *base, "--checkpoint", str(tmp_path / "no.safetensors")], "weights file not found"),
+        (["analyze", str(photo), *base, "--checkpoint", str(pickled)], "evil.pth is not a PyTorch weights archive"),
+        (["analyze", str(photo), *base, "--checkpoint", str(empty)], "empty.pt is empty"),
+        (["analyze", str(photo), *base, "--checkpoint", str(nan)], "nan.safetensors holds NaN or infinite values"),
         (["analyze", str(photo), *base, "--checkpoint", str(broken)], "not a readable safetensors file"),
         (["analyze", str(photo), *base, "--checkpoint", str(deit_file)], "does not fit this architecture"),
         (["analyze", str(photo), "--model", "convit_nano", "--out", str(tmp_path)], "unknown model 'convit_nano'"),

@@ -237,7 +237,7 @@ def test_hub_name_with_a_local_timm_file(no_hub, tmp_path, suffix):
     save_file(state, str(path)) if suffix == ".safetensors" else torch.save({"model": state}, path)
     loaded = zoo.load("deit_tiny_patch16_224.fb_in1k", file=path)
     assert loaded.source == "hub" and not loaded.model.training
-    assert loaded.card["weights"] == str(path) and loaded.card["accuracy"]["test"] is None
+    assert loaded.card["weights"] == path.name and loaded.card["accuracy"]["test"] is None  # no server path
     assert loaded.card["accuracy"]["note"] == "not measured here" and len(loaded.card["classes"]) == 1000
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (180, 240, 3), dtype=np.uint8), "RGB")
     x = loaded.preprocess(image)
@@ -270,8 +270,8 @@ def test_wrong_local_files_for_hub_names_give_a_clear_error(no_hub, tmp_path):
         zoo.load("deit_tiny_patch16_224.fb_in1k", file=tmp_path / "missing.safetensors")
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"this is not a weights file")
-    with pytest.raises(CheckpointError, match="garbage.safetensors does not hold weights of deit_tiny") as error:
-        zoo.load("deit_tiny_patch16_224.fb_in1k", file=garbage)
+    with pytest.raises(CheckpointError, match="garbage.safetensors is not a readable safetensors file") as error:
+        zoo.load("deit_tiny_patch16_224.fb_in1k", file=garbage)  # vetted before timm reads it
     assert "\n" not in str(error.value)
     timm_name, kwargs = ARCHITECTURES["convit"]
     other = tmp_path / "convit.safetensors"

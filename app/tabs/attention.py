@@ -27,13 +27,13 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
     result = service.result_for(image, model, weights, progress)
     trace = result.trace
     q = service.parse_query(query, trace.grid)
-    layer = min(max(int(layer), 0), len(trace.attention) - 1)
+    layer = service.parse_index(layer, "block", list(range(len(trace.attention))))
     grid_fig = attention_grid_figure(trace, result.input_image, q, log_scale=log_scale)
     maps = query_maps(trace, layer, q)
     if maps is None:
         enlarged = plots.message_figure(f"block {layer} has no class token: click a patch to set the query")
     else:
-        head = min(max(int(head), 0), maps.shape[0] - 1)
+        head = service.parse_index(head, "head", list(range(maps.shape[0])))
         title = f"block {layer}, head {head}: attention of the " + ("class token" if q == "cls" else f"patch {q}")
         enlarged = plots.attention_heatmap(maps[head].numpy(), result.input_image, title, log_scale, q)
     return plots.picker_image(result.input_image, trace.grid, q), grid_fig, enlarged
@@ -46,15 +46,15 @@ def export(image: str | None, model: str, weights: str | None, query: str, layer
     trace = service.result_for(image, model, weights).trace
     q = service.parse_query(query, trace.grid)
     arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention)) if (m := query_maps(trace, b, q)) is not None}
-    numbers = {"model": model, "query": query, "grid": trace.grid, "layer": int(layer), "head": int(head),
+    numbers = {"model": model, "query": query, "grid": trace.grid, "layer": layer, "head": head,
                "npz": "block<i>: (heads, rows, cols) attention of the query to each patch"}
     return plots.export_view("attention", {"grid": grid_fig, "enlarged": enlarged}, numbers, arrays)
 
 
 def build_attention_tab(c) -> None:
     with gr.Row():
-        layer = gr.Slider(0, 5, value=0, step=1, label="Block of the enlarged map", elem_id="layer")
-        head = gr.Slider(0, 8, value=0, step=1, label="Head of the enlarged map", elem_id="head")
+        layer = gr.Slider(0, c.max_blocks - 1, value=0, step=1, label="Block of the enlarged map", elem_id="layer")
+        head = gr.Slider(0, c.max_heads - 1, value=0, step=1, label="Head of the enlarged map", elem_id="head")
     c.attention_layer, c.attention_head = layer, head
     with gr.Row():
         grid_plot = plot("All blocks × heads", "attention-grid")

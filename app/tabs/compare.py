@@ -21,15 +21,18 @@ def render(image: str | None, models: list[str], layer: float, query: str, log_s
            progress: gr.Progress = gr.Progress()) -> tuple:
     """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
     model's top-5 and nonlocality at that block."""
-    if not models or not 1 <= len(models) <= 4:
+    if not isinstance(models, list) or not 1 <= len(models) <= 4:
         raise gr.Error("Choose one to four models to compare.")
-    panels, numbers = [], {}
+    results = []
     for i, name in enumerate(models):
         progress((i + 0.5) / len(models), desc=f"tracing {name}")
-        result = service.result_for(image, name, None)
+        results.append((name, service.result_for(image, name, None)))
+    layer = service.parse_index(layer, "block", list(range(max(len(r.trace.attention) for _, r in results))))
+    panels, numbers = [], {}
+    for name, result in results:
         trace = result.trace
         panels.append((name, trace, result.input_image, result.analysis.patch_size))
-        block = min(int(layer), len(trace.attention) - 1)
+        block = min(layer, len(trace.attention) - 1)  # a shallower model shows its last block
         numbers[name] = {"top5": result.analysis.top5[0],
                          "nonlocality_per_head": result.analysis.nonlocality[block][0].tolist()}
     grids = {trace.grid for _, trace, _, _ in panels}
@@ -37,13 +40,13 @@ def render(image: str | None, models: list[str], layer: float, query: str, log_s
     if q != "cls" and len(grids) > 1:
         raise gr.Error("These models cut the image into different patch grids: compare them with the class token "
                        "as the query.")
-    return compare_figure(panels, int(layer), q, log_scale), numbers
+    return compare_figure(panels, layer, q, log_scale), numbers
 
 
 def export(image: str | None, models: list[str], layer: float, query: str, log_scale: bool) -> list[str]:
     """The comparison as files: the figure (PNG) and the numbers (JSON)."""
     figure, numbers = render(image, models, layer, query, log_scale)
-    return plots.export_view("compare", {"maps": figure}, {"layer": int(layer), "query": query, **numbers})
+    return plots.export_view("compare", {"maps": figure}, {"layer": int(float(layer)), "query": query, **numbers})
 
 
 def build_compare_tab(c) -> None:
@@ -51,7 +54,7 @@ def build_compare_tab(c) -> None:
         names = [name for _, name in service.model_choices()]
         models = gr.Dropdown(names, value=[m for m in DEFAULT_MODELS if m in names], multiselect=True,
                              label="Models (1-4)", elem_id="compare-models")
-        layer = gr.Slider(0, 5, value=0, step=1, label="Block", elem_id="compare-layer")
+        layer = gr.Slider(0, c.max_blocks - 1, value=0, step=1, label="Block", elem_id="compare-layer")
         run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=0)
     c.compare_layer = layer
     figure = plot("Side by side", "compare-plot")

@@ -6,6 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from app import plots, service
+from app.guard import shorten
 from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
@@ -37,12 +38,11 @@ def render(image: str | None, model: str, weights: str | None, block: str | floa
     if not blocks:
         note = f"{model} has no Convpass bypasses: choose convpass_digits (or a Convpass checkpoint)"
         return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}
-    b = int(block) if str(block).strip() not in ("", "None") else blocks[0]
-    if b not in blocks:
-        raise gr.Error(f"block {b} has no bypass; blocks with bypasses: {blocks}")
+    b = (service.parse_index(block, "block with a bypass", blocks) if str(block).strip() not in ("", "None")
+         else blocks[0])
     maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])
     if f"{branch}_norm" not in maps:
-        raise gr.Error(f"block {b} has no {branch} bypass (this model adapts: "
+        raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: "
                        f"{', '.join(k[:-5] for k in maps if k.endswith('_norm'))})")
     panels = {"‖bypass‖ per patch": maps[f"{branch}_norm"][0], "‖bypass‖ / ‖frozen branch‖": maps[f"{branch}_ratio"][0]}
     prefix = trace.num_prefix[b]

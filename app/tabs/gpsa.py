@@ -37,9 +37,8 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
     q = service.parse_query(query, trace.grid)
     if q == "cls":  # GPSA blocks come before the class token joins: use the centre patch
         q = (trace.grid[0] // 2, trace.grid[1] // 2)
-    block = int(layer) if str(layer).strip() not in ("", "None") else trace.gated_blocks[0]
-    if block not in trace.gated_blocks:
-        raise gr.Error(f"block {block} is not a GPSA block; GPSA blocks are {trace.gated_blocks}")
+    block = (service.parse_index(layer, "GPSA block", trace.gated_blocks) if str(layer).strip() not in ("", "None")
+             else trace.gated_blocks[0])
     figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
                                     log_scale=log_scale)
     gates = trace.gates.numpy()
