@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -12,7 +15,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from app import plots, service
+from app import plots, scratch, service
 from petl_core import findings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +48,14 @@ def test_queries_parse_and_are_checked_against_the_grid():
         service.parse_query("middle", (8, 8))
 
 
-def test_export_writes_each_figure_and_the_numbers(tmp_path):
+def test_export_writes_each_figure_and_the_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     fig = Figure()
     fig.subplots().plot([0, 1], [1, 0])
     values = np.arange(6.0).reshape(2, 3)
     paths = plots.export_view("view", {"static": fig, "interactive": plots.gates_heatmap(values / 6, [0, 1], "t")},
-                              {"values": values}, {"values": values}, directory=tmp_path)
+                              {"values": values}, {"values": values})
+    assert all(Path(p).parent.parent == tmp_path / "inductive-bias-explorer" for p in paths)  # the swept folder
     names = sorted(p.rsplit("/", 1)[-1] for p in paths)
     assert names == ["view.json", "view.npz", "view_interactive.html", "view_static.png"]
     by_name = {p.rsplit("/", 1)[-1]: p for p in paths}
@@ -119,3 +124,19 @@ def test_app_flags_fall_back_to_the_environment(monkeypatch):
                                                                          "auto")
     flags = main.parse_args(["--port", "8000", "--preload"])  # flags win over the environment
     assert flags.port == 8000 and flags.preload == []
+
+
+def test_sweep_deletes_old_scratch_files_and_empty_cache_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    old, fresh = scratch.folder("export"), scratch.folder("export")
+    (old / "a.png").write_bytes(b"x" * 1000)
+    (fresh / "b.png").write_bytes(b"y")
+    emptied, kept = tmp_path / "gradio" / "0a1b", tmp_path / "gradio" / "2c3d"
+    emptied.mkdir(parents=True)
+    kept.mkdir()
+    (kept / "upload.png").write_bytes(b"z")  # Gradio's own deletion handles files; the folders stay behind
+    for path in (old, emptied, kept):
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    assert scratch.sweep(60) == 2
+    assert not old.exists() and not emptied.exists() and fresh.exists() and (kept / "upload.png").exists()

@@ -299,7 +299,7 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
     process, url, tmp = server
     folders = (tmp / "gradio", tmp / "inductive-bias-explorer")
     written, rss, disk = 0.0, [], []
-    for i in range(300):
+    for i in range(200):
         path = _image(tmp_path, 1000 + i)
         image = upload(http, url, path)
         written += path.stat().st_size / 2**20
