@@ -314,7 +314,7 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
     assert written > 150  # the files the server wrote, about 12.5 MB per export
     # RSS is a sawtooth of about 150 MB: glibc keeps freed heap (up to 256 MB, petl_core.runtime) until the sweeper
     # hands it back (every 2 s here). What must not be there is a trend: before this was fixed, +0.7 MB per call,
-    # RSS 1350 -> 1708 MB over this soak. After 50 warm-up rounds, the floor and the peaks of the second half are
+    # RSS 1350 -> 1708 MB over 300 rounds. After 50 warm-up rounds, the floor and the peaks of the second half are
     # those of the first.
     settled = rss[5:]
     first, second = settled[:len(settled) // 2], settled[len(settled) // 2:]
@@ -327,7 +327,8 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
 
 
 def test_sigterm_lets_running_requests_finish(tmp_path):
-    process, url = start_app(tmp_path, 180, forced=SERVER_ENV)
+    preload = "convit_fmnist deit_tiny_patch16_224.fb_in1k deit_fmnist convpass_digits"  # the hub is off
+    process, url = start_app(tmp_path, 180, forced={**SERVER_ENV, "EXPLORER_PRELOAD": preload})
     try:
         with httpx.Client(timeout=180) as http:
             ids = endpoint_ids(http, url)
@@ -349,4 +350,8 @@ def test_sigterm_lets_running_requests_finish(tmp_path):
             stop_app(process)
     assert "output" in results["first"] and len(results["first"]["output"][0]) == 2  # the PNG and the JSON
     assert late["error"] == "The server is restarting; try again in a minute."
-    assert "0 computations cut short" in (tmp_path / "server.log").read_text()
+    log = (tmp_path / "server.log").read_text()
+    assert "0 computations cut short" in log
+    # the start line names only what did load
+    assert "preloaded: convit_fmnist, deit_fmnist, convpass_digits\n" in log
+    assert "not preloading deit_tiny_patch16_224.fb_in1k: deit_tiny_patch16_224.fb_in1k needs its weights" in log
