@@ -56,6 +56,8 @@ class Budget:
     petl_epochs: float = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
     sample_fractions: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0)
     petl_shots: tuple[int | None, ...] = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split
+    gate_grad_batches: int = 40
+    """Batches of the gate-gradient diagnostic of every ConViT run (TrainConfig.gate_grad_batches)."""
 
 
 # Measured on this project's 2-core CPU machine with 2 jobs (assets/results/<budget>/suite.json, docs/results.md).
@@ -86,14 +88,16 @@ class Suite:
     def shipped(self) -> list[TrainConfig]:
         """ConViT, DeiT, then Convpass on the DeiT: the models the app ships."""
         pair = [TrainConfig(method=m, data=self.source, epochs=self.budget.shipped_epochs, batch=128, lr=1e-3,
-                            seed=0, eval_points=self.budget.shipped_eval_points, out=str(self.runs / "shipped" / m))
+                            seed=0, eval_points=self.budget.shipped_eval_points, out=str(self.runs / "shipped" / m),
+                            gate_grad_batches=self.budget.gate_grad_batches)
                 for m in ("convit", "deit")]
         return [*pair, self._petl("convpass", None, 0)]
 
     def sample(self) -> list[TrainConfig]:
         return [TrainConfig(method=m, data=self.source, fraction=f, steps=self.budget.sample_steps, batch=128,
                             lr=1e-3, seed=s, eval_points=self.budget.sample_eval_points,
-                            out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"))
+                            out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"),
+                            gate_grad_batches=self.budget.gate_grad_batches)
                 for s in self.budget.seeds for f in self.budget.sample_fractions for m in ("convit", "deit")]
 
     def petl(self) -> list[TrainConfig]:

@@ -8,9 +8,18 @@ One run = one command (see `python -m petl_core train --help`):
 
 Recipe (methods.md §1.5, §2.3): AdamW, linear warm-up then cosine decay per step, weight decay off for
 biases, norms, gates, position embedding and class token; label smoothing for training from scratch, plain
-cross-entropy for adaptation. Augmentation fit for 28-pixel grayscale: a random shift of up to 2 pixels and a
-horizontal flip. The run directory holds `history.json` (rewritten at every evaluation point), `model.safetensors`,
-and `checkpoint/` (weights, optimiser, step) from which an interrupted run resumes.
+cross-entropy for adaptation. The augmentation and the input size are the dataset's own (`petl_core.data.DATASETS`:
+e.g. a random shift of up to 2 pixels, a horizontal flip only where a mirror keeps the class).
+
+Variant, not the paper's recipe: `--gpsa-lr-scale S` (S ≠ 1) trains GPSA's gates and positional projections in a
+group of their own at S times the learning rate, without weight decay, so that they can travel far enough to
+move: Adam moves a parameter by about lr per step at most, so a gate's reach is bounded by its group's Σlr.
+
+Besides the evaluation points, the history records per entry the running Σlr of every parameter group (`lr_sum`),
+the dataset's augmentation (`augmentation`) and, for ConViT, the gate-gradient diagnostic at step 0 and at the end
+(`gate_grad`: mean and spread of ∂L/∂λ per GPSA block and head over fixed training batches). The run directory
+holds `history.json` (rewritten at every evaluation point), `model.safetensors`, and `checkpoint/` (weights,
+optimiser, step) from which an interrupted run resumes.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,16 +42,16 @@ from torch import nn
 from . import metrics
 from .checkpoint import load_checkpoint
 from .convpass import add_convpass
-from .data import ImageSet, fraction_subset, k_shot_subset, load_dataset
+from .data import Augmentation, ImageSet, dataset_spec, fraction_subset, k_shot_subset
 from .models import GPSA, create_model
 from .probe import trace
 from .runtime import resolve_device
 
-__all__ = ["ARCHITECTURES", "TrainConfig", "build_model", "train"]
+__all__ = ["ARCHITECTURES", "TrainConfig", "build_model", "gate_gradients", "train"]
 
-# The shipped pair: equal size (9 heads of 16 channels, depth 6), 32×32 input from the 28×28 images, 4-pixel
-# patches (an 8×8 grid). ConViT keeps its paper ratio of GPSA to MHSA blocks (10 of 12 → 4 of 6 here would
-# leave 2 MHSA blocks, as in the paper).
+# The shipped pair: equal size (9 heads of 16 channels, depth 6), 4-pixel patches; 32×32 input from the 28×28
+# images (an 8×8 grid), or the dataset's own input size (`build_model`; 48×48 scenes: a 12×12 grid). ConViT keeps
+# its paper ratio of GPSA to MHSA blocks (10 of 12 → 4 of 6 here would leave 2 MHSA blocks, as in the paper).
 ARCHITECTURES: dict[str, tuple[str, dict]] = {
     "convit": ("convit_tiny", dict(img_size=32, patch_size=4, in_chans=1, num_heads=9, embed_dim=16, depth=6,
                                    local_up_to_layer=4)),
@@ -49,7 +59,7 @@ ARCHITECTURES: dict[str, tuple[str, dict]] = {
                                            depth=6)),
 }
 METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
-BASE_SIZE, PAD = 28, 2  # images are brought to 28×28, then zero-padded to the 32×32 model input
+BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
 
 @dataclass
@@ -59,7 +69,8 @@ class TrainConfig:
     method: str = "convit"
     """convit / deit from scratch; convpass, convpass_attn, linear (probe) or finetune on `backbone`."""
     data: str = "fashion_mnist"
-    """fashion_mnist, digits, synthetic, or an ImageFolder directory with train/ and test/."""
+    """fashion_mnist, digits, fashion_scenes, digits_scenes, synthetic, or an ImageFolder directory with train/
+    and test/."""
     out: str = "runs/run"
     backbone: str | None = None
     """Weights of the `deit` architecture to adapt (needed by convpass, convpass_attn, linear, finetune)."""
@@ -74,6 +85,9 @@ class TrainConfig:
     batch: int = 128
     """Global batch, split across processes under torchrun."""
     lr: float = 1e-3
+    gpsa_lr_scale: float = 1.0
+    """Variant, not the paper's recipe (1.0): other values put GPSA's gating_param and pos_proj in a group 'gpsa' at
+    this multiple of the learning rate, without weight decay (ConViT only)."""
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_fraction: float | None = None
@@ -93,6 +107,9 @@ class TrainConfig:
     probe_size: int = 1024
     """Test images on which nonlocality is measured at every evaluation point."""
     eval_batch: int = 256
+    gate_grad_batches: int = 40
+    """Training batches of the gate-gradient diagnostic (ConViT; at step 0 and at the end; 0: off). It costs about
+    that many extra steps twice and does not change the run."""
     extra: dict = field(default_factory=dict)
     """Free-form notes kept in the history (e.g. which experiment launched the run)."""
 
@@ -108,6 +125,12 @@ class TrainConfig:
             self.weight_decay = 0.05 if scratch else 1e-4
         if self.label_smoothing is None:
             self.label_smoothing = 0.1 if scratch else 0.0
+        if self.gpsa_lr_scale <= 0:
+            raise ValueError(f"gpsa_lr_scale must be positive, got {self.gpsa_lr_scale}")
+        if self.gpsa_lr_scale != 1.0 and self.method != "convit":
+            raise ValueError(f"gpsa_lr_scale applies to ConViT's GPSA blocks; {self.method} has none")
+        if self.gate_grad_batches < 0:
+            raise ValueError(f"gate_grad_batches must be 0 (off) or more, got {self.gate_grad_batches}")
 
 
 def _distributed() -> tuple[int, int]:
@@ -127,13 +150,16 @@ def _device(name: str, rank: int) -> torch.device:
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The model a run trains, with `requires_grad` set for its method."""
+    """The model a run trains, at its dataset's input size, with `requires_grad` set for its method."""
+    img_size = dataset_spec(config.data).input_size
     if config.method in ("convit", "deit"):
         name, kwargs = ARCHITECTURES[config.method]
-        return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path, **kwargs)
+        return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path,
+                            **{**kwargs, "img_size": img_size})
     name, kwargs = ARCHITECTURES["deit"]
     backbone_classes = load_file(config.backbone)["head.weight"].shape[0]
-    model = create_model(name, num_classes=backbone_classes, drop_path_rate=config.drop_path, **kwargs)
+    model = create_model(name, num_classes=backbone_classes, drop_path_rate=config.drop_path,
+                         **{**kwargs, "img_size": img_size})
     load_checkpoint(model, config.backbone)
     model.reset_classifier(num_classes)
     if config.method.startswith("convpass"):
@@ -145,14 +171,33 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def _gpsa_gates(model: nn.Module) -> list[nn.Parameter]:
+    """The gate parameters λ (H,) of the model's GPSA blocks, in block order (empty for a ViT)."""
+    return [b.attn.gating_param for b in model.blocks if isinstance(b.attn, GPSA)]
+
+
+def _param_groups(model: nn.Module, weight_decay: float, gpsa_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups, each with a `name` and an `lr_scale` (its learning rate over the schedule's): 'decay' and
+    'no_decay', and with gpsa_lr_scale ≠ 1 a group 'gpsa' (gates and positional projections, no decay: over a
+    Σlr of 20 or more a decay of 0.05 would shrink the positional weights by e⁻¹ whatever their gradient)."""
     skip = getattr(model, "no_weight_decay", lambda: set())()
-    decay, no_decay = [], []
+    gpsa = set()
+    if gpsa_lr_scale != 1.0:
+        gpsa = {id(p) for b in model.blocks if isinstance(b.attn, GPSA)
+                for p in (b.attn.gating_param, *b.attn.pos_proj.parameters())}
+    decay, no_decay, own = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if id(param) in gpsa:
+            own.append(param)
+        else:
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(param)
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+              {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    if own:
+        groups.append({"name": "gpsa", "params": own, "weight_decay": 0.0, "lr_scale": gpsa_lr_scale})
+    return groups
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -175,37 +220,70 @@ def eval_steps(total: int, steps_per_epoch: int, points: int) -> list[int]:
 
 
 def prepare(images: torch.Tensor, in_chans: int, mean: float, std: float, train: bool,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 (B, C, h, w) -> normalised float (B, in_chans, 32, 32); with `train`, random shift ±2 and flip."""
+            generator: torch.Generator | None = None, *, augmentation: Augmentation | None = None,
+            base_size: int = BASE_SIZE, pad: int = PAD) -> torch.Tensor:
+    """uint8 (B, C, h, w) -> normalised float (B, in_chans, S, S), S = base_size + 2·pad: resized to base_size,
+    zero-padded by pad; with `train`, the dataset's `augmentation` (needed then), drawn from `generator`."""
     x = images.float() / 255.0
     if x.shape[1] != in_chans:
         x = x.mean(dim=1, keepdim=True).expand(-1, in_chans, -1, -1)
-    if x.shape[-2:] != (BASE_SIZE, BASE_SIZE):
-        x = F.interpolate(x, size=(BASE_SIZE, BASE_SIZE), mode="bilinear", antialias=True, align_corners=False)
-    size = BASE_SIZE + 2 * PAD
-    if train:
-        B = x.shape[0]
-        padded = F.pad(x, (2 * PAD,) * 4)  # (B, C, 36, 36): room for a shift of ±PAD
-        dx, dy = (torch.randint(0, 2 * PAD + 1, (2, B), generator=generator, device="cpu")).tolist()
+    if x.shape[-2:] != (base_size, base_size):
+        x = F.interpolate(x, size=(base_size, base_size), mode="bilinear", antialias=True, align_corners=False)
+    if not train:
+        return (F.pad(x, (pad,) * 4) - mean) / std
+    if augmentation is None:
+        raise ValueError("prepare(train=True) needs the dataset's augmentation")
+    B, size, shift = x.shape[0], base_size + 2 * pad, augmentation.shift
+    if shift:
+        padded = F.pad(x, (pad + shift,) * 4)  # (B, C, S + 2·shift, S + 2·shift): room for a shift of ±shift
+        dx, dy = (torch.randint(0, 2 * shift + 1, (2, B), generator=generator, device="cpu")).tolist()
         x = torch.stack([padded[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size] for i in range(B)])
+    else:
+        x = F.pad(x, (pad,) * 4)
+    if augmentation.hflip:
         flip = torch.rand(B, generator=generator, device="cpu") < 0.5
         x[flip.to(x.device)] = x[flip.to(x.device)].flip(-1)
-    else:
-        x = F.pad(x, (PAD,) * 4)
     return (x - mean) / std
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, test: ImageSet, norm: tuple[float, float], device: torch.device,
-             batch: int) -> float:
-    """Top-1 accuracy on the whole test set."""
+             batch: int, base_size: int = BASE_SIZE, pad: int = PAD) -> float:
+    """Top-1 accuracy on the whole test set, seen at base_size + 2·pad (`prepare`)."""
     model.eval()
     correct = 0
     in_chans = model.patch_embed.proj.in_channels
     for start in range(0, len(test), batch):
-        x = prepare(test.images[start:start + batch], in_chans, *norm, train=False).to(device)
+        x = prepare(test.images[start:start + batch], in_chans, *norm, train=False, base_size=base_size,
+                    pad=pad).to(device)
         correct += (model(x).argmax(-1).cpu() == test.labels[start:start + batch]).sum().item()
     return correct / len(test)
+
+
+def gate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   label_smoothing: float) -> dict:
+    """The gate-gradient diagnostic: mean and spread over batches of ∂L/∂λ, the training loss's gradient for
+    each GPSA gate parameter, as training sees it (train mode: drop path on).
+
+    Nothing of the run changes: the gradients are taken with `torch.autograd.grad` (no `.grad` is written, no
+    step is taken) and the random state that drop path consumes is restored afterwards.
+
+    Args:
+        batches: (x (B, C, S, S) prepared inputs, y (B,) labels) pairs, on the model's device.
+
+    Returns:
+        {"mean": blocks × heads, "std": blocks × heads (sample std, ddof=1; None for one batch), "batches": n}.
+    """
+    gates = _gpsa_gates(model)
+    device = gates[0].device
+    grads = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.train()
+        for x, y in batches:
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+            grads.append(torch.stack(torch.autograd.grad(loss, gates)).cpu())  # (blocks, H)
+    g = torch.stack(grads).double()  # (batches, blocks, H)
+    return {"mean": g.mean(0).tolist(), "std": g.std(0).tolist() if len(g) > 1 else None, "batches": len(g)}
 
 
 def dynamics(model: nn.Module, probe: torch.Tensor, batch: int) -> dict:
@@ -259,7 +337,9 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     ckpt_dir = out / "checkpoint"
     torch.manual_seed(config.seed)
 
-    train_set, test_set = load_dataset(config.data, config.data_root, seed=config.seed)
+    spec = dataset_spec(config.data)
+    geometry = {"base_size": spec.base_size, "pad": spec.pad}
+    train_set, test_set = spec.load(config.data_root, config.seed)
     if config.shots:
         train_set = train_set.subset(k_shot_subset(train_set.labels, config.shots, config.seed))
     elif config.fraction < 1.0:
@@ -273,16 +353,22 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         raise ValueError(f"batch {config.batch} does not split evenly over {world} processes")
     steps_per_epoch = max(1, len(train_set) // config.batch)
     total = config.steps or max(1, round(config.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, eps=1e-8)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay, config.gpsa_lr_scale), lr=config.lr,
+                                  eps=1e-8)
     history = {
         "config": asdict(config), "environment": _environment(device, world),
         "data": {"train_images": len(train_set), "test_images": len(test_set), "classes": train_set.classes,
                  "normalisation": {"mean": norm[0], "std": norm[1]}, "fraction": config.fraction,
-                 "shots": config.shots},
+                 "shots": config.shots, "input_size": spec.input_size, **geometry},
+        "augmentation": asdict(spec.augmentation),
         "parameters": {"total": sum(p.numel() for p in model.parameters()),
                        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)},
         "steps": total, "steps_per_epoch": steps_per_epoch, "batch_per_process": per_rank, "entries": [],
     }
+    if _gpsa_gates(model) and config.gate_grad_batches:
+        history["gate_grad"] = {}  # "init" and "end": gate_gradients() at step 0 and at the last step
+    # Σ of the learning rate each group was really stepped with (a gate's reach under Adam is about its Σlr)
+    lr_sum = {group["name"]: 0.0 for group in optimizer.param_groups}
     step, wall_offset = 0, 0.0
     if (ckpt_dir / "state.json").is_file():  # resume
         state = json.loads((ckpt_dir / "state.json").read_text())
@@ -291,7 +377,7 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", map_location=device, weights_only=True))
         history = json.loads((out / "history.json").read_text())
-        step, wall_offset = state["step"], state["wall_time"]
+        step, wall_offset, lr_sum = state["step"], state["wall_time"], state["lr_sum"]
         if (ckpt_dir / "rng.pt").is_file():
             torch.set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=True))  # dropout, drop path
     if world > 1:
@@ -299,7 +385,7 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     inner = model.module if world > 1 else model
 
     probe = prepare(test_set.images[:config.probe_size], inner.patch_embed.proj.in_channels, *norm,
-                    train=False).to(device)
+                    train=False, **geometry).to(device)
     last_recorded = history["entries"][-1]["step"] if history["entries"] else -1
     evals = [s for s in eval_steps(total, steps_per_epoch, config.eval_points) if s >= step and s > last_recorded]
     stop = min(total, until_step) if until_step is not None else total
@@ -317,15 +403,26 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         torch.save(optimizer.state_dict(), ckpt_dir / "optimizer.pt")
         torch.save(torch.get_rng_state(), ckpt_dir / "rng.pt")
         _save_json(out / "history.json", history)
-        _save_json(ckpt_dir / "state.json", {"step": step, "wall_time": wall_time, "config": asdict(config)})
+        _save_json(ckpt_dir / "state.json", {"step": step, "wall_time": wall_time, "lr_sum": lr_sum,
+                                             "config": asdict(config)})
+
+    def diagnostic_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same augmented training batches at every call, from a generator of their own (not the run's)."""
+        generator = torch.Generator().manual_seed(config.seed * 1_000_033 + 17)
+        for _ in range(config.gate_grad_batches):
+            idx = torch.randperm(len(train_set), generator=generator)[:config.batch]
+            x = prepare(train_set.images[idx], in_chans, *norm, train=True, generator=generator,
+                        augmentation=spec.augmentation, **geometry)
+            yield x.to(device), train_set.labels[idx].to(device)
 
     def record() -> None:
         nonlocal window_loss, window_count, window_images, window_start
         elapsed = time.perf_counter() - window_start
         entry = {
             "step": step, "epoch": step / steps_per_epoch, "lr": learning_rate(step, total, config),
+            "lr_sum": dict(lr_sum),
             "train_loss": window_loss / window_count if window_count else None,
-            "test_accuracy": evaluate(inner, test_set, norm, device, config.eval_batch),
+            "test_accuracy": evaluate(inner, test_set, norm, device, config.eval_batch, **geometry),
             "images_per_s": window_images / elapsed if window_images else None,
             "wall_time": time.perf_counter() - started,
             **dynamics(inner, probe, config.eval_batch),
@@ -342,6 +439,11 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         if evals and step == evals[0]:
             evals.pop(0)
             if rank == 0:
+                if "gate_grad" in history and step in (0, total):
+                    began = time.perf_counter()
+                    history["gate_grad"]["init" if step == 0 else "end"] = {
+                        "step": step, **gate_gradients(inner, diagnostic_batches(), config.label_smoothing)}
+                    window_start += time.perf_counter() - began  # not training time: keep images/s honest
                 record()
             if world > 1:
                 dist.barrier()
@@ -356,15 +458,19 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         batch_idx = order[position * config.batch:(position + 1) * config.batch]
         augment = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        x = prepare(train_set.images[batch_idx], in_chans, *norm, train=True, generator=augment)[mine].to(device)
+        x = prepare(train_set.images[batch_idx], in_chans, *norm, train=True, generator=augment,
+                    augmentation=spec.augmentation, **geometry)[mine].to(device)
         y = train_set.labels[batch_idx][mine].to(device)
+        lr = learning_rate(step, total, config)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total, config)
+            group["lr"] = lr * group["lr_scale"]
         model.train()
         loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        for group in optimizer.param_groups:
+            lr_sum[group["name"]] += group["lr"]
         step += 1
         window_loss += loss.item()
         window_count += 1

@@ -9,7 +9,7 @@ from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_s
 from petl_core import findings, zoo
 
 TINY = Budget("tiny", shipped_epochs=1, shipped_eval_points=1, sample_steps=2, sample_eval_points=1, seeds=(0,),
-              petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None))
+              petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None), gate_grad_batches=2)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,27 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from petl_core.data import (
+    DATASETS,
     DatasetMissingError,
     digits,
+    digits_scenes,
     fashion_mnist,
     fraction_subset,
     image_folder,
     k_shot_subset,
     synthetic,
 )
-from petl_core.train import TrainConfig, build_model, eval_steps, learning_rate, train
+from petl_core.models import GPSA
+from petl_core.train import (
+    TrainConfig,
+    _param_groups,
+    build_model,
+    eval_steps,
+    gate_gradients,
+    learning_rate,
+    prepare,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +103,7 @@ def test_schedule_warms_up_then_decays():
 
 def test_convit_learns_and_records_its_dynamics(tmp_path):
     config = TrainConfig(method="convit", data="synthetic", steps=60, batch=32, lr=2e-3, eval_points=6,
-                         probe_size=64, out=str(tmp_path / "run"))
+                         probe_size=64, gate_grad_batches=0, out=str(tmp_path / "run"))
     history = train(config, progress=False)
     first, last = history["entries"][0], history["entries"][-1]
     assert first["step"] == 0 and last["step"] == 60
@@ -120,6 +133,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [e["step"] for e in resumed["entries"]] == [e["step"] for e in whole["entries"]]
     assert [e["test_accuracy"] for e in resumed["entries"]] == [e["test_accuracy"] for e in whole["entries"]]
+    assert [e["lr_sum"] for e in resumed["entries"]] == [e["lr_sum"] for e in whole["entries"]]
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(out=str(tmp_path / "resumed"), **{**common, "lr": 5e-3}), progress=False)
 
@@ -172,3 +186,90 @@ def test_torchrun_two_cpu_processes_run_the_same_recipe(tmp_path):
 def test_synthetic_set_is_small_and_labelled():
     data = synthetic(num_images=40, num_classes=4)
     assert data.images.shape == (40, 1, 16, 16) and data.labels.bincount().tolist() == [10, 10, 10, 10]
+
+
+def test_lr_sum_is_the_schedule_summed_per_group_and_the_gpsa_variant_outruns_the_base(tmp_path):
+    common = dict(method="convit", data="synthetic", steps=12, batch=8, eval_points=3, probe_size=16,
+                  gate_grad_batches=0)
+    control = train(TrainConfig(out=str(tmp_path / "control"), **common), progress=False)
+    config = TrainConfig(out=str(tmp_path / "variant"), gpsa_lr_scale=25.0, **common)
+    variant = train(config, progress=False)
+    assert set(control["entries"][-1]["lr_sum"]) == {"decay", "no_decay"}
+    for entry in variant["entries"]:
+        schedule = sum(learning_rate(s, 12, config) for s in range(entry["step"]))
+        assert entry["lr_sum"]["decay"] == pytest.approx(schedule, rel=1e-9, abs=1e-12)
+        assert entry["lr_sum"]["no_decay"] == pytest.approx(schedule, rel=1e-9, abs=1e-12)
+        assert entry["lr_sum"]["gpsa"] == pytest.approx(25 * schedule, rel=1e-9, abs=1e-12)
+    last = variant["entries"][-1]
+    assert last["lr_sum"]["gpsa"] > 20 * last["lr_sum"]["decay"] > 0
+    assert control["entries"][-1]["lr_sum"]["decay"] == pytest.approx(last["lr_sum"]["decay"])
+    # The variant's group: the gates and positional projections of the 4 GPSA blocks, no weight decay; the
+    # control keeps them in the paper's groups.
+    model = build_model(config, num_classes=4)
+    groups = {g["name"]: g for g in _param_groups(model, 0.05, 25.0)}
+    gpsa = [b.attn for b in model.blocks if isinstance(b.attn, GPSA)]
+    expected = {id(p) for a in gpsa for p in (a.gating_param, a.pos_proj.weight, a.pos_proj.bias)}
+    assert {id(p) for p in groups["gpsa"]["params"]} == expected and len(expected) == 12
+    assert groups["gpsa"]["weight_decay"] == 0.0 and groups["gpsa"]["lr_scale"] == 25.0
+    assert [g["name"] for g in _param_groups(model, 0.05)] == ["decay", "no_decay"]
+    # The gates really took the larger steps: each moved further from its initial λ = 1 than in the control.
+    moved = {name: (load_file(str(tmp_path / name / "model.safetensors"))["blocks.0.attn.gating_param"] - 1).abs()
+             for name in ("control", "variant")}
+    assert (moved["variant"] > moved["control"]).all()
+    # The shipped 2h recipe (1,872 steps, lr 1e-3) gives a gate Σlr of only about 0.94; ×25 reaches 20.
+    shipped = TrainConfig(method="convit", lr=1e-3, gpsa_lr_scale=25.0)
+    reach = sum(learning_rate(s, 1872, shipped) for s in range(1872))
+    assert 0.9 < reach < 1.0 and 25 * reach > 20
+    with pytest.raises(ValueError, match="GPSA"):
+        TrainConfig(method="deit", gpsa_lr_scale=10.0)
+
+
+def test_gate_gradient_diagnostic_is_recorded_and_leaves_the_run_unchanged(tmp_path):
+    common = dict(method="convit", data="synthetic", steps=6, batch=16, eval_points=1, probe_size=16)
+    with_diag = train(TrainConfig(out=str(tmp_path / "with"), gate_grad_batches=3, **common), progress=False)
+    without = train(TrainConfig(out=str(tmp_path / "without"), gate_grad_batches=0, **common), progress=False)
+    a = load_file(str(tmp_path / "with" / "model.safetensors"))
+    b = load_file(str(tmp_path / "without" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # no step, no RNG drawn from the run's streams
+    assert "gate_grad" not in without
+    diag = with_diag["gate_grad"]
+    assert diag["init"]["step"] == 0 and diag["end"]["step"] == 6 and diag["init"]["batches"] == 3
+    for moment in ("init", "end"):
+        mean, std = np.array(diag[moment]["mean"]), np.array(diag[moment]["std"])
+        assert mean.shape == (4, 9) and std.shape == (4, 9)  # GPSA blocks × heads
+        assert np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
+    assert not np.allclose(diag["init"]["mean"], diag["end"]["mean"])
+    assert json.loads((tmp_path / "with" / "history.json").read_text())["gate_grad"] == diag
+
+
+def test_gate_gradients_are_the_loss_gradient_of_each_gate():
+    config = TrainConfig(method="convit", data="synthetic", drop_path=0.0)
+    torch.manual_seed(0)
+    model = build_model(config, num_classes=4)
+    data = synthetic(num_images=32)
+    x, y = prepare(data.images, 1, 0.25, 0.25, train=False), data.labels
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    diag = gate_gradients(model, batches, label_smoothing=0.1)
+    manual = []
+    for xb, yb in batches:
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb, label_smoothing=0.1).backward()
+        manual.append(torch.stack([b.attn.gating_param.grad.clone() for b in model.blocks[:4]]))
+    manual = torch.stack(manual).double()
+    assert np.allclose(diag["mean"], manual.mean(0).numpy(), atol=1e-7)
+    assert np.allclose(diag["std"], manual.std(0).numpy(), atol=1e-7) and diag["batches"] == 2
+
+
+def test_scenes_train_at_their_own_size_with_their_declared_augmentation(tmp_path, monkeypatch):
+    train_set, test_set = digits_scenes()
+    spec = replace(DATASETS["digits_scenes"], load=lambda root, seed: (train_set.subset(range(64)),
+                                                                       test_set.subset(range(32))))
+    monkeypatch.setitem(DATASETS, "small_scenes", spec)  # the real scenes, few of them: a fast evaluation
+    history = train(TrainConfig(method="convit", data="small_scenes", steps=2, batch=16, eval_points=1,
+                                probe_size=16, gate_grad_batches=1, out=str(tmp_path / "scenes")), progress=False)
+    assert history["augmentation"] == {"shift": 0, "hflip": False}
+    assert history["data"]["input_size"] == 48 and history["data"]["pad"] == 0
+    assert np.array(history["entries"][-1]["nonlocality"]).shape == (6, 9)
+    weights = load_file(str(tmp_path / "scenes" / "model.safetensors"))
+    assert weights["pos_embed"].shape == (1, 144, 144)  # a 12×12 patch grid of 144 channels
+    assert build_model(TrainConfig(method="deit", data="digits"), 10).pos_embed.shape == (1, 65, 144)  # 8×8 + cls

@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("zoo")
     convit, deit, convpass, root = base / "convit", base / "deit", base / "convpass", base / "assets"
     train(TrainConfig(method="convit", data="synthetic", steps=2, batch=16, eval_points=1, probe_size=16,
-                      out=str(convit)), progress=False)
+                      gate_grad_batches=2, out=str(convit)), progress=False)
     train(TrainConfig(method="deit", data="synthetic", steps=3, batch=16, eval_points=1, probe_size=16,
                       out=str(deit)), progress=False)
     train(TrainConfig(method="convpass", data="digits", backbone=str(deit / "model.safetensors"), steps=2, batch=16,
