@@ -166,9 +166,12 @@ def read_card(directory: str | Path) -> dict:
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
     pre = card["preprocessing"]
-    if (pre.get("base_size", BASE_SIZE), pre.get("pad", PAD)) != (BASE_SIZE, PAD):
-        raise CheckpointError(f"{path} asks for {pre.get('base_size')}-pixel images padded by {pre.get('pad')}; "
-                              f"petl_core.train.prepare makes {BASE_SIZE}-pixel images padded by {PAD}")
+    base_size, pad = pre.get("base_size", BASE_SIZE), pre.get("pad", PAD)
+    img_size = card["architecture"]["kwargs"].get("img_size", BASE_SIZE + 2 * PAD)
+    if not (isinstance(base_size, int) and isinstance(pad, int) and base_size > 0 and pad >= 0
+            and base_size + 2 * pad == img_size):
+        raise CheckpointError(f"{path} asks for {base_size}-pixel images padded by {pad}, which does not make the "
+                              f"architecture's {img_size}-pixel input")
     return card
 
 
@@ -207,18 +210,21 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
     classes = list(run_data["classes"])
     subset = f", {config['shots']} per class" if config.get("shots") else (
         f", {config['fraction']:.0%} of the training set" if config.get("fraction", 1.0) < 1.0 else "")
+    base_size, pad = run_data.get("base_size", BASE_SIZE), run_data.get("pad", PAD)  # older runs: 28 + 2·2
     card = {
         "name": name,
         "title": title,
         "method": method,
-        "architecture": {"timm_name": timm_name, "kwargs": {**kwargs, "num_classes": len(classes)}},
+        "architecture": {"timm_name": timm_name,
+                         "kwargs": {**kwargs, "img_size": base_size + 2 * pad, "num_classes": len(classes)}},
         "classes": classes,
-        "preprocessing": {**run_data["normalisation"], "base_size": BASE_SIZE, "pad": PAD,
+        "preprocessing": {**run_data["normalisation"], "base_size": base_size, "pad": pad,
                           "in_chans": kwargs["in_chans"]},
         "accuracy": {"test": last["test_accuracy"], "test_images": run_data["test_images"], "step": last["step"]},
         "parameters": dict(history["parameters"]),
         "data": data or (f"{config['data']}: {run_data['train_images']} training images{subset}, "
                          f"{run_data['test_images']} test images"),
+        "augmentation": history.get("augmentation"),
         "recipe": {**{k: v for k, v in config.items() if k not in ("out", "data_root", "device", "backbone")},
                    "steps": history["steps"], "epochs": history["steps"] / history["steps_per_epoch"]},
         "made_with": made_with or _command(config, env.get("processes", 1)),
@@ -303,30 +309,34 @@ def _build(card: dict, weights: Path) -> nn.Module:
     return model.eval()
 
 
-def _grayscale_square(image: Image.Image) -> torch.Tensor:
+def _grayscale_square(image: Image.Image, base_size: int) -> torch.Tensor:
     """(1, 1, s, s) uint8: the image in grayscale, centre-cropped to its largest square (nothing is squashed)."""
     gray = image.convert("L")
     width, height = gray.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     square = gray.crop((left, top, left + side, top + side))
-    if side > 32 * BASE_SIZE:  # memory guard for huge photos: box-average by an integer factor first
-        square = square.reduce(side // (16 * BASE_SIZE))
+    if side > 32 * base_size:  # memory guard for huge photos: box-average by an integer factor first
+        square = square.reduce(side // (16 * base_size))
     return torch.from_numpy(np.array(square, dtype=np.uint8))[None, None]
 
 
 def _card_preprocess(card: dict) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation path of `petl_core.train`: grayscale, centre square, then `prepare` (resize to 28, pad, norm).
+    """The evaluation path of `petl_core.train`: grayscale, centre square, then `prepare` (resize to the card's
+    base size, 28 or 48, pad, norm).
 
-    The resize to 28×28 is `prepare`'s own (bilinear, antialiased), so that dataset images of any size (28×28
-    Fashion-MNIST, 8×8 digits) give exactly the tensor the model was evaluated on; a 28×28 image is not resized.
+    The resize is `prepare`'s own (bilinear, antialiased), so that dataset images of any size (28×28
+    Fashion-MNIST, 8×8 digits, 48×48 scenes) give exactly the tensor the model was evaluated on; an image of the
+    base size is not resized.
     """
     pre = card["preprocessing"]
     in_chans = pre.get("in_chans", card["architecture"]["kwargs"].get("in_chans", 1))
     mean, std = float(pre["mean"]), float(pre["std"])
+    base_size, pad = pre.get("base_size", BASE_SIZE), pre.get("pad", PAD)
 
     def preprocess(image: Image.Image) -> torch.Tensor:
-        return prepare(_grayscale_square(image), in_chans, mean, std, train=False)[0]
+        return prepare(_grayscale_square(image, base_size), in_chans, mean, std, train=False, base_size=base_size,
+                       pad=pad)[0]
 
     return preprocess
 

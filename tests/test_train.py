@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from petl_core import zoo
 from petl_core.data import (
     DATASETS,
     DatasetMissingError,
@@ -260,7 +261,7 @@ def test_gate_gradients_are_the_loss_gradient_of_each_gate():
     assert np.allclose(diag["std"], manual.std(0).numpy(), atol=1e-7) and diag["batches"] == 2
 
 
-def test_scenes_train_at_their_own_size_with_their_declared_augmentation(tmp_path, monkeypatch):
+def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkeypatch):
     train_set, test_set = digits_scenes()
     spec = replace(DATASETS["digits_scenes"], load=lambda root, seed: (train_set.subset(range(64)),
                                                                        test_set.subset(range(32))))
@@ -273,3 +274,17 @@ def test_scenes_train_at_their_own_size_with_their_declared_augmentation(tmp_pat
     weights = load_file(str(tmp_path / "scenes" / "model.safetensors"))
     assert weights["pos_embed"].shape == (1, 144, 144)  # a 12×12 patch grid of 144 channels
     assert build_model(TrainConfig(method="deit", data="digits"), 10).pos_embed.shape == (1, 65, 144)  # 8×8 + cls
+    # shipped as a zoo entry, the model sees a scene exactly as it was evaluated, at 48 pixels
+    entry = zoo.write_entry(tmp_path / "scenes", "scenes_convit", "ConViT on scenes", root=tmp_path / "assets")
+    loaded = zoo.load("scenes_convit", root=tmp_path / "assets")
+    assert loaded.card["preprocessing"]["base_size"] == 48 and loaded.card["preprocessing"]["pad"] == 0
+    assert loaded.card["architecture"]["kwargs"]["img_size"] == 48 and entry.name == "scenes_convit"
+    assert loaded.card["augmentation"] == {"shift": 0, "hflip": False}
+    test = test_set.subset(range(32))
+    norm = (history["data"]["normalisation"]["mean"], history["data"]["normalisation"]["std"])
+    expected = prepare(test.images, 1, *norm, train=False, base_size=48, pad=0)
+    seen = torch.stack([loaded.preprocess(Image.fromarray(test.images[i, 0].numpy())) for i in range(32)])
+    assert torch.equal(seen, expected)
+    with torch.no_grad():
+        accuracy = (loaded.model(seen).argmax(-1) == test.labels).float().mean().item()
+    assert accuracy == pytest.approx(loaded.card["accuracy"]["test"])
