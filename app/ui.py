@@ -42,7 +42,8 @@ def image_input(**kwargs) -> gr.Image:
     wrong with a bad one (see app.uploads)."""
     # image_mode=None: the file as uploaded; petl_core.images.load_image does every conversion (Gradio's own would
     # clip 16-bit images and put transparent pixels on black)
-    return guard_files(gr.Image(type="filepath", image_mode=None, **kwargs), MAX_IMAGE_BYTES, "image")
+    return guard_files(gr.Image(type="filepath", image_mode=None, **kwargs), MAX_IMAGE_BYTES, "image",
+                       service.MAX_PIXELS)
 
 
 def analyze(image: str | None, model: str, weights: str | None, query: str = "center",
@@ -133,7 +134,7 @@ def build_demo(default_model: str = "convit_fmnist", files_ttl_s: int = FILES_TT
                 with gr.Accordion("…or draw a sketch", open=False):
                     sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
                                                       canvas_size=(280, 280), elem_id="sketch"),
-                                         MAX_IMAGE_BYTES, "sketch")
+                                         MAX_IMAGE_BYTES, "sketch", service.MAX_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
                 with gr.Accordion("Your own weights (optional)", open=False):
@@ -149,8 +150,8 @@ def build_demo(default_model: str = "convit_fmnist", files_ttl_s: int = FILES_TT
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=1):
                 gr.Markdown("**What the model saw**: click a patch to make it the query")
-                c.picker = gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
-                                    buttons=["download"])
+                c.picker = guard_files(gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
+                                                buttons=["download"]), MAX_IMAGE_BYTES, "image", service.MAX_PIXELS)
                 with gr.Row():
                     # the centre patch by default: ConViT's GPSA blocks have no class token to query
                     c.query = gr.Textbox("center", label="Query: cls, center or row,col", elem_id="query", scale=2)

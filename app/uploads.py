@@ -108,14 +108,30 @@ def _image_errors(error: Exception) -> gr.Error:
     return gr.Error("This image is truncated or corrupt.")
 
 
-def guard_files(component: gr.components.Component, max_bytes: int, what: str) -> gr.components.Component:
-    """Check every path a request gives `component` (see `allowed_file`) before its own preprocess opens it, and
-    the path it hands on after (a base64 image becomes a cache file); say what is wrong with a bad image.
-    (Wrapped per instance: a subclass would make Gradio write a .pyi stub beside this file.)"""
+def _check_pixels(path: str, max_pixels: int) -> None:
+    """Refuse an image over `max_pixels` from its header alone (Pillow reads no pixel data to open it)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise _image_errors(e) from None
+    if width * height > max_pixels:
+        raise gr.Error(f"This image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.")
+
+
+def guard_files(component: gr.components.Component, max_bytes: int, what: str,
+                max_pixels: int | None = None) -> gr.components.Component:
+    """Check every path a request gives `component` (see `allowed_file`; with `max_pixels`, also the image size
+    in its header) before its own preprocess opens it, and the path it hands on after (a base64 image becomes a
+    cache file); say what is wrong with a bad image. (Wrapped per instance: a subclass would make Gradio write a
+    .pyi stub beside this file.)"""
     preprocess = component.preprocess
 
     def checked(payload):
         check_paths(payload, max_bytes, what)
+        if max_pixels:  # Gradio decodes sketches and display images in full before any handler sees them
+            for path in _paths(payload):
+                _check_pixels(path, max_pixels)
         try:
             value = preprocess(payload)
         except gr.Error:

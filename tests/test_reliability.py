@@ -117,6 +117,25 @@ def test_oversized_bodies_and_images_are_refused_unread(server, http, tmp_path):
     assert rss_mb(process.pid) - rss < 100
 
 
+def test_pixel_bombs_are_refused_from_their_header(server, http, tmp_path):
+    """A 144-megapixel PNG of 150 kB: under Pillow's own bomb limit, so Gradio would decode it (576 MB as RGBA)
+    for the sketch pad and the click handler's picture before any handler ran."""
+    process, url, _ = server
+    bomb = tmp_path / "flat.png"
+    Image.new("L", (12000, 12000)).save(bomb, optimize=True)
+    assert bomb.stat().st_size < 1 << 20
+    ids = endpoint_ids(http, url)
+    rss = rss_mb(process.pid)
+    limit = "This image is 12000x12000 pixels; the limit is 25,000,000 pixels."
+    file = upload(http, url, bomb)
+    assert _message(http, url, "analyze", [file, "convit_fmnist", None, "cls"]) == limit
+    sketch = {"background": None, "layers": [], "composite": file, "id": None}
+    assert timed_call(http, url, ids["_use_sketch"], [sketch])["error"] == limit
+    image = upload(http, url, CHELSEA)
+    assert timed_call(http, url, ids["_pick"], [image, "convit_fmnist", None, file])["error"] == limit
+    assert rss_mb(process.pid) - rss < 100
+
+
 # --------------------------------------------------------------------------------------------------- weights
 def _zip_bomb(path: Path, inflated: int) -> None:
     """A torch.save-shaped archive whose one tensor member is deflated: `inflated` bytes of zeros in a few hundred
