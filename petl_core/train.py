@@ -110,6 +110,9 @@ class TrainConfig:
     gate_grad_batches: int = 40
     """Training batches of the gate-gradient diagnostic (ConViT; at step 0 and at the end; 0: off). It costs about
     that many extra steps twice and does not change the run."""
+    snapshots: bool = False
+    """Save the tensors training changes, in fp16, at every evaluation point (`snapshots/step<NNNNNN>.safetensors`,
+    dense early like the points): what the app needs to show an image through training."""
     extra: dict = field(default_factory=dict)
     """Free-form notes kept in the history (e.g. which experiment launched the run)."""
 
@@ -325,6 +328,11 @@ def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
 
 
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters training changes (all of them from scratch; bypasses and head when adapting), fp16."""
+    return {k: v.detach().half().contiguous().cpu() for k, v in model.named_parameters() if v.requires_grad}
+
+
 def train(config: TrainConfig, progress: bool = True, until_step: int | None = None) -> dict:
     """Run (or resume) one training run; returns the history.
 
@@ -428,6 +436,9 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
             **dynamics(inner, probe, config.eval_batch),
         }
         history["entries"].append(entry)
+        if config.snapshots:
+            (out / "snapshots").mkdir(parents=True, exist_ok=True)
+            save_file(_snapshot(inner), str(out / "snapshots" / f"step{step:06d}.safetensors"))
         save_checkpoint(entry["wall_time"])
         if bar is not None:
             bar.set_postfix(loss=f"{entry['train_loss'] or float('nan'):.3f}", acc=f"{entry['test_accuracy']:.3f}",

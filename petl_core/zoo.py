@@ -45,7 +45,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -56,7 +56,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 from .analysis import class_names
-from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint
+from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
 from .convpass import ConvpassConfig, add_convpass
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
@@ -77,6 +77,7 @@ __all__ = [
     "load_local",
     "read_card",
     "read_history",
+    "snapshot_steps",
     "write_entry",
 ]
 
@@ -258,6 +259,8 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
     entry.mkdir(parents=True, exist_ok=True)
     for file in ("model.safetensors", "history.json"):
         shutil.copyfile(run_dir / file, entry / file)
+    if (run_dir / "snapshots").is_dir():
+        shutil.copytree(run_dir / "snapshots", entry / "snapshots", dirs_exist_ok=True)
     (entry / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     read_card(entry)
     return entry
@@ -497,11 +500,40 @@ def dimensions(name: str, root: str | Path | None = None) -> tuple[int, int]:
     return len(model.blocks), max(block.attn.num_heads for block in model.blocks)
 
 
-def load(name: str, *, file: str | Path | None = None, root: str | Path | None = None, **timm_kwargs) -> Loaded:
+def snapshot_steps(name: str, root: str | Path | None = None) -> list[int]:
+    """The training steps at which the shipped entry `name` has a snapshot (`petl_core train --snapshots`), in
+    order; empty for entries without snapshots and for hub models."""
+    folder = _entry(name, root) / "snapshots"
+    return sorted(int(p.stem.removeprefix("step")) for p in folder.glob("step*.safetensors")) if folder.is_dir() \
+        else []
+
+
+def _with_snapshot(loaded: Loaded, directory: Path, step: int) -> Loaded:
+    """`loaded` with the tensors of its snapshot at `step` (fp16 on disk, the model's own dtype in memory); the card
+    says which step and the test accuracy the history recorded there."""
+    path = directory / "snapshots" / f"step{step:06d}.safetensors"
+    if not path.is_file():
+        steps = snapshot_steps(directory.name, directory.parent)
+        raise CheckpointError(f"{loaded.name} has no snapshot at step {step}; it has {steps or 'none'}")
+    tensors = read_state_dict(path)
+    own = loaded.model.state_dict()
+    unknown = [k for k in tensors if k not in own or own[k].shape != tensors[k].shape]
+    if unknown:
+        raise CheckpointError(f"{path.name} does not fit {loaded.name}: {len(unknown)} tensors (e.g. {unknown[0]})")
+    loaded.model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in tensors.items()}})
+    entries = (read_history(directory.name, directory.parent) or {}).get("entries", [])
+    accuracy = next((e["test_accuracy"] for e in entries if e["step"] == step), None)
+    card = {**loaded.card, "snapshot": {"step": step, "test_accuracy": accuracy}}
+    return replace(loaded, card=card)
+
+
+def load(name: str, *, file: str | Path | None = None, root: str | Path | None = None, snapshot: int | None = None,
+         **timm_kwargs) -> Loaded:
     """Load a zoo model by name.
 
     Shipped names load offline from `<root>/<name>/`; with `file`, that entry's architecture, classes and
     preprocessing take the file's weights instead (e.g. a `petl_core train` run of the same recipe; source 'local').
+    With `snapshot` (a step of `snapshot_steps`), a shipped entry as it was at that step of its training.
     Hub names load through timm: from `file` when given (a
     timm-format .safetensors/.pth), from the Hugging Face cache when the weights are there, else from the hub;
     with none of these, HubUnavailableError says so in one sentence, at once. `timm_kwargs` (hub only) go to
@@ -511,6 +543,8 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
         ValueError: unknown name. CheckpointError: missing or unfitting weights or card. HubUnavailableError.
     """
     if name in HUB:
+        if snapshot is not None:
+            raise ValueError(f"{name} is a hub model: it has no training snapshots")
         return _load_hub(name, file, timm_kwargs)
     directory = _entry(name, root)
     if name not in SHIPPED and not (directory / "card.json").is_file():
@@ -520,6 +554,10 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
         raise ValueError(f"{name} is a shipped model: it takes no timm arguments (see load_local)")
     if not directory.is_dir():
         raise CheckpointError(f"{name} is not shipped yet: {directory} does not exist")
+    if snapshot is not None:
+        if file is not None:
+            raise ValueError("a snapshot is a step of the shipped weights: pass either file or snapshot")
+        return _with_snapshot(_load_entry(directory, name, "shipped"), directory, snapshot)
     if file is None:
         return _load_entry(directory, name, "shipped")
     weights = check_weights_file(file)

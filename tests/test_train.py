@@ -267,7 +267,8 @@ def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkey
                                                                        test_set.subset(range(32))))
     monkeypatch.setitem(DATASETS, "small_scenes", spec)  # the real scenes, few of them: a fast evaluation
     history = train(TrainConfig(method="convit", data="small_scenes", steps=2, batch=16, eval_points=1,
-                                probe_size=16, gate_grad_batches=1, out=str(tmp_path / "scenes")), progress=False)
+                                probe_size=16, gate_grad_batches=1, snapshots=True, out=str(tmp_path / "scenes")),
+                    progress=False)
     assert history["augmentation"] == {"shift": 0, "hflip": False}
     assert history["data"]["input_size"] == 48 and history["data"]["pad"] == 0
     assert np.array(history["entries"][-1]["nonlocality"]).shape == (6, 9)
@@ -280,6 +281,10 @@ def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkey
     assert loaded.card["preprocessing"]["base_size"] == 48 and loaded.card["preprocessing"]["pad"] == 0
     assert loaded.card["architecture"]["kwargs"]["img_size"] == 48 and entry.name == "scenes_convit"
     assert loaded.card["augmentation"] == {"shift": 0, "hflip": False}
+    # trained from scratch, a snapshot holds every parameter
+    assert zoo.snapshot_steps("scenes_convit", root=tmp_path / "assets") == [e["step"] for e in history["entries"]]
+    snapshot = load_file(str(entry / "snapshots" / "step000000.safetensors"))
+    assert snapshot.keys() == dict(loaded.model.named_parameters()).keys()
     test = test_set.subset(range(32))
     norm = (history["data"]["normalisation"]["mean"], history["data"]["normalisation"]["std"])
     expected = prepare(test.images, 1, *norm, train=False, base_size=48, pad=0)

@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     train(TrainConfig(method="deit", data="synthetic", steps=3, batch=16, eval_points=1, probe_size=16,
                       out=str(deit)), progress=False)
     train(TrainConfig(method="convpass", data="digits", backbone=str(deit / "model.safetensors"), steps=2, batch=16,
-                      eval_points=1, probe_size=16, out=str(convpass)), progress=False)
+                      eval_points=1, probe_size=16, snapshots=True, out=str(convpass)), progress=False)
     zoo.write_entry(convit, "tiny_convit", "ConViT, 2 steps on bars", root=root)
     zoo.write_entry(deit, "tiny_deit", "DeiT, 3 steps on bars", root=root)
     zoo.write_entry(convpass, "tiny_convpass", "Convpass on tiny_deit, 2 steps on digits", root=root,
@@ -342,3 +342,21 @@ def test_initial_model_is_the_architecture_at_its_init():
     torch.testing.assert_close(gates, torch.full_like(gates, torch.sigmoid(torch.tensor(1.0)).item()))
     assert not torch.equal(start.blocks[0].attn.qk.weight, trained.blocks[0].attn.qk.weight)
     assert start.label_names == card["classes"] and not start.training
+
+
+def test_an_adapted_models_snapshots_hold_only_what_training_changes(runs):
+    steps = zoo.snapshot_steps("tiny_convpass", root=runs["root"])
+    assert steps == [0, 2]  # its evaluation points
+    first, last = (zoo.load("tiny_convpass", root=runs["root"], snapshot=s) for s in steps)
+    snapshot = load_file(str(runs["root"] / "tiny_convpass" / "snapshots" / "step000002.safetensors"))
+    assert snapshot and all(k.startswith("head.") or "adapter" in k for k in snapshot)  # not the frozen backbone
+    assert all(v.dtype == torch.float16 for v in snapshot.values())
+    shipped = zoo.load("tiny_convpass", root=runs["root"]).model.state_dict()
+    for key, value in last.model.state_dict().items():  # the last snapshot is the shipped model, to fp16
+        torch.testing.assert_close(value, shipped[key], atol=1e-3, rtol=1e-3)
+    assert not torch.equal(first.model.head.weight, last.model.head.weight)
+    history = zoo.read_history("tiny_convpass", root=runs["root"])
+    assert first.card["snapshot"] == {"step": 0, "test_accuracy": history["entries"][0]["test_accuracy"]}
+    with pytest.raises(CheckpointError, match="has no snapshot at step 1; it has \\[0, 2\\]"):
+        zoo.load("tiny_convpass", root=runs["root"], snapshot=1)
+    assert zoo.snapshot_steps("tiny_deit", root=runs["root"]) == []
