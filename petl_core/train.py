@@ -97,7 +97,9 @@ class TrainConfig:
     """Default 0.05 from scratch (DeiT/ConViT), 1e-4 to adapt (Convpass)."""
     label_smoothing: float | None = None
     """Default 0.1 from scratch, 0 to adapt (Convpass trains with plain cross-entropy)."""
-    drop_path: float = 0.1
+    drop_path: float | None = None
+    """Default 0.1 for the trained transformer (from scratch, full fine-tuning), 0 where the backbone is frozen
+    (linear probe, Convpass): a frozen backbone runs as in evaluation, only the new parts train."""
     convpass_scale: float = 10.0
     convpass_dim: int = 8
     seed: int = 0
@@ -128,6 +130,8 @@ class TrainConfig:
             self.weight_decay = 0.05 if scratch else 1e-4
         if self.label_smoothing is None:
             self.label_smoothing = 0.1 if scratch else 0.0
+        if self.drop_path is None:
+            self.drop_path = 0.1 if scratch or self.method == "finetune" else 0.0
         if self.gpsa_lr_scale <= 0:
             raise ValueError(f"gpsa_lr_scale must be positive, got {self.gpsa_lr_scale}")
         if self.gpsa_lr_scale != 1.0 and self.method != "convit":

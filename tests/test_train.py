@@ -150,6 +150,12 @@ def test_adaptation_methods_train_only_what_they_should(tmp_path):
                         progress=False)
         counts[method] = history["parameters"]["trainable"]
         assert history["config"]["weight_decay"] == 1e-4 and history["config"]["label_smoothing"] == 0.0
+        # a frozen backbone runs as in evaluation: no drop path (only a fine-tuned one keeps it)
+        model = build_model(TrainConfig(method=method, data="digits", backbone=str(backbone / "model.safetensors")),
+                            10)
+        rates = {getattr(m, "drop_prob", 0.0) for m in model.modules() if type(m).__name__ == "DropPath"}
+        assert history["config"]["drop_path"] == (0.1 if method == "finetune" else 0.0)
+        assert (max(rates, default=0.0) > 0) == (method == "finetune"), (method, rates)
     head = 144 * 10 + 10
     per_bypass = 144 * 8 + 8 + 9 * 64 + 8 + 8 * 144 + 144
     assert counts["linear"] == head
