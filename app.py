@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # the error boundary (app.guard) logs failures with their traceback; other libraries' chatter stays off
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     preloaded = []
     for name in args.preload:
         try:
