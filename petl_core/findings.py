@@ -50,7 +50,7 @@ def load_results(name: str, budget: str = SHIPPED_BUDGET, root: str | Path | Non
 
 def _stats(values: list[float]) -> dict:
     return {"runs": values, "mean": float(np.mean(values)) if values else None,
-            "sd": float(np.std(values)) if len(values) > 1 else None}
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}  # sample sd: seeds are a sample
 
 
 def sample_efficiency_summary(results: dict) -> list[dict]:
