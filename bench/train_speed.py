@@ -1,0 +1,89 @@
+"""How fast do the shipped architectures train, at the Fashion-MNIST and the scenes input sizes? A benchmark, not a
+test: the numbers that size a training budget.
+
+For ConViT and DeiT (the shipped pair: 9 heads × 16 channels, depth 6, 4-pixel patches) at 32×32 (8×8 grid) and
+48×48 (12×12 grid), it times `--steps` training steps of `--batch` images exactly as `petl_core.train` makes them
+(the dataset's augmentation, AdamW, label smoothing, drop path 0.1), after `--warmup` untimed steps, interleaving the
+configurations per repetition. "× 32 px" is the time of a step at 48 px over the same model's at 32 px.
+
+    .venv/bin/python bench/train_speed.py [--steps 10] [--warmup 3] [--batch 128] [--reps 3] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from petl_core.data import DATASETS  # noqa: E402
+from petl_core.train import TrainConfig, _param_groups, build_model, prepare  # noqa: E402
+
+CONFIGS = [(method, data) for method in ("convit", "deit") for data in ("fashion_mnist", "fashion_scenes")]
+
+
+def _setup(method: str, data: str, batch: int):
+    """The model, optimiser and a batch source for one configuration (random uint8 images of the dataset's size)."""
+    config = TrainConfig(method=method, data=data, batch=batch)
+    spec = DATASETS[data]
+    model = build_model(config, num_classes=10)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    side = spec.base_size if data == "fashion_scenes" else 28
+    images = torch.randint(0, 256, (batch, 1, side, side), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch,))
+
+    def step(generator: torch.Generator) -> None:
+        x = prepare(images, 1, 0.3, 0.3, train=True, generator=generator, augmentation=spec.augmentation,
+                    base_size=spec.base_size, pad=spec.pad)
+        model.train()
+        loss = F.cross_entropy(model(x), labels, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    steps = {key: _setup(*key, args.batch) for key in CONFIGS}
+    generator = torch.Generator().manual_seed(0)
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step(generator)
+    seconds = {key: [] for key in CONFIGS}
+    for rep in range(args.reps):
+        for key in CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                steps[key](generator)
+            seconds[key].append((time.perf_counter() - start) / args.steps)
+    print(f"{args.threads} threads, batch {args.batch}, {args.steps} steps × {args.reps} repetitions, "
+          f"torch {torch.__version__}\n")
+    print("| model | input | grid | ms per step | images/s | × 32 px |\n|---|---:|---:|---:|---:|---:|")
+    for method, data in CONFIGS:
+        median = statistics.median(seconds[(method, data)])
+        base = statistics.median(seconds[(method, "fashion_mnist")])
+        size = DATASETS[data].input_size
+        print(f"| {method} | {size}×{size} | {size // 4}×{size // 4} | {1000 * median:.0f} | "
+              f"{args.batch / median:.0f} | {median / base:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
