@@ -19,12 +19,14 @@ from petl_core.runtime import trim_freed_memory
 
 __all__ = ["folder", "start_sweeper", "sweep"]
 
-_ROOT = "inductive-bias-explorer"
+def _root() -> Path:
+    """The scratch root, in the temp dir of the moment (tests and the app set TMPDIR)."""
+    return Path(tempfile.gettempdir()) / "inductive-bias-explorer"
 
 
 def folder(prefix: str) -> Path:
     """A fresh folder for one request's files, under the swept scratch root."""
-    root = Path(tempfile.gettempdir()) / _ROOT
+    root = _root()
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=root))
 
@@ -34,7 +36,7 @@ def sweep(age_s: float) -> int:
     returns how many entries went."""
     removed = 0
     cutoff = time.time() - age_s
-    scratch = Path(tempfile.gettempdir()) / _ROOT
+    scratch = _root()
     for entry in scratch.iterdir() if scratch.is_dir() else []:
         try:
             if entry.lstat().st_mtime < cutoff:
@@ -48,7 +50,7 @@ def sweep(age_s: float) -> int:
             if entry.is_dir() and entry.lstat().st_mtime < cutoff and not any(entry.iterdir()):
                 entry.rmdir()
                 removed += 1
-        except (FileNotFoundError, OSError):  # refilled or removed meanwhile
+        except OSError:  # refilled or removed meanwhile
             continue
     return removed
 

@@ -271,9 +271,11 @@ def parse_query(query: str | None, grid: tuple[int, int]) -> str | tuple[int, in
     return row, col
 
 
-def parse_index(value, what: str, valid: list[int]) -> int:
+def parse_index(value, what: str, valid: list[int], optional: bool = False) -> int:
     """`value` (an int, a whole float or its text, as sliders and dropdowns send it) as one of `valid`, else a
-    gr.Error naming the valid ones."""
+    gr.Error naming the valid ones; with `optional`, no value (None, empty) means the first of `valid`."""
+    if optional and valid and str(value).strip() in ("", "None"):
+        return valid[0]
     try:
         number = float(str(value).strip())
     except ValueError:

@@ -38,8 +38,7 @@ def render(image: str | None, model: str, weights: str | None, block: str | floa
     if not blocks:
         note = f"{model} has no Convpass bypasses: choose convpass_digits (or a Convpass checkpoint)"
         return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}
-    b = (service.parse_index(block, "block with a bypass", blocks) if str(block).strip() not in ("", "None")
-         else blocks[0])
+    b = service.parse_index(block, "block with a bypass", blocks, optional=True)
     maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])
     if f"{branch}_norm" not in maps:
         raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: "

@@ -37,8 +37,7 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
     q = service.parse_query(query, trace.grid)
     if q == "cls":  # GPSA blocks come before the class token joins: use the centre patch
         q = (trace.grid[0] // 2, trace.grid[1] // 2)
-    block = (service.parse_index(layer, "GPSA block", trace.gated_blocks) if str(layer).strip() not in ("", "None")
-             else trace.gated_blocks[0])
+    block = service.parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
     figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
                                     log_scale=log_scale)
     gates = trace.gates.numpy()
