@@ -43,7 +43,7 @@ STAGES = ("shipped", "sample", "petl")
 
 @dataclass(frozen=True)
 class Budget:
-    """How much training each stage gets; everything else about the recipes is fixed."""
+    """How much training each stage gets, on which data and at which width; everything else is fixed."""
 
     name: str
     shipped_epochs: float
@@ -58,6 +58,23 @@ class Budget:
     petl_shots: tuple[int | None, ...] = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split
     gate_grad_batches: int = 40
     """Batches of the gate-gradient diagnostic of every ConViT run (TrainConfig.gate_grad_batches)."""
+    source: str = "fashion_mnist"
+    """The data the shipped pair and the sample stage train on."""
+    target: str = "digits"
+    """The downstream task the DeiT backbone is adapted to."""
+    head_dim: int = 16
+    """Channels per head (of 9) of the models trained from scratch."""
+    shipped_steps: int | None = None
+    """Steps of the shipped pair; overrides shipped_epochs."""
+    gpsa_lr_scale: float | None = None
+    """With a value, the shipped stage adds a ConViT trained with TrainConfig.gpsa_lr_scale at it (a variant)."""
+    eval_images: int | None = None
+    """TrainConfig.eval_images of the shipped pair (None: every point scores the whole test set)."""
+    probe_size: int = 1024
+    names: tuple[str, str, str, str] = ("convit_fmnist", "deit_fmnist", "convpass_digits", "")
+    """Shipped names: ConViT, DeiT, Convpass, and the ConViT variant (when gpsa_lr_scale is set)."""
+    data_titles: tuple[str, str] = ("Fashion-MNIST", "handwritten digits")
+    """How cards name source and target."""
 
 
 # Measured on this project's 2-core CPU machine with 2 jobs (assets/results/<budget>/suite.json, docs/results.md).
@@ -65,6 +82,14 @@ BUDGETS = {
     "2h": Budget("2h", shipped_epochs=4, shipped_eval_points=14, sample_steps=400, sample_eval_points=4, seeds=(0,)),
     "long": Budget("long", shipped_epochs=6, shipped_eval_points=18, sample_steps=600, sample_eval_points=6,
                    seeds=(0, 1)),
+    # The scenes task at 8 channels per head (0.39 M parameters: 1.6× faster per step than 16 at 48 px on a CPU,
+    # bench/train_speed.py). Σlr of the paper recipe over 1,000 steps ≈ 0.5; the variant's GPSA group gets 50× it.
+    "scenes": Budget("scenes", shipped_epochs=0, shipped_eval_points=15, sample_steps=1000, sample_eval_points=6,
+                     seeds=(0, 1, 2), petl_epochs=50, sample_fractions=(0.05, 0.3, 1.0), petl_shots=(None,),
+                     source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=1000,
+                     gpsa_lr_scale=50, eval_images=2000, probe_size=512,
+                     names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
+                     data_titles=("Fashion-MNIST scenes", "digit scenes")),
 }
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
 
@@ -76,27 +101,34 @@ class Suite:
     budget: Budget
     runs: Path
     assets: Path
-    source: str = "fashion_mnist"
-    """The data the shipped pair and the sample stage train on."""
-    target: str = "digits"
-    """The downstream task the DeiT backbone is adapted to."""
+    source: str | None = None
+    """The data the shipped pair and the sample stage train on (default: the budget's)."""
+    target: str | None = None
+    """The downstream task the DeiT backbone is adapted to (default: the budget's)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", self.source or self.budget.source)
+        object.__setattr__(self, "target", self.target or self.budget.target)
 
     @property
     def backbone(self) -> str:
         return str(self.runs / "shipped" / "deit" / "model.safetensors")
 
     def shipped(self) -> list[TrainConfig]:
-        """ConViT, DeiT, then Convpass on the DeiT: the models the app ships."""
-        pair = [TrainConfig(method=m, data=self.source, epochs=self.budget.shipped_epochs, batch=128, lr=1e-3,
-                            seed=0, eval_points=self.budget.shipped_eval_points, out=str(self.runs / "shipped" / m),
-                            gate_grad_batches=self.budget.gate_grad_batches)
-                for m in ("convit", "deit")]
-        return [*pair, self._petl("convpass", None, 0)]
+        """ConViT, DeiT, Convpass on the DeiT (the models the app ships), then the ConViT variant if any."""
+        b = self.budget
+        common = dict(data=self.source, epochs=b.shipped_epochs, steps=b.shipped_steps, batch=128, lr=1e-3, seed=0,
+                      eval_points=b.shipped_eval_points, gate_grad_batches=b.gate_grad_batches, head_dim=b.head_dim,
+                      eval_images=b.eval_images, probe_size=b.probe_size, snapshots=True)
+        pair = [TrainConfig(method=m, out=str(self.runs / "shipped" / m), **common) for m in ("convit", "deit")]
+        variant = [TrainConfig(method="convit", gpsa_lr_scale=b.gpsa_lr_scale,
+                               out=str(self.runs / "shipped" / "convit_gpsa"), **common)] if b.gpsa_lr_scale else []
+        return [*pair, self._petl("convpass", None, 0), *variant]
 
     def sample(self) -> list[TrainConfig]:
         return [TrainConfig(method=m, data=self.source, fraction=f, steps=self.budget.sample_steps, batch=128,
-                            lr=1e-3, seed=s, eval_points=self.budget.sample_eval_points,
-                            out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"),
+                            lr=1e-3, seed=s, eval_points=self.budget.sample_eval_points, head_dim=self.budget.head_dim,
+                            out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"), probe_size=self.budget.probe_size,
                             gate_grad_batches=self.budget.gate_grad_batches)
                 for s in self.budget.seeds for f in self.budget.sample_fractions for m in ("convit", "deit")]
 
@@ -108,9 +140,9 @@ class Suite:
         name = f"{method}_{'full' if shots is None else f'{shots}shot'}_s{seed}"
         config = TrainConfig(method=method, data=self.target, backbone=self.backbone, shots=shots,
                              epochs=self.budget.petl_epochs, batch=64, lr=1e-3 if shots is None else 5e-3, seed=seed,
-                             eval_points=4, out=str(self.runs / "petl" / name))
+                             eval_points=4, head_dim=self.budget.head_dim, out=str(self.runs / "petl" / name))
         if (method, shots, seed) == ("convpass", None, 0):  # the shipped Convpass; more points for its history
-            config = replace(config, eval_points=12, out=str(self.runs / "shipped" / "convpass"))
+            config = replace(config, eval_points=12, snapshots=True, out=str(self.runs / "shipped" / "convpass"))
         return config
 
 
@@ -208,12 +240,20 @@ def summarise_petl(suite: Suite) -> dict:
 
 def ship(suite: Suite) -> None:
     """Copy the finished shipped runs to <assets>/models with their cards."""
-    convit, deit, convpass = suite.shipped()
-    models = suite.assets / "models"
-    zoo.write_entry(convit.out, "convit_fmnist", "ConViT (9 heads, depth 6, 4 GPSA blocks) on Fashion-MNIST", models)
-    zoo.write_entry(deit.out, "deit_fmnist", "DeiT (9 heads, depth 6) on Fashion-MNIST", models)
-    zoo.write_entry(convpass.out, "convpass_digits",
-                    "Convpass on the Fashion-MNIST DeiT, adapted to handwritten digits", models, backbone="deit_fmnist")
+    convit, deit, convpass, *variant = suite.shipped()
+    b, models = suite.budget, suite.assets / "models"
+    convit_name, deit_name, convpass_name, variant_name = b.names
+    source, target = b.data_titles
+    depth, gpsa = 6, 4
+    zoo.write_entry(convit.out, convit_name, f"ConViT (9 heads, depth {depth}, {gpsa} GPSA blocks) on {source}",
+                    models)
+    zoo.write_entry(deit.out, deit_name, f"DeiT (9 heads, depth {depth}) on {source}", models)
+    zoo.write_entry(convpass.out, convpass_name, f"Convpass on the {source} DeiT, adapted to {target}", models,
+                    backbone=deit_name)
+    for config in variant:
+        zoo.write_entry(config.out, variant_name,
+                        f"ConViT on {source}, GPSA gates and positions at {config.gpsa_lr_scale:g}× the learning "
+                        "rate (a variant, not the paper's recipe)", models)
 
 
 def _merge_timings(results: Path, records: list[dict]) -> None:
@@ -253,9 +293,10 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
         (results / "petl.json").write_text(json.dumps(summarise_petl(suite), indent=1))
     if "shipped" in stages:  # the pair's dynamics stay with the budget's results, whichever budget ships
         (results / "histories").mkdir(exist_ok=True)
-        for config in suite.shipped()[:2]:
+        for config in [c for c in suite.shipped() if c.method in ("convit", "deit")]:
             if _finished(config):
-                shutil.copyfile(Path(config.out) / "history.json", results / "histories" / f"{config.method}.json")
+                name = Path(config.out).name
+                shutil.copyfile(Path(config.out) / "history.json", results / "histories" / f"{name}.json")
     _merge_timings(results, records)
     suite_record = {"budget": asdict(suite.budget), "stages": list(stages), "seeds": list(seeds), "jobs": jobs,
                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),

@@ -206,7 +206,7 @@ def read_convpass_config(path: str | Path) -> ConvpassConfig:
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if _METADATA_KEY not in metadata:
-        raise ValueError(f"{path} is not a Convpass adapter file (no {_METADATA_KEY} metadata)")
+        raise ValueError(f"{Path(path).name} is not a Convpass adapter file (no {_METADATA_KEY} metadata)")
     return ConvpassConfig(**json.loads(metadata[_METADATA_KEY]))
 
 

@@ -36,6 +36,7 @@ import timm
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -47,7 +48,7 @@ from .models import GPSA, create_model
 from .probe import trace
 from .runtime import resolve_device
 
-__all__ = ["ARCHITECTURES", "TrainConfig", "build_model", "gate_gradients", "train"]
+__all__ = ["ARCHITECTURES", "TrainConfig", "architecture", "build_model", "gate_gradients", "train"]
 
 # The shipped pair: equal size (9 heads of 16 channels, depth 6), 4-pixel patches; 32×32 input from the 28×28
 # images (an 8×8 grid), or the dataset's own input size (`build_model`; 48×48 scenes: a 12×12 grid). ConViT keeps
@@ -58,6 +59,15 @@ ARCHITECTURES: dict[str, tuple[str, dict]] = {
     "deit": ("deit_tiny_patch16_224", dict(img_size=32, patch_size=4, in_chans=1, num_heads=9, embed_dim=144,
                                            depth=6)),
 }
+HEADS = 9  # a 3×3 layout of GPSA's initial offsets
+
+
+def architecture(method: str, img_size: int, head_dim: int = 16) -> tuple[str, dict]:
+    """(timm name, kwargs) of the from-scratch `method` (convit, or deit for every other method) at `img_size`
+    with `head_dim` channels per head (16: the Fashion-MNIST pair; narrower models train faster on a CPU)."""
+    name, kwargs = ARCHITECTURES["convit" if method == "convit" else "deit"]
+    width = {"embed_dim": head_dim} if name.startswith("convit") else {"embed_dim": head_dim * HEADS}
+    return name, {**kwargs, **width, "img_size": img_size}
 METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
 BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
@@ -102,12 +112,17 @@ class TrainConfig:
     (linear probe, Convpass): a frozen backbone runs as in evaluation, only the new parts train."""
     convpass_scale: float = 10.0
     convpass_dim: int = 8
+    head_dim: int = 16
+    """Channels per head (of 9) of a model trained from scratch; an adapted model keeps its backbone's."""
     seed: int = 0
     device: str = "auto"
     eval_points: int = 16
     """Evaluation points after step 0: half spread geometrically over the first epoch-equivalent, half evenly."""
     probe_size: int = 1024
     """Test images on which nonlocality is measured at every evaluation point."""
+    eval_images: int | None = None
+    """Score the intermediate evaluation points on the first this many test images (the entry's `test_images`
+    says how many); step 0 and the last step always score the whole test set. None: always the whole set."""
     eval_batch: int = 256
     gate_grad_batches: int = 40
     """Training batches of the gate-gradient diagnostic (ConViT; at step 0 and at the end; 0: off). It costs about
@@ -156,17 +171,24 @@ def _device(name: str, rank: int) -> torch.device:
     return device
 
 
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The model a run trains, at its dataset's input size, with `requires_grad` set for its method."""
+def model_architecture(config: TrainConfig) -> tuple[str, dict]:
+    """(timm name, kwargs) of the transformer a run trains, before its head is sized: from scratch, the method's
+    at `head_dim`; to adapt, the DeiT whose width (and classes) the backbone file holds."""
     img_size = dataset_spec(config.data).input_size
     if config.method in ("convit", "deit"):
-        name, kwargs = ARCHITECTURES[config.method]
-        return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path,
-                            **{**kwargs, "img_size": img_size})
-    name, kwargs = ARCHITECTURES["deit"]
-    backbone_classes = load_file(config.backbone)["head.weight"].shape[0]
-    model = create_model(name, num_classes=backbone_classes, drop_path_rate=config.drop_path,
-                         **{**kwargs, "img_size": img_size})
+        return architecture(config.method, img_size, config.head_dim)
+    with safe_open(config.backbone, framework="pt") as weights:
+        backbone_classes, width = weights.get_slice("head.weight").get_shape()
+    name, kwargs = architecture("deit", img_size, width // HEADS)
+    return name, {**kwargs, "num_classes": backbone_classes}
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The model a run trains, at its dataset's input size, with `requires_grad` set for its method."""
+    name, kwargs = model_architecture(config)
+    if config.method in ("convit", "deit"):
+        return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path, **kwargs)
+    model = create_model(name, drop_path_rate=config.drop_path, **kwargs)
     load_checkpoint(model, config.backbone)
     model.reset_classifier(num_classes)
     if config.method.startswith("convpass"):
@@ -176,6 +198,12 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
         for pname, param in model.named_parameters():
             param.requires_grad = pname.startswith("head.")
     return model
+
+
+def _architecture_record(config: TrainConfig, num_classes: int) -> dict:
+    """What a card needs to rebuild the trained model: timm name and kwargs with the run's classes."""
+    name, kwargs = model_architecture(config)
+    return {"timm_name": name, "kwargs": {**kwargs, "num_classes": num_classes}}
 
 
 def _gpsa_gates(model: nn.Module) -> list[nn.Parameter]:
@@ -373,6 +401,7 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
                  "normalisation": {"mean": norm[0], "std": norm[1]}, "fraction": config.fraction,
                  "shots": config.shots, "input_size": spec.input_size, **geometry},
         "augmentation": asdict(spec.augmentation),
+        "architecture": _architecture_record(config, len(train_set.classes)),
         "parameters": {"total": sum(p.numel() for p in model.parameters()),
                        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)},
         "steps": total, "steps_per_epoch": steps_per_epoch, "batch_per_process": per_rank, "entries": [],
@@ -430,11 +459,14 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     def record() -> None:
         nonlocal window_loss, window_count, window_images, window_start
         elapsed = time.perf_counter() - window_start
+        scored = test_set if step in (0, total) or not config.eval_images else test_set.subset(
+            torch.arange(min(config.eval_images, len(test_set))))
         entry = {
             "step": step, "epoch": step / steps_per_epoch, "lr": learning_rate(step, total, config),
             "lr_sum": dict(lr_sum),
             "train_loss": window_loss / window_count if window_count else None,
-            "test_accuracy": evaluate(inner, test_set, norm, device, config.eval_batch, **geometry),
+            "test_accuracy": evaluate(inner, scored, norm, device, config.eval_batch, **geometry),
+            "test_images": len(scored),
             "images_per_s": window_images / elapsed if window_images else None,
             "wall_time": time.perf_counter() - started,
             **dynamics(inner, probe, config.eval_batch),

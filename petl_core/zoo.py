@@ -57,7 +57,7 @@ from torch import nn
 
 from .analysis import class_names
 from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
-from .convpass import ConvpassConfig, add_convpass
+from .convpass import ConvpassConfig, add_convpass, load_convpass, save_convpass
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
 from .train import ARCHITECTURES, BASE_SIZE, PAD, TrainConfig, prepare
@@ -103,6 +103,8 @@ HUB: dict[str, dict] = {
 _FAMILY = {"convit": "convit", "deit": "vit", "convpass": "convpass", "convpass_attn": "convpass", "linear": "vit",
            "finetune": "vit"}
 _ADAPTED = ("convpass", "convpass_attn", "linear", "finetune")
+ADAPTERS = "adapters.safetensors"
+"""An adapted entry's own tensors (bypasses and head) when it refers to its backbone entry instead of a copy."""
 _HUB_TIMEOUT_S = 2.0
 
 
@@ -207,20 +209,23 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
         raise ValueError(f"the run stopped at step {done} of {history['steps']}: finish it before making a card")
     last = history["entries"][-1]
     method = config["method"]
-    timm_name, kwargs = ARCHITECTURES[method if method in ARCHITECTURES else "deit"]
     classes = list(run_data["classes"])
     subset = f", {config['shots']} per class" if config.get("shots") else (
         f", {config['fraction']:.0%} of the training set" if config.get("fraction", 1.0) < 1.0 else "")
     base_size, pad = run_data.get("base_size", BASE_SIZE), run_data.get("pad", PAD)  # older runs: 28 + 2·2
+    # Older runs did not record their architecture: the 16-channel pair of ARCHITECTURES
+    architecture = history.get("architecture") or {
+        "timm_name": ARCHITECTURES[method if method in ARCHITECTURES else "deit"][0],
+        "kwargs": {**ARCHITECTURES[method if method in ARCHITECTURES else "deit"][1],
+                   "img_size": base_size + 2 * pad, "num_classes": len(classes)}}
     card = {
         "name": name,
         "title": title,
         "method": method,
-        "architecture": {"timm_name": timm_name,
-                         "kwargs": {**kwargs, "img_size": base_size + 2 * pad, "num_classes": len(classes)}},
+        "architecture": architecture,
         "classes": classes,
         "preprocessing": {**run_data["normalisation"], "base_size": base_size, "pad": pad,
-                          "in_chans": kwargs["in_chans"]},
+                          "in_chans": architecture["kwargs"]["in_chans"]},
         "accuracy": {"test": last["test_accuracy"], "test_images": run_data["test_images"], "step": last["step"]},
         "parameters": dict(history["parameters"]),
         "data": data or (f"{config['data']}: {run_data['train_images']} training images{subset}, "
@@ -245,8 +250,11 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
 
 def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | None = None,
                 **card_options) -> Path:
-    """Ship a finished run: copy its model.safetensors and history.json to `<root>/<name>/` and write card.json.
+    """Ship a finished run: its weights and history.json to `<root>/<name>/`, with card.json (and its snapshots).
 
+    A Convpass run whose `backbone` names an entry under the same root ships only its bypasses and head
+    (`adapters.safetensors`, a `save_convpass` file): loading rebuilds the backbone from that entry. Its frozen
+    weights must equal the entry's, else CheckpointError. Every other run ships its whole model.safetensors.
     `card_options` go to `card_from_history` (backbone, data, made_with, hardware). Returns the entry folder.
     """
     run_dir = Path(run_dir)
@@ -255,10 +263,26 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
             raise CheckpointError(f"{run_dir} has no {file}: is it a finished petl_core.train run?")
     history = json.loads((run_dir / "history.json").read_text())
     card = card_from_history(history, name, title, **card_options)
+    backbone = _entry(card["backbone"], root) if "convpass" in card and re.fullmatch(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(card.get("backbone"))) else None
+    adapted = None
+    if backbone is not None and (backbone / "card.json").is_file():
+        adapted = _build(card, run_dir / "model.safetensors")
+        frozen = read_state_dict(backbone / "model.safetensors")
+        own = adapted.state_dict()
+        differ = [k for k, v in frozen.items() if not k.startswith("head.") and not torch.equal(own[k], v)]
+        if differ:
+            raise CheckpointError(f"{run_dir} did not adapt {card['backbone']}'s weights ({differ[0]} differs): "
+                                  "ship it whole, without backbone=")
     entry = _entry(name, root)
     entry.mkdir(parents=True, exist_ok=True)
-    for file in ("model.safetensors", "history.json"):
-        shutil.copyfile(run_dir / file, entry / file)
+    for stale in ("model.safetensors", ADAPTERS):
+        (entry / stale).unlink(missing_ok=True)
+    if adapted is None:
+        shutil.copyfile(run_dir / "model.safetensors", entry / "model.safetensors")
+    else:
+        save_convpass(adapted, entry / ADAPTERS)
+    shutil.copyfile(run_dir / "history.json", entry / "history.json")
     if (run_dir / "snapshots").is_dir():
         shutil.copytree(run_dir / "snapshots", entry / "snapshots", dirs_exist_ok=True)
     (entry / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
@@ -344,9 +368,34 @@ def _card_preprocess(card: dict) -> Callable[[Image.Image], torch.Tensor]:
     return preprocess
 
 
+def _weights(directory: Path) -> Path:
+    """The weights file of an entry folder: model.safetensors, or the adapters of one that refers to its backbone."""
+    return directory / ADAPTERS if (directory / ADAPTERS).is_file() else directory / "model.safetensors"
+
+
 def _load_entry(directory: Path, name: str, source: str) -> Loaded:
     card = {**read_card(directory), "source": source}
-    return Loaded(name, source, _build(card, directory / "model.safetensors"), card, _card_preprocess(card))
+    weights = _weights(directory)
+    if weights.name != ADAPTERS:
+        return Loaded(name, source, _build(card, weights), card, _card_preprocess(card))
+    backbone_dir = _entry(card["backbone"], directory.parent)
+    if not (backbone_dir / "model.safetensors").is_file():
+        raise CheckpointError(f"{name} adapts {card['backbone']}, whose weights are missing ({backbone_dir})")
+    # The backbone as training built it: this entry's architecture with the backbone's head, then its weights
+    backbone_card, arch = read_card(backbone_dir), card["architecture"]
+    classes = backbone_card["architecture"]["kwargs"]["num_classes"]
+    backbone = {**backbone_card, "architecture": {**arch, "kwargs": {**arch["kwargs"], "num_classes": classes}}}
+    model = _build(backbone, backbone_dir / "model.safetensors")
+    try:
+        check_finite(read_state_dict(weights), weights.name)
+        load_convpass(model, check_weights_file(weights))
+    except ValueError as e:
+        raise CheckpointError(f"{name}: {e}") from e
+    if asdict(model.convpass_config) != card["convpass"]:
+        raise CheckpointError(f"{name}: {weights.name} holds bypasses {model.convpass_config}, the card says "
+                              f"{card['convpass']}")
+    model.label_names = list(card["classes"])
+    return Loaded(name, source, model.eval(), card, _card_preprocess(card))
 
 
 # --------------------------------------------------------------------------------------------------- the hub
@@ -473,8 +522,10 @@ def list_models(root: str | Path | None = None) -> list[ZooEntry]:
             reason = f"{name} is not shipped yet (no {directory})" if not directory.exists() else str(e)
             entries.append(ZooEntry(name, name, "shipped", SHIPPED.get(name, "vit"), False, reason))
             continue
-        weights = directory / "model.safetensors"
+        weights = _weights(directory)
         reason = "" if weights.is_file() else f"{weights} is missing"
+        if not reason and weights.name == ADAPTERS and not (base / card["backbone"] / "model.safetensors").is_file():
+            reason = f"its backbone {card['backbone']} is missing"
         entries.append(ZooEntry(name, card["title"], "shipped", _FAMILY.get(card["method"], "vit"), not reason,
                                 reason))
     reachable = None

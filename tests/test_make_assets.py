@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -83,3 +84,23 @@ def test_the_default_budget_is_the_two_hour_one_the_app_shows():
     assert findings.SHIPPED_BUDGET == "2h" and BUDGETS["2h"].seeds == (0,) and BUDGETS["long"].seeds == (0, 1)
     with pytest.raises(SystemExit):
         main(["--budget", "nonexistent"])
+
+
+def test_a_budget_with_a_gpsa_variant_ships_it_beside_the_pair_at_its_width(tmp_path):
+    budget = replace(TINY, name="tiny_variant", shipped_steps=3, gpsa_lr_scale=20, head_dim=8, eval_images=16,
+                     names=("c", "d", "p", "c_fast"), data_titles=("bars", "digits"))
+    suite = Suite(budget, tmp_path / "runs", tmp_path / "assets", source="synthetic", target="digits")
+    run_suite(suite, stages=("shipped",), jobs=2)
+    models = tmp_path / "assets" / "models"
+    cards = {name: zoo.read_card(models / name) for name in ("c", "d", "p", "c_fast")}
+    assert cards["c_fast"]["recipe"]["gpsa_lr_scale"] == 20 and cards["c"]["recipe"]["gpsa_lr_scale"] == 1.0
+    assert "variant, not the paper's recipe" in cards["c_fast"]["title"] and "bars" in cards["c_fast"]["title"]
+    assert all(card["architecture"]["kwargs"]["embed_dim"] in (8, 72) for card in cards.values())
+    assert cards["p"]["backbone"] == "d" and (models / "p" / "adapters.safetensors").is_file()
+    assert not (models / "p" / "model.safetensors").exists()
+    for name in cards:  # every shipped run ships its snapshots
+        assert zoo.snapshot_steps(name, root=models)
+    fast = zoo.read_history("c_fast", root=models)["entries"][-1]["lr_sum"]
+    assert fast["gpsa"] == pytest.approx(20 * fast["decay"])
+    histories = tmp_path / "assets" / "results" / "tiny_variant" / "histories"
+    assert sorted(p.name for p in histories.iterdir()) == ["convit.json", "convit_gpsa.json", "deit.json"]

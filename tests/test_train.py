@@ -299,3 +299,31 @@ def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkey
     with torch.no_grad():
         accuracy = (loaded.model(seen).argmax(-1) == test.labels).float().mean().item()
     assert accuracy == pytest.approx(loaded.card["accuracy"]["test"])
+
+
+def test_narrower_models_are_recorded_and_intermediate_points_may_score_part_of_the_test_set(tmp_path):
+    history = train(TrainConfig(method="convit", data="synthetic", steps=4, batch=16, eval_points=2, eval_images=40,
+                                probe_size=16, gate_grad_batches=0, head_dim=8, out=str(tmp_path / "narrow")),
+                    progress=False)
+    assert history["architecture"] == {"timm_name": "convit_tiny", "kwargs": {
+        "img_size": 32, "patch_size": 4, "in_chans": 1, "num_heads": 9, "embed_dim": 8, "depth": 6,
+        "local_up_to_layer": 4, "num_classes": 4}}
+    weights = load_file(str(tmp_path / "narrow" / "model.safetensors"))
+    assert weights["pos_embed"].shape == (1, 64, 72)  # 9 heads × 8 channels
+    # step 0 and the last step score all 128 test images, the points between the first 40 only
+    assert [(e["step"], e["test_images"]) for e in history["entries"]] == [(0, 128), (2, 40), (4, 128)]
+    model = build_model(TrainConfig(method="convit", data="synthetic", head_dim=8), 4)
+    model.load_state_dict(weights)
+    test = synthetic(num_images=128, seed=1)
+    norm = history["data"]["normalisation"]
+    with torch.no_grad():
+        logits = model.eval()(prepare(test.images, 1, norm["mean"], norm["std"], train=False))
+    assert (logits.argmax(-1) == test.labels).float().mean().item() == history["entries"][-1]["test_accuracy"]
+    # An adapted model takes its width from the backbone file, whatever head_dim says.
+    deit = tmp_path / "deit"
+    train(TrainConfig(method="deit", data="synthetic", steps=1, batch=16, eval_points=1, probe_size=16, head_dim=8,
+                      out=str(deit)), progress=False)
+    linear = build_model(TrainConfig(method="linear", data="digits", backbone=str(deit / "model.safetensors")), 10)
+    assert linear.embed_dim == 72 and linear.head.out_features == 10
+    card = zoo.card_from_history(json.loads((deit / "history.json").read_text()), "narrow_deit", "DeiT, 8 per head")
+    assert card["architecture"]["kwargs"]["embed_dim"] == 72

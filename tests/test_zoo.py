@@ -56,13 +56,14 @@ def _pil(images: torch.Tensor, index: int) -> Image.Image:
     return Image.fromarray(images[index, 0].numpy(), "L")
 
 
-def _by_hand(entry) -> torch.nn.Module:
-    """The entry's model built the ordinary way from its files (random init, then the weights)."""
+def _by_hand(entry, run) -> torch.nn.Module:
+    """The entry's model built the ordinary way from its card and its run's whole weights (random init, then the
+    weights)."""
     card = json.loads((entry / "card.json").read_text())
     model = create_model(card["architecture"]["timm_name"], **card["architecture"]["kwargs"])
     if "convpass" in card:
         add_convpass(model, **card["convpass"])
-    model.load_state_dict(load_file(str(entry / "model.safetensors")))
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
     return model.eval()
 
 
@@ -102,8 +103,9 @@ def test_cards_come_from_the_run_history(runs):
         assert card["made_with"].startswith("python -m petl_core train --method ")
         for key in ("title", "data", "recipe", "hardware", "software"):
             assert card[key]
-        assert load_file(str(entry / "model.safetensors")).keys() == load_file(
-            str(runs[name] / "model.safetensors")).keys()
+        if name != "tiny_convpass":  # (which ships its bypasses and head only: see below)
+            assert load_file(str(entry / "model.safetensors")).keys() == load_file(
+                str(runs[name] / "model.safetensors")).keys()
     deit, convpass = zoo.read_card(runs["root"] / "tiny_deit"), zoo.read_card(runs["root"] / "tiny_convpass")
     assert deit["method"] == "deit" and "convpass" not in deit and "backbone" not in deit
     assert convpass["method"] == "convpass" and convpass["backbone"] == "tiny_deit"
@@ -127,7 +129,7 @@ def test_shipped_models_equal_models_built_by_hand(runs, name):
     assert not any(m.training for m in loaded.model.modules())
     assert loaded.model.label_names == loaded.card["classes"] == class_names(loaded.model)
     assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
-    reference = _by_hand(runs["root"] / name)
+    reference = _by_hand(runs["root"] / name, runs[name])
     test_images = (digits()[1] if name == "tiny_convpass" else synthetic(num_images=128, seed=1)).images
     pre = loaded.card["preprocessing"]
     x = torch.stack([loaded.preprocess(_pil(test_images, i)) for i in range(4)])
@@ -175,12 +177,13 @@ def test_shipped_errors_are_clear(runs, tmp_path):
     with pytest.raises(CheckpointError, match="weights file not found"):
         zoo.load("tiny_deit", root=runs["root"], file=tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError, match="does not fit this architecture"):
-        zoo.load("tiny_deit", root=runs["root"], file=runs["root"] / "tiny_convpass" / "model.safetensors")
+        zoo.load("tiny_deit", root=runs["root"], file=runs["tiny_convpass"] / "model.safetensors")
     own = zoo.load("tiny_deit", root=runs["root"], file=runs["root"] / "tiny_deit" / "model.safetensors")
     assert own.source == "local" and own.card["accuracy"]["test"] is None
+    shutil.copytree(runs["root"] / "tiny_deit", tmp_path / "tiny_deit")
     shutil.copytree(runs["root"] / "tiny_convpass", tmp_path / "broken")
-    shutil.copyfile(runs["root"] / "tiny_deit" / "model.safetensors", tmp_path / "broken" / "model.safetensors")
-    with pytest.raises(CheckpointError, match="does not fit this architecture"):
+    shutil.copyfile(runs["root"] / "tiny_deit" / "model.safetensors", tmp_path / "broken" / "adapters.safetensors")
+    with pytest.raises(CheckpointError, match="broken: adapters.safetensors is not a Convpass adapter file"):
         zoo.load("broken", root=tmp_path)
     card = json.loads((tmp_path / "broken" / "card.json").read_text())
     del card["preprocessing"]["mean"]
@@ -360,3 +363,28 @@ def test_an_adapted_models_snapshots_hold_only_what_training_changes(runs):
     with pytest.raises(CheckpointError, match="has no snapshot at step 1; it has \\[0, 2\\]"):
         zoo.load("tiny_convpass", root=runs["root"], snapshot=1)
     assert zoo.snapshot_steps("tiny_deit", root=runs["root"]) == []
+
+
+def test_convpass_ships_its_bypasses_and_head_and_refers_to_its_backbone(runs, tmp_path):
+    entry = runs["root"] / "tiny_convpass"
+    assert sorted(p.name for p in entry.iterdir()) == ["adapters.safetensors", "card.json", "history.json",
+                                                       "snapshots"]
+    adapters = load_file(str(entry / "adapters.safetensors"))
+    assert adapters and all(k.startswith("head.") or ".adapter_" in k for k in adapters)
+    whole = load_file(str(runs["tiny_convpass"] / "model.safetensors"))
+    assert sum(v.numel() for v in adapters.values()) < sum(v.numel() for v in whole.values()) / 5
+    # Without its backbone the entry is listed as unavailable, and loading it says which entry is missing.
+    shutil.copytree(entry, tmp_path / "tiny_convpass")
+    listed = {e.name: e for e in zoo.list_models(tmp_path)}["tiny_convpass"]
+    assert not listed.available and listed.reason == "its backbone tiny_deit is missing"
+    with pytest.raises(CheckpointError, match="tiny_convpass adapts tiny_deit, whose weights are missing"):
+        zoo.load("tiny_convpass", root=tmp_path)
+    # A run is shipped as bypasses only when it really adapted that entry's weights.
+    shutil.copytree(runs["root"] / "tiny_convit", tmp_path / "other")
+    other = {k: v + 1 if k == "blocks.0.mlp.fc1.weight" else v for k, v in load_file(
+        str(runs["tiny_deit"] / "model.safetensors")).items()}
+    shutil.copytree(runs["root"] / "tiny_deit", tmp_path / "other_deit")
+    save_file(other, str(tmp_path / "other_deit" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="did not adapt other_deit's weights \\(blocks.0.mlp.fc1.weight"):
+        zoo.write_entry(runs["tiny_convpass"], "cp", "x", root=tmp_path, backbone="other_deit")
+    assert not (tmp_path / "cp").exists()
