@@ -1,7 +1,7 @@
 """Inductive Bias Explorer: start the web app.
 
     python app.py                       # shipped models, CPU or CUDA, http://127.0.0.1:7860
-    python app.py --device cpu --preload convit_fmnist deit_fmnist --port 8080 --share
+    python app.py --device cpu --preload convit_scenes_gpsa50 deit_scenes --port 8080 --share
 
 Every flag has an environment variable (in brackets in --help), so a Hugging Face Space or a container configures
 it without arguments. Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured.
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preload", nargs="*", default=(env("EXPLORER_PRELOAD") or " ".join(zoo.SHIPPED)).split(),
                         help="models to load at start [EXPLORER_PRELOAD, space-separated] (default: the shipped "
                              "ones)")
-    parser.add_argument("--model", default=env("EXPLORER_MODEL", "convit_fmnist"),
+    parser.add_argument("--model", default=env("EXPLORER_MODEL", zoo.DEFAULT_MODEL),
                         help="model selected when the page opens [EXPLORER_MODEL]")
     parser.add_argument("--concurrency", type=int, default=int(env("EXPLORER_CONCURRENCY", "2")),
                         help="requests computed at once; the rest wait in the queue [EXPLORER_CONCURRENCY]")

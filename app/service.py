@@ -293,3 +293,13 @@ def history(name: str) -> dict | None:
     if name not in _state.histories:
         _state.histories[name] = zoo.read_history(name)
     return _state.histories[name]
+
+
+def training_pair(name: str | None) -> dict[str, str]:
+    """The shipped ConViT and DeiT trained on the same data as model `name` (`zoo.shipped_pair`), or the default
+    model's pair when `name` has none (hub models, unknown names)."""
+    try:
+        pair = zoo.shipped_pair(name) if isinstance(name, str) else {}
+    except ValueError:
+        pair = {}
+    return pair or zoo.shipped_pair(zoo.DEFAULT_MODEL)

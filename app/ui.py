@@ -21,6 +21,7 @@ from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, guard_files
+from petl_core import zoo
 
 __all__ = ["FILES_TTL_S", "analyze", "build_demo", "image_input"]
 
@@ -32,9 +33,17 @@ INTRO = """
 See what a convolutional inductive bias does inside a vision transformer. Upload an image (or pick an example, or
 draw), choose a model, then click a patch of *what the model saw* to ask where that patch looks. **ConViT** has a
 *soft* bias (gated positional attention each head may keep or drop), **Convpass** a *hard* one (3×3 convolutions
-added beside a frozen ViT), **DeiT** none. The shipped models are small and were trained here on Fashion-MNIST
-(clothes, 28×28 grayscale) and handwritten digits; hub models need internet.
+added beside a frozen ViT), **DeiT** none. The shipped models are small and were trained here: on *scenes* (a
+Fashion-MNIST item or a digit at any place and size on a texture, among pieces of others; the examples starting
+with "scene" are test images) and on plain Fashion-MNIST (clothes, 28×28 grayscale) and handwritten digits. Each
+model's card says what it recognises. Hub models need internet.
 """
+
+
+def _examples() -> list[str]:
+    """The example images, test scenes (which the shipped models were made for) first."""
+    files = [p for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg")]
+    return [str(p) for p in sorted(files, key=lambda p: ("scene" not in p.name, p.name))]
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -115,7 +124,7 @@ def _models() -> list[dict]:
              "reason": e.reason} for e in service.model_entries()]
 
 
-def build_demo(default_model: str = "convit_fmnist", files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
+def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
     """The whole app (not launched); uploads and the files it returns are deleted after `files_ttl_s` seconds."""
     c = SimpleNamespace()
     choices = service.model_choices()
@@ -129,7 +138,7 @@ def build_demo(default_model: str = "convit_fmnist", files_ttl_s: int = FILES_TT
                 c.image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
                                             f"{service.MAX_PIXELS // 10**6} megapixels)",
                                       sources=["upload", "clipboard"], height=260, elem_id="image-input")
-                gr.Examples(sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg")), c.image,
+                gr.Examples(_examples(), c.image,
                             label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
                 with gr.Accordion("…or draw a sketch", open=False):
                     sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",

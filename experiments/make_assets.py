@@ -1,20 +1,25 @@
 """Regenerate everything in assets/ from scratch: the shipped models and the papers' findings measured here.
 
-    python -m experiments.make_assets                   # the whole suite, ≈ 2 h on 2 CPU cores (budget "2h")
-    python -m experiments.make_assets --budget long     # the longer recipe (≈ 5 h on 2 CPU cores; for a GPU)
+    python -m experiments.make_assets                   # what ships: budgets "scenes" then "2h", ≈ 4 h on 2 CPU cores
+    python -m experiments.make_assets --budget scenes   # the scenes models only (≈ 2 h on 2 CPU cores)
+    python -m experiments.make_assets --budget long     # the longer Fashion-MNIST recipe (≈ 5 h on 2 CPU cores)
     python -m experiments.make_assets --stage petl --seeds 0 1      # more seeds of one stage
 
 What it trains (each run lives in runs/<budget>/<stage>/<name>/ with checkpoints; a finished run is skipped, an
 interrupted one resumes, so the command can be repeated until it is done):
 
-1. shipped      ConViT and DeiT of equal size on all of Fashion-MNIST, and Convpass on the digits task on top of
-                the DeiT backbone; copied to assets/models/ with their cards and histories.
-2. sample       ConViT vs DeiT on 5/10/30/100% of Fashion-MNIST with the same number of steps for every fraction
+1. shipped      ConViT and DeiT of equal size on the budget's source data (Fashion-MNIST scenes, or Fashion-MNIST),
+                Convpass on its target (digit scenes, or digits) on top of the DeiT backbone, and for "scenes" a
+                ConViT whose GPSA parameters train at 50× the learning rate (a labelled variant); copied to
+                assets/models/ with their cards, histories and training snapshots (Convpass: bypasses and head
+                only, referring to the DeiT entry), with example test scenes in assets/examples/.
+2. sample       ConViT vs DeiT on fractions of the source data with the same number of steps for every fraction
                 (ConViT Table 2's protocol).
-3. petl         Convpass, Convpass-attn, linear probe and full fine-tuning of the Fashion-MNIST DeiT on digits,
-                at 1,000 images and at 1/2/4/8/16 shots, last-epoch accuracy. Its seed-0 Convpass at 1,000 images
-                is the shipped Convpass run.
+3. petl         Convpass, Convpass-attn, linear probe and full fine-tuning of the DeiT on the target, at 1,000
+                images and at 1/2/4/8/16 shots, last-epoch accuracy. Its seed-0 Convpass at 1,000 images is the
+                shipped Convpass run.
 
+Each budget runs its own stages by default (`Budget.stages`: "scenes" only ships so far).
 All runs share one pool of `--jobs` workers (the machine's threads divided between them); a run that adapts
 the DeiT backbone starts once the backbone is trained. Every run's wall time, device and processes go to
 assets/results/<budget>/timings.json, the whole command's to suite.json beside it, the results to
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -35,6 +41,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from petl_core import findings, zoo
+from petl_core.data import load_dataset
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +82,8 @@ class Budget:
     """Shipped names: ConViT, DeiT, Convpass, and the ConViT variant (when gpsa_lr_scale is set)."""
     data_titles: tuple[str, str] = ("Fashion-MNIST", "handwritten digits")
     """How cards name source and target."""
+    stages: tuple[str, ...] = ("shipped", "sample", "petl")
+    """The stages the command runs for this budget unless --stage says otherwise."""
 
 
 # Measured on this project's 2-core CPU machine with 2 jobs (assets/results/<budget>/suite.json, docs/results.md).
@@ -89,7 +98,7 @@ BUDGETS = {
                      source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=1000,
                      gpsa_lr_scale=50, eval_images=2000, probe_size=512,
                      names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
-                     data_titles=("Fashion-MNIST scenes", "digit scenes")),
+                     data_titles=("Fashion-MNIST scenes", "digit scenes"), stages=("shipped",)),
 }
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
 
@@ -254,6 +263,24 @@ def ship(suite: Suite) -> None:
         zoo.write_entry(config.out, variant_name,
                         f"ConViT on {source}, GPSA gates and positions at {config.gpsa_lr_scale:g}× the learning "
                         "rate (a variant, not the paper's recipe)", models)
+    for data, prefix in ((suite.source, "scene"), (suite.target, "digit_scene")):
+        if data.endswith("scenes"):
+            save_examples(data, suite.assets / "examples", prefix)
+
+
+def save_examples(data: str, out_dir: Path, prefix: str, count: int = 4) -> list[Path]:
+    """The first test image of each of the first `count` classes of `data`, as `<prefix>_<class>.png` at the size
+    the models see (no resizing, so the app shows them exactly the test images). Returns the paths."""
+    from PIL import Image
+
+    _, test = load_dataset(data)
+    paths = []
+    for label in range(min(count, len(test.classes))):
+        index = int((test.labels == label).nonzero()[0])
+        name = re.sub(r"[^a-z0-9]+", "-", test.classes[label].lower()).strip("-")
+        paths.append(out_dir / f"{prefix}_{name}.png")
+        Image.fromarray(test.images[index, 0].numpy(), "L").save(paths[-1])
+    return paths
 
 
 def _merge_timings(results: Path, records: list[dict]) -> None:
@@ -309,10 +336,12 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default=findings.SHIPPED_BUDGET,
-                        help="how long to train: 2h (default) fits about 2 hours of a 2-core CPU machine; the "
-                             "shipped models come from it")
-    parser.add_argument("--stage", choices=(*STAGES, "all"), default="all")
+    parser.add_argument("--budget", choices=("shipped", *sorted(BUDGETS)), default="shipped",
+                        help=f"how long to train: 'shipped' (default) runs the budgets whose models ship "
+                             f"({', '.join(findings.SHIPPED_BUDGETS)}) one after the other, about 4 hours of a "
+                             "2-core CPU machine")
+    parser.add_argument("--stage", choices=(*STAGES, "all", "default"), default="default",
+                        help="which stages: 'default' runs those each budget lists (Budget.stages)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (threads are divided between them)")
     parser.add_argument("--seeds", type=int, nargs="+",
                         help="seeds of the sample and petl stages (default: the budget's); the results list every "
@@ -320,11 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-only", action="store_true",
                         help="train nothing: write the results and timings of the runs finished so far")
     args = parser.parse_args(argv)
-    budget = BUDGETS[args.budget]
-    suite = Suite(budget, ROOT / "runs" / budget.name, ROOT / "assets")
-    record = run_suite(suite, STAGES if args.stage == "all" else (args.stage,), args.jobs,
-                       tuple(args.seeds) if args.seeds else None, not args.results_only)
-    print(f"done in {record['wall_time_s']:.0f} s")
+    for name in findings.SHIPPED_BUDGETS if args.budget == "shipped" else (args.budget,):
+        budget = BUDGETS[name]
+        stages = {"default": budget.stages, "all": STAGES}.get(args.stage, (args.stage,))
+        print(f"budget {name}: stages {', '.join(stages)}; {budget}", flush=True)
+        suite = Suite(budget, ROOT / "runs" / budget.name, ROOT / "assets")
+        record = run_suite(suite, stages, args.jobs, tuple(args.seeds) if args.seeds else None,
+                           not args.results_only)
+        print(f"budget {name} done in {record['wall_time_s']:.0f} s", flush=True)
     return 0
 
 

@@ -117,38 +117,73 @@ def petl(results: dict) -> tuple[str, Figure]:
     return "\n".join(lines), fig
 
 
+# The runs of a budget's shipped stage whose dynamics are reported: label -> histories/<file>.json
+PAIR_RUNS = {"DeiT": "deit", "ConViT": "convit", "ConViT, GPSA-lr variant": "convit_gpsa"}
+
+
+def _gate_noise(diagnostic: dict) -> str:
+    """'|mean| / sd of ∂L/∂λ: median m, k of n heads below 0.3' for one gate-gradient diagnostic."""
+    ratio = np.abs(np.array(diagnostic["mean"])) / np.array(diagnostic["std"])
+    return (f"median {np.median(ratio):.2f}, {int((ratio < 0.3).sum())} of {ratio.size} heads below 0.3 "
+            f"({diagnostic['batches']} batches)")
+
+
+def convit_section(label: str, history: dict, budget: str, slug: str) -> str:
+    """Gates, strengths, centres, Σlr and the gate-gradient diagnostic of one ConViT run, first vs last entry."""
+    gates_figure(history).savefig(FIGURES / f"gates_over_training_{slug}.png", dpi=110)
+    first, last = history["entries"][0], history["entries"][-1]
+    rows = []
+    for b, (g0, g1, a0, a1, c0, c1) in enumerate(zip(first["gates"], last["gates"], first["strengths"],
+                                                     last["strengths"], first["centres"], last["centres"],
+                                                     strict=True)):
+        moved = np.linalg.norm(np.array(c1) - np.array(c0), axis=-1)
+        rows.append(f"| {b} | {np.mean(g0):.3f} | {np.mean(g1):.3f} | {np.min(g1):.3f}–{np.max(g1):.3f} | "
+                    f"{np.mean(a0):.3f} | {np.mean(a1):.3f} | {np.max(moved):.2f} |")
+    text = (f"### Gates σ(λ), positional strengths α and centres Δ of the {label} ({budget}: {history['steps']} "
+            "steps), first and last evaluation\n\n| GPSA block | σ(λ) mean at init | σ(λ) mean at end | heads at end | "
+            "α mean at init | α mean at end | largest move of a centre (patches) |\n"
+            "|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n")
+    if last.get("lr_sum"):
+        text += "\nΣlr per parameter group over the run: " + ", ".join(
+            f"`{group}` {value:.3g}" for group, value in last["lr_sum"].items()) + ".\n"
+    if history.get("gate_grad"):
+        text += "\nGate-gradient diagnostic, |mean| / sd of ∂L/∂λ over the same training batches: " + "; ".join(
+            f"at step {d['step']}: {_gate_noise(d)}" for d in history["gate_grad"].values()) + ".\n"
+    return text + f"\n![gates](figures/gates_over_training_{slug}.png)\n"
+
+
 def dynamics_sections(budget: str) -> list[str]:
-    """Gates, positional strengths, nonlocality and accuracy over training of the budget's ConViT/DeiT pair."""
-    convit, deit = (findings.load_results(f"histories/{m}", budget, RESULTS) for m in ("convit", "deit"))
+    """Gates, positional strengths, nonlocality and accuracy over training of the budget's shipped ConViT/DeiT runs
+    (and of its ConViT variant, if it has one)."""
+    runs = {label: h for label, name in PAIR_RUNS.items()
+            if (h := findings.load_results(f"histories/{name}", budget, RESULTS))}
     sections = []
-    if convit:
-        gates_figure(convit).savefig(FIGURES / f"gates_over_training_{budget}.png", dpi=110)
-        first, last = convit["entries"][0], convit["entries"][-1]
-        rows = [f"| {b} | {np.mean(g0):.3f} | {np.mean(g1):.3f} | {np.min(g1):.3f}–{np.max(g1):.3f} | "
-                f"{np.mean(a0):.3f} | {np.mean(a1):.3f} |"
-                for b, (g0, g1, a0, a1) in enumerate(zip(first["gates"], last["gates"], first["strengths"],
-                                                         last["strengths"], strict=True))]
-        sections.append(f"### Gates σ(λ) and positional strengths α of the ConViT ({budget}: {convit['steps']} "
-                        "steps), first and last evaluation\n\n| GPSA block | σ(λ) mean at init | σ(λ) mean at end | "
-                        "heads at end | α mean at init | α mean at end |\n|---:|---:|---:|---:|---:|---:|\n"
-                        + "\n".join(rows) + f"\n\n![gates](figures/gates_over_training_{budget}.png)\n")
-    if convit and deit:
-        nonlocality_figure({"DeiT": deit, "ConViT": convit}).savefig(
-            FIGURES / f"nonlocality_over_training_{budget}.png", dpi=110)
+    for label, name in PAIR_RUNS.items():
+        if label in runs and "gates" in runs[label]["entries"][0]:
+            slug = budget if name == "convit" else f"{budget}_{name}"
+            sections.append(convit_section(label, runs[label], budget, slug))
+    if "DeiT" in runs and len(runs) > 1:
+        nonlocality_figure({k: runs[k] for k in runs}).savefig(FIGURES / f"nonlocality_over_training_{budget}.png",
+                                                               dpi=110)
         rows = []
-        for label, h in (("DeiT", deit), ("ConViT", convit)):
+        for label, h in runs.items():
             start = [np.mean(v) for v in h["entries"][0]["nonlocality"]]
             end = [np.mean(v) for v in h["entries"][-1]["nonlocality"]]
             rows.append(f"| {label} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
                         + f" | {100 * h['entries'][-1]['test_accuracy']:.2f} |")
-        accuracy = {label: {e["step"]: e["test_accuracy"] for e in h["entries"]}
-                    for label, h in (("DeiT", deit), ("ConViT", convit))}
-        steps = sorted(set(accuracy["DeiT"]) & set(accuracy["ConViT"]))
-        sections.append(f"### Test accuracy (%) of the pair at each evaluation point ({budget})\n\n| step | "
+        accuracy = {label: {e["step"]: (e["test_accuracy"], e.get("test_images")) for e in h["entries"]}
+                    for label, h in runs.items()}
+        steps = sorted(set.intersection(*(set(a) for a in accuracy.values())))
+        partial = sorted({(s, n) for acc in accuracy.values() for s in steps if (n := acc[s][1])
+                          and n < runs["DeiT"]["data"]["test_images"]})
+        scored = (f" Steps {', '.join(str(s) for s, _ in partial)} scored the first "
+                  f"{' / '.join(sorted({f'{n:,}' for _, n in partial}))} test images, the others all "
+                  f"{runs['DeiT']['data']['test_images']:,}.") if partial else ""
+        sections.append(f"### Test accuracy (%) at each evaluation point ({budget})\n\n| step | "
                         + " | ".join(str(s) for s in steps) + " |\n|---|" + "---:|" * len(steps) + "\n"
-                        + "\n".join(f"| {label} | " + " | ".join(f"{100 * acc[s]:.1f}" for s in steps) + " |"
-                                     for label, acc in accuracy.items()) + "\n")
-        layers = len(deit["entries"][0]["nonlocality"])
+                        + "\n".join(f"| {label} | " + " | ".join(f"{100 * acc[s][0]:.1f}" for s in steps) + " |"
+                                     for label, acc in accuracy.items()) + f"\n{scored}\n")
+        layers = len(runs["DeiT"]["entries"][0]["nonlocality"])
         sections.append(f"### Nonlocality per layer (patches), first → last evaluation ({budget})\n\n| model | "
                         + " | ".join(f"layer {i + 1}" for i in range(layers)) + " | test accuracy (%) |\n|---|"
                         + "---:|" * (layers + 1) + "\n" + "\n".join(rows)
@@ -158,7 +193,7 @@ def dynamics_sections(budget: str) -> list[str]:
 
 def budget_sections(budget: str) -> str:
     """Everything one budget measured: the pair's dynamics, sample efficiency, PETL, and the time it took where."""
-    shipped = " (the shipped models)" if budget == findings.SHIPPED_BUDGET else ""
+    shipped = " (shipped models)" if budget in findings.SHIPPED_BUDGETS else ""
     sections = [f"## Budget `{budget}`{shipped}\n\nMade by `python -m experiments.make_assets --budget {budget}`.\n",
                 *dynamics_sections(budget)]
     for name, title, make in (("sample_efficiency", "Sample efficiency", sample_efficiency),

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     a = commands.add_parser("analyze", help="attention maps, gates, nonlocality and bypasses of one image")
     a.add_argument("image", type=Path)
-    a.add_argument("--model", required=True,
-                   help="a shipped model (convit_fmnist, deit_fmnist, convpass_digits) or a timm name (convit_tiny)")
+    a.add_argument("--model", default=zoo.DEFAULT_MODEL,
+                   help=f"a shipped model ({', '.join(zoo.SHIPPED)}; default {zoo.DEFAULT_MODEL}) or a timm name "
+                        "(convit_tiny)")
     a.add_argument("--checkpoint", type=Path, help="weights: .safetensors, or .pth/.pt read with weights_only")
     a.add_argument("--adapter", type=Path, help="Convpass adapter file written by petl_core.save_convpass")
     a.add_argument("--pretrained", action="store_true", help="load the timm hub weights (needs network)")

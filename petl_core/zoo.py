@@ -64,6 +64,7 @@ from .train import ARCHITECTURES, BASE_SIZE, PAD, TrainConfig, prepare
 
 __all__ = [
     "ASSETS",
+    "DEFAULT_MODEL",
     "HUB",
     "SHIPPED",
     "Loaded",
@@ -77,6 +78,7 @@ __all__ = [
     "load_local",
     "read_card",
     "read_history",
+    "shipped_pair",
     "snapshot_steps",
     "write_entry",
 ]
@@ -84,8 +86,13 @@ __all__ = [
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 """Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
 
-SHIPPED = {"convit_fmnist": "convit", "deit_fmnist": "vit", "convpass_digits": "convpass"}
-"""The entries this project ships (name: family); listed even while they are missing (as unavailable)."""
+SHIPPED = {"convit_scenes_gpsa50": "convit", "convit_scenes": "convit", "deit_scenes": "vit",
+           "convpass_digit_scenes": "convpass", "convit_fmnist": "convit", "deit_fmnist": "vit",
+           "convpass_digits": "convpass"}
+"""The entries this project ships (name: family), the scenes task first, then the simpler Fashion-MNIST one; listed
+even while they are missing (as unavailable)."""
+DEFAULT_MODEL = "convit_scenes_gpsa50"
+"""The model the app and the CLI open with."""
 
 HUB: dict[str, dict] = {
     "convit_tiny.fb_in1k": dict(title="ConViT-Ti, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k"),
@@ -549,6 +556,32 @@ def dimensions(name: str, root: str | Path | None = None) -> tuple[int, int]:
         else:
             raise ValueError(f"unknown model {name!r}")
     return len(model.blocks), max(block.attn.num_heads for block in model.blocks)
+
+
+def shipped_pair(name: str, root: str | Path | None = None) -> dict[str, str]:
+    """The shipped ConViT and DeiT trained on the data `name` was trained on (for an adapted model, the data of its
+    backbone), as {"convit": name, "deit": name}: `name` itself where it is one, else the first in `SHIPPED` order.
+    Empty for hub models and names without a card; a key is missing when no such model is shipped."""
+    def card(entry: str) -> dict | None:
+        try:
+            return read_card(_entry(entry, root))
+        except (CheckpointError, ValueError):
+            return None
+
+    own = card(name) if name not in HUB else None
+    if own is None:
+        return {}
+    if own["method"] in _ADAPTED:
+        own = card(own["backbone"]) or own
+    data = own.get("recipe", {}).get("data")
+    base = _root(root)
+    found = sorted(p.parent.name for p in base.glob("*/card.json")) if base.is_dir() else []
+    pair = {}
+    for entry in [name, *SHIPPED, *found]:
+        other = card(entry)
+        if other and other["method"] in ("convit", "deit") and other.get("recipe", {}).get("data") == data:
+            pair.setdefault(other["method"], entry)
+    return pair
 
 
 def snapshot_steps(name: str, root: str | Path | None = None) -> list[int]:

@@ -5,16 +5,18 @@ import gradio as gr
 
 from app import plots, service
 from app.tabs.common import export_row, numbers_panel, plot, wire_export
+from petl_core import zoo
 from petl_core.figures import compare_figure
 
 LEARN = """
 **Same image, same block, same query, three inductive biases.** DeiT has none beyond patching: its attention is
 learned from data alone. ConViT starts convolutional (soft bias, gates can let go of it). Convpass keeps a frozen
 DeiT and adds convolutions beside it (hard bias). Each row shows every head and their mean at the chosen block.
-Each model sees the image through its own preprocessing (the shipped models see a 32×32 grayscale crop).
+Each model sees the image through its own preprocessing (the shipped models see a grayscale crop: 48×48 for the
+scenes models, 32×32 for the Fashion-MNIST ones; a patch query needs models of the same grid).
 """
 
-DEFAULT_MODELS = ["deit_fmnist", "convit_fmnist", "convpass_digits"]
+DEFAULT_MODELS = ["deit_scenes", zoo.DEFAULT_MODEL, "convpass_digit_scenes"]
 
 
 def render(image: str | None, models: list[str], layer: float, query: str, log_scale: bool,

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from app import plots, service
 from app.guard import shorten
 from app.tabs.common import export_row, numbers_panel, plot, wire_export
+from petl_core import zoo
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
 
@@ -23,7 +24,9 @@ branch beside it (where the adaptation matters most relative to the backbone), a
 attention in that block (mean of heads), which the frozen backbone still computes. Below: the share of the bypass
 per block, and the output channels of the bypass's 3×3 convolution.
 
-The shipped model adapts the Fashion-MNIST DeiT (clothes) to handwritten digits. Try a digit sketch.
+The shipped Convpass models adapt a frozen DeiT trained on clothes to digits: `convpass_digit_scenes` (digits on
+textures, among pieces of other digits; try the digit-scene examples) and `convpass_digits` (plain handwritten
+digits; try a digit sketch). Their cards say which backbone each adapts.
 """
 
 
@@ -36,7 +39,8 @@ def render(image: str | None, model: str, weights: str | None, block: str | floa
     trace = result.trace
     blocks = [i for i, entry in enumerate(trace.bypass) if entry]
     if not blocks:
-        note = f"{model} has no Convpass bypasses: choose convpass_digits (or a Convpass checkpoint)"
+        shipped = [name for name, family in zoo.SHIPPED.items() if family == "convpass"]
+        note = f"{model} has no Convpass bypasses: choose {' or '.join(shipped)} (or a Convpass checkpoint)"
         return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}
     b = service.parse_index(block, "block with a bypass", blocks, optional=True)
     maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])

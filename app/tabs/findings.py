@@ -46,8 +46,16 @@ def _table_petl(summary: dict) -> str:
     return "\n".join(lines) + f"\n\nConvpass paper, VTAB-1K average on ViT-B/16: {paper}."
 
 
-def render(budget: str = findings.SHIPPED_BUDGET) -> tuple:
-    """Both findings of one training budget as interactive plots and Markdown tables, read from assets/results."""
+def _default_budget() -> str | None:
+    """The first budget (shipped ones first) with sample-efficiency or PETL results."""
+    return next((b for b in findings.budgets() if findings.load_results("sample_efficiency", b)
+                 or findings.load_results("petl", b)), None)
+
+
+def render(budget: str | None = None) -> tuple:
+    """Both findings of one training budget (default: `_default_budget`) as interactive plots and Markdown tables,
+    read from assets/results."""
+    budget = budget or _default_budget()
     sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
     if sample and sample["runs"]:
         rows = findings.sample_efficiency_summary(sample)
@@ -62,8 +70,9 @@ def render(budget: str = findings.SHIPPED_BUDGET) -> tuple:
     return sample_fig, sample_md, petl_fig, petl_md
 
 
-def export(budget: str = findings.SHIPPED_BUDGET) -> list[str]:
+def export(budget: str | None = None) -> list[str]:
     """Both findings as files: the plots (HTML) and the grouped results with the papers' numbers (JSON)."""
+    budget = budget or _default_budget()
     sample_fig, _, petl_fig, _ = render(budget)
     sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
     numbers = {"budget": budget, "sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
@@ -73,8 +82,8 @@ def export(budget: str = findings.SHIPPED_BUDGET) -> list[str]:
 
 
 def build_findings_tab(c) -> None:
-    budget = gr.Radio([(f"{b} (the shipped models)" if b == findings.SHIPPED_BUDGET else b, b)
-                       for b in findings.budgets()], value=findings.SHIPPED_BUDGET, label="Training budget",
+    budget = gr.Radio([(f"{b} (shipped models)" if b in findings.SHIPPED_BUDGETS else b, b)
+                       for b in findings.budgets()], value=_default_budget(), label="Training budget",
                       info="each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under "
                            "each plot says how long its runs trained", elem_id="findings-budget")
     sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")

@@ -13,34 +13,53 @@ head's mix (1 = purely positional, convolution-like; 0 = purely content-based, l
 every gate at σ(1) ≈ 0.73, so the model begins local.
 
 **What the paper found** (ImageNet, 300 epochs): gates fall during training, most in the later GPSA blocks, which
-end up nearly ignoring position, while some early heads stay local. **What this project measured** on Fashion-MNIST
-(1,872 steps on a CPU, and 2,808 in a longer run): the gates hardly moved (mean 0.721 to 0.742 per block,
-from 0.731). Drag the slider to
-see each evaluation point. The Findings tab and docs/findings.md say more.
+end up nearly ignoring position, while some early heads stay local. **What this project measured** is in the note
+above the plots, read from the shown run's history. Adam moves a parameter by at most about its learning rate per
+step, so a gate can travel at most Σlr (the run's summed learning rate, also in the note): the paper's recipe gives
+Σlr ≈ 190; a short CPU run with the same recipe about 1, too little to move σ(λ) far. Drag the slider to see each
+evaluation point. The Findings tab and docs/findings.md say more.
 """
 
-_REFERENCE = "convit_fmnist"
+
+def _measured(name: str, history: dict) -> str:
+    """What the gates of the run did, in numbers from its history."""
+    first, last = history["entries"][0], history["entries"][-1]
+    start = [sum(block) / len(block) for block in first["gates"]]
+    end = [sum(block) / len(block) for block in last["gates"]]
+    heads = [g for block in last["gates"] for g in block]
+    reach = ", ".join(f"{group} {value:.2g}" for group, value in (last.get("lr_sum") or {}).items())
+    return (f"Training history of {name}: mean σ(λ) per GPSA block "
+            f"{' / '.join(f'{a:.2f}' for a in start)} at step 0 → {' / '.join(f'{b:.2f}' for b in end)} at step "
+            f"{last['step']}; single heads end between {min(heads):.2f} and {max(heads):.2f}."
+            + (f" Σlr per parameter group: {reach}." if reach else ""))
+
+
+def _shown(model: str) -> tuple[str | None, dict | None, str]:
+    """(name, history, prefix of the note): `model`'s own shipped history with gates, else that of the shipped
+    ConViT trained on the same data (or of the default model's ConViT)."""
+    history = service.history(model)
+    if history is not None and history["entries"] and history["entries"][0].get("gates"):
+        return model, history, ""
+    shown = service.training_pair(model).get("convit")
+    history = service.history(shown) if shown else None
+    return shown, history, f"{model} has no shipped training history with gates; showing the shipped ConViT {shown}. "
 
 
 def render(model: str) -> tuple:
-    """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model`, or of
-    the shipped ConViT when `model` has none; and a note saying which."""
-    history = service.history(model)
-    if history is None or not history["entries"] or not history["entries"][0].get("gates"):
-        history, note = service.history(_REFERENCE), (f"{model} has no shipped training history with gates; showing "
-                                                      f"the shipped ConViT ({_REFERENCE}).")
-    else:
-        note = f"Training history of {model}."
+    """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model` or of
+    its stand-in (`_shown`), and a note saying which, with what the gates did."""
+    shown, history, prefix = _shown(model)
     if history is None:
         return plots.message_figure("no shipped ConViT history in assets/"), "No history shipped."
-    steps = history["steps"]
-    return plots.gates_over_training(history), f"{note} {len(history['entries'])} evaluation points over {steps} steps."
+    return plots.gates_over_training(history), (f"{prefix}{_measured(shown, history)} "
+                                                f"{len(history['entries'])} evaluation points over "
+                                                f"{history['steps']} steps.")
 
 
 def export(model: str) -> list[str]:
     """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
     figure, note = render(model)
-    history = service.history(model) or service.history(_REFERENCE)
+    _, history, _ = _shown(model)
     gated = [(i, b.attn.gating_param) for i, b in enumerate(service.get_model(model).model.blocks)
              if hasattr(b.attn, "gating_param")]
     figures = {"over_training": figure}
