@@ -63,6 +63,12 @@ class Budget:
     petl_epochs: float = 100  # Convpass's VTAB-1K and few-shot recipe (methods.md §2.3)
     sample_fractions: tuple[float, ...] = (0.05, 0.1, 0.3, 1.0)
     petl_shots: tuple[int | None, ...] = (1, 2, 4, 8, 16, None)  # None: the 1,000-image split
+    petl_lr_grid: tuple[tuple[str, tuple[float, ...]], ...] = (("linear", (1e-2, 3e-3, 1e-3)),
+                                                               ("finetune", (1e-3, 3e-4, 1e-4)))
+    """Methods whose learning rate is chosen on a validation split at the 1,000-image setting, and their grids
+    (the others keep Convpass's recipe)."""
+    petl_val_images: int = 200
+    """Training images those runs hold out for validation (VTAB-1K's 800/200)."""
     gate_grad_batches: int = 40
     """Batches of the gate-gradient diagnostic of every ConViT run (TrainConfig.gate_grad_batches)."""
     source: str = "fashion_mnist"
@@ -142,8 +148,18 @@ class Suite:
                 for s in self.budget.seeds for f in self.budget.sample_fractions for m in ("convit", "deit")]
 
     def petl(self) -> list[TrainConfig]:
-        return [self._petl(m, shots, s) for s in self.budget.seeds for shots in self.budget.petl_shots
-                for m in PETL_METHODS]
+        return [c for s in self.budget.seeds for shots in self.budget.petl_shots for m in PETL_METHODS
+                for c in self._petl_cell(m, shots, s)]
+
+    def _petl_cell(self, method: str, shots: int | None, seed: int) -> list[TrainConfig]:
+        """The runs of one (method, shots, seed) cell: one, or one per learning rate of the method's grid, each
+        holding out a validation split, when its learning rate is chosen on validation."""
+        grid = dict(self.budget.petl_lr_grid).get(method) if shots is None else None
+        config = self._petl(method, shots, seed)
+        if not grid:
+            return [config]
+        return [replace(config, lr=lr, val_images=self.budget.petl_val_images,
+                        out=f"{config.out.removesuffix(f'_s{seed}')}_lr{lr:g}_s{seed}") for lr in grid]
 
     def _petl(self, method: str, shots: int | None, seed: int) -> TrainConfig:
         name = f"{method}_{'full' if shots is None else f'{shots}shot'}_s{seed}"
@@ -233,18 +249,38 @@ def summarise_sample(suite: Suite) -> dict:
 
 
 def summarise_petl(suite: Suite) -> dict:
+    """Every finished petl run; in a cell with a learning-rate grid, the run with the best last-epoch validation
+    accuracy is `chosen` (the others are kept for the record)."""
     rows = []
     for config in suite.petl():
         if _finished(config):
             h = _load_history(config)
-            rows.append({"method": config.method, "shots": config.shots, "seed": config.seed,
-                         "train_images": h["data"]["train_images"],
-                         "trainable_parameters": h["parameters"]["trainable"],
-                         "last_epoch_accuracy": h["entries"][-1]["test_accuracy"],
-                         "best_evaluated_accuracy": max(e["test_accuracy"] for e in h["entries"])})
+            entries = h["entries"]
+            row = {"method": config.method, "shots": config.shots, "seed": config.seed, "lr": config.lr,
+                   "train_images": h["data"]["train_images"], "trainable_parameters": h["parameters"]["trainable"],
+                   "last_epoch_accuracy": entries[-1]["test_accuracy"],
+                   "best_evaluated_accuracy": max(e["test_accuracy"] for e in entries), "chosen": True}
+            if config.val_images:
+                best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))  # ties: the later point
+                row.update(val_images=h["data"]["val_images"], last_epoch_val_accuracy=entries[-1]["val_accuracy"],
+                           validation_chosen_accuracy=best["test_accuracy"], validation_chosen_step=best["step"])
+            rows.append(row)
+    cells = {}
+    for row in rows:
+        if "val_images" in row:
+            key = (row["method"], row["shots"], row["seed"])
+            if key not in cells or row["last_epoch_val_accuracy"] > cells[key]["last_epoch_val_accuracy"]:
+                cells[key] = row
+    for row in rows:
+        if "val_images" in row:
+            row["chosen"] = cells[(row["method"], row["shots"], row["seed"])] is row
+    grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in suite.budget.petl_lr_grid)
     return {"budget": suite.budget.name,
             "protocol": f"{suite.budget.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
-                        "warm-up 10%, cosine; last-epoch test accuracy on the 797 held-out digits", "runs": rows}
+                        "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images. At the "
+                        f"1,000-image setting the learning rate of {grids} is chosen by the last-epoch accuracy on "
+                        f"{suite.budget.petl_val_images} training images held out for validation (those runs "
+                        "train on the rest); the test set chooses nothing", "runs": rows}
 
 
 def ship(suite: Suite) -> None:

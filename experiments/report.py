@@ -110,6 +110,15 @@ def petl(results: dict) -> tuple[str, Figure]:
         lines.append(f"| {m} | {summary['parameters'][m]:,} | " + " | ".join(text) + " |")
         means = [cells[str(s)]["mean"] for s in shots]
         ax.plot(shots, [np.nan if v is None else v for v in means], marker="o", label=m)
+    chosen = [r for r in results["runs"] if r.get("chosen", True) and "validation_chosen_accuracy" in r]
+    if chosen:
+        lines += ["", "Where the learning rate was chosen on the validation split (1,000-image setting; test accuracy "
+                  "%, per seed):", "", "| method | seed | lr chosen | last epoch | at the validation-chosen point | "
+                  "at the best test point (flatters) |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['method']} | {r['seed']} | {r['lr']:g} | {100 * r['last_epoch_accuracy']:.1f} | "
+                  f"{100 * r['validation_chosen_accuracy']:.1f} (step {r['validation_chosen_step']}) | "
+                  f"{100 * r['best_evaluated_accuracy']:.1f} |" for r in sorted(chosen, key=lambda r: (r['method'],
+                                                                                                  r['seed']))]
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training images per class")
     ax.set_ylabel("last-epoch test accuracy (%)")

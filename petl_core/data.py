@@ -49,6 +49,7 @@ __all__ = [
     "save_samples",
     "scenes",
     "synthetic",
+    "validation_split",
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -372,6 +373,28 @@ def k_shot_subset(labels: torch.Tensor, shots: int, seed: int = 0) -> torch.Tens
             raise ValueError(f"class {int(c)} has only {len(members)} images, fewer than {shots} shots")
         keep.append(members[torch.randperm(len(members), generator=generator)[:shots]])
     return torch.cat(keep).sort().values
+
+
+def validation_split(labels: torch.Tensor, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices): `count` images held out, each class in proportion to its size (largest
+    remainders round; at least one per class and one left to train), drawn with `seed`; both sorted. For choosing
+    hyper-parameters without the test set."""
+    if not 0 < count < len(labels):
+        raise ValueError(f"a validation split needs 0 < count < {len(labels)} images, got {count}")
+    classes, sizes = labels.unique(return_counts=True)
+    exact = count * sizes.double() / len(labels)
+    quota = exact.floor().long()
+    quota[(exact - quota).argsort(descending=True)[:count - int(quota.sum())]] += 1
+    quota = quota.clamp(min=1).minimum(sizes - 1)
+    generator = torch.Generator().manual_seed(seed * 7_919 + 1)  # not the stream k_shot_subset draws from
+    held = []
+    for c, take in zip(classes, quota.tolist(), strict=True):
+        members = (labels == c).nonzero().flatten()
+        held.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    val = torch.cat(held).sort().values
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return keep.nonzero().flatten(), val
 
 
 @dataclass(frozen=True)

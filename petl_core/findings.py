@@ -82,6 +82,8 @@ def petl_summary(results: dict) -> dict:
     by = defaultdict(list)
     parameters = {}
     for row in results["runs"]:
+        if not row.get("chosen", True):  # a learning rate the validation split did not choose
+            continue
         by[(row["method"], row["shots"])].append(100 * row["last_epoch_accuracy"])
         parameters[row["method"]] = row["trainable_parameters"]
     methods = sorted(parameters, key=parameters.get)

@@ -29,7 +29,7 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import timm
@@ -43,7 +43,7 @@ from torch import nn
 from . import metrics
 from .checkpoint import load_checkpoint
 from .convpass import add_convpass
-from .data import Augmentation, ImageSet, dataset_spec, fraction_subset, k_shot_subset
+from .data import Augmentation, ImageSet, dataset_spec, fraction_subset, k_shot_subset, validation_split
 from .models import GPSA, create_model
 from .probe import trace
 from .runtime import resolve_device
@@ -89,6 +89,10 @@ class TrainConfig:
     """Keep this class-balanced share of the training set."""
     shots: int | None = None
     """Keep this many training images per class (k-shot), drawn with `seed`."""
+    val_images: int = 0
+    """Hold out about this many of the (kept) training images, class-balanced and drawn with `seed`, as a validation
+    split: every entry then records `val_accuracy`, by which hyper-parameters and epochs can be chosen without
+    looking at the test set. 0: no split."""
     epochs: float = 1.0
     steps: int | None = None
     """Total optimisation steps; overrides `epochs` when given (the sample-efficiency protocol fixes steps)."""
@@ -384,6 +388,10 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         train_set = train_set.subset(k_shot_subset(train_set.labels, config.shots, config.seed))
     elif config.fraction < 1.0:
         train_set = train_set.subset(fraction_subset(train_set.labels, config.fraction))
+    val_set = None
+    if config.val_images:
+        kept, held = validation_split(train_set.labels, config.val_images, config.seed)
+        train_set, val_set = train_set.subset(kept), train_set.subset(held)
     pixels = train_set.images.float() / 255.0
     norm = (round(pixels.mean().item(), 4), round(pixels.std().item(), 4))
 
@@ -398,6 +406,7 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     history = {
         "config": asdict(config), "environment": _environment(device, world),
         "data": {"train_images": len(train_set), "test_images": len(test_set), "classes": train_set.classes,
+                 "val_images": len(val_set) if val_set is not None else 0,
                  "normalisation": {"mean": norm[0], "std": norm[1]}, "fraction": config.fraction,
                  "shots": config.shots, "input_size": spec.input_size, **geometry},
         "augmentation": asdict(spec.augmentation),
@@ -413,7 +422,9 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     step, wall_offset = 0, 0.0
     if (ckpt_dir / "state.json").is_file():  # resume
         state = json.loads((ckpt_dir / "state.json").read_text())
-        if state["config"] != asdict(config):
+        # options added since the run started count as their defaults (older runs resume under newer code)
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        if {**defaults, **state["config"]} != {**defaults, **asdict(config)}:
             raise ValueError(f"{out} holds a run with another configuration; use a new --out")
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", map_location=device, weights_only=True))
@@ -467,6 +478,8 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
             "train_loss": window_loss / window_count if window_count else None,
             "test_accuracy": evaluate(inner, scored, norm, device, config.eval_batch, **geometry),
             "test_images": len(scored),
+            **({"val_accuracy": evaluate(inner, val_set, norm, device, config.eval_batch, **geometry)}
+               if val_set is not None else {}),
             "images_per_s": window_images / elapsed if window_images else None,
             "wall_time": time.perf_counter() - started,
             **dynamics(inner, probe, config.eval_batch),

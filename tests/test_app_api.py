@@ -138,13 +138,22 @@ def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(cli
     np.testing.assert_allclose(_array(data[0]["z"]).reshape(4, 9), np.array(history["entries"][-1]["gates"]),
                                atol=1e-6)
     assert f"{len(history['entries'])} evaluation points" in note
+    end = " / ".join(f"{np.mean(block):.2f}" for block in history["entries"][-1]["gates"])
+    assert f"→ {end} at step {history['steps']}" in note  # the note's numbers are the history's
+    # a DeiT has no gates: the note says so and shows the ConViT trained on the same data
     _, note = client.predict("deit_fmnist", api_name="/gates_history")
-    assert "no shipped training history with gates" in note
-    curves = _plotly(client.predict(api_name="/nonlocality_history"))["data"]
-    deit = zoo.read_history("deit_fmnist")
-    last_panel = [t for t in curves if t.get("xaxis") == "x2"]
-    np.testing.assert_allclose(_array(last_panel[0]["y"]), [np.mean(e["nonlocality"][0]) for e in deit["entries"]],
-                               rtol=1e-6)
+    assert "no shipped training history with gates; showing the shipped ConViT convit_fmnist" in note
+    # nonlocality over training: the ConViT and the DeiT trained on the model's data, whichever of them is chosen
+    for model in ("deit_fmnist", "convpass_digits"):
+        figure, note = client.predict(model, api_name="/nonlocality_history")
+        curves = _plotly(figure)["data"]
+        deit = zoo.read_history("deit_fmnist")
+        last_panel = [t for t in curves if t.get("xaxis") == "x2"]
+        np.testing.assert_allclose(_array(last_panel[0]["y"]),
+                                   [np.mean(e["nonlocality"][0]) for e in deit["entries"]], rtol=1e-6)
+        layer_1 = [np.mean(deit["entries"][i]["nonlocality"][0]) for i in (0, -1)]
+        assert "ConViT (convit_fmnist)" in note and f"DeiT (deit_fmnist)**, {deit['steps']} steps" in note
+        assert f"{layer_1[0]:.2f} → {layer_1[1]:.2f}" in note
 
 
 def test_bypass_view_numbers_are_petl_core_bypass_maps(client):
@@ -278,7 +287,7 @@ def test_wrong_weights_offline_hub_and_bad_query_get_messages_and_the_server_kee
     with pytest.raises(AppError, match="cannot be used: deit_fmnist.safetensors does not hold weights"):
         client.predict(handle_file(CHELSEA), "deit_tiny_patch16_224.fb_in1k", handle_file(wrong), "cls",
                        api_name="/analyze")
-    convpass_file = zoo.ASSETS / "convpass_digits" / "model.safetensors"
+    convpass_file = zoo.ASSETS / "convit_fmnist" / "model.safetensors"  # another architecture's weights
     with pytest.raises(AppError, match="cannot be used: model.safetensors does not fit this architecture"):
         client.predict(handle_file(CHELSEA), "deit_fmnist", handle_file(convpass_file), "cls", api_name="/analyze")
     # the shipped DeiT's own file, uploaded: the same numbers as the shipped model, the card says where they came from

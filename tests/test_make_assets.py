@@ -10,7 +10,8 @@ from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_s
 from petl_core import findings, zoo
 
 TINY = Budget("tiny", shipped_epochs=1, shipped_eval_points=1, sample_steps=2, sample_eval_points=1, seeds=(0,),
-              petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None), gate_grad_batches=2)
+              petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None), gate_grad_batches=2,
+              petl_lr_grid=(("linear", (1e-2, 1e-3)),), petl_val_images=32)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,9 @@ def suite(tmp_path_factory):
 
 def test_every_run_trains_once_and_the_shipped_convpass_is_the_petl_one(suite):
     suite, record = suite
-    # 3 shipped (ConViT, DeiT, Convpass) + 2 sample + 4 methods × 2 shot settings, less the shared Convpass run.
-    assert record["runs"] == record["trained_now"] == 3 + 2 + 8 - 1
+    # 3 shipped (ConViT, DeiT, Convpass) + 2 sample + 4 methods × 2 shot settings, the linear probe at 1,000 images
+    # once per learning rate of its grid, less the shared Convpass run.
+    assert record["runs"] == record["trained_now"] == 3 + 2 + 8 + 1 - 1
     convpass_full = next(c for c in suite.petl() if c.method == "convpass" and c.shots is None)
     assert convpass_full == suite.shipped()[2]
     timings = json.loads((suite.assets / "results" / "tiny" / "timings.json").read_text())
@@ -60,6 +62,13 @@ def test_results_list_every_run_with_its_budget(suite):
     assert all(r["steps"] == 2 for r in sample["runs"])
     assert {(r["method"], r["shots"]) for r in petl["runs"]} == {
         (m, s) for m in ("convpass", "convpass_attn", "linear", "finetune") for s in (1, None)}
+    searched = [r for r in petl["runs"] if r["method"] == "linear" and r["shots"] is None]
+    assert sorted(r["lr"] for r in searched) == [1e-3, 1e-2] and all(r["val_images"] == 32 for r in searched)
+    assert all(r["train_images"] == 256 - 32 for r in searched)  # they train on what validation leaves
+    chosen = [r for r in searched if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["last_epoch_val_accuracy"] == max(
+        r["last_epoch_val_accuracy"] for r in searched)
+    assert findings.petl_summary(petl)["accuracy"]["linear"]["full"]["runs"] == [100 * chosen[0]["last_epoch_accuracy"]]
     trainable = {r["method"]: r["trainable_parameters"] for r in petl["runs"] if r["shots"] is None}
     assert trainable["linear"] < trainable["convpass_attn"] < trainable["convpass"] < trainable["finetune"]
 
@@ -67,7 +76,7 @@ def test_results_list_every_run_with_its_budget(suite):
 def test_a_second_call_trains_nothing_and_results_only_ships_nothing(suite):
     suite, _ = suite
     again = run_suite(suite, jobs=2)
-    assert again["trained_now"] == 0 and again["runs"] == 12
+    assert again["trained_now"] == 0 and again["runs"] == 13
     shipped = suite.assets / "models" / "deit_fmnist" / "model.safetensors"
     shipped.unlink()
     run_suite(suite, jobs=2, train=False)

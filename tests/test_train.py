@@ -25,6 +25,7 @@ from petl_core.data import (
     image_folder,
     k_shot_subset,
     synthetic,
+    validation_split,
 )
 from petl_core.models import GPSA
 from petl_core.train import (
@@ -327,3 +328,19 @@ def test_narrower_models_are_recorded_and_intermediate_points_may_score_part_of_
     assert linear.embed_dim == 72 and linear.head.out_features == 10
     card = zoo.card_from_history(json.loads((deit / "history.json").read_text()), "narrow_deit", "DeiT, 8 per head")
     assert card["architecture"]["kwargs"]["embed_dim"] == 72
+
+
+def test_a_validation_split_is_held_out_class_by_class_and_scored_at_every_point(tmp_path):
+    labels = digits()[0].labels
+    kept, held = validation_split(labels, 200, seed=0)
+    assert len(held) == 200 and len(kept) == 800 and not set(kept.tolist()) & set(held.tolist())
+    assert torch.equal(held, validation_split(labels, 200, seed=0)[1])
+    assert not torch.equal(held, validation_split(labels, 200, seed=1)[1])
+    per_class = torch.bincount(labels[held], minlength=10)
+    assert torch.all((per_class - 200 * torch.bincount(labels, minlength=10) / len(labels)).abs() <= 1)
+    with pytest.raises(ValueError, match="needs 0 < count < 1000"):
+        validation_split(labels, 1000)
+    history = train(TrainConfig(method="deit", data="synthetic", steps=4, batch=16, eval_points=1, probe_size=16,
+                                val_images=64, out=str(tmp_path / "val")), progress=False)
+    assert history["data"]["train_images"] == 256 - 64 and history["data"]["val_images"] == 64
+    assert all(0 <= e["val_accuracy"] <= 1 for e in history["entries"])
