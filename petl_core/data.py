@@ -46,6 +46,7 @@ __all__ = [
     "image_folder",
     "k_shot_subset",
     "load_dataset",
+    "load_test_set",
     "save_samples",
     "scenes",
     "synthetic",
@@ -310,17 +311,19 @@ def scenes(objects: ImageSet, seed: int, size: int = SCENE_SIZE, object_side: tu
     return ImageSet(out, objects.labels.clone(), list(objects.classes))
 
 
-def fashion_scenes(root: str | Path | None = None, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def fashion_scenes(root: str | Path | None = None, seed: int = 0, test_only: bool = False) -> tuple[ImageSet, ...]:
     """(train, test): one 48×48 scene per Fashion-MNIST image (60,000 and 10,000, same order, labels and classes),
-    drawn by `scenes` with seeds 2·seed (train) and 2·seed + 1 (test): seed 0 gives the fixed task."""
+    drawn by `scenes` with seeds 2·seed (train) and 2·seed + 1 (test): seed 0 gives the fixed task. With
+    `test_only`, (test,) alone (a sixth of the work)."""
     train, test = fashion_mnist(root)
-    return scenes(train, 2 * seed), scenes(test, 2 * seed + 1)
+    return (scenes(test, 2 * seed + 1),) if test_only else (scenes(train, 2 * seed), scenes(test, 2 * seed + 1))
 
 
-def digits_scenes(seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """(train, test): one 48×48 scene per image of the digits task (1,000 and 797), seeds as `fashion_scenes`."""
+def digits_scenes(seed: int = 0, test_only: bool = False) -> tuple[ImageSet, ...]:
+    """(train, test): one 48×48 scene per image of the digits task (1,000 and 797), seeds as `fashion_scenes`;
+    with `test_only`, (test,)."""
     train, test = digits()
-    return scenes(train, 2 * seed), scenes(test, 2 * seed + 1)
+    return (scenes(test, 2 * seed + 1),) if test_only else (scenes(train, 2 * seed), scenes(test, 2 * seed + 1))
 
 
 def save_samples(data: ImageSet, out_dir: str | Path, count: int = 16, scale: int = 4) -> list[Path]:
@@ -454,3 +457,10 @@ def load_dataset(name: str, root: str | None = None, seed: int = 0) -> tuple[Ima
     """(train, test) by name (one of `DATASETS`) or the path of an ImageFolder directory (which must hold
     `train/` and `test/` sub-folders)."""
     return dataset_spec(name).load(root, seed)
+
+
+def load_test_set(name: str, root: str | None = None) -> ImageSet:
+    """The fixed test set of dataset `name` (as `load_dataset(name)[1]`), without generating its training scenes."""
+    generated = {"fashion_scenes": lambda: fashion_scenes(root, test_only=True)[0],
+                 "digits_scenes": lambda: digits_scenes(test_only=True)[0]}
+    return generated[name]() if name in generated else load_dataset(name, root)[1]
