@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from petl_core import findings, zoo
-from petl_core.data import load_dataset
+from petl_core.data import load_test_set
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +309,7 @@ def save_examples(data: str, out_dir: Path, prefix: str, count: int = 4) -> list
     the models see (no resizing, so the app shows them exactly the test images). Returns the paths."""
     from PIL import Image
 
-    _, test = load_dataset(data)
+    test = load_test_set(data)
     paths = []
     for label in range(min(count, len(test.classes))):
         index = int((test.labels == label).nonzero()[0])
