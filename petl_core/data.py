@@ -419,6 +419,8 @@ class DatasetSpec:
     augmentation: Augmentation
     base_size: int = 28
     pad: int = 2
+    description: str = ""
+    """What the images show, for model cards ("what the model recognises, on which images")."""
 
     @property
     def input_size(self) -> int:
@@ -426,18 +428,30 @@ class DatasetSpec:
         return self.base_size + 2 * self.pad
 
 
+_CLOTHES = ("clothing items of 10 classes (T-shirt/top, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, "
+            "ankle boot)")
+_SCENE = ("at a random place and size (22-34 pixels) on a 48×48 crop of a natural texture (scikit-image's CC0 "
+          "brick, grass, gravel, ...), among 1-2 pieces of other {}, in grayscale; the test scenes are drawn once, "
+          "from the test images")
+
 DATASETS: dict[str, DatasetSpec] = {
     # A mirrored garment or bag is still one; a mirrored digit may not be a digit at all.
-    "fashion_mnist": DatasetSpec(lambda root, seed: fashion_mnist(root), Augmentation(shift=2, hflip=True)),
-    "digits": DatasetSpec(lambda root, seed: digits(seed=seed), Augmentation(shift=2, hflip=False)),
+    "fashion_mnist": DatasetSpec(lambda root, seed: fashion_mnist(root), Augmentation(shift=2, hflip=True),
+                                 description=f"Fashion-MNIST: {_CLOTHES}, 28×28 grayscale, centred on black"),
+    "digits": DatasetSpec(lambda root, seed: digits(seed=seed), Augmentation(shift=2, hflip=False),
+                          description="handwritten digits 0-9 (scikit-learn's 8×8 UCI digits), white on black"),
     "synthetic": DatasetSpec(lambda root, seed: (synthetic(seed=seed), synthetic(num_images=128, seed=seed + 1)),
-                             Augmentation(shift=2, hflip=True)),
+                             Augmentation(shift=2, hflip=True), description="generated bars of 4 classes"),
     # Scenes are a fixed task (the run's seed does not redraw them), seen at their own 48 pixels. Their objects
     # already sit anywhere on the canvas, and a shift would only add a black border.
     "fashion_scenes": DatasetSpec(lambda root, seed: fashion_scenes(root), Augmentation(shift=0, hflip=True),
-                                  base_size=SCENE_SIZE, pad=0),
+                                  base_size=SCENE_SIZE, pad=0,
+                                  description=f"Fashion-MNIST scenes: one of {_CLOTHES} "
+                                              + _SCENE.format("items")),
     "digits_scenes": DatasetSpec(lambda root, seed: digits_scenes(), Augmentation(shift=0, hflip=False),
-                                 base_size=SCENE_SIZE, pad=0),
+                                 base_size=SCENE_SIZE, pad=0,
+                                 description="digit scenes: a handwritten digit 0-9 (scikit-learn's UCI digits) "
+                                             + _SCENE.format("digits")),
 }
 
 

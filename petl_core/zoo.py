@@ -58,6 +58,7 @@ from torch import nn
 from .analysis import class_names
 from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
 from .convpass import ConvpassConfig, add_convpass, load_convpass, save_convpass
+from .data import DatasetMissingError, dataset_spec
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
 from .train import ARCHITECTURES, BASE_SIZE, PAD, TrainConfig, prepare
@@ -200,6 +201,14 @@ def _command(config: dict, processes: int) -> str:
     return " ".join([launcher, "petl_core train", *options])
 
 
+def _describe(data: str) -> str:
+    """A dataset's description (what its images show), or its name when it declares none."""
+    try:
+        return dataset_spec(data).description or data
+    except DatasetMissingError:
+        return data
+
+
 def card_from_history(history: dict, name: str, title: str, *, backbone: str | None = None, data: str | None = None,
                       made_with: str | None = None, hardware: str | None = None) -> dict:
     """The card of a finished `petl_core.train` run, from its history.json.
@@ -235,8 +244,8 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
                           "in_chans": architecture["kwargs"]["in_chans"]},
         "accuracy": {"test": last["test_accuracy"], "test_images": run_data["test_images"], "step": last["step"]},
         "parameters": dict(history["parameters"]),
-        "data": data or (f"{config['data']}: {run_data['train_images']} training images{subset}, "
-                         f"{run_data['test_images']} test images"),
+        "data": data or (f"{_describe(config['data'])}: {run_data['train_images']:,} training images{subset}, "
+                         f"{run_data['test_images']:,} test images"),
         "augmentation": history.get("augmentation"),
         "recipe": {**{k: v for k, v in config.items() if k not in ("out", "data_root", "device", "backbone")},
                    "steps": history["steps"], "epochs": history["steps"] / history["steps_per_epoch"]},

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from petl_core import ConvpassConfig, add_convpass, create_model, zoo
 from petl_core.analysis import class_names
 from petl_core.checkpoint import CheckpointError
-from petl_core.data import digits, load_test_set, synthetic
+from petl_core.data import dataset_spec, digits, load_test_set, synthetic
 from petl_core.images import image_transform
 from petl_core.models import HubUnavailableError
 from petl_core.train import ARCHITECTURES, TrainConfig, prepare, train
@@ -101,6 +101,8 @@ def test_cards_come_from_the_run_history(runs):
         assert card["architecture"] == {"timm_name": timm_name,
                                         "kwargs": {**kwargs, "num_classes": len(card["classes"])}}
         assert card["made_with"].startswith("python -m petl_core train --method ")
+        described = dataset_spec(history["config"]["data"]).description  # what the model recognises, on what
+        assert described and card["data"].startswith(described)
         for key in ("title", "data", "recipe", "hardware", "software"):
             assert card[key]
         if name != "tiny_convpass":  # (which ships its bypasses and head only: see below)
