@@ -1,12 +1,14 @@
-"""How fast do the shipped architectures train, at the Fashion-MNIST and the scenes input sizes? A benchmark, not a
-test: the numbers that size a training budget.
+"""How fast do the shipped architectures train, at the Fashion-MNIST and the scenes input sizes and at two widths?
+A benchmark, not a test: the numbers that size a training budget.
 
-For ConViT and DeiT (the shipped pair: 9 heads × 16 channels, depth 6, 4-pixel patches) at 32×32 (8×8 grid) and
-48×48 (12×12 grid), it times `--steps` training steps of `--batch` images exactly as `petl_core.train` makes them
-(the dataset's augmentation, AdamW, label smoothing, drop path 0.1), after `--warmup` untimed steps, interleaving the
-configurations per repetition. "× 32 px" is the time of a step at 48 px over the same model's at 32 px.
+For ConViT and DeiT (9 heads, depth 6, 4-pixel patches) with 16 or 8 channels per head (the Fashion-MNIST pair and
+the scenes pair) at 32×32 (8×8 grid) and 48×48 (12×12 grid), it times `--steps` training steps of `--batch` images
+exactly as `petl_core.train` makes them (the dataset's augmentation, AdamW, label smoothing, drop path 0.1), after
+`--warmup` untimed steps, interleaving the configurations per repetition. "× 32 px" is the time of a step at 48 px
+over the same model's at 32 px; "× 16 ch" that of 8 channels per head over 16 at the same size.
 
     .venv/bin/python bench/train_speed.py [--steps 10] [--warmup 3] [--batch 128] [--reps 3] [--threads N]
+                                          [--head-dims 16 8]
 """
 from __future__ import annotations
 
@@ -26,12 +28,10 @@ sys.path.insert(0, str(ROOT))
 from petl_core.data import DATASETS  # noqa: E402
 from petl_core.train import TrainConfig, _param_groups, build_model, prepare  # noqa: E402
 
-CONFIGS = [(method, data) for method in ("convit", "deit") for data in ("fashion_mnist", "fashion_scenes")]
 
-
-def _setup(method: str, data: str, batch: int):
+def _setup(method: str, data: str, head_dim: int, batch: int):
     """The model, optimiser and a batch source for one configuration (random uint8 images of the dataset's size)."""
-    config = TrainConfig(method=method, data=data, batch=batch)
+    config = TrainConfig(method=method, data=data, batch=batch, head_dim=head_dim)
     spec = DATASETS[data]
     model = build_model(config, num_classes=10)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
@@ -58,30 +58,36 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--head-dims", type=int, nargs="+", default=[16, 8])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    steps = {key: _setup(*key, args.batch) for key in CONFIGS}
+    configs = [(method, data, width) for width in args.head_dims for method in ("convit", "deit")
+               for data in ("fashion_mnist", "fashion_scenes")]
+    steps = {key: _setup(*key, args.batch) for key in configs}
     generator = torch.Generator().manual_seed(0)
     for step in steps.values():
         for _ in range(args.warmup):
             step(generator)
-    seconds = {key: [] for key in CONFIGS}
+    seconds = {key: [] for key in configs}
     for rep in range(args.reps):
-        for key in CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]:
+        for key in configs[rep % len(configs):] + configs[:rep % len(configs)]:
             start = time.perf_counter()
             for _ in range(args.steps):
                 steps[key](generator)
             seconds[key].append((time.perf_counter() - start) / args.steps)
     print(f"{args.threads} threads, batch {args.batch}, {args.steps} steps × {args.reps} repetitions, "
           f"torch {torch.__version__}\n")
-    print("| model | input | grid | ms per step | images/s | × 32 px |\n|---|---:|---:|---:|---:|---:|")
-    for method, data in CONFIGS:
-        median = statistics.median(seconds[(method, data)])
-        base = statistics.median(seconds[(method, "fashion_mnist")])
+    print("| model | channels per head | input | grid | ms per step | images/s | × 32 px | × 16 ch |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
+    median = {key: statistics.median(values) for key, values in seconds.items()}
+    for method, data, width in configs:
         size = DATASETS[data].input_size
-        print(f"| {method} | {size}×{size} | {size // 4}×{size // 4} | {1000 * median:.0f} | "
-              f"{args.batch / median:.0f} | {median / base:.2f} |")
+        time_ = median[(method, data, width)]
+        wide = median.get((method, data, 16))
+        narrower = f"{time_ / wide:.2f}" if wide else "–"
+        print(f"| {method} | {width} | {size}×{size} | {size // 4}×{size // 4} | {1000 * time_:.0f} | "
+              f"{args.batch / time_:.0f} | {time_ / median[(method, 'fashion_mnist', width)]:.2f} | {narrower} |")
     return 0
 
 

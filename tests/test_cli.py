@@ -181,8 +181,22 @@ def test_offline_hub_is_one_line_and_nonzero_exit(photo, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not (ROOT / "assets" / "models" / "convit_fmnist" / "card.json").is_file(),
-                    reason="the shipped models are not in assets/ yet")
+def test_analyze_without_a_model_uses_the_default_scenes_model_on_a_test_scene(tmp_path):
+    from petl_core import zoo
+    from petl_core.analysis import analyze
+    from petl_core.images import load_image
+
+    scene = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+    assert main(["analyze", str(scene), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "analysis.json").read_text())
+    card = zoo.read_card(zoo.ASSETS / zoo.DEFAULT_MODEL)
+    side = card["architecture"]["kwargs"]["img_size"]
+    assert report["weights"] == "shipped" and report["input_size"] == [1, side, side] and report["grid"] == [12, 12]
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    direct = analyze(loaded.model, loaded.preprocess(load_image(scene)).unsqueeze(0)).summary()["top5"]
+    assert [e["label"] for e in report["top5"]] == [e["label"] for e in direct]
+
+
 def test_analyze_a_shipped_model(tmp_path):
     out = tmp_path / "out"
     result = _run("analyze", str(ROOT / "assets" / "examples" / "chelsea.png"), "--model", "convit_fmnist",
