@@ -365,7 +365,7 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                     "runs": len(configs), "trained_now": sum(1 for r in records if r.get("threads")),
                     "wall_time_s": round(time.perf_counter() - started, 1)}
-    if train:
+    if train and suite_record["trained_now"]:  # a call that only re-ships keeps the record of the one that trained
         (results / "suite.json").write_text(json.dumps(suite_record, indent=1))
     return suite_record
 
