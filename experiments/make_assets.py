@@ -97,8 +97,8 @@ BUDGETS = {
     "2h": Budget("2h", shipped_epochs=4, shipped_eval_points=14, sample_steps=400, sample_eval_points=4, seeds=(0,)),
     "long": Budget("long", shipped_epochs=6, shipped_eval_points=18, sample_steps=600, sample_eval_points=6,
                    seeds=(0, 1)),
-    # The scenes task at 8 channels per head (0.39 M parameters: 1.6× faster per step than 16 at 48 px on a CPU,
-    # bench/train_speed.py). Σlr of the paper recipe over 1,000 steps ≈ 0.5; the variant's GPSA group gets 50× it.
+    # The scenes task at 8 channels per head (0.39 M parameters; bench/train_speed.py times both widths). Σlr of the
+    # paper recipe over 1,000 steps is 0.505; the variant's GPSA group gets 50× it (25.2: results/scenes histories).
     "scenes": Budget("scenes", shipped_epochs=0, shipped_eval_points=15, sample_steps=1000, sample_eval_points=6,
                      seeds=(0, 1, 2), petl_epochs=50, sample_fractions=(0.05, 0.3, 1.0), petl_shots=(None,),
                      source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=1000,
