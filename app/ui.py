@@ -76,9 +76,16 @@ def analyze(image: str | None, model: str, weights: str | None, query: str = "ce
 
 def _analyze_if_image(image: str | None, model: str, weights: str | None, query: str,
                       progress: gr.Progress = gr.Progress()) -> tuple:
+    """`analyze` after the image or the model changed, and the query: kept, or back to the centre patch when it does
+    not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
     if not image:
-        return (gr.skip(),) * 6
-    return analyze(image, model, weights, query, progress)
+        return (gr.skip(),) * 7
+    grid = service.result_for(image, model, weights, progress).trace.grid
+    try:
+        service.parse_query(query, grid)
+    except gr.Error:
+        query = "center"
+    return (*analyze(image, model, weights, query, progress), query)
 
 
 def _controls(image: str | None, model: str, weights: str | None, layer: float, head: float,
@@ -195,7 +202,7 @@ def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_
         run.click(analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
             _controls, control_inputs, controls, api_visibility="private")
         gr.on([c.image.change, c.model.change, c.weights.change], _analyze_if_image, analysis_inputs,
-              analysis_outputs, api_visibility="private", trigger_mode="always_last").success(
+              [*analysis_outputs, c.query], api_visibility="private", trigger_mode="always_last").success(
             _controls, control_inputs, controls, api_visibility="private")
         c.picker.select(_pick, [c.image, c.model, c.weights, c.picker], c.query, api_visibility="private")
         use_cls.click(lambda: "cls", None, c.query, api_visibility="private")

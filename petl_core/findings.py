@@ -17,6 +17,7 @@ __all__ = [
     "RESULTS",
     "SHIPPED_BUDGETS",
     "budgets",
+    "first_budget_with",
     "load_results",
     "petl_summary",
     "sample_efficiency_summary",
@@ -42,6 +43,11 @@ def budgets(root: str | Path | None = None) -> list[str]:
     found = sorted(p.name for p in Path(root or RESULTS).glob("*") if p.is_dir() and any(p.glob("*.json")))
     order = {name: i for i, name in enumerate(SHIPPED_BUDGETS)}
     return sorted(found, key=lambda name: order.get(name, len(order)))
+
+
+def first_budget_with(name: str, root: str | Path | None = None) -> str | None:
+    """The first budget (in `budgets` order, shipped ones first) that has `name` results, or None."""
+    return next((b for b in budgets(root) if load_results(name, b, root) is not None), None)
 
 
 def load_results(name: str, budget: str = SHIPPED_BUDGETS[0], root: str | Path | None = None) -> dict | None:

@@ -183,7 +183,7 @@ def test_every_tab_renders(page):
     open_tab(page, "Findings")
     expect(page.locator("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img").first).to_be_visible()
     protocol = page.locator("#findings-sample-text")
-    shown = next(b for b in findings.budgets() if findings.load_results("sample_efficiency", b))
+    shown = findings.first_budget_with("sample_efficiency")
     expect(protocol).to_contain_text(findings.load_results("sample_efficiency", shown)["protocol"])
     page.locator("#findings-budget").get_by_text("long", exact=True).click()  # another budget redraws both
     expect(protocol).to_contain_text(findings.load_results("sample_efficiency", "long")["protocol"])

@@ -230,7 +230,8 @@ def test_malformed_parameters_each_get_a_sentence(server, http):
         ("bypass", "bypass block as text"): ([image, "convpass_digits", None, "two", "attn"],
                                              "block with a bypass 'two' does not exist here; choose one of 0-5"),
         ("analyze", "model as a list"): ([image, ["convit_fmnist"], None, "cls"],
-                                        "['convit_fmnist'] is not a model of this app; it has convit_fmnist, "),
+                                        "['convit_fmnist'] is not a model of this app; it has "
+                                        f"{next(iter(zoo.SHIPPED))}, "),
         ("analyze", "model as None"): ([image, None, None, "cls"], "Choose a model first."),
         ("analyze", "image as a number"): ([5, "convit_fmnist", None, "cls"], "An input has the wrong form"),
         ("analyze", "no image"): ([None, "convit_fmnist", None, "cls"], "Upload an image (or pick an example) first."),

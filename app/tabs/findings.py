@@ -47,9 +47,8 @@ def _table_petl(summary: dict) -> str:
 
 
 def _default_budget() -> str | None:
-    """The first budget (shipped ones first) with sample-efficiency or PETL results."""
-    return next((b for b in findings.budgets() if findings.load_results("sample_efficiency", b)
-                 or findings.load_results("petl", b)), None)
+    """The first budget (shipped ones first) with sample-efficiency results, else with PETL results."""
+    return findings.first_budget_with("sample_efficiency") or findings.first_budget_with("petl")
 
 
 def render(budget: str | None = None) -> tuple:
