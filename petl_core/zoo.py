@@ -61,7 +61,8 @@ from .convpass import ConvpassConfig, add_convpass, load_convpass, save_convpass
 from .data import DatasetMissingError, dataset_spec
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
-from .train import ARCHITECTURES, BASE_SIZE, PAD, TrainConfig, prepare
+from .train import BASE_SIZE, PAD, TrainConfig, prepare
+from .train import architecture as architecture_of
 
 __all__ = [
     "ASSETS",
@@ -230,10 +231,9 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
         f", {config['fraction']:.0%} of the training set" if config.get("fraction", 1.0) < 1.0 else "")
     base_size, pad = run_data.get("base_size", BASE_SIZE), run_data.get("pad", PAD)  # older runs: 28 + 2·2
     # Older runs did not record their architecture: the 16-channel pair of ARCHITECTURES
-    architecture = history.get("architecture") or {
-        "timm_name": ARCHITECTURES[method if method in ARCHITECTURES else "deit"][0],
-        "kwargs": {**ARCHITECTURES[method if method in ARCHITECTURES else "deit"][1],
-                   "img_size": base_size + 2 * pad, "num_classes": len(classes)}}
+    timm_name, kwargs = architecture_of(method, base_size + 2 * pad)
+    architecture = history.get("architecture") or {"timm_name": timm_name,
+                                                   "kwargs": {**kwargs, "num_classes": len(classes)}}
     card = {
         "name": name,
         "title": title,
@@ -279,8 +279,10 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
             raise CheckpointError(f"{run_dir} has no {file}: is it a finished petl_core.train run?")
     history = json.loads((run_dir / "history.json").read_text())
     card = card_from_history(history, name, title, **card_options)
-    backbone = _entry(card["backbone"], root) if "convpass" in card and re.fullmatch(
-        r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(card.get("backbone"))) else None
+    try:
+        backbone = _entry(card["backbone"], root) if "convpass" in card else None
+    except ValueError:  # a file path, not an entry name: nothing to refer to
+        backbone = None
     adapted = None
     if backbone is not None and (backbone / "card.json").is_file():
         adapted = _build(card, run_dir / "model.safetensors")
