@@ -16,8 +16,8 @@ every gate at σ(1) ≈ 0.73, so the model begins local.
 end up nearly ignoring position, while some early heads stay local. **What this project measured** is in the note
 above the plots, read from the shown run's history. Adam moves a parameter by at most about its learning rate per
 step, so a gate can travel at most Σlr (the run's summed learning rate, also in the note): the paper's recipe gives
-Σlr ≈ 190; a short CPU run with the same recipe about 1, too little to move σ(λ) far. Drag the slider to see each
-evaluation point. The Findings tab and docs/findings.md say more.
+Σlr ≈ 190; the CPU runs shipped here with the same recipe 0.5-1.4, too little to move σ(λ) far. Drag the
+slider to see each evaluation point. The Findings tab and docs/findings.md say more.
 """
 
 
