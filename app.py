@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Inductive Bias Explorer on {device}; preloaded: {', '.join(preloaded) or 'nothing'}", flush=True)
     demo = guard(build_demo(default_model=args.model, files_ttl_s=args.files_ttl), args.concurrency)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
-    scratch.start_sweeper(args.files_ttl)
+    scratch.start_sweeper(args.files_ttl, demo)
     _stop_on_sigterm(demo)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,

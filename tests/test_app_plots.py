@@ -13,6 +13,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from gradio.route_utils import delete_files_created_by_app
 from matplotlib.figure import Figure
 
 from app import plots, scratch, service
@@ -140,3 +141,38 @@ def test_sweep_deletes_old_scratch_files_and_empty_cache_folders(tmp_path, monke
         os.utime(path, (time.time() - 120, time.time() - 120))
     assert scratch.sweep(60) == 2
     assert not old.exists() and not emptied.exists() and fresh.exists() and (kept / "upload.png").exists()
+
+
+class _SetARequestGrows(set):
+    """A file set to which a request adds a file while the first walk over it is under way."""
+
+    def __iter__(self):
+        files = super().__iter__()
+        first = next(files)
+        if not getattr(self, "grown", False):
+            self.grown = True
+            self.add(first + ".new")
+        yield first
+        yield from files
+
+
+def test_sweep_survives_the_race_that_stops_gradios_own_file_deletion(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+
+    def cache(name: str) -> Path:
+        path = tmp_path / "gradio" / name / "attention.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        return path
+
+    blocks = gr.Blocks()
+    blocks.temp_file_sets.append(_SetARequestGrows({str(cache("0a1b"))}))
+    with pytest.raises(RuntimeError, match="changed size during iteration"):  # what ends Gradio's schedule
+        delete_files_created_by_app(blocks, 0)
+    blocks.temp_file_sets[-1] = _SetARequestGrows({str(cache("0a1b"))})
+    scratch.sweep(0, blocks)  # meets the same race and carries on
+    later = cache("2c3d")
+    blocks.temp_file_sets[-1].add(str(later))
+    scratch.sweep(0, blocks)
+    assert not later.exists()
