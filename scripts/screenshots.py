@@ -3,9 +3,10 @@ headless Chromium (Debian's /usr/bin/chromium through Playwright) at 1400×1000 
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 
-Views: attention (chelsea.png, a patch clicked), gpsa, gates, nonlocality, compare, findings and convpass (model
-convpass_digits on a drawn digit). Each PNG is the full page, reduced to fewer colours when it would be larger than
---max-kb, and cut to the views below the shared inputs when even that is too large.
+Views: attention (the default model on a test scene of its task, a patch on the item clicked), gpsa, gates,
+nonlocality, compare, findings and convpass (the first shipped Convpass model on a test scene of its task). Each PNG
+is the full page, reduced to fewer colours when it would be larger than --max-kb, and cut to the views below the
+shared inputs when even that is too large.
 """
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ from pathlib import Path
 
 from app_server import start_app, stop_app  # this folder is on sys.path when the script runs
 from browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on
-from PIL import Image, ImageDraw
+from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
-CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
+sys.path.insert(0, str(ROOT))
+from petl_core import zoo  # noqa: E402
+from petl_core.analysis import analyze  # noqa: E402
+from petl_core.images import load_image  # noqa: E402
+
+EXAMPLES = ROOT / "assets" / "examples"
+SCENE = EXAMPLES / "scene_pullover.png"  # a large item with a piece of a shoe below it
+ON_THE_ITEM = (0.3, 0.45)  # where the patch clicked lies, as fractions of width and height
+DIGIT_SCENE = EXAMPLES / "digit_scene_3.png"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,14 +45,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def digit_image(path: Path) -> Path:
-    """A handwritten-looking 7, white on black like the digits the Convpass model was adapted to."""
-    image = Image.new("L", (280, 280), 0)
-    draw = ImageDraw.Draw(image)
-    draw.line([(70, 62), (205, 58), (200, 75), (115, 228)], fill=255, width=26, joint="curve")
-    draw.line([(110, 145), (190, 142)], fill=255, width=20)
-    image.save(path)
-    return path
+def top1(model: str, path: Path) -> str:
+    """`model`'s top-1 class for the image at `path`, computed without the app (what the page must show)."""
+    loaded = zoo.load(model)
+    return analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0)).summary()["top5"][0]["label"]
+
+
+def grid(model: str) -> int:
+    """Patches per side of a shipped model."""
+    kwargs = zoo.read_card(zoo.ASSETS / model)["architecture"]["kwargs"]
+    return kwargs["img_size"] // kwargs["patch_size"]
 
 
 # --------------------------------------------------------------------------------------------------- waiting
@@ -102,22 +113,25 @@ def _fewer_colours(png: bytes, colours: int) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------- the views
-def take(page: Page, url: str, out: Path, tmp: Path, timeout: float, max_kb: int) -> list[Path]:
+def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[Path]:
     ms = timeout * 1000
     saved = []
     page.goto(url)
     page.wait_for_selector(FILE_INPUT, state="attached", timeout=ms)
 
-    page.set_input_files(FILE_INPUT, str(CHELSEA))
-    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text("Bag", timeout=ms)
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1(zoo.DEFAULT_MODEL, SCENE),
+                                                                                  timeout=ms)
     image_in(page, "picker", timeout)
     image_in(page, "attention-grid", timeout)
     settle(page, timeout)
     picture = page.locator("#picker img").first
-    picture.click(position=point_on(picture, 0.4, 0.45))  # patch (3, 3) of the 8×8 grid, on the cat's face
-    expect(page.locator("#query textarea, #query input").first).to_have_value("3,3", timeout=ms)
-    expect(page.locator("#attention-enlarged .js-plotly-plot")).to_contain_text("attention of the patch (3, 3)",
-                                                                                timeout=ms)
+    fx, fy = ON_THE_ITEM
+    row, col = int(fy * grid(zoo.DEFAULT_MODEL)), int(fx * grid(zoo.DEFAULT_MODEL))
+    picture.click(position=point_on(picture, fx, fy))
+    expect(page.locator("#query textarea, #query input").first).to_have_value(f"{row},{col}", timeout=ms)
+    expect(page.locator("#attention-enlarged .js-plotly-plot")).to_contain_text(
+        f"attention of the patch ({row}, {col})", timeout=ms)
     settle(page, timeout)
     saved.append(save(page, out / "attention.png", max_kb))
 
@@ -152,15 +166,18 @@ def take(page: Page, url: str, out: Path, tmp: Path, timeout: float, max_kb: int
     saved.append(save(page, out / "findings.png", max_kb))
 
     open_tab(page, "Convpass bypasses")
+    convpass = next(name for name, family in zoo.SHIPPED.items() if family == "convpass")
     page.locator("#model input").click()
-    page.get_by_role("option", name="convpass_digits (shipped)").click()
-    expect(page.locator("#model input")).to_have_value("convpass_digits (shipped)")
+    page.get_by_role("option", name=f"{convpass} (shipped)").click()
+    expect(page.locator("#model input")).to_have_value(f"{convpass} (shipped)")
     image_in(page, "bypass-maps", timeout)
     settle(page, timeout)
     before = page.locator("#bypass-maps img").first.get_attribute("src")
-    page.set_input_files(FILE_INPUT, str(digit_image(tmp / "digit-7.png")))
+    page.set_input_files(FILE_INPUT, str(DIGIT_SCENE))
     page.wait_for_function("before => { const i = document.querySelector('#bypass-maps img'); "
                            "return i && i.getAttribute('src') !== before && i.complete; }", arg=before, timeout=ms)
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1(convpass, DIGIT_SCENE),
+                                                                                  timeout=ms)
     plotly_in(page, "bypass-share", timeout)
     image_in(page, "bypass-channels", timeout)
     settle(page, timeout)
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             context.set_default_timeout(args.timeout * 1000)
             expect.set_options(timeout=args.timeout * 1000)
             try:
-                take(context.new_page(), url, args.out.resolve(), tmp, args.timeout, args.max_kb)
+                take(context.new_page(), url, args.out.resolve(), args.timeout, args.max_kb)
             finally:
                 context.close()
     finally:
