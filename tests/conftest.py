@@ -1,4 +1,5 @@
-"""Shared fixtures: the app started as a real server (`python app.py`) on a free local port."""
+"""Shared fixtures: the app started as a real server (`python app.py`) on a free local port; and the default
+selection: tests marked `slow` or `browser` run only with `--full` (as CI does) or when `-m` asks for them."""
 from __future__ import annotations
 
 import subprocess
@@ -6,6 +7,22 @@ import subprocess
 import pytest
 
 from scripts.app_server import start_app, stop_app
+
+LONG = ("slow", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help=f"also run the tests marked {' or '.join(LONG)} (the README's test command and CI do)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full") or config.option.markexpr:
+        return
+    left_out = [item for item in items if any(item.get_closest_marker(name) for name in LONG)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 
 from petl_core import findings, zoo
 from petl_core.analysis import analyze
+from petl_core.checkpoint import MAX_WEIGHTS_BYTES
 from petl_core.figures import query_maps
 from petl_core.images import load_image
 from petl_core.metrics import bypass_maps, positional_centres
@@ -330,16 +332,20 @@ def test_concurrent_requests_keep_their_own_results(client, app_server, tmp_path
     assert len({json.dumps(s["nonlocality"]["per_head"]) for s in together}) == len(images)
 
 
-def test_upload_size_is_capped(client, tmp_path):
+def test_upload_size_is_capped(client, app_server, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(io.BytesIO(b"\x00" * (21 << 20)).getvalue())
     with pytest.raises(AppError, match="This image is 21 MiB; the limit is 20 MiB"):
         client.predict(handle_file(big), "convit_fmnist", None, "cls", api_name="/analyze")
     huge = tmp_path / "huge.bin"
     with huge.open("wb") as f:  # over the weights limit, the largest upload the server takes
-        f.truncate(351 << 20)
-    with pytest.raises(Exception, match="(?i)exceed|size|large"):
+        f.truncate(MAX_WEIGHTS_BYTES + 1)
+    # the client reads the server's limit and refuses before sending; a sender that ignores it gets a 413
+    with pytest.raises(ValueError, match=f"exceeds the maximum file size of {MAX_WEIGHTS_BYTES} bytes"):
         client.predict(handle_file(CHELSEA), "deit_fmnist", handle_file(huge), "cls", api_name="/analyze")
+    with huge.open("rb") as f:
+        response = httpx.post(f"{app_server}gradio_api/upload", files={"files": ("huge.bin", f)}, timeout=180)
+    assert response.status_code == 413 and "File size exceeded" in response.text
 
 
 def test_every_view_exports_its_figures_and_numbers(client):

@@ -20,6 +20,8 @@ from petl_core.analysis import analyze  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on  # noqa: E402
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

@@ -9,6 +9,8 @@ import pytest
 from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_suite
 from petl_core import findings, zoo
 
+pytestmark = pytest.mark.slow
+
 TINY = Budget("tiny", shipped_epochs=1, shipped_eval_points=1, sample_steps=2, sample_eval_points=1, seeds=(0,),
               petl_epochs=1, sample_fractions=(0.5,), petl_shots=(1, None), gate_grad_batches=2,
               petl_lr_grid=(("linear", (1e-2, 1e-3)),), petl_val_images=32)

@@ -289,6 +289,7 @@ def test_one_concurrency_limit_for_the_whole_app(app_server, http, tmp_path):
     assert peak == 2, sorted((round(r["start"] - events[0][0], 3), round(r["end"] - events[0][0], 3)) for r in results)
 
 
+@pytest.mark.slow
 def test_sixteen_clients_all_served_with_bounded_memory(app_process, tmp_path):
     process, app_server = app_process
     images = [_image(tmp_path, 100 + i) for i in range(64)]
@@ -314,6 +315,7 @@ def _disk_mb(*folders: Path) -> float:
         / 2**20
 
 
+@pytest.mark.slow
 def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
     """Several hundred calls of every kind; uploads and exports live 8 s, so disk returns to its floor and memory
     stops growing after the warm-up."""
@@ -352,6 +354,7 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
     assert call(http, url, "analyze", [upload(http, url, CHELSEA), "convit_fmnist", None, "cls"])[2]["top5"]
 
 
+@pytest.mark.slow
 def test_sigterm_lets_running_requests_finish(tmp_path):
     preload = "convit_fmnist deit_tiny_patch16_224.fb_in1k deit_fmnist convpass_digits"  # the hub is off
     process, url = start_app(tmp_path, 180, forced={**SERVER_ENV, "EXPLORER_PRELOAD": preload})

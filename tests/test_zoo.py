@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import socket
 from dataclasses import asdict
 
 import numpy as np
@@ -161,12 +161,21 @@ def test_preprocess_is_the_evaluation_path(runs):
     assert loaded.preprocess(Image.new("RGB", (4000, 3000), "white")).shape == (1, 32, 32)
 
 
-def test_shipped_models_load_fast(runs):
+def test_shipped_models_are_built_without_random_initialisation(runs, monkeypatch):
+    """What makes loading fast (bench/model_load.py times it): timm builds the architecture on the meta device, once."""
+    devices = []
+
+    def construct(card):
+        devices.append(torch.get_default_device().type)
+        return build(card)
+
+    build = zoo._construct
+    monkeypatch.setattr(zoo, "_construct", construct)
     for name in ("tiny_convit", "tiny_deit", "tiny_convpass"):
-        zoo.load(name, root=runs["root"])  # warm-up: imports, first-call allocations
-        start = time.perf_counter()
-        zoo.load(name, root=runs["root"])
-        assert time.perf_counter() - start < 1.0
+        devices.clear()
+        model = zoo.load(name, root=runs["root"]).model
+        assert devices == ["meta"], name
+        assert all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
 
 
 def test_shipped_errors_are_clear(runs, tmp_path):
@@ -196,22 +205,33 @@ def test_shipped_errors_are_clear(runs, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- hub
-def test_hub_entries_are_listed_and_unavailable_offline(no_hub):
-    start = time.perf_counter()
+@pytest.fixture
+def connections(monkeypatch) -> list[tuple]:
+    """Every TCP connection opened (each is refused at once): (address, timeout)."""
+    opened = []
+
+    def connect(address, timeout=None, *args, **kwargs):
+        opened.append((address, timeout))
+        raise ConnectionRefusedError("refused by the test")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return opened
+
+
+def test_hub_entries_are_listed_and_unavailable_offline(no_hub, connections):
     hub = [e for e in zoo.list_models() if e.source == "hub"]
-    assert time.perf_counter() - start < 5.0
+    assert connections == []  # the offline flag is enough: no probe
     assert [e.name for e in hub] == HUB_NAMES
     assert all(not e.available and "HF_HUB_OFFLINE" in e.reason for e in hub)
     assert [e.name for e in hub if e.convpass_ready] == ["vit_base_patch16_224.orig_in21k"]
     assert {e.family for e in hub} == {"convit", "vit"}
 
 
-def test_hub_load_offline_fails_at_once_in_one_sentence(no_hub, monkeypatch):
+def test_hub_load_offline_fails_at_once_in_one_sentence(no_hub, connections, monkeypatch):
     monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
-    start = time.perf_counter()
     with pytest.raises(HubUnavailableError) as error:
         zoo.load("convit_tiny.fb_in1k")
-    assert time.perf_counter() - start < 5.0
+    assert connections == []
     message = str(error.value)
     assert message.startswith("convit_tiny.fb_in1k needs its weights from the Hugging Face hub")
     assert "pass a local weights file instead." in message and "\n" not in message and message.count(". ") == 0
@@ -227,10 +247,17 @@ def test_hub_load_unreachable_fails_fast_without_the_offline_flag(monkeypatch, t
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
-    start = time.perf_counter()
+    opened, connect = [], socket.create_connection
+
+    def counted(address, timeout=None, *args, **kwargs):
+        opened.append((address, timeout))
+        return connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counted)
     with pytest.raises(HubUnavailableError, match="cannot be reached from here; pass a local weights file instead"):
         zoo.load("deit_small_patch16_224.fb_in1k")
-    assert time.perf_counter() - start < 5.0
+    # one probe, bounded in time (a thread bounds a hanging DNS lookup too), and no download attempted
+    assert opened == [(("127.0.0.1", 9), zoo._HUB_TIMEOUT_S)]
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -321,10 +348,7 @@ def test_load_local_run_and_timm_files(runs, tmp_path):
 # --------------------------------------------------------------------------------------------------- the real ones
 @pytest.mark.parametrize("name", list(zoo.SHIPPED))
 def test_real_shipped_models(name):
-    loaded = zoo.load(name, root=zoo.ASSETS)  # warm-up
-    start = time.perf_counter()
     loaded = zoo.load(name, root=zoo.ASSETS)
-    assert time.perf_counter() - start < 1.0
     assert not loaded.model.training and loaded.model.label_names == loaded.card["classes"]
     if loaded.card["method"].startswith("convpass"):
         assert loaded.card["backbone"] in zoo.SHIPPED
@@ -338,6 +362,7 @@ def test_real_shipped_models(name):
 _SHIPPED_BEFORE_SNAPSHOTS = ("convit_fmnist", "deit_fmnist", "convpass_digits")  # trained before snapshots existed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(zoo.SHIPPED))
 def test_shipped_accuracy_is_remeasured_on_the_fixed_test_set(name):
     """The card's test accuracy, measured again here on the whole fixed test set of the data it names."""
