@@ -27,8 +27,10 @@ from app.uploads import MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, allowed_file, read_u
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
 from petl_core.images import load_image, to_display
-from petl_core.metrics import nonlocality, positional_centres
+from petl_core.metrics import nonlocality
 from petl_core.probe import Trace
+from petl_core.query import Query
+from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
 __all__ = [
@@ -66,8 +68,6 @@ class Result:
     analysis: Analysis
     init_nonlocality: list[torch.Tensor]
     """Per block: (H,) nonlocality of the same architecture at initialisation on the same input, in patches."""
-    centres: list[tuple[torch.Tensor, torch.Tensor]]
-    """Per GPSA block (trace.gated_blocks): positional centres Δ_h (H, 2) in patches and strengths α_h (H,)."""
 
     @property
     def trace(self) -> Trace:
@@ -194,20 +194,6 @@ def _initial_model(name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Mo
 
 
 # --------------------------------------------------------------------------------------------------- analyses
-def _to_cpu(trace: Trace) -> Trace:
-    def move(value):
-        if isinstance(value, torch.Tensor):
-            return value.detach().cpu()
-        if isinstance(value, list):
-            return [move(v) for v in value]
-        if isinstance(value, dict):
-            return {k: move(v) for k, v in value.items()}
-        return value
-
-    return replace(trace, **{f: move(getattr(trace, f)) for f in ("logits", "attention", "content", "positional",
-                                                                   "gates", "bypass")})
-
-
 @_gpu
 def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tuple[Analysis, list[torch.Tensor]]:
     """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
@@ -221,7 +207,7 @@ def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tupl
                        f"its weights overflow.")
     start = analyze(initial, inputs.to(_state.device)).trace
     init = [nonlocality(a, start.grid, p)[0].cpu() for a, p in zip(start.attention, start.num_prefix, strict=True)]
-    analysis = replace(analysis, trace=_to_cpu(analysis.trace), nonlocality=[v.cpu() for v in analysis.nonlocality])
+    analysis = replace(analysis, trace=analysis.trace.to("cpu"), nonlocality=[v.cpu() for v in analysis.nonlocality])
     return analysis, init
 
 
@@ -248,27 +234,17 @@ def result_for(image: str | None, model_name: str, weights: str | None = None,
     inputs = loaded.preprocess(picture).unsqueeze(0)
     analysis, init = _forward(loaded.model, initial, inputs)
     config = {k: np.atleast_1d(loaded.card["preprocessing"][k]).tolist() for k in ("mean", "std")}
-    centres = [positional_centres(loaded.model.blocks[b].attn.pos_proj.weight.cpu())
-               for b in analysis.trace.gated_blocks]
-    result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init, centres)
+    result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init)
     with _state.lock:
         return _remember(_state.results, key, result, RESULTS_KEPT)
 
 
-def parse_query(query: str | None, grid: tuple[int, int]) -> str | tuple[int, int]:
-    """'cls' (or empty) -> 'cls'; 'center' -> the middle patch; 'row,col' -> (row, col) checked against the grid."""
-    text = (query or "cls").strip().lower()
-    if text in ("cls", "class", "class token"):
-        return "cls"
-    if text in ("center", "centre"):
-        return grid[0] // 2, grid[1] // 2
+def parse_query(query: str | None, grid: tuple[int, int]) -> Query:
+    """petl_core's query parser (cls, center or row,col, checked against the grid), its refusal as a gr.Error."""
     try:
-        row, col = (int(v) for v in text.strip("()").split(","))
-    except ValueError:
-        raise gr.Error(f"Query {shorten(repr(query), 60)} is not 'cls', 'center' or 'row,col'.") from None
-    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
-        raise gr.Error(f"Patch ({row}, {col}) is outside the {grid[0]}×{grid[1]} patch grid.")
-    return row, col
+        return query_from_text(query, grid)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
 
 
 def parse_index(value, what: str, valid: list[int], optional: bool = False) -> int:

@@ -66,7 +66,7 @@ def analyze(image: str | None, model: str, weights: str | None, query: str = "ce
     summary = {"model": model, **result.analysis.summary(),
                "init_nonlocality_per_head": [v.tolist() for v in result.init_nonlocality]}
     top5 = {d["label"]: d["probability"] for d in summary["top5"]}
-    gates = (plots.gates_heatmap(trace.gates.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
+    gates = (plots.gates_heatmap(trace.gate_matrix.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
              if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
     nonlocality = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
                                                  [v.numpy() for v in result.init_nonlocality],

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +31,7 @@ from .figures import attention_layer_figure, bypass_figure, conv_channels_figure
 from .images import ImageError, data_config, image_transform, load_image, to_display
 from .metrics import bypass_maps
 from .models import HubUnavailableError, create_model
+from .query import parse_query
 from .runtime import resolve_device, retain_freed_memory
 from .train import TrainConfig
 
@@ -47,16 +50,6 @@ def _model_arg(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _query(text: str) -> str | tuple[int, int]:
-    if text in ("cls", "center"):
-        return text
-    try:
-        row, col = (int(v) for v in text.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"query must be 'cls', 'center' or ROW,COL, got {text!r}") from e
-    return row, col
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m petl_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--pretrained", action="store_true", help="load the timm hub weights (needs network)")
     a.add_argument("--model-arg", action="append", default=[], type=_model_arg, metavar="KEY=VALUE",
                    help="timm model argument, e.g. img_size=32 num_classes=10 (repeatable)")
-    a.add_argument("--query", type=_query, default="center",
+    a.add_argument("--query", default="center",
                    help="whose attention to draw: 'center' patch (default), 'cls', or ROW,COL")
     a.add_argument("--linear", action="store_true", help="linear colour scale (default: log, as in the paper)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -78,13 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = commands.add_parser("train", help="train or adapt a model, recording gates and nonlocality over time",
                             description=train_module.__doc__.split("\n\n")[0])
+    docs = _attribute_docs(TrainConfig)
     for f in fields(TrainConfig):
         if f.name == "extra":
             continue
+        flag = f"--{f.name.replace('_', '-')}"
+        help_text = f"{docs.get(f.name, '')} (default: {f.default})".lstrip().replace("%", "%%")  # argparse formats
+        if f.type == "bool":
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            continue
         kind = {"int": int, "float": float}.get(f.type.split(" | ")[0], str)
-        help_text = (f.metadata.get("help") or "") + f" (default: {f.default})"
-        t.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=help_text)
+        choices = train_module.METHODS if f.name == "method" else None
+        t.add_argument(flag, type=kind, default=f.default, choices=choices, help=help_text)
     return parser
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The docstring under each annotated field of a dataclass (PEP 257 attribute docstrings), first paragraph,
+    on one line: what `--help` shows for the train command's options."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field, doc in zip(body, body[1:], strict=False):
+        if (isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)):
+            docs[field.target.id] = " ".join(doc.value.value.split("\n\n")[0].split())
+    return docs
 
 
 def _device(name: str) -> torch.device:
@@ -128,9 +139,10 @@ def run_analyze(args: argparse.Namespace) -> dict:
     inputs = preprocess(image).unsqueeze(0).to(device)
     result = analyze(model, inputs)
     t = result.trace
-    query = (t.grid[0] // 2, t.grid[1] // 2) if args.query == "center" else args.query
-    if query != "cls" and not (0 <= query[0] < t.grid[0] and 0 <= query[1] < t.grid[1]):
-        raise CommandError(f"query patch {query} is outside the {t.grid[0]}x{t.grid[1]} patch grid")
+    try:
+        query = parse_query(args.query, t.grid)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +158,7 @@ def run_analyze(args: argparse.Namespace) -> dict:
         fig = attention_layer_figure(t, layer, display, query, result.patch_size, log_scale=not args.linear)
         written.append(save_figure(fig, out / f"attention_block{layer:02d}.png"))
     if t.gated_blocks:
-        written.append(save_figure(gates_figure(t.gates, t.gated_blocks), out / "gates.png"))
+        written.append(save_figure(gates_figure(t.gate_matrix, t.gated_blocks), out / "gates.png"))
     maps = {i: bypass_maps(entry, t.grid, t.num_prefix[i]) for i, entry in enumerate(t.bypass) if entry}
     if maps:
         written.append(save_figure(bypass_figure(maps, display), out / "bypass_maps.png"))

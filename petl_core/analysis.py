@@ -43,7 +43,7 @@ class Analysis:
             "top5": self.top5[index],
             "gates": {
                 "blocks": t.gated_blocks,
-                "sigma_lambda": t.gates.tolist(),
+                "sigma_lambda": t.gate_matrix.tolist(),
             },
             "nonlocality": {
                 "unit": "patches",

@@ -76,8 +76,8 @@ def attention_layer_figure(
     prefix = trace.num_prefix[layer]
     num_heads = trace.attention[layer].shape[1]
     gates = None
-    if layer in trace.gated_blocks:
-        gates = trace.gates[trace.gated_blocks.index(layer)].tolist()
+    if trace.gates[layer] is not None:
+        gates = trace.gates[layer].tolist()
     fig = Figure(figsize=(_PANEL * num_heads, _PANEL * len(parts) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(parts), num_heads, squeeze=False))
     query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"

@@ -7,21 +7,25 @@ values and leave averaging to the caller. Distances are in patches unless the na
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .grid import patch_distances
+from .models import GPSA
+from .query import Query
 
 __all__ = [
+    "GpsaHeads",
     "attention_map",
     "attention_rollout",
     "bypass_maps",
+    "gpsa_heads",
     "mean_attention_distance",
     "nonlocality",
     "positional_centres",
 ]
-
-Query = str | tuple[int, int]
 
 
 def _patch_attention(attention: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> torch.Tensor:
@@ -185,6 +189,31 @@ def positional_centres(pos_proj_weight: torch.Tensor) -> tuple[torch.Tensor, tor
     centres = w[:, :2] / (2 * strengths[:, None])
     centres[strengths <= 0] = float("nan")
     return centres, strengths
+
+
+@dataclass
+class GpsaHeads:
+    """What a GPSA block's parameters say about its heads (no image needed)."""
+
+    block: int
+    """Index in model.blocks."""
+    gates: torch.Tensor
+    """(H,) σ(λ_h): the weight of positional attention (1 - σ goes to content)."""
+    centres: torch.Tensor
+    """(H, 2) positional centres Δ_h as (dx, dy) in patches; NaN for a head without one (positional_centres)."""
+    strengths: torch.Tensor
+    """(H,) α_h: how sharply positional attention peaks at Δ_h."""
+
+
+def gpsa_heads(model: nn.Module) -> list[GpsaHeads]:
+    """Gates, centres and strengths of every GPSA block of `model` (detached, float32, on the model's device), in
+    block order; empty for a model without GPSA. The one place these are read from the parameters."""
+    found = []
+    for i, block in enumerate(model.blocks):
+        if isinstance(block.attn, GPSA):
+            centres, strengths = positional_centres(block.attn.pos_proj.weight)
+            found.append(GpsaHeads(i, torch.sigmoid(block.attn.gating_param.detach().float()), centres, strengths))
+    return found
 
 
 def bypass_maps(

@@ -5,14 +5,15 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from .capture import recording
 from .convpass import ConvpassBlock
-from .models import GPSA, instrument_is_complete
+from .metrics import gpsa_heads
+from .models import instrument_is_complete
 
 __all__ = ["Trace", "trace"]
 
@@ -36,10 +37,13 @@ class Trace:
     """Per block: GPSA content attention softmax(QKᵀ/√d) (B, H, N_i, N_i); None for other blocks."""
     positional: list[torch.Tensor | None]
     """Per block: GPSA positional attention (1, H, N_i, N_i), the same for every image; None elsewhere."""
-    gates: torch.Tensor
-    """(number of GPSA blocks, H): σ(λ), the weight of positional attention; (0, 0) without GPSA."""
-    gated_blocks: list[int]
-    """Index of the block behind each row of `gates`."""
+    gates: list[torch.Tensor | None]
+    """Per block: GPSA's σ(λ) (H,), the weight of positional attention; None for other blocks."""
+    centres: list[torch.Tensor | None]
+    """Per block: GPSA's positional centres Δ_h (H, 2) as (dx, dy) in patches (metrics.positional_centres);
+    None for other blocks."""
+    strengths: list[torch.Tensor | None]
+    """Per block: GPSA's positional strengths α_h (H,); None for other blocks."""
     bypass: list[dict | None]
     """Per block: Convpass captures, None elsewhere. For branch b in 'attn' (and 'mlp' when present):
     b the scaled bypass output (B, N_i, D), b_main the parallel main-branch output (B, N_i, D), b_conv the
@@ -48,6 +52,30 @@ class Trace:
     """(rows, cols) of the patch grid."""
     num_prefix: list[int]
     """Per block: tokens before the patch tokens (class token, registers); 0 in ConViT's GPSA blocks."""
+
+    @property
+    def gated_blocks(self) -> list[int]:
+        """Indices of the GPSA blocks (those with gates)."""
+        return [i for i, g in enumerate(self.gates) if g is not None]
+
+    @property
+    def gate_matrix(self) -> torch.Tensor:
+        """(number of GPSA blocks, H): the gates of `gated_blocks`, one row each; (0, 0) without GPSA."""
+        rows = [g for g in self.gates if g is not None]
+        return torch.stack(rows) if rows else self.logits.new_zeros(0, 0)
+
+    def to(self, device: torch.device | str) -> Trace:
+        """A copy with every tensor on `device`."""
+        def move(value):
+            if isinstance(value, torch.Tensor):
+                return value.to(device)
+            if isinstance(value, list):
+                return [move(v) for v in value]
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            return value
+
+        return Trace(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
 def trace(model: nn.Module, images: torch.Tensor) -> Trace:
@@ -64,16 +92,13 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
     grid = tuple(int(s) for s in model.patch_embed.grid_size)
     num_patches = grid[0] * grid[1]
     attention, content, positional, bypass, num_prefix = [], [], [], [], []
-    gates, gated_blocks = [], []
-    for i, block in enumerate(model.blocks):
+    heads = {h.block: h for h in gpsa_heads(model)}
+    for block in model.blocks:
         attn = recorder.get(block.attn, "attention")
         attention.append(attn)
         num_prefix.append(attn.shape[-1] - num_patches)
         content.append(recorder.get(block.attn, "content"))
         positional.append(recorder.get(block.attn, "positional"))
-        if isinstance(block.attn, GPSA):
-            gates.append(torch.sigmoid(block.attn.gating_param.detach()))
-            gated_blocks.append(i)
         if isinstance(block, ConvpassBlock):
             captured = {k: recorder.get(block, k) for k in BYPASS_KEYS}
             bypass.append({k: v for k, v in captured.items() if v is not None})
@@ -84,8 +109,9 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         attention=attention,
         content=content,
         positional=positional,
-        gates=torch.stack(gates) if gates else logits.new_zeros(0, 0),
-        gated_blocks=gated_blocks,
+        gates=[heads[i].gates if i in heads else None for i in range(len(attention))],
+        centres=[heads[i].centres if i in heads else None for i in range(len(attention))],
+        strengths=[heads[i].strengths if i in heads else None for i in range(len(attention))],
         bypass=bypass,
         grid=grid,
         num_prefix=num_prefix,

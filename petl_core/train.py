@@ -335,12 +335,11 @@ def dynamics(model: nn.Module, probe: torch.Tensor, batch: int) -> dict:
                                                                                     strict=True)]
         sums = values if sums is None else [s + v for s, v in zip(sums, values, strict=True)]
     record = {"nonlocality": [(s / len(probe)).tolist() for s in sums]}
-    gpsa = [b.attn for b in model.blocks if isinstance(b.attn, GPSA)]
-    if gpsa:
-        record["gates"] = [torch.sigmoid(a.gating_param.detach()).cpu().tolist() for a in gpsa]
-        centres = [metrics.positional_centres(a.pos_proj.weight) for a in gpsa]
-        record["centres"] = [c.tolist() for c, _ in centres]
-        record["strengths"] = [s.tolist() for _, s in centres]
+    heads = metrics.gpsa_heads(model)
+    if heads:
+        record["gates"] = [h.gates.cpu().tolist() for h in heads]
+        record["centres"] = [h.centres.cpu().tolist() for h in heads]
+        record["strengths"] = [h.strengths.cpu().tolist() for h in heads]
     return record
 
 

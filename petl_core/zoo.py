@@ -197,8 +197,11 @@ def _command(config: dict, processes: int) -> str:
     """The command line that reproduces a run: the method and the options that differ from its defaults."""
     defaults = asdict(TrainConfig(method=config["method"], backbone=config.get("backbone")))
     launcher = f"torchrun --nproc_per_node {processes} -m" if processes > 1 else "python -m"
-    options = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in config.items()
-               if k == "method" or (k != "extra" and k in defaults and v != defaults[k] and v is not None)]
+    options = []
+    for k, v in config.items():
+        if k == "method" or (k != "extra" and k in defaults and v != defaults[k] and v is not None):
+            flag = f"--{'' if v or not isinstance(v, bool) else 'no-'}{k.replace('_', '-')}"
+            options.append(flag if isinstance(v, bool) else f"{flag} {shlex.quote(str(v))}")
     return " ".join([launcher, "petl_core train", *options])
 
 

@@ -77,7 +77,7 @@ def test_analyze_convit_writes_figures_and_petl_core_numbers(photo, convit_check
     assert [e["index"] for e in report["top5"]] == top.indices.tolist()
     assert [e["probability"] for e in report["top5"]] == pytest.approx(top.values.tolist(), abs=1e-6)
     assert report["gates"]["blocks"] == list(range(10))
-    assert np.allclose(report["gates"]["sigma_lambda"], t.gates.numpy(), atol=1e-6)
+    assert np.allclose(report["gates"]["sigma_lambda"], t.gate_matrix.numpy(), atol=1e-6)
     assert np.std(report["gates"]["sigma_lambda"]) > 0.05
     per_head = np.array(report["nonlocality"]["per_head"])
     assert per_head.shape == (12, 4)
@@ -153,7 +153,7 @@ def test_bad_inputs_each_get_one_clear_line(photo, convit_checkpoint, tmp_path, 
         (["analyze", str(photo), *base, "--checkpoint", str(broken)], "not a readable safetensors file"),
         (["analyze", str(photo), *base, "--checkpoint", str(deit_file)], "does not fit this architecture"),
         (["analyze", str(photo), "--model", "convit_nano", "--out", str(tmp_path)], "unknown model 'convit_nano'"),
-        (["analyze", str(photo), *base, "--query", "9,9"], "outside the 4x4 patch grid"),
+        (["analyze", str(photo), *base, "--query", "9,9"], "outside the 4×4 patch grid"),
         (["analyze", str(photo), *base, "--model-arg", "bogus_arg=3"], "bad model argument"),
         (["analyze", str(photo), *base, "--adapter", str(convit_checkpoint)], "adapter convit.safetensors"),
     ]
@@ -229,3 +229,16 @@ def test_a_shipped_architecture_with_a_weights_file(tmp_path, capsys):
     assert main(["analyze", chelsea, "--model", "convit_fmnist", "--checkpoint",
                  str(models / "deit_fmnist" / "model.safetensors"), "--out", str(out)]) == 1
     assert "does not fit this architecture" in _error_line(capsys)
+
+
+def test_train_help_shows_each_options_docstring_and_real_choices(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--method {convit,deit,convpass,convpass_attn,linear,finetune}" in shown
+    assert "Weights of the `deit` architecture to adapt" in shown  # TrainConfig.backbone's attribute docstring
+    assert "--snapshots, --no-snapshots" in shown
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--method", "resnet"])
+    assert refused.value.code == 2 and "invalid choice: 'resnet'" in capsys.readouterr().err

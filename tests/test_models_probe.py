@@ -81,20 +81,28 @@ def test_gpsa_parts_recombine_and_match_timm(name, kwargs):
     t = trace(ours, x)
     gpsa_blocks = [i for i, b in enumerate(ours.blocks) if isinstance(b.attn, GPSA)]
     assert t.gated_blocks == gpsa_blocks == list(range(ours.local_up_to_layer))
-    assert t.gates.shape == (len(gpsa_blocks), ours.blocks[0].attn.num_heads)
+    assert t.gate_matrix.shape == (len(gpsa_blocks), ours.blocks[0].attn.num_heads)
     for row, i in enumerate(gpsa_blocks):
         ref_attn = reference.blocks[i].attn
         with torch.no_grad():
             ref_positional = ref_attn.pos_proj(ref_attn.rel_indices).permute(0, 3, 1, 2).softmax(-1)
         assert t.positional[i].shape[0] == 1  # never expanded over the batch
         assert torch.allclose(t.positional[i], ref_positional, atol=1e-6)
-        gate = t.gates[row].view(1, -1, 1, 1)
+        gate = t.gates[i].view(1, -1, 1, 1)
         mixed = (1 - gate) * t.content[i] + gate * t.positional[i]
         assert torch.allclose(mixed, t.attention[i], atol=1e-6)
-        assert torch.allclose(t.gates[row], torch.sigmoid(ref_attn.gating_param))
+        assert torch.equal(t.gate_matrix[row], t.gates[i])
+        assert torch.allclose(t.gates[i], torch.sigmoid(ref_attn.gating_param))
+        # Δ_h and α_h read from timm's own pos_proj: the positional logit peaks at Δ_h with curvature α_h
+        w = ref_attn.pos_proj.weight.detach()
+        assert torch.allclose(t.strengths[i], -w[:, 2])
+        assert torch.allclose(t.centres[i], w[:, :2] / (2 * t.strengths[i][:, None]))
     for i in range(ours.local_up_to_layer, len(ours.blocks)):
-        assert t.content[i] is None and t.positional[i] is None
+        assert t.content[i] is None and t.positional[i] is None and t.gates[i] is None and t.centres[i] is None
         assert t.num_prefix[i] == 1
+    moved = t.to("meta")
+    assert moved.attention[0].device.type == "meta" and moved.gates[0].device.type == "meta"
+    assert moved.gates[-1] is None and moved.grid == t.grid and t.attention[0].device.type == "cpu"
 
 
 def _closed_form_positional(grid: int, centres, alpha: float) -> torch.Tensor:
@@ -130,7 +138,9 @@ def test_positional_attention_at_local_init_is_the_closed_form(num_heads, alpha)
     else:
         top = t.positional[0][0, 0, centre_query].topk(4).values
         assert torch.allclose(top, torch.full((4,), 0.193), atol=5e-4)  # 4 tied keys of a 2×2 block
-    assert torch.allclose(t.gates, torch.full_like(t.gates, 0.7311), atol=1e-4)
+    assert torch.allclose(t.gate_matrix, torch.full_like(t.gate_matrix, 0.7311), atol=1e-4)
+    assert torch.allclose(t.centres[0], torch.tensor(centres))  # the layout written above, read back
+    assert torch.allclose(t.strengths[0], torch.full((num_heads,), alpha))
 
 
 def test_positional_cache_follows_weight_changes():

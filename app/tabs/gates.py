@@ -6,6 +6,7 @@ import torch
 
 from app import plots, service
 from app.tabs.common import export_row, plot, wire_export
+from petl_core.metrics import gpsa_heads
 
 LEARN = """
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
@@ -60,14 +61,14 @@ def export(model: str) -> list[str]:
     """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
     figure, note = render(model)
     _, history, _ = _shown(model)
-    gated = [(i, b.attn.gating_param) for i, b in enumerate(service.get_model(model).model.blocks)
-             if hasattr(b.attn, "gating_param")]
+    heads = gpsa_heads(service.get_model(model).model)
+    blocks = [h.block for h in heads]
     figures = {"over_training": figure}
     checkpoint = None
-    if gated:
-        checkpoint = torch.sigmoid(torch.stack([g for _, g in gated])).cpu().numpy()
-        figures["checkpoint"] = plots.gates_heatmap(checkpoint, [i for i, _ in gated], f"σ(λ) of {model}")
-    numbers = {"note": note, "checkpoint": {"blocks": [i for i, _ in gated], "sigma_lambda": checkpoint},
+    if heads:
+        checkpoint = torch.stack([h.gates for h in heads]).cpu().numpy()
+        figures["checkpoint"] = plots.gates_heatmap(checkpoint, blocks, f"σ(λ) of {model}")
+    numbers = {"note": note, "checkpoint": {"blocks": blocks, "sigma_lambda": checkpoint},
                "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
                            for e in history["entries"]] if history else []}
     return plots.export_view("gates", figures, numbers)

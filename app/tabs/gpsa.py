@@ -7,6 +7,7 @@ import numpy as np
 from app import plots, service
 from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core.figures import attention_layer_figure
+from petl_core.query import centre_patch
 
 LEARN = """
 **Gated positional self-attention (GPSA).** Each head of ConViT's first blocks mixes two attention maps:
@@ -36,12 +37,12 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
         return plots.message_figure(note), plots.message_figure(note), {}
     q = service.parse_query(query, trace.grid)
     if q == "cls":  # GPSA blocks come before the class token joins: use the centre patch
-        q = (trace.grid[0] // 2, trace.grid[1] // 2)
+        q = centre_patch(trace.grid)
     block = service.parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
     figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
                                     log_scale=log_scale)
-    gates = trace.gates.numpy()
-    centres = [(c.numpy(), s.numpy()) for c, s in result.centres]
+    gates = trace.gate_matrix.numpy()
+    centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
     centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
     numbers = {"query": list(q), "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
                "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
