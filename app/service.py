@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from app.guard import shorten
-from app.uploads import MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, allowed_file, read_upload
+from app.uploads import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
 from petl_core.images import load_image, to_display
@@ -34,7 +34,6 @@ from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
 __all__ = [
-    "MAX_PIXELS",
     "Result",
     "configure",
     "device",
@@ -47,9 +46,6 @@ __all__ = [
     "parse_query",
     "result_for",
 ]
-
-MAX_PIXELS = 25_000_000
-"""Largest upload in pixels (a 25-megapixel photo); larger ones, decompression bombs included, are refused unread."""
 
 RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
@@ -224,7 +220,7 @@ def result_for(image: str | None, model_name: str, weights: str | None = None,
         if key in _state.results:
             _state.results.move_to_end(key)
             return _state.results[key]
-    picture = load_image(data, max_pixels=MAX_PIXELS)
+    picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
     if progress:
         progress(0.2, desc=f"loading {model_name}")
     loaded = get_model(model_name, weights)

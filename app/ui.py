@@ -20,7 +20,7 @@ from app.tabs.findings import build_findings_tab
 from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
-from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_WEIGHTS_BYTES, guard_files
+from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files
 from petl_core import zoo
 
 __all__ = ["FILES_TTL_S", "analyze", "build_demo", "image_input"]
@@ -52,7 +52,7 @@ def image_input(**kwargs) -> gr.Image:
     # image_mode=None: the file as uploaded; petl_core.images.load_image does every conversion (Gradio's own would
     # clip 16-bit images and put transparent pixels on black)
     return guard_files(gr.Image(type="filepath", image_mode=None, **kwargs), MAX_IMAGE_BYTES, "image",
-                       service.MAX_PIXELS)
+                       MAX_IMAGE_PIXELS)
 
 
 def analyze(image: str | None, model: str, weights: str | None, query: str = "center",
@@ -143,14 +143,14 @@ def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 c.image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
-                                            f"{service.MAX_PIXELS // 10**6} megapixels)",
+                                            f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
                                       sources=["upload", "clipboard"], height=260, elem_id="image-input")
                 gr.Examples(_examples(), c.image,
                             label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
                 with gr.Accordion("…or draw a sketch", open=False):
                     sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
                                                       canvas_size=(280, 280), elem_id="sketch"),
-                                         MAX_IMAGE_BYTES, "sketch", service.MAX_PIXELS)
+                                         MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
                 with gr.Accordion("Your own weights (optional)", open=False):
@@ -167,7 +167,7 @@ def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_
             with gr.Column(scale=1):
                 gr.Markdown("**What the model saw**: click a patch to make it the query")
                 c.picker = guard_files(gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
-                                                buttons=["download"]), MAX_IMAGE_BYTES, "image", service.MAX_PIXELS)
+                                                buttons=["download"]), MAX_IMAGE_BYTES, "image", MAX_IMAGE_PIXELS)
                 with gr.Row():
                     # the centre patch by default: ConViT's GPSA blocks have no class token to query
                     c.query = gr.Textbox("center", label="Query: cls, center or row,col", elem_id="query", scale=2)

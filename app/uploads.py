@@ -22,12 +22,15 @@ from PIL import Image, UnidentifiedImageError
 
 from petl_core.checkpoint import MAX_WEIGHTS_BYTES
 
-__all__ = ["EXAMPLES", "MAX_IMAGE_BYTES", "MAX_WEIGHTS_BYTES", "NOT_UPLOADED", "allowed_file", "check_paths",
-           "guard_files", "read_upload"]
+__all__ = ["EXAMPLES", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MAX_WEIGHTS_BYTES", "NOT_UPLOADED", "allowed_file",
+           "check_paths", "guard_files", "read_upload"]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_IMAGE_BYTES = 20 * 2**20
 """Largest image file accepted (20 MiB); weights files may be up to MAX_WEIGHTS_BYTES (hub ViT-B is 330 MB)."""
+MAX_IMAGE_PIXELS = 25_000_000
+"""Largest upload in pixels (a 25-megapixel photo), refused from its header (decompression bombs included): stricter
+than petl_core.images.MAX_PIXELS, the library's default for one local user, as a public server decodes for all."""
 
 NOT_UPLOADED = "This file was not uploaded to this app: upload it through the page (or the API's upload route) first."
 

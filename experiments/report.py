@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from petl_core import findings
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "assets" / "results"
+RESULTS = findings.RESULTS
 FIGURES = ROOT / "docs" / "figures"
 
 def gates_figure(history: dict) -> Figure:
