@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from petl_core.data import DATASETS  # noqa: E402
-from petl_core.train import TrainConfig, _param_groups, build_model, prepare  # noqa: E402
+from petl_core.preprocess import prepare  # noqa: E402
+from petl_core.train import TrainConfig, _param_groups, build_model  # noqa: E402
 
 
 def _setup(method: str, data: str, head_dim: int, batch: int):

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .preprocess import BASE_SIZE, PAD
+
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_CLASSES",
@@ -417,8 +419,8 @@ class DatasetSpec:
     load: Callable[[str | None, int], tuple[ImageSet, ImageSet]]
     """(root, seed) -> (train, test)."""
     augmentation: Augmentation
-    base_size: int = 28
-    pad: int = 2
+    base_size: int = BASE_SIZE
+    pad: int = PAD
     description: str = ""
     """What the images show, for model cards ("what the model recognises, on which images")."""
 

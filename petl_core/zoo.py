@@ -61,7 +61,8 @@ from .convpass import ConvpassConfig, add_convpass, load_convpass, save_convpass
 from .data import DatasetMissingError, dataset_spec
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
-from .train import BASE_SIZE, PAD, TrainConfig, prepare
+from .preprocess import BASE_SIZE, PAD, prepare
+from .train import TrainConfig
 from .train import architecture as architecture_of
 
 __all__ = [

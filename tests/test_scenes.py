@@ -19,7 +19,7 @@ from petl_core.data import (
     save_samples,
     scenes,
 )
-from petl_core.train import prepare
+from petl_core.preprocess import prepare
 
 PATCH = 4  # the shipped architectures' patch size
 

@@ -28,6 +28,7 @@ from petl_core.data import (
     validation_split,
 )
 from petl_core.models import GPSA
+from petl_core.preprocess import prepare
 from petl_core.train import (
     TrainConfig,
     _param_groups,
@@ -35,7 +36,6 @@ from petl_core.train import (
     eval_steps,
     gate_gradients,
     learning_rate,
-    prepare,
     train,
 )
 
