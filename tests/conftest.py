@@ -1,5 +1,6 @@
 """Shared fixtures: the app started as a real server (`python app.py`) on a free local port; and the default
-selection: tests marked `slow` or `browser` run only with `--full` (as CI does) or when `-m` asks for them."""
+selection: tests marked `slow` or `browser` run only with `--full` (as CI does) or when `-m`, `-k` or a node id
+asks for them."""
 from __future__ import annotations
 
 import subprocess
@@ -17,7 +18,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--full") or config.option.markexpr:
+    chosen = config.option.markexpr or config.option.keyword or any("::" in arg for arg in config.args)
+    if config.getoption("--full") or chosen:  # a test asked for by marker, keyword or node id runs
         return
     left_out = [item for item in items if any(item.get_closest_marker(name) for name in LONG)]
     if left_out:

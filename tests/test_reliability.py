@@ -336,14 +336,14 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
             disk.append(_disk_mb(*folders))
     assert written > 80  # the uploads and the files the server wrote, about 5 MB per export
     # RSS is a sawtooth of 150-300 MB: glibc keeps freed heap (up to 256 MB, petl_core.runtime) until the sweeper
-    # hands it back (every 2 s here), so single samples say little: a slope fitted through one sample per 10 rounds
-    # depends on where they fall on the sawtooth (0.61 MB per round in one run). What a leak raises is the floor:
-    # the least RSS of each 20 rounds.
-    # Before this was fixed RSS rose 1350 -> 1708 MB over 300 rounds, a slope of 1.46 MB per round.
-    floors = np.array([min(rss[start:start + 20]) for start in range(40, len(rss), 20)])  # after 40 warm-up rounds
-    slope = np.polyfit(20 * np.arange(len(floors)), floors, 1)[0]
-    trace = " ".join(str(round(v)) for v in floors)
-    assert slope < 0.5, (slope, trace)
+    # hands it back (every 2 s here), and even then not all of it, so no single sample and no fitted slope says much
+    # (slopes of 0.55-0.61 MB per round came out of runs with no leak). What a leak raises is the least RSS over
+    # many rounds, once caches and sessions are full (80 rounds). `bench/soak.py` measures how far that wanders
+    # without a leak: over 400 rounds the least RSS of each 60 rounds after round 80 was 1083, 1085, 1048, 1059 and
+    # 1021 MB, never up by more than 11. Before this was fixed RSS rose 1.46 MB per round: 88 MB in 60 rounds.
+    early, late = min(rss[80:140]), min(rss[140:200])
+    trace = " ".join(str(round(min(rss[start:start + 20]))) for start in range(0, len(rss), 20))
+    assert late - early < 60, (early, late, trace)
     assert max(rss) - min(rss[:20]) < 500, trace
     # one time to live and a sweep (every 2 s) should do; a loaded machine may sweep later, so poll up to 40 s
     deadline, left = time.monotonic() + 40, float("inf")
