@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from app import scratch
 from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
+from petl_core.query import CLS, Query
 
 __all__ = [
     "attention_heatmap",
@@ -41,7 +42,7 @@ def _picker_scale(image: np.ndarray) -> int:
     return max(1, PICKER_SIZE // max(image.shape[:2]))
 
 
-def picker_image(image: np.ndarray, grid: tuple[int, int], query: str | tuple[int, int]) -> np.ndarray:
+def picker_image(image: np.ndarray, grid: tuple[int, int], query: Query) -> np.ndarray:
     """The model input (height, width, 3) in [0, 1], enlarged by an integer factor with the patch grid drawn and the
     query patch framed: (height·s, width·s, 3) uint8. Click coordinates map back with `patch_at`."""
     scale = _picker_scale(image)
@@ -54,8 +55,8 @@ def picker_image(image: np.ndarray, grid: tuple[int, int], query: str | tuple[in
         draw.line([(0, r * cell_h), (pixels.width, r * cell_h)], fill=(255, 255, 255), width=1)
     for c in range(1, cols):
         draw.line([(c * cell_w, 0), (c * cell_w, pixels.height)], fill=(255, 255, 255), width=1)
-    if query != "cls":
-        r, c = query
+    if not query.is_cls:
+        r, c = query.patch
         draw.rectangle([c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1], outline=(0, 255, 255),
                        width=3)
     return np.asarray(pixels)
@@ -81,7 +82,7 @@ def message_figure(text: str, height: int = 200) -> go.Figure:
 
 # --------------------------------------------------------------------------------------------------- attention
 def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_scale: bool,
-                      query: str | tuple[int, int] = "cls") -> go.Figure:
+                      query: Query = CLS) -> go.Figure:
     """One map (rows, cols) over the model input (height, width, 3), each cell on its patch; hover gives values."""
     rows, cols = values.shape
     height, width = image.shape[:2]
@@ -97,8 +98,8 @@ def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_sca
                      showgrid=False, title="col")
     fig.update_yaxes(tickvals=[(r + 0.5) * height / rows for r in range(rows)], ticktext=list(range(rows)),
                      showgrid=False, title="row", autorange="reversed", scaleanchor="x")
-    if query != "cls":
-        r, c = query
+    if not query.is_cls:
+        r, c = query.patch
         fig.add_shape(type="rect", x0=c * width / cols, x1=(c + 1) * width / cols, y0=r * height / rows,
                       y1=(r + 1) * height / rows, line={"color": "cyan", "width": 3})
     fig.update_layout(title=title, margin={"l": 40, "r": 10, "t": 50, "b": 40}, height=460)

@@ -22,6 +22,7 @@ from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files
 from petl_core import zoo
+from petl_core.query import CLS, Query
 
 __all__ = ["FILES_TTL_S", "analyze", "build_demo", "image_input"]
 
@@ -109,8 +110,7 @@ def _pick(image: str | None, model: str, weights: str | None, picture: np.ndarra
     if not image or picture is None:
         raise gr.Error("Analyse an image first, then click a patch of what the model saw.")
     grid = service.result_for(image, model, weights).trace.grid
-    row, col = plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)
-    return f"{row},{col}"
+    return Query.at(*plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)).text
 
 
 def _use_sketch(sketch: dict | None) -> str:
@@ -205,7 +205,7 @@ def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_
               [*analysis_outputs, c.query], api_visibility="private", trigger_mode="always_last").success(
             _controls, control_inputs, controls, api_visibility="private")
         c.picker.select(_pick, [c.image, c.model, c.weights, c.picker], c.query, api_visibility="private")
-        use_cls.click(lambda: "cls", None, c.query, api_visibility="private")
+        use_cls.click(lambda: CLS.text, None, c.query, api_visibility="private")
         use_sketch.click(_use_sketch, sketch, c.image, api_visibility="private")
         gr.Button(visible=False).click(_models, None, gr.JSON(visible=False), api_name="models")
     return demo

@@ -152,7 +152,7 @@ def run_analyze(args: argparse.Namespace) -> dict:
     Image.fromarray((display * 255).round().astype("uint8")).save(written[0])
     skipped = []
     for layer in range(len(t.attention)):
-        if query == "cls" and t.num_prefix[layer] == 0:
+        if query.is_cls and t.num_prefix[layer] == 0:
             skipped.append(layer)  # ConViT's GPSA blocks run before the class token joins
             continue
         fig = attention_layer_figure(t, layer, display, query, result.patch_size, log_scale=not args.linear)
@@ -176,7 +176,7 @@ def run_analyze(args: argparse.Namespace) -> dict:
         "image": str(args.image),
         "input_size": list(inputs.shape[1:]),
         "device": str(device),
-        "query": "cls" if query == "cls" else list(query),
+        "query": query.text,
         "query_skipped_blocks": skipped,
         **result.summary(),
         "figures": [p.name for p in written],

@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import metrics
 from .probe import Trace
+from .query import Query
 
 __all__ = [
     "attention_grid_figure",
@@ -61,7 +62,7 @@ def attention_layer_figure(
         trace: Trace,
         layer: int,
         image: np.ndarray,
-        query: str | tuple[int, int],
+        query: Query,
         patch_size: tuple[int, int],
         index: int = 0,
         log_scale: bool = True,
@@ -80,15 +81,14 @@ def attention_layer_figure(
         gates = trace.gates[layer].tolist()
     fig = Figure(figsize=(_PANEL * num_heads, _PANEL * len(parts) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(parts), num_heads, squeeze=False))
-    query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
-    fig.suptitle(f"block {layer}: attention of the {query_label}" + (" (log scale)" if log_scale else ""))
+    fig.suptitle(f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""))
     for row, (name, attention) in enumerate(parts):
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
         for head in range(num_heads):
             ax = axes[row, head]
             overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale)
-            if query != "cls":
-                _mark_patch(ax, query, patch_size)
+            if not query.is_cls:
+                _mark_patch(ax, query.patch, patch_size)
             title = f"{name} h{head}"
             if gates is not None:
                 title += f"\nσ(λ)={gates[head]:.2f}"
@@ -96,13 +96,13 @@ def attention_layer_figure(
     return fig
 
 
-def query_maps(trace: Trace, layer: int, query: str | tuple[int, int], index: int = 0,
+def query_maps(trace: Trace, layer: int, query: Query, index: int = 0,
                part: str = "attention") -> torch.Tensor | None:
     """(H, rows, cols) attention of `query` in block `layer` (part: attention, content or positional), or None
     when that block cannot answer (a class-token query in a block without class token, a part it lacks)."""
     attention = getattr(trace, part)[layer]
     prefix = trace.num_prefix[layer]
-    if attention is None or (query == "cls" and prefix == 0):
+    if attention is None or (query.is_cls and prefix == 0):
         return None
     return metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
 
@@ -114,13 +114,13 @@ def _blank(ax, text: str) -> None:
 
 
 def _blend(background: np.ndarray, values: np.ndarray, cell: int, log_scale: bool,
-           query: str | tuple[int, int]) -> np.ndarray:
+           query: Query) -> np.ndarray:
     """One panel of a mosaic: `values` (rows, cols) coloured as overlay_map does, each cell `cell` pixels wide, over
     `background` (rows·cell, cols·cell, 3); the query patch framed in cyan."""
     colours = colormaps["inferno"](_colour_norm(values, log_scale)(values))[..., :3]
     panel = 0.4 * background + 0.6 * np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
-    if query != "cls":
-        r, c = query
+    if not query.is_cls:
+        r, c = query.patch
         frame = panel[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
         frame[[0, -1], :] = frame[:, [0, -1]] = (0.0, 1.0, 1.0)
     return panel
@@ -129,7 +129,7 @@ def _blend(background: np.ndarray, values: np.ndarray, cell: int, log_scale: boo
 def attention_grid_figure(
         trace: Trace,
         image: np.ndarray,
-        query: str | tuple[int, int],
+        query: Query,
         index: int = 0,
         log_scale: bool = True,
 ) -> Figure:
@@ -169,8 +169,7 @@ def attention_grid_figure(
     ax.tick_params(length=0, labeltop=True, labelbottom=False)
     for side in ax.spines.values():
         side.set_visible(False)
-    query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
-    ax.set_title(f"attention of the {query_label}, every block and head" + (" (log scale)" if log_scale else ""),
+    ax.set_title(f"attention of the {query.label}, every block and head" + (" (log scale)" if log_scale else ""),
                  fontsize=9)
     return fig
 
@@ -178,7 +177,7 @@ def attention_grid_figure(
 def compare_figure(
         panels: list[tuple[str, Trace, np.ndarray, tuple[int, int]]],
         layer: int,
-        query: str | tuple[int, int],
+        query: Query,
         log_scale: bool = True,
 ) -> Figure:
     """Several models (rows: label, trace, input image, patch size) at the same block and query: each head and
@@ -186,8 +185,7 @@ def compare_figure(
     num_heads = max(t.attention[min(layer, len(t.attention) - 1)].shape[1] for _, t, _, _ in panels)
     fig = Figure(figsize=(_PANEL * (num_heads + 1), _PANEL * len(panels) + 0.6), layout="constrained")
     axes = fig.subplots(len(panels), num_heads + 1, squeeze=False)
-    query_label = "class token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
-    fig.suptitle(f"block {layer}, attention of the {query_label}" + (" (log scale)" if log_scale else ""))
+    fig.suptitle(f"block {layer}, attention of the {query.label}" + (" (log scale)" if log_scale else ""))
     for row, (label, trace, image, patch_size) in enumerate(panels):
         maps = query_maps(trace, layer, query) if layer < len(trace.attention) else None
         for col in range(num_heads + 1):
@@ -201,8 +199,8 @@ def compare_figure(
             else:
                 values = maps.mean(dim=0) if is_mean else maps[col]
                 overlay_map(ax, image, values.float().cpu().numpy(), log_scale)
-                if query != "cls":
-                    _mark_patch(ax, query, patch_size)
+                if not query.is_cls:
+                    _mark_patch(ax, query.patch, patch_size)
             if row == 0:
                 ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=8)
             if col == 0:

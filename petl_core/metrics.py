@@ -14,7 +14,7 @@ from torch import nn
 
 from .grid import patch_distances
 from .models import GPSA
-from .query import Query
+from .query import CLS, Query
 
 __all__ = [
     "GpsaHeads",
@@ -95,7 +95,7 @@ def mean_attention_distance(
 def attention_map(
         attention: torch.Tensor,
         grid: tuple[int, int],
-        query: Query = "cls",
+        query: Query = CLS,
         num_prefix: int = 0,
 ) -> torch.Tensor:
     """Where one query token looks: its attention to the patch keys, laid out on the grid.
@@ -103,7 +103,7 @@ def attention_map(
     Args:
         attention: (..., H, N, N).
         grid: (rows, cols).
-        query: "cls" for the class token (needs num_prefix ≥ 1) or (row, col) of a query patch.
+        query: the class token (needs num_prefix ≥ 1) or a query patch.
         num_prefix: tokens before the patch tokens.
 
     Returns:
@@ -114,14 +114,14 @@ def attention_map(
     if attention.shape[-1] != num_prefix + rows * cols:
         raise ValueError(f"attention over {attention.shape[-1]} tokens does not fit {num_prefix} prefix tokens "
                          f"and a {rows}x{cols} grid")
-    if query == "cls":
+    if query.is_cls:
         if num_prefix < 1:
             raise ValueError("this layer has no class token: choose a query patch (row, col)")
         index = 0
     else:
-        row, col = query
+        row, col = query.patch
         if not (0 <= row < rows and 0 <= col < cols):
-            raise ValueError(f"query patch {query} is outside the {rows}x{cols} grid")
+            raise ValueError(f"query {query.label} is outside the {rows}x{cols} grid")
         index = num_prefix + row * cols + col
     return attention[..., index, num_prefix:].unflatten(-1, (rows, cols))
 

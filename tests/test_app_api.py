@@ -25,6 +25,7 @@ from petl_core.checkpoint import MAX_WEIGHTS_BYTES
 from petl_core.figures import query_maps
 from petl_core.images import load_image
 from petl_core.metrics import bypass_maps, positional_centres
+from petl_core.query import Query
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -98,7 +99,7 @@ def test_attention_export_holds_petl_core_maps(client):
     arrays = np.load(by_suffix[".npz"])
     assert sorted(arrays) == [f"block{b}" for b in range(6)]
     for b in range(6):
-        np.testing.assert_allclose(arrays[f"block{b}"], query_maps(direct.trace, b, (3, 4)).numpy(), atol=1e-6)
+        np.testing.assert_allclose(arrays[f"block{b}"], query_maps(direct.trace, b, Query.at(3, 4)).numpy(), atol=1e-6)
     assert Image.open(by_suffix[".png"]).size[0] > 500
     assert "plotly" in Path(by_suffix[".html"]).read_text()[:200_000].lower()
 
@@ -109,7 +110,7 @@ def test_attention_view_enlarges_the_chosen_head(client):
     assert grid["type"] == "matplotlib"
     heatmap = _plotly(enlarged)["data"][1]
     _, direct = _direct("convit_fmnist")
-    expected = query_maps(direct.trace, 2, (3, 4))[1].numpy()
+    expected = query_maps(direct.trace, 2, Query.at(3, 4))[1].numpy()
     np.testing.assert_allclose(_array(heatmap["customdata"]).reshape(8, 8), expected, atol=1e-6)
     np.testing.assert_allclose(_array(heatmap["z"]).reshape(8, 8), expected, atol=1e-6)  # linear scale
     # the class token has not joined yet in GPSA block 2: the enlarged view says so instead of failing

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from app import plots, scratch, service
 from petl_core import findings
+from petl_core.query import CLS, Query
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("size", "grid"), [((32, 32), (8, 8)), ((224, 224), (14, 14)), ((48, 64), (3, 4))])
 def test_a_click_on_a_patch_of_the_picture_selects_that_patch(size, grid):
     image = np.random.default_rng(0).random((*size, 3))
-    picture = plots.picker_image(image, grid, (1, 2))
+    picture = plots.picker_image(image, grid, Query.at(1, 2))
     scale = picture.shape[0] // size[0]
     assert picture.shape == (size[0] * scale, size[1] * scale, 3) and picture.dtype == np.uint8
     cell_h, cell_w = picture.shape[0] / grid[0], picture.shape[1] / grid[1]
@@ -39,12 +40,13 @@ def test_a_click_on_a_patch_of_the_picture_selects_that_patch(size, grid):
 
 
 def test_queries_parse_and_are_checked_against_the_grid():
-    assert service.parse_query("cls", (8, 8)) == "cls"
-    assert service.parse_query(" 3, 4 ", (8, 8)) == (3, 4)
-    assert service.parse_query("(7,0)", (8, 8)) == (7, 0)
+    assert service.parse_query("cls", (8, 8)) == CLS
+    assert service.parse_query(" 3, 4 ", (8, 8)) == Query.at(3, 4)
+    assert service.parse_query("(7,0)", (8, 8)) == Query.at(7, 0)
     with pytest.raises(gr.Error, match="outside the 8×8"):
         service.parse_query("8,0", (8, 8))
-    assert service.parse_query("center", (14, 14)) == (7, 7) and service.parse_query("centre", (3, 4)) == (1, 2)
+    assert service.parse_query("center", (14, 14)) == Query.at(7, 7)
+    assert service.parse_query("centre", (3, 4)) == Query.at(1, 2)
     with pytest.raises(gr.Error, match="not 'cls', 'center' or 'row,col'"):
         service.parse_query("middle", (8, 8))
 

@@ -86,7 +86,7 @@ def test_analyze_convit_writes_figures_and_petl_core_numbers(photo, convit_check
         assert np.allclose(per_head[i], want, atol=1e-5)
     assert report["nonlocality"]["per_layer"] == pytest.approx(per_head.mean(1).tolist())
     assert report["weights"] == "checkpoint" and report["input_size"] == [3, 64, 64]
-    assert report["query"] == [2, 2] and report["grid"] == [4, 4]
+    assert report["query"] == "2,2" and report["grid"] == [4, 4]
 
 
 def test_analyze_convpass_writes_bypass_maps(photo, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from petl_core import add_convpass, create_model, metrics, trace
+from petl_core.query import CLS, Query
 
 # ---------------------------------------------------------------------------------------------------------------
 # Independent helpers (plain loops, no petl_core.grid)
@@ -205,14 +206,14 @@ def test_attention_map_cls_and_query_patch_layout():
     N = num_prefix + rows * cols
     attention = _random_attention(2, 3, N, N, seed=5)
 
-    cls_map = metrics.attention_map(attention, (rows, cols), "cls", num_prefix=num_prefix)
+    cls_map = metrics.attention_map(attention, (rows, cols), CLS, num_prefix=num_prefix)
     assert cls_map.shape == (2, 3, rows, cols)
     for r in range(rows):
         for c in range(cols):
             assert torch.equal(cls_map[..., r, c], attention[..., 0, num_prefix + r * cols + c])
 
     for qr, qc in [(0, 0), (1, 2), (2, 3), (2, 0)]:
-        query_map = metrics.attention_map(attention, (rows, cols), (qr, qc), num_prefix=num_prefix)
+        query_map = metrics.attention_map(attention, (rows, cols), Query.at(qr, qc), num_prefix=num_prefix)
         assert query_map.shape == (2, 3, rows, cols)
         row = num_prefix + qr * cols + qc
         for r in range(rows):
@@ -225,15 +226,15 @@ def test_attention_map_cls_and_query_patch_layout():
 def test_attention_map_without_prefix_and_errors():
     rows, cols = 2, 5
     attention = _random_attention(1, 2, 10, 10, seed=6)
-    query_map = metrics.attention_map(attention, (rows, cols), (1, 3), num_prefix=0)
+    query_map = metrics.attention_map(attention, (rows, cols), Query.at(1, 3), num_prefix=0)
     assert torch.equal(query_map, attention[:, :, 8].reshape(1, 2, rows, cols))
     with pytest.raises(ValueError):
-        metrics.attention_map(attention, (rows, cols), "cls", num_prefix=0)
+        metrics.attention_map(attention, (rows, cols), CLS, num_prefix=0)
     for outside in [(2, 0), (0, 5), (-1, 0), (0, -1)]:
         with pytest.raises(ValueError):
-            metrics.attention_map(attention, (rows, cols), outside, num_prefix=0)
+            metrics.attention_map(attention, (rows, cols), Query(outside), num_prefix=0)
     with pytest.raises(ValueError):
-        metrics.attention_map(attention, (3, 3), (0, 0), num_prefix=0)  # 10 tokens do not fit 0 + 9
+        metrics.attention_map(attention, (3, 3), Query.at(0, 0), num_prefix=0)  # 10 tokens do not fit 0 + 9
 
 
 # ---------------------------------------------------------------------------------------------------------------

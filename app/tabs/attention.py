@@ -34,7 +34,7 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
         enlarged = plots.message_figure(f"block {layer} has no class token: click a patch to set the query")
     else:
         head = service.parse_index(head, "head", list(range(maps.shape[0])))
-        title = f"block {layer}, head {head}: attention of the " + ("class token" if q == "cls" else f"patch {q}")
+        title = f"block {layer}, head {head}: attention of the {q.label}"
         enlarged = plots.attention_heatmap(maps[head].numpy(), result.input_image, title, log_scale, q)
     return plots.picker_image(result.input_image, trace.grid, q), grid_fig, enlarged
 
@@ -46,7 +46,7 @@ def export(image: str | None, model: str, weights: str | None, query: str, layer
     trace = service.result_for(image, model, weights).trace
     q = service.parse_query(query, trace.grid)
     arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention)) if (m := query_maps(trace, b, q)) is not None}
-    numbers = {"model": model, "query": query, "grid": trace.grid, "layer": layer, "head": head,
+    numbers = {"model": model, "query": q.text, "grid": trace.grid, "layer": layer, "head": head,
                "npz": "block<i>: (heads, rows, cols) attention of the query to each patch"}
     return plots.export_view("attention", {"grid": grid_fig, "enlarged": enlarged}, numbers, arrays)
 

@@ -39,7 +39,7 @@ def render(image: str | None, models: list[str], layer: float, query: str, log_s
                          "nonlocality_per_head": result.analysis.nonlocality[block][0].tolist()}
     grids = {trace.grid for _, trace, _, _ in panels}
     q = service.parse_query(query, panels[0][1].grid)
-    if q != "cls" and len(grids) > 1:
+    if not q.is_cls and len(grids) > 1:
         raise gr.Error("These models cut the image into different patch grids: compare them with the class token "
                        "as the query.")
     return compare_figure(panels, layer, q, log_scale), numbers

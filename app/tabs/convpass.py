@@ -11,6 +11,7 @@ from app.tabs.common import export_row, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
+from petl_core.query import CLS
 
 LEARN = """
 **Convpass** adapts a frozen, pretrained ViT to a new task by adding small trainable *bypasses* beside each block's
@@ -51,7 +52,7 @@ def render(image: str | None, model: str, weights: str | None, block: str | floa
     prefix = trace.num_prefix[b]
     if prefix:
         panels["frozen attention: class token (mean of heads)"] = attention_map(
-            trace.attention[b][0], trace.grid, "cls", prefix).mean(dim=0)
+            trace.attention[b][0], trace.grid, CLS, prefix).mean(dim=0)
     figure = Figure(figsize=(3.2 * len(panels), 3.5), layout="constrained")
     figure.suptitle(f"block {b}, {branch} bypass")
     for ax, (title, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):

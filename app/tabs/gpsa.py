@@ -36,7 +36,7 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
         note = f"{model} has no GPSA blocks: this view is for ConViT models"
         return plots.message_figure(note), plots.message_figure(note), {}
     q = service.parse_query(query, trace.grid)
-    if q == "cls":  # GPSA blocks come before the class token joins: use the centre patch
+    if q.is_cls:  # GPSA blocks come before the class token joins: use the centre patch
         q = centre_patch(trace.grid)
     block = service.parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
     figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
@@ -44,7 +44,7 @@ def render(image: str | None, model: str, weights: str | None, query: str, layer
     gates = trace.gate_matrix.numpy()
     centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
     centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
-    numbers = {"query": list(q), "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
+    numbers = {"query": q.text, "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
                "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
                "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
     return figure, centres_fig, numbers
