@@ -15,10 +15,12 @@ import signal
 import sys
 import time
 
+import gradio as gr
 from starlette.middleware import Middleware
 
-from app import build_demo, scratch, service
-from app.guard import MAX_BODY_BYTES, BodyLimit, drain, guard
+from app import build_demo, scratch
+from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
+from app.service import Service
 from app.ui import FILES_TTL_S
 from app.uploads import MAX_WEIGHTS_BYTES
 from petl_core import zoo
@@ -57,12 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(demo) -> None:
+def _stop_on_sigterm(demo: gr.Blocks, flight: Flight) -> None:
     """SIGTERM (a Space restarting, `docker stop`): refuse new work, let computations in flight finish for up to
     DRAIN_S seconds and their results reach the callers, then close."""
     def stop(signum, frame) -> None:
         deadline = time.monotonic() + DRAIN_S
-        left = drain(DRAIN_S)
+        left = flight.drain(DRAIN_S)
         while any(demo._queue.active_jobs) and time.monotonic() < deadline:  # results are sent after the call
             time.sleep(0.05)
         time.sleep(0.5)  # the event streams flush the last messages
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()
     limit_malloc_arenas(2)  # before Gradio starts its worker threads
     try:
-        device = service.configure(args.device)
+        service = Service(args.device)
     except ValueError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
@@ -91,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             preloaded.append(name)
         except Exception as e:  # a model that cannot load is reported and left out; the app still starts
             print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
-    print(f"Inductive Bias Explorer on {device}; preloaded: {', '.join(preloaded) or 'nothing'}", flush=True)
-    demo = guard(build_demo(default_model=args.model, files_ttl_s=args.files_ttl), args.concurrency)
+    print(f"Inductive Bias Explorer on {service.device}; preloaded: {', '.join(preloaded) or 'nothing'}", flush=True)
+    flight = Flight()
+    demo = guard(build_demo(service, default_model=args.model, files_ttl_s=args.files_ttl), args.concurrency, flight)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     scratch.start_sweeper(args.files_ttl, demo)
-    _stop_on_sigterm(demo)
+    _stop_on_sigterm(demo, flight)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]})

@@ -1,4 +1,5 @@
-"""The Inductive Bias Explorer web app (Gradio): `build_demo()` builds it, `app.py` at the top level launches it."""
+"""The Inductive Bias Explorer web app (Gradio): `build_demo(Service())` builds it, `app.py` at the top level launches
+it."""
 from app.ui import build_demo
 
 __all__ = ["build_demo"]

@@ -10,7 +10,8 @@
   length (a 1 MB input is not echoed back) and their HTML characters escaped;
 - **concurrency**: every event joins one concurrency group, so `concurrency` computations run at once in the
   whole app (Gradio's default is a limit per event);
-- **drain**: `drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM handlers;
+- **drain**: `Flight.drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM
+  handlers;
 - **bodies**: `BodyLimit` (ASGI middleware) refuses request bodies over MAX_BODY_BYTES before they are read.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from petl_core.checkpoint import CheckpointError
 from petl_core.images import ImageError
 from petl_core.models import HubUnavailableError
 
-__all__ = ["MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "drain", "guard", "in_flight", "shorten", "user_errors"]
+__all__ = ["MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "Flight", "guard", "shorten", "user_errors"]
 
 MAX_MESSAGE = 300
 """Longest error message sent to a caller, in characters."""
@@ -42,16 +43,6 @@ MAX_BODY_BYTES = 4 * 2**20
 CONCURRENCY_GROUP = "compute"
 
 log = logging.getLogger("explorer")
-
-
-class _Flight:
-    def __init__(self) -> None:
-        self.condition = threading.Condition()
-        self.running = 0
-        self.draining = False
-
-
-_flight = _Flight()
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -93,35 +84,43 @@ def user_errors() -> Iterator[None]:
                      f"log.") from None
 
 
-@contextmanager
-def in_flight() -> Iterator[None]:
-    """Count a computation as running; refuse it once the server is draining."""
-    with _flight.condition:
-        if _flight.draining:
-            raise _error("The server is restarting; try again in a minute.")
-        _flight.running += 1
-    try:
-        yield
-    finally:
-        with _flight.condition:
-            _flight.running -= 1
-            _flight.condition.notify_all()
+class Flight:
+    """The computations running now, and whether the server is draining (refusing new ones): one per app."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._running = 0
+        self._draining = False
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count a computation as running; refuse it once the server is draining."""
+        with self._condition:
+            if self._draining:
+                raise _error("The server is restarting; try again in a minute.")
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._running -= 1
+                self._condition.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Refuse new computations and wait up to `timeout` seconds for those running; returns how many still
+        run."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            self._draining = True
+            while self._running and time.monotonic() < deadline:
+                self._condition.wait(deadline - time.monotonic())
+            return self._running
 
 
-def drain(timeout: float) -> int:
-    """Refuse new computations and wait up to `timeout` seconds for those running; returns how many still run."""
-    deadline = time.monotonic() + timeout
-    with _flight.condition:
-        _flight.draining = True
-        while _flight.running and time.monotonic() < deadline:
-            _flight.condition.wait(deadline - time.monotonic())
-        return _flight.running
-
-
-def _guarded(fn: Callable) -> Callable:
+def _guarded(fn: Callable, flight: Flight) -> Callable:
     @functools.wraps(fn)  # keeps the signature Gradio reads (gr.Progress, gr.SelectData parameters)
     def call(*args, **kwargs):
-        with in_flight(), user_errors():
+        with flight.running(), user_errors():
             return fn(*args, **kwargs)
 
     return call
@@ -166,13 +165,15 @@ def _guarded_validation(demo: gr.Blocks) -> None:
     demo.preprocess_data = checked
 
 
-def guard(demo: gr.Blocks, concurrency: int) -> gr.Blocks:
-    """Put every event of `demo` behind the error boundary and in one concurrency group of `concurrency`."""
+def guard(demo: gr.Blocks, concurrency: int, flight: Flight | None = None) -> gr.Blocks:
+    """Put every event of `demo` behind the error boundary and in one concurrency group of `concurrency`; `flight`
+    (a fresh one by default) counts its computations, for a drain."""
+    flight = flight or Flight()
     _guarded_validation(demo)
     inputs = {}
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and not getattr(block_fn.fn, "_guarded", False):
-            block_fn.fn = _guarded(block_fn.fn)
+            block_fn.fn = _guarded(block_fn.fn, flight)
             block_fn.fn._guarded = True
         block_fn.concurrency_id = CONCURRENCY_GROUP
         block_fn.concurrency_limit = concurrency

@@ -27,25 +27,13 @@ from app.uploads import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, al
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
 from petl_core.images import load_image, to_display
-from petl_core.metrics import nonlocality
+from petl_core.metrics import gpsa_heads
 from petl_core.probe import Trace
 from petl_core.query import Query
 from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
-__all__ = [
-    "Result",
-    "configure",
-    "device",
-    "get_model",
-    "history",
-    "largest_dimensions",
-    "model_choices",
-    "model_entries",
-    "parse_index",
-    "parse_query",
-    "result_for",
-]
+__all__ = ["Result", "Service", "parse_index", "parse_query", "training_pair"]
 
 RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
@@ -70,22 +58,6 @@ class Result:
         return self.analysis.trace
 
 
-class _State:
-    def __init__(self) -> None:
-        self.device = torch.device("cpu")
-        self.lock = threading.Lock()
-        self.models: OrderedDict[tuple[str, str | None], zoo.Loaded] = OrderedDict()
-        self.initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
-        self.results: OrderedDict[tuple, Result] = OrderedDict()
-        self.entries: list[zoo.ZooEntry] | None = None
-        self.histories: dict[str, dict | None] = {}
-        self.loading: dict[tuple, threading.Lock] = {}
-        self.dimensions: tuple[int, int] | None = None
-
-
-_state = _State()
-
-
 try:  # Hugging Face ZeroGPU: `spaces.GPU` lends a GPU for each decorated call; elsewhere the package is absent
     from spaces import GPU as _gpu
 except ImportError:
@@ -93,40 +65,20 @@ except ImportError:
         return fn
 
 
-def configure(device_name: str = "auto") -> torch.device:
-    """Choose the device models run on (auto: CUDA when present). Raises ValueError for CUDA without one."""
-    _state.device = resolve_device(device_name)
-    return _state.device
-
-
-def device() -> torch.device:
-    return _state.device
-
-
-# --------------------------------------------------------------------------------------------------- models
-def model_entries(refresh: bool = False) -> list[zoo.ZooEntry]:
-    """The zoo's entries (the hub is checked once per process unless `refresh`)."""
-    if _state.entries is None or refresh:
-        _state.entries = zoo.list_models()
-    return _state.entries
-
-
-def model_choices(refresh: bool = False) -> list[tuple[str, str]]:
-    """(label, name) for a dropdown: every zoo model, unavailable ones marked (choosing one says why)."""
-    choices = []
-    for e in model_entries(refresh):
-        label = f"{e.name} ({e.source})" if e.available else f"{e.name} ({e.source}, unavailable now)"
-        choices.append((label, e.name))
-    return choices
-
-
-def largest_dimensions() -> tuple[int, int]:
-    """(blocks, heads) of the deepest and the widest zoo model: the API's limits for block and head numbers (each
-    view then checks the analysed model's own)."""
-    if _state.dimensions is None:
-        sizes = [zoo.dimensions(e.name) for e in model_entries()]
-        _state.dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
-    return _state.dimensions
+@_gpu
+def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor,
+             device: torch.device) -> tuple[Analysis, list[torch.Tensor]]:
+    """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
+    analysis = analyze(model, inputs.to(device))
+    trace = analysis.trace
+    outputs = {"logits": [trace.logits], "attention": trace.attention,
+               "bypass outputs": [v for entry in trace.bypass if entry for v in entry.values()]}
+    bad = [name for name, values in outputs.items() if not all(torch.isfinite(v).all() for v in values)]
+    if bad:  # finite weights can still overflow: say so rather than draw empty maps
+        raise gr.Error(f"The model's {' and '.join(bad)} on this image are not finite (NaN or infinite values): "
+                       f"its weights overflow.")
+    init = [v[0] for v in analyze(initial, inputs.to(device)).nonlocality]
+    return replace(analysis, trace=trace.to("cpu")), init
 
 
 def _weights_key(file: str | None) -> str | None:
@@ -144,95 +96,130 @@ def _remember(cache: OrderedDict, key, value, size: int):
     return value
 
 
-def _load_once(cache: OrderedDict, key, make: Callable):
-    """cache[key], made by `make()` at most once at a time per key; other keys and cache hits never wait for it
-    (a hub download can take minutes)."""
-    with _state.lock:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-        key_lock = _state.loading.setdefault((id(cache), key), threading.Lock())
-    with key_lock:
-        with _state.lock:
+class Service:
+    """The zoo's models on one device, loaded once, and the analyses made with them, cached: one per app, shared by
+    every tab and request.
+
+    Args:
+        device: auto (CUDA when present), cpu, cuda or cuda:N. Raises ValueError for CUDA without one.
+    """
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+        self._models: OrderedDict[tuple[str, str | None], zoo.Loaded] = OrderedDict()
+        self._initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
+        self._results: OrderedDict[tuple, Result] = OrderedDict()
+        self._entries: list[zoo.ZooEntry] | None = None
+        self._histories: dict[str, dict | None] = {}
+        self._dimensions: tuple[int, int] | None = None
+
+    # ----------------------------------------------------------------------------------------------- models
+    def model_entries(self, refresh: bool = False) -> list[zoo.ZooEntry]:
+        """The zoo's entries (the hub is checked once per service unless `refresh`)."""
+        if self._entries is None or refresh:
+            self._entries = zoo.list_models()
+        return self._entries
+
+    def model_choices(self, refresh: bool = False) -> list[tuple[str, str]]:
+        """(label, name) for a dropdown: every zoo model, unavailable ones marked (choosing one says why)."""
+        choices = []
+        for e in self.model_entries(refresh):
+            label = f"{e.name} ({e.source})" if e.available else f"{e.name} ({e.source}, unavailable now)"
+            choices.append((label, e.name))
+        return choices
+
+    def largest_dimensions(self) -> tuple[int, int]:
+        """(blocks, heads) of the deepest and the widest zoo model: the API's limits for block and head numbers
+        (each view then checks the analysed model's own)."""
+        if self._dimensions is None:
+            sizes = [zoo.dimensions(e.name) for e in self.model_entries()]
+            self._dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
+        return self._dimensions
+
+    def _load_once(self, cache: OrderedDict, key, make: Callable):
+        """cache[key], made by `make()` at most once at a time per key; other keys and cache hits never wait for it
+        (a hub download can take minutes)."""
+        with self._lock:
             if key in cache:
+                cache.move_to_end(key)
                 return cache[key]
-        value = make()
-        with _state.lock:
-            return _remember(cache, key, value, MODELS_KEPT)
+            key_lock = self._loading.setdefault((id(cache), key), threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in cache:
+                    return cache[key]
+            value = make()
+            with self._lock:
+                return _remember(cache, key, value, MODELS_KEPT)
 
+    def _check_name(self, name) -> None:
+        """gr.Error unless `name` names a zoo model (the API may send anything: None, a list, a path)."""
+        if not name:
+            raise gr.Error("Choose a model first.")
+        known = [e.name for e in self.model_entries()]
+        if not isinstance(name, str) or name not in known:
+            raise gr.Error(f"{shorten(repr(name), 60)} is not a model of this app; it has {', '.join(known)}.")
 
-def _check_name(name) -> None:
-    """gr.Error unless `name` names a zoo model (the API may send anything: None, a list, a path)."""
-    if not name:
-        raise gr.Error("Choose a model first.")
-    known = [e.name for e in model_entries()]
-    if not isinstance(name, str) or name not in known:
-        raise gr.Error(f"{shorten(repr(name), 60)} is not a model of this app; it has {', '.join(known)}.")
+    def get_model(self, name: str, file: str | None = None) -> zoo.Loaded:
+        """The zoo model `name` (with `file`: that architecture with the file's weights), loaded once and shared,
+        on the service's device; the least recently used of more than MODELS_KEPT models is let go."""
+        self._check_name(name)
+        key = _weights_key(file)
 
+        def make() -> zoo.Loaded:
+            loaded = zoo.load(name, file=key) if key else zoo.load(name)
+            loaded.model.to(self.device).requires_grad_(False)
+            return loaded
 
-def get_model(name: str, file: str | None = None) -> zoo.Loaded:
-    """The zoo model `name` (with `file`: that architecture with the file's weights), loaded once and shared, on
-    the configured device; the least recently used of more than MODELS_KEPT models is let go."""
-    _check_name(name)
-    key = _weights_key(file)
+        return self._load_once(self._models, (name, key), make)
 
-    def make() -> zoo.Loaded:
-        loaded = zoo.load(name, file=key) if key else zoo.load(name)
-        loaded.model.to(_state.device).requires_grad_(False)
-        return loaded
+    def _initial_model(self, name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
+        return self._load_once(self._initial, (name, file_key),
+                               lambda: zoo.initial_model(loaded.card).to(self.device).requires_grad_(False))
 
-    return _load_once(_state.models, (name, key), make)
+    def checkpoint_gates(self, name: str) -> tuple[list[int], np.ndarray | None]:
+        """The GPSA blocks of zoo model `name` and their σ(λ) (blocks, H) as loaded, without an image; None for a
+        model without GPSA."""
+        heads = gpsa_heads(self.get_model(name).model)
+        if not heads:
+            return [], None
+        return [h.block for h in heads], torch.stack([h.gates for h in heads]).cpu().numpy()
 
+    # ----------------------------------------------------------------------------------------------- analyses
+    def result_for(self, image: str | None, model_name: str, weights: str | None = None,
+                   progress: Callable | None = None) -> Result:
+        """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
+        if not image or not isinstance(image, str):
+            raise gr.Error("Upload an image (or pick an example) first.")
+        self._check_name(model_name)
+        data = read_upload(image, MAX_IMAGE_BYTES, "image")
+        weights_key = _weights_key(weights)
+        key = (hashlib.sha1(data).hexdigest(), model_name, weights_key)
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
+        if progress:
+            progress(0.2, desc=f"loading {model_name}")
+        loaded = self.get_model(model_name, weights)
+        initial = self._initial_model(model_name, loaded, weights_key)
+        if progress:
+            progress(0.6, desc="tracing")
+        inputs = loaded.preprocess(picture).unsqueeze(0)
+        analysis, init = _forward(loaded.model, initial, inputs, self.device)
+        config = {k: np.atleast_1d(loaded.card["preprocessing"][k]).tolist() for k in ("mean", "std")}
+        result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init)
+        with self._lock:
+            return _remember(self._results, key, result, RESULTS_KEPT)
 
-def _initial_model(name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
-    return _load_once(_state.initial, (name, file_key),
-                      lambda: zoo.initial_model(loaded.card).to(_state.device).requires_grad_(False))
-
-
-# --------------------------------------------------------------------------------------------------- analyses
-@_gpu
-def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor) -> tuple[Analysis, list[torch.Tensor]]:
-    """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
-    analysis = analyze(model, inputs.to(_state.device))
-    trace = analysis.trace
-    outputs = {"logits": [trace.logits], "attention": trace.attention,
-               "bypass outputs": [v for entry in trace.bypass if entry for v in entry.values()]}
-    bad = [name for name, values in outputs.items() if not all(torch.isfinite(v).all() for v in values)]
-    if bad:  # finite weights can still overflow: say so rather than draw empty maps
-        raise gr.Error(f"The model's {' and '.join(bad)} on this image are not finite (NaN or infinite values): "
-                       f"its weights overflow.")
-    start = analyze(initial, inputs.to(_state.device)).trace
-    init = [nonlocality(a, start.grid, p)[0].cpu() for a, p in zip(start.attention, start.num_prefix, strict=True)]
-    analysis = replace(analysis, trace=analysis.trace.to("cpu"), nonlocality=[v.cpu() for v in analysis.nonlocality])
-    return analysis, init
-
-
-def result_for(image: str | None, model_name: str, weights: str | None = None,
-               progress: Callable | None = None) -> Result:
-    """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
-    if not image or not isinstance(image, str):
-        raise gr.Error("Upload an image (or pick an example) first.")
-    _check_name(model_name)
-    data = read_upload(image, MAX_IMAGE_BYTES, "image")
-    weights_key = _weights_key(weights)
-    key = (hashlib.sha1(data).hexdigest(), model_name, weights_key)
-    with _state.lock:
-        if key in _state.results:
-            _state.results.move_to_end(key)
-            return _state.results[key]
-    picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
-    if progress:
-        progress(0.2, desc=f"loading {model_name}")
-    loaded = get_model(model_name, weights)
-    initial = _initial_model(model_name, loaded, weights_key)
-    if progress:
-        progress(0.6, desc="tracing")
-    inputs = loaded.preprocess(picture).unsqueeze(0)
-    analysis, init = _forward(loaded.model, initial, inputs)
-    config = {k: np.atleast_1d(loaded.card["preprocessing"][k]).tolist() for k in ("mean", "std")}
-    result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init)
-    with _state.lock:
-        return _remember(_state.results, key, result, RESULTS_KEPT)
+    def history(self, name: str) -> dict | None:
+        """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""
+        if name not in self._histories:
+            self._histories[name] = zoo.read_history(name)
+        return self._histories[name]
 
 
 def parse_query(query: str | None, grid: tuple[int, int]) -> Query:
@@ -258,13 +245,6 @@ def parse_index(value, what: str, valid: list[int], optional: bool = False) -> i
         span = f"{valid[0]}-{valid[-1]}" if valid == list(range(valid[0], valid[-1] + 1)) else str(valid)
         raise gr.Error(f"{what} {shorten(repr(value), 40)} does not exist here; choose one of {span}.")
     return int(number)
-
-
-def history(name: str) -> dict | None:
-    """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""
-    if name not in _state.histories:
-        _state.histories[name] = zoo.read_history(name)
-    return _state.histories[name]
 
 
 def training_pair(name: str | None) -> dict[str, str]:

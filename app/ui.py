@@ -5,15 +5,14 @@ Every view is also a named API endpoint (see README, "API"): /analyze, /attentio
 """
 from __future__ import annotations
 
-import uuid
-from types import SimpleNamespace
-
 import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps
 
-from app import plots, scratch, service
+from app import plots, scratch
+from app.service import Result, Service, parse_query
 from app.tabs.attention import build_attention_tab
+from app.tabs.common import Shared
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.findings import build_findings_tab
@@ -24,7 +23,7 @@ from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS
 from petl_core import zoo
 from petl_core.query import CLS, Query
 
-__all__ = ["FILES_TTL_S", "analyze", "build_demo", "image_input"]
+__all__ = ["FILES_TTL_S", "Page", "build_demo", "image_input"]
 
 FILES_TTL_S = 1800
 """Uploads, exports and sketches are deleted this many seconds after they were made (default)."""
@@ -56,14 +55,11 @@ def image_input(**kwargs) -> gr.Image:
                        MAX_IMAGE_PIXELS)
 
 
-def analyze(image: str | None, model: str, weights: str | None, query: str = "center",
-            progress: gr.Progress = gr.Progress()) -> tuple:
-    """Run `model` on `image` once. Returns the input as the model saw it (query patch framed), the top-5, a JSON
-    with the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the model card,
-    the gates heatmap and the nonlocality of this image against the model at init."""
-    result = service.result_for(image, model, weights, progress)
-    trace = result.trace
-    q = service.parse_query(query, trace.grid)
+def _views(result: Result, query: str) -> tuple:
+    """What /analyze returns for one analysis: the input as the model saw it (query patch framed), the top-5, the
+    numbers (JSON), the model card, the gates heatmap and this image's nonlocality against the model at init."""
+    model, trace = result.model_name, result.trace
+    q = parse_query(query, trace.grid)
     summary = {"model": model, **result.analysis.summary(),
                "init_nonlocality_per_head": [v.tolist() for v in result.init_nonlocality]}
     top5 = {d["label"]: d["probability"] for d in summary["top5"]}
@@ -75,42 +71,60 @@ def analyze(image: str | None, model: str, weights: str | None, query: str = "ce
     return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
 
 
-def _analyze_if_image(image: str | None, model: str, weights: str | None, query: str,
-                      progress: gr.Progress = gr.Progress()) -> tuple:
-    """`analyze` after the image or the model changed, and the query: kept, or back to the centre patch when it does
-    not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
-    if not image:
-        return (gr.skip(),) * 7
-    grid = service.result_for(image, model, weights, progress).trace.grid
-    try:
-        service.parse_query(query, grid)
-    except gr.Error:
-        query = "center"
-    return (*analyze(image, model, weights, query, progress), query)
+class Page:
+    """The handlers of the page's own inputs (analyse, fit the controls, pick a patch), on the analyses of
+    `service`."""
 
+    def __init__(self, service: Service) -> None:
+        self.service = service
 
-def _controls(image: str | None, model: str, weights: str | None, layer: float, head: float,
-              compare_layer: float) -> tuple:
-    """Fit the sliders (range and value) and dropdowns to the analysed model, and tell every view to redraw."""
-    if not image:
-        return (gr.skip(),) * 6
-    trace = service.result_for(image, model, weights).trace
-    last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
-    gated = trace.gated_blocks
-    bypassed = [i for i, b in enumerate(trace.bypass) if b]
-    return (gr.Slider(maximum=last, value=min(layer, last)), gr.Slider(maximum=heads, value=min(head, heads)),
-            gr.Slider(maximum=last, value=min(compare_layer, last)),
-            gr.Dropdown(choices=gated, value=gated[0] if gated else None),
-            gr.Dropdown(choices=bypassed, value=bypassed[0] if bypassed else None), uuid.uuid4().hex)
+    def analyze(self, image: str | None, model: str, weights: str | None, query: str = "center",
+                progress: gr.Progress = gr.Progress()) -> tuple:
+        """Run `model` on `image` once. Returns the input as the model saw it (query patch framed), the top-5, a
+        JSON with the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the model
+        card, the gates heatmap and the nonlocality of this image against the model at init."""
+        return _views(self.service.result_for(image, model, weights, progress), query)
 
+    def _analyze_if_image(self, image: str | None, model: str, weights: str | None, query: str,
+                          progress: gr.Progress = gr.Progress()) -> tuple:
+        """`analyze` after the image or the model changed, and the query: kept, or back to the centre patch when it
+        does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
+        if not image:
+            return (gr.skip(),) * 7
+        result = self.service.result_for(image, model, weights, progress)
+        try:
+            parse_query(query, result.trace.grid)
+        except gr.Error:
+            query = "center"
+        return (*_views(result, query), query)
 
-def _pick(image: str | None, model: str, weights: str | None, picture: np.ndarray | None,
-          evt: gr.SelectData) -> str:
-    """The patch under a click on the picture of the model input, as 'row,col'."""
-    if not image or picture is None:
-        raise gr.Error("Analyse an image first, then click a patch of what the model saw.")
-    grid = service.result_for(image, model, weights).trace.grid
-    return Query.at(*plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)).text
+    def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
+                  compare_layer: float, analyses: int) -> tuple:
+        """Fit the sliders (range and value) and dropdowns to the analysed model, then count the analysis, which
+        tells every view to redraw."""
+        if not image:
+            return (gr.skip(),) * 6
+        trace = self.service.result_for(image, model, weights).trace
+        last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
+        gated = trace.gated_blocks
+        bypassed = [i for i, b in enumerate(trace.bypass) if b]
+        return (gr.Slider(maximum=last, value=min(layer, last)), gr.Slider(maximum=heads, value=min(head, heads)),
+                gr.Slider(maximum=last, value=min(compare_layer, last)),
+                gr.Dropdown(choices=gated, value=gated[0] if gated else None),
+                gr.Dropdown(choices=bypassed, value=bypassed[0] if bypassed else None), analyses + 1)
+
+    def _pick(self, image: str | None, model: str, weights: str | None, picture: np.ndarray | None,
+              evt: gr.SelectData) -> str:
+        """The patch under a click on the picture of the model input, as 'row,col'."""
+        if not image or picture is None:
+            raise gr.Error("Analyse an image first, then click a patch of what the model saw.")
+        grid = self.service.result_for(image, model, weights).trace.grid
+        return Query.at(*plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)).text
+
+    def models(self) -> list[dict]:
+        """Every model the app offers, with its source, family and whether it can be used now (and why not)."""
+        return [{"name": e.name, "title": e.title, "source": e.source, "family": e.family, "available": e.available,
+                 "reason": e.reason} for e in self.service.model_entries()]
 
 
 def _use_sketch(sketch: dict | None) -> str:
@@ -125,36 +139,30 @@ def _use_sketch(sketch: dict | None) -> str:
     return str(path)
 
 
-def _models() -> list[dict]:
-    """Every model the app offers, with its source, family and whether it can be used now (and why not)."""
-    return [{"name": e.name, "title": e.title, "source": e.source, "family": e.family, "available": e.available,
-             "reason": e.reason} for e in service.model_entries()]
-
-
-def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
-    """The whole app (not launched); uploads and the files it returns are deleted after `files_ttl_s` seconds."""
-    c = SimpleNamespace()
-    choices = service.model_choices()
-    c.max_blocks, c.max_heads = service.largest_dimensions()
+def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
+               files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
+    """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`
+    seconds."""
+    page = Page(service)
+    max_blocks, max_heads = service.largest_dimensions()
     with gr.Blocks(title="Inductive Bias Explorer",
                    delete_cache=(max(1, files_ttl_s // 4), files_ttl_s)) as demo:
-        c.demo_load = demo.load
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                c.image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
-                                            f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
-                                      sources=["upload", "clipboard"], height=260, elem_id="image-input")
-                gr.Examples(_examples(), c.image,
+                image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
+                                          f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
+                                    sources=["upload", "clipboard"], height=260, elem_id="image-input")
+                gr.Examples(_examples(), image,
                             label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
                 with gr.Accordion("…or draw a sketch", open=False):
                     sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
                                                       canvas_size=(280, 280), elem_id="sketch"),
                                          MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
-                c.model = gr.Dropdown(choices, value=default_model, label="Model", elem_id="model")
+                model = gr.Dropdown(service.model_choices(), value=default_model, label="Model", elem_id="model")
                 with gr.Accordion("Your own weights (optional)", open=False):
-                    c.weights = guard_files(
+                    weights = guard_files(
                         gr.File(label=f"Weights for the chosen model's architecture (up to "
                                       f"{MAX_WEIGHTS_BYTES // 2**20} MB)", type="filepath",
                                 file_types=[".safetensors", ".pth", ".pt", ".bin"], elem_id="weights"),
@@ -166,46 +174,48 @@ def build_demo(default_model: str = zoo.DEFAULT_MODEL, files_ttl_s: int = FILES_
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=1):
                 gr.Markdown("**What the model saw**: click a patch to make it the query")
-                c.picker = guard_files(gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
-                                                buttons=["download"]), MAX_IMAGE_BYTES, "image", MAX_IMAGE_PIXELS)
+                picker = guard_files(gr.Image(show_label=False, interactive=False, height=330, elem_id="picker",
+                                              buttons=["download"]), MAX_IMAGE_BYTES, "image", MAX_IMAGE_PIXELS)
                 with gr.Row():
                     # the centre patch by default: ConViT's GPSA blocks have no class token to query
-                    c.query = gr.Textbox("center", label="Query: cls, center or row,col", elem_id="query", scale=2)
+                    query = gr.Textbox("center", label="Query: cls, center or row,col", elem_id="query", scale=2)
                     use_cls = gr.Button("Class token", size="sm", scale=1)
-                    c.log_scale = gr.Checkbox(True, label="Log colour scale", elem_id="log-scale", scale=1)
+                    log_scale = gr.Checkbox(True, label="Log colour scale", elem_id="log-scale", scale=1)
             with gr.Column(scale=1):
                 top5 = gr.Label(num_top_classes=5, label="Top-5", elem_id="top5")
                 with gr.Accordion("Numbers of this analysis (JSON)", open=False):
                     summary = gr.JSON(elem_id="summary")
                 with gr.Accordion("Model card", open=False):
                     card = gr.JSON(elem_id="card")
-        c.analyzed = gr.Textbox(visible=False)
+        shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
+                        picker=picker, analyses=gr.State(0), max_blocks=max_blocks, max_heads=max_heads)
         with gr.Tabs():
             with gr.Tab("Attention"):
-                build_attention_tab(c)
+                attention_layer, attention_head = build_attention_tab(shared, service)
             with gr.Tab("GPSA: content vs position"):
-                build_gpsa_tab(c)
+                gpsa_block = build_gpsa_tab(shared, service)
             with gr.Tab("Gates"):
-                build_gates_tab(c)
+                gates_now = build_gates_tab(shared, service)
             with gr.Tab("Nonlocality"):
-                build_nonlocality_tab(c)
+                nonlocality_image = build_nonlocality_tab(shared, service)
             with gr.Tab("Convpass bypasses"):
-                build_convpass_tab(c)
+                bypass_block = build_convpass_tab(shared, service)
             with gr.Tab("Compare"):
-                build_compare_tab(c)
+                compare_layer = build_compare_tab(shared, service)
             with gr.Tab("Findings"):
-                build_findings_tab(c)
-        analysis_inputs = [c.image, c.model, c.weights, c.query]
-        analysis_outputs = [c.picker, top5, summary, card, c.gates_now, c.nonlocality_image]
-        controls = [c.attention_layer, c.attention_head, c.compare_layer, c.gpsa_block, c.bypass_block, c.analyzed]
-        control_inputs = [c.image, c.model, c.weights, c.attention_layer, c.attention_head, c.compare_layer]
-        run.click(analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
-            _controls, control_inputs, controls, api_visibility="private")
-        gr.on([c.image.change, c.model.change, c.weights.change], _analyze_if_image, analysis_inputs,
-              [*analysis_outputs, c.query], api_visibility="private", trigger_mode="always_last").success(
-            _controls, control_inputs, controls, api_visibility="private")
-        c.picker.select(_pick, [c.image, c.model, c.weights, c.picker], c.query, api_visibility="private")
-        use_cls.click(lambda: CLS.text, None, c.query, api_visibility="private")
-        use_sketch.click(_use_sketch, sketch, c.image, api_visibility="private")
-        gr.Button(visible=False).click(_models, None, gr.JSON(visible=False), api_name="models")
+                build_findings_tab(shared)
+        analysis_inputs = [image, model, weights, query]
+        analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image]
+        # the views listen to `analyses`, so the controls are fitted to the new model before any view redraws
+        controls = [attention_layer, attention_head, compare_layer, gpsa_block, bypass_block, shared.analyses]
+        control_inputs = [image, model, weights, attention_layer, attention_head, compare_layer, shared.analyses]
+        run.click(page.analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
+            page._controls, control_inputs, controls, api_visibility="private")
+        gr.on([image.change, model.change, weights.change], page._analyze_if_image, analysis_inputs,
+              [*analysis_outputs, query], api_visibility="private", trigger_mode="always_last").success(
+            page._controls, control_inputs, controls, api_visibility="private")
+        picker.select(page._pick, [image, model, weights, picker], query, api_visibility="private")
+        use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
+        use_sketch.click(_use_sketch, sketch, image, api_visibility="private")
+        gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
     return demo

@@ -1,13 +1,16 @@
-"""The app in a real browser (Debian's headless Chromium through Playwright): upload, click a patch, every tab, a bad
-upload. One browser per module; the first three tests share one page (they build on each other), the last opens its
-own. A screenshot of each test's final page goes to $EXPLORER_ARTEFACTS, or to a pytest temp folder."""
+"""The app in a real browser (Debian's headless Chromium through Playwright): upload, click a patch, every tab, a
+redraw after each analysis, a bad upload. One browser per module; the first four tests share one page (they build on
+each other), the last opens its own. A screenshot of each test's final page goes to $EXPLORER_ARTEFACTS, or to a
+pytest temp folder."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -18,6 +21,8 @@ expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
 from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
+from petl_core.query import Query  # noqa: E402
+from scripts.app_server import endpoint_ids  # noqa: E402
 from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -30,6 +35,8 @@ SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]  # a test 
 _ARCH = zoo.read_card(zoo.ASSETS / zoo.DEFAULT_MODEL)["architecture"]["kwargs"]
 GRID = _ARCH["img_size"] // _ARCH["patch_size"]  # the default model's patch grid
 SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
+REDRAWN = {"analyze", "attention", "gpsa", "bypass"}
+"""The endpoints an Analyze click runs: the analysis, then every view that draws it."""
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +168,7 @@ def test_clicking_a_patch_makes_it_the_query(page):
     assert _new_image_src(page, "attention-grid", grid_before)
     assert _new_image_src(page, "picker", picker_before)
     enlarged = _plotly(page, "attention-enlarged")
-    expect(enlarged).to_contain_text(f"attention of the patch ({row}, {col})", timeout=SLOW)
+    expect(enlarged).to_contain_text(f"attention of the {Query.at(row, col).label}", timeout=SLOW)
     expect(enlarged.locator(".heatmaplayer, .hm, image").first).to_be_attached()
     page.get_by_role("button", name="Export view (PNG, HTML, JSON, NPZ)").first.click()
     files = page.locator("#attention-files")
@@ -198,6 +205,30 @@ def test_every_tab_renders(page):
     expect(page.locator("#bypass-maps img").first).to_be_visible(timeout=SLOW)
     expect(page.locator("#bypass-maps .js-plotly-plot")).to_have_count(0)
     assert _image_src(page, "bypass-maps")
+
+
+def test_every_analysis_redraws_every_view(page, app_server: str):
+    """Analyze twice with the same image and model: after each analysis every view that draws it is computed again
+    (the page counts its analyses in a gr.State whose change the views listen to)."""
+    with httpx.Client() as http:
+        names = {index: name for name, index in endpoint_ids(http, app_server).items()}
+    called = []
+
+    def record(request) -> None:
+        if "/queue/join" in request.url:
+            called.append(names.get(request.post_data_json["fn_index"]))
+
+    page.on("request", record)
+    try:
+        for _ in range(2):
+            called.clear()
+            page.locator("#analyze").click()
+            deadline = time.monotonic() + SLOW / 1000
+            while not REDRAWN <= set(called) and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            assert REDRAWN <= set(called), called
+    finally:
+        page.remove_listener("request", record)
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import plots, service
-from app.tabs.common import export_row, plot, wire_export
+from app import plots
+from app.service import Result, Service, parse_index, parse_query
+from app.tabs.common import Shared, export_row, plot, wire_export
 from petl_core.figures import attention_grid_figure, query_maps
 
 LEARN = """
@@ -20,49 +21,64 @@ query leaves those rows blank: click a patch instead.
 """
 
 
-def render(image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
-           log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
-    """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),
-    and block `layer`, head `head` enlarged (interactive)."""
-    result = service.result_for(image, model, weights, progress)
+def _draw(result: Result, query: str, layer: float, head: float, log_scale: bool) -> tuple:
+    """The picture with the query framed, the grid of all blocks × heads and the enlarged map of one analysis."""
     trace = result.trace
-    q = service.parse_query(query, trace.grid)
-    layer = service.parse_index(layer, "block", list(range(len(trace.attention))))
+    q = parse_query(query, trace.grid)
+    layer = parse_index(layer, "block", list(range(len(trace.attention))))
     grid_fig = attention_grid_figure(trace, result.input_image, q, log_scale=log_scale)
     maps = query_maps(trace, layer, q)
     if maps is None:
         enlarged = plots.message_figure(f"block {layer} has no class token: click a patch to set the query")
     else:
-        head = service.parse_index(head, "head", list(range(maps.shape[0])))
+        head = parse_index(head, "head", list(range(maps.shape[0])))
         title = f"block {layer}, head {head}: attention of the {q.label}"
         enlarged = plots.attention_heatmap(maps[head].numpy(), result.input_image, title, log_scale, q)
     return plots.picker_image(result.input_image, trace.grid, q), grid_fig, enlarged
 
 
-def export(image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
-           log_scale: bool) -> list[str]:
-    """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
-    _, grid_fig, enlarged = render(image, model, weights, query, layer, head, log_scale)
-    trace = service.result_for(image, model, weights).trace
-    q = service.parse_query(query, trace.grid)
-    arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention)) if (m := query_maps(trace, b, q)) is not None}
-    numbers = {"model": model, "query": q.text, "grid": trace.grid, "layer": layer, "head": head,
-               "npz": "block<i>: (heads, rows, cols) attention of the query to each patch"}
-    return plots.export_view("attention", {"grid": grid_fig, "enlarged": enlarged}, numbers, arrays)
+class AttentionView:
+    """The attention endpoints, drawn from the analyses of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def render(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
+               log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),
+        and block `layer`, head `head` enlarged (interactive)."""
+        return _draw(self.service.result_for(image, model, weights, progress), query, layer, head, log_scale)
+
+    def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
+               log_scale: bool) -> list[str]:
+        """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
+        result = self.service.result_for(image, model, weights)
+        _, grid_fig, enlarged = _draw(result, query, layer, head, log_scale)
+        trace = result.trace
+        q = parse_query(query, trace.grid)
+        arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention))
+                  if (m := query_maps(trace, b, q)) is not None}
+        numbers = {"model": model, "query": q.text, "grid": trace.grid, "layer": layer, "head": head,
+                   "npz": "block<i>: (heads, rows, cols) attention of the query to each patch"}
+        return plots.export_view("attention", {"grid": grid_fig, "enlarged": enlarged}, numbers, arrays)
 
 
-def build_attention_tab(c) -> None:
+def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr.Slider]:
+    """The tab's layout and endpoints (/attention, /export_attention); returns the block and head sliders of the
+    enlarged map, for the page to fit to each analysed model."""
+    view = AttentionView(service)
     with gr.Row():
-        layer = gr.Slider(0, c.max_blocks - 1, value=0, step=1, label="Block of the enlarged map", elem_id="layer")
-        head = gr.Slider(0, c.max_heads - 1, value=0, step=1, label="Head of the enlarged map", elem_id="head")
-    c.attention_layer, c.attention_head = layer, head
+        layer = gr.Slider(0, shared.max_blocks - 1, value=0, step=1, label="Block of the enlarged map",
+                          elem_id="layer")
+        head = gr.Slider(0, shared.max_heads - 1, value=0, step=1, label="Head of the enlarged map", elem_id="head")
     with gr.Row():
         grid_plot = plot("All blocks × heads", "attention-grid")
         enlarged = plot("Enlarged map", "attention-enlarged")
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     with gr.Accordion("Learn: reading attention maps", open=False):
         gr.Markdown(LEARN)
-    inputs = [c.image, c.model, c.weights, c.query, layer, head, c.log_scale]
-    gr.on([c.analyzed.change, c.query.change, c.log_scale.change, layer.release, head.release], render, inputs,
-          [c.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")
-    wire_export(export_button, export, inputs, files, "export_attention")
+    inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale]
+    gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
+          view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")
+    wire_export(export_button, view.export, inputs, files, "export_attention")
+    return layer, head

@@ -1,11 +1,39 @@
-"""Pieces every tab uses: a captioned plot, a folded numbers panel, the export row."""
+"""Pieces every tab uses: the page's shared components, a captioned plot, a folded numbers panel, the export row."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["export_row", "numbers_panel", "plot", "wire_export"]
+__all__ = ["Shared", "export_row", "numbers_panel", "plot", "wire_export"]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the page makes before the tabs, for the tabs to read and listen to."""
+
+    demo: gr.Blocks
+    """The page: its load event draws the views that need no image."""
+    image: gr.Image
+    """The image file to analyse (filepath)."""
+    model: gr.Dropdown
+    """The zoo model's name."""
+    weights: gr.File
+    """Optional weights for the model's architecture (filepath)."""
+    query: gr.Textbox
+    """'cls', 'center' or 'row,col'."""
+    log_scale: gr.Checkbox
+    """Attention maps on a logarithmic colour scale."""
+    picker: gr.Image
+    """What the model saw, with the query patch framed: the views that draw a query redraw it."""
+    analyses: gr.State
+    """How many analyses this page has shown: it changes after each one (the controls fitted first), so the views
+    that draw an analysis listen to its change."""
+    max_blocks: int
+    """Blocks of the deepest zoo model: the range of block sliders before an analysis fits them."""
+    max_heads: int
+    """Heads of the widest zoo model."""
 
 
 def plot(caption: str, elem_id: str) -> gr.Plot:

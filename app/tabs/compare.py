@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import plots, service
-from app.tabs.common import export_row, numbers_panel, plot, wire_export
+from app import plots
+from app.service import Service, parse_index, parse_query
+from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import compare_figure
 
@@ -19,51 +20,59 @@ scenes models, 32×32 for the Fashion-MNIST ones; a patch query needs models of 
 DEFAULT_MODELS = ["deit_scenes", zoo.DEFAULT_MODEL, "convpass_digit_scenes"]
 
 
-def render(image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
-           progress: gr.Progress = gr.Progress()) -> tuple:
-    """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
-    model's top-5 and nonlocality at that block."""
-    if not isinstance(models, list) or not 1 <= len(models) <= 4:
-        raise gr.Error("Choose one to four models to compare.")
-    results = []
-    for i, name in enumerate(models):
-        progress((i + 0.5) / len(models), desc=f"tracing {name}")
-        results.append((name, service.result_for(image, name, None)))
-    layer = service.parse_index(layer, "block", list(range(max(len(r.trace.attention) for _, r in results))))
-    panels, numbers = [], {}
-    for name, result in results:
-        trace = result.trace
-        panels.append((name, trace, result.input_image, result.analysis.patch_size))
-        block = min(layer, len(trace.attention) - 1)  # a shallower model shows its last block
-        numbers[name] = {"top5": result.analysis.top5[0],
-                         "nonlocality_per_head": result.analysis.nonlocality[block][0].tolist()}
-    grids = {trace.grid for _, trace, _, _ in panels}
-    q = service.parse_query(query, panels[0][1].grid)
-    if not q.is_cls and len(grids) > 1:
-        raise gr.Error("These models cut the image into different patch grids: compare them with the class token "
-                       "as the query.")
-    return compare_figure(panels, layer, q, log_scale), numbers
+class CompareView:
+    """The comparison endpoints, drawn from the analyses of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def render(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
+               progress: gr.Progress = gr.Progress()) -> tuple:
+        """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
+        model's top-5 and nonlocality at that block."""
+        if not isinstance(models, list) or not 1 <= len(models) <= 4:
+            raise gr.Error("Choose one to four models to compare.")
+        results = []
+        for i, name in enumerate(models):
+            progress((i + 0.5) / len(models), desc=f"tracing {name}")
+            results.append((name, self.service.result_for(image, name, None)))
+        layer = parse_index(layer, "block", list(range(max(len(r.trace.attention) for _, r in results))))
+        panels, numbers = [], {}
+        for name, result in results:
+            trace = result.trace
+            panels.append((name, trace, result.input_image, result.analysis.patch_size))
+            block = min(layer, len(trace.attention) - 1)  # a shallower model shows its last block
+            numbers[name] = {"top5": result.analysis.top5[0],
+                             "nonlocality_per_head": result.analysis.nonlocality[block][0].tolist()}
+        grids = {trace.grid for _, trace, _, _ in panels}
+        q = parse_query(query, panels[0][1].grid)
+        if not q.is_cls and len(grids) > 1:
+            raise gr.Error("These models cut the image into different patch grids: compare them with the class "
+                           "token as the query.")
+        return compare_figure(panels, layer, q, log_scale), numbers
+
+    def export(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool) -> list[str]:
+        """The comparison as files: the figure (PNG) and the numbers (JSON)."""
+        figure, numbers = self.render(image, models, layer, query, log_scale)
+        return plots.export_view("compare", {"maps": figure}, {"layer": int(float(layer)), "query": query, **numbers})
 
 
-def export(image: str | None, models: list[str], layer: float, query: str, log_scale: bool) -> list[str]:
-    """The comparison as files: the figure (PNG) and the numbers (JSON)."""
-    figure, numbers = render(image, models, layer, query, log_scale)
-    return plots.export_view("compare", {"maps": figure}, {"layer": int(float(layer)), "query": query, **numbers})
-
-
-def build_compare_tab(c) -> None:
+def build_compare_tab(shared: Shared, service: Service) -> gr.Slider:
+    """The tab's layout and endpoints (/compare, /export_compare); returns the block slider, for the page to fit to
+    each analysed model."""
+    view = CompareView(service)
     with gr.Row():
         names = [name for _, name in service.model_choices()]
         models = gr.Dropdown(names, value=[m for m in DEFAULT_MODELS if m in names], multiselect=True,
                              label="Models (1-4)", elem_id="compare-models")
-        layer = gr.Slider(0, c.max_blocks - 1, value=0, step=1, label="Block", elem_id="compare-layer")
+        layer = gr.Slider(0, shared.max_blocks - 1, value=0, step=1, label="Block", elem_id="compare-layer")
         run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=0)
-    c.compare_layer = layer
     figure = plot("Side by side", "compare-plot")
     numbers = numbers_panel("Top-5 and nonlocality at this block")
     export_button, files = export_row("compare", "PNG, JSON")
     with gr.Accordion("Learn: comparing inductive biases", open=False):
         gr.Markdown(LEARN)
-    inputs = [c.image, models, layer, c.query, c.log_scale]
-    run.click(render, inputs, [figure, numbers], api_name="compare")
-    wire_export(export_button, export, inputs, files, "export_compare")
+    inputs = [shared.image, models, layer, shared.query, shared.log_scale]
+    run.click(view.render, inputs, [figure, numbers], api_name="compare")
+    wire_export(export_button, view.export, inputs, files, "export_compare")
+    return layer

@@ -5,9 +5,10 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from app import plots, service
+from app import plots
 from app.guard import shorten
-from app.tabs.common import export_row, numbers_panel, plot, wire_export
+from app.service import Result, Service, parse_index
+from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
@@ -31,19 +32,16 @@ digits; try a digit sketch). Their cards say which backbone each adapts.
 """
 
 
-def render(image: str | None, model: str, weights: str | None, block: str | float, branch: str,
-           progress: gr.Progress = gr.Progress()) -> tuple:
-    """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the frozen
-    attention of the class token over the image (figure), the bypass share per block (interactive), the conv
-    channels (figure) and the numbers."""
-    result = service.result_for(image, model, weights, progress)
+def _draw(result: Result, block: str | float, branch: str) -> tuple:
+    """Bypass maps (figure), bypass share per block (interactive), conv channels (figure), the numbers and the maps
+    as arrays of Convpass block `block` and `branch` ('attn' or 'mlp') in one analysis."""
     trace = result.trace
     blocks = [i for i, entry in enumerate(trace.bypass) if entry]
     if not blocks:
         shipped = [name for name, family in zoo.SHIPPED.items() if family == "convpass"]
-        note = f"{model} has no Convpass bypasses: choose {' or '.join(shipped)} (or a Convpass checkpoint)"
-        return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}
-    b = service.parse_index(block, "block with a bypass", blocks, optional=True)
+        note = f"{result.model_name} has no Convpass bypasses: choose {' or '.join(shipped)} (or a Convpass checkpoint)"
+        return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}, {}
+    b = parse_index(block, "block with a bypass", blocks, optional=True)
     maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])
     if f"{branch}_norm" not in maps:
         raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: "
@@ -63,25 +61,39 @@ def render(image: str | None, model: str, weights: str | None, block: str | floa
     numbers = {"block": b, "branch": branch, "mean_per_block": summary,
                "norm": np.round(maps[f"{branch}_norm"][0].numpy(), 5).tolist(),
                "ratio": np.round(maps[f"{branch}_ratio"][0].numpy(), 5).tolist()}
-    return figure, plots.bypass_share_figure(summary), channels, numbers
+    arrays = {k: v[0].numpy() for k, v in maps.items()}
+    return figure, plots.bypass_share_figure(summary), channels, numbers, arrays
 
 
-def export(image: str | None, model: str, weights: str | None, block: str | float, branch: str) -> list[str]:
-    """The bypass view as files: maps and channels (PNG), shares (HTML), numbers (JSON), conv channels (NPZ)."""
-    figure, share, channels, numbers = render(image, model, weights, block, branch)
-    trace = service.result_for(image, model, weights).trace
-    arrays = {}
-    if numbers:
-        maps = bypass_maps(trace.bypass[numbers["block"]], trace.grid, trace.num_prefix[numbers["block"]])
-        arrays = {k: v[0].numpy() for k, v in maps.items()}
-    return plots.export_view("convpass", {"maps": figure, "share": share, "channels": channels},
-                             {"model": model, **numbers}, arrays)
+class ConvpassView:
+    """The Convpass endpoints, drawn from the analyses of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def render(self, image: str | None, model: str, weights: str | None, block: str | float, branch: str,
+               progress: gr.Progress = gr.Progress()) -> tuple:
+        """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the
+        frozen attention of the class token over the image (figure), the bypass share per block (interactive), the
+        conv channels (figure) and the numbers."""
+        return _draw(self.service.result_for(image, model, weights, progress), block, branch)[:4]
+
+    def export(self, image: str | None, model: str, weights: str | None, block: str | float,
+               branch: str) -> list[str]:
+        """The bypass view as files: maps and channels (PNG), shares (HTML), numbers (JSON), conv channels (NPZ)."""
+        figure, share, channels, numbers, arrays = _draw(self.service.result_for(image, model, weights), block,
+                                                         branch)
+        return plots.export_view("convpass", {"maps": figure, "share": share, "channels": channels},
+                                 {"model": model, **numbers}, arrays)
 
 
-def build_convpass_tab(c) -> None:
+def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
+    """The tab's layout and endpoints (/bypass, /export_bypass); returns the block dropdown, for the page to fit to
+    each analysed model."""
+    view = ConvpassView(service)
     with gr.Row():
-        c.bypass_block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block",
-                                     allow_custom_value=True)
+        block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block",
+                            allow_custom_value=True)
         branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
     maps = plot("Bypass maps over the image", "bypass-maps")
     with gr.Row():
@@ -91,7 +103,8 @@ def build_convpass_tab(c) -> None:
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
     with gr.Accordion("Learn: convolutional bypasses", open=False):
         gr.Markdown(LEARN)
-    inputs = [c.image, c.model, c.weights, c.bypass_block, branch]
-    gr.on([c.analyzed.change, c.bypass_block.input, branch.input], render, inputs, [maps, share, channels, numbers],
+    inputs = [shared.image, shared.model, shared.weights, block, branch]
+    gr.on([shared.analyses.change, block.input, branch.input], view.render, inputs, [maps, share, channels, numbers],
           api_name="bypass", trigger_mode="always_last")
-    wire_export(export_button, export, inputs, files, "export_bypass")
+    wire_export(export_button, view.export, inputs, files, "export_bypass")
+    return block

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.tabs.common import export_row, plot, wire_export
+from app.tabs.common import Shared, export_row, plot, wire_export
 from petl_core import findings
 
 LEARN = """
@@ -80,7 +80,8 @@ def export(budget: str | None = None) -> list[str]:
     return plots.export_view("findings", {"sample_efficiency": sample_fig, "petl": petl_fig}, numbers)
 
 
-def build_findings_tab(c) -> None:
+def build_findings_tab(shared: Shared) -> None:
+    """The tab's layout and endpoints (/findings, /export_findings): it shows files, so it needs no service."""
     budget = gr.Radio([(f"{b} (shipped models)" if b in findings.SHIPPED_BUDGETS else b, b)
                        for b in findings.budgets()], value=_default_budget(), label="Training budget",
                       info="each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under "
@@ -93,6 +94,6 @@ def build_findings_tab(c) -> None:
     with gr.Accordion("Learn: what these experiments test", open=False):
         gr.Markdown(LEARN)
     outputs = [sample_fig, sample_md, petl_fig, petl_md]
-    c.demo_load(render, budget, outputs, api_name="findings")
+    shared.demo.load(render, budget, outputs, api_name="findings")
     budget.change(render, budget, outputs, api_visibility="private")
     wire_export(export_button, export, [budget], files, "export_findings")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import gradio as gr
-import torch
 
-from app import plots, service
-from app.tabs.common import export_row, plot, wire_export
-from petl_core.metrics import gpsa_heads
+from app import plots
+from app.service import Service, training_pair
+from app.tabs.common import Shared, export_row, plot, wire_export
 
 LEARN = """
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
@@ -35,51 +34,58 @@ def _measured(name: str, history: dict) -> str:
             + (f" Σlr per parameter group: {reach}." if reach else ""))
 
 
-def _shown(model: str) -> tuple[str | None, dict | None, str]:
-    """(name, history, prefix of the note): `model`'s own shipped history with gates, else that of the shipped
-    ConViT trained on the same data (or of the default model's ConViT)."""
-    history = service.history(model)
-    if history is not None and history["entries"] and history["entries"][0].get("gates"):
-        return model, history, ""
-    shown = service.training_pair(model).get("convit")
-    history = service.history(shown) if shown else None
-    return shown, history, f"{model} has no shipped training history with gates; showing the shipped ConViT {shown}. "
+class GatesView:
+    """The gates endpoints, from the shipped histories and the loaded checkpoints of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def _shown(self, model: str) -> tuple[str | None, dict | None, str]:
+        """(name, history, prefix of the note): `model`'s own shipped history with gates, else that of the shipped
+        ConViT trained on the same data (or of the default model's ConViT)."""
+        history = self.service.history(model)
+        if history is not None and history["entries"] and history["entries"][0].get("gates"):
+            return model, history, ""
+        shown = training_pair(model).get("convit")
+        history = self.service.history(shown) if shown else None
+        return shown, history, (f"{model} has no shipped training history with gates; showing the shipped ConViT "
+                                f"{shown}. ")
+
+    def render(self, model: str) -> tuple:
+        """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model` or of
+        its stand-in (`_shown`), and a note saying which, with what the gates did."""
+        shown, history, prefix = self._shown(model)
+        if history is None:
+            return plots.message_figure("no shipped ConViT history in assets/"), "No history shipped."
+        return plots.gates_over_training(history), (f"{prefix}{_measured(shown, history)} "
+                                                    f"{len(history['entries'])} evaluation points over "
+                                                    f"{history['steps']} steps.")
+
+    def export(self, model: str) -> list[str]:
+        """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
+        figure, note = self.render(model)
+        _, history, _ = self._shown(model)
+        blocks, checkpoint = self.service.checkpoint_gates(model)
+        figures = {"over_training": figure}
+        if checkpoint is not None:
+            figures["checkpoint"] = plots.gates_heatmap(checkpoint, blocks, f"σ(λ) of {model}")
+        numbers = {"note": note, "checkpoint": {"blocks": blocks, "sigma_lambda": checkpoint},
+                   "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
+                               for e in history["entries"]] if history else []}
+        return plots.export_view("gates", figures, numbers)
 
 
-def render(model: str) -> tuple:
-    """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model` or of
-    its stand-in (`_shown`), and a note saying which, with what the gates did."""
-    shown, history, prefix = _shown(model)
-    if history is None:
-        return plots.message_figure("no shipped ConViT history in assets/"), "No history shipped."
-    return plots.gates_over_training(history), (f"{prefix}{_measured(shown, history)} "
-                                                f"{len(history['entries'])} evaluation points over "
-                                                f"{history['steps']} steps.")
-
-
-def export(model: str) -> list[str]:
-    """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
-    figure, note = render(model)
-    _, history, _ = _shown(model)
-    heads = gpsa_heads(service.get_model(model).model)
-    blocks = [h.block for h in heads]
-    figures = {"over_training": figure}
-    checkpoint = None
-    if heads:
-        checkpoint = torch.stack([h.gates for h in heads]).cpu().numpy()
-        figures["checkpoint"] = plots.gates_heatmap(checkpoint, blocks, f"σ(λ) of {model}")
-    numbers = {"note": note, "checkpoint": {"blocks": blocks, "sigma_lambda": checkpoint},
-               "entries": [{"step": e["step"], "epoch": e["epoch"], "gates": e["gates"]}
-                           for e in history["entries"]] if history else []}
-    return plots.export_view("gates", figures, numbers)
-
-
-def build_gates_tab(c) -> None:
-    c.gates_now = plot("σ(λ) of the loaded checkpoint (block × head)", "gates-now")
+def build_gates_tab(shared: Shared, service: Service) -> gr.Plot:
+    """The tab's layout and endpoints (/gates_history, /export_gates); returns the plot of the analysed checkpoint's
+    gates, which /analyze draws."""
+    view = GatesView(service)
+    gates_now = plot("σ(λ) of the loaded checkpoint (block × head)", "gates-now")
     note = gr.Markdown()
     over_training = plot("σ(λ) across training", "gates-history")
     export_button, files = export_row("gates", "HTML, JSON")
     with gr.Accordion("Learn: what a gate is", open=False):
         gr.Markdown(LEARN)
-    gr.on([c.model.change, c.demo_load], render, [c.model], [over_training, note], api_name="gates_history")
-    wire_export(export_button, export, [c.model], files, "export_gates")
+    gr.on([shared.model.change, shared.demo.load], view.render, [shared.model], [over_training, note],
+          api_name="gates_history")
+    wire_export(export_button, view.export, [shared.model], files, "export_gates")
+    return gates_now

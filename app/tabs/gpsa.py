@@ -4,8 +4,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from app import plots, service
-from app.tabs.common import export_row, numbers_panel, plot, wire_export
+from app import plots
+from app.service import Service, parse_index, parse_query
+from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
 from petl_core.figures import attention_layer_figure
 from petl_core.query import centre_patch
 
@@ -26,47 +27,57 @@ with the content row, which changes with the image, and read the gate above each
 """
 
 
-def render(image: str | None, model: str, weights: str | None, query: str, layer: str | float,
-           log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
-    """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
-    the positional centres of every GPSA block (interactive), and the gates as numbers."""
-    result = service.result_for(image, model, weights, progress)
-    trace = result.trace
-    if not trace.gated_blocks:
-        note = f"{model} has no GPSA blocks: this view is for ConViT models"
-        return plots.message_figure(note), plots.message_figure(note), {}
-    q = service.parse_query(query, trace.grid)
-    if q.is_cls:  # GPSA blocks come before the class token joins: use the centre patch
-        q = centre_patch(trace.grid)
-    block = service.parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
-    figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
-                                    log_scale=log_scale)
-    gates = trace.gate_matrix.numpy()
-    centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
-    centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
-    numbers = {"query": q.text, "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
-               "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
-               "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
-    return figure, centres_fig, numbers
+class GpsaView:
+    """The GPSA endpoints, drawn from the analyses of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def render(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
+               log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+        """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
+        the positional centres of every GPSA block (interactive), and the gates as numbers."""
+        result = self.service.result_for(image, model, weights, progress)
+        trace = result.trace
+        if not trace.gated_blocks:
+            note = f"{model} has no GPSA blocks: this view is for ConViT models"
+            return plots.message_figure(note), plots.message_figure(note), {}
+        q = parse_query(query, trace.grid)
+        if q.is_cls:  # GPSA blocks come before the class token joins: use the centre patch
+            q = centre_patch(trace.grid)
+        block = parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
+        figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
+                                        log_scale=log_scale)
+        gates = trace.gate_matrix.numpy()
+        centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
+        centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
+        numbers = {"query": q.text, "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
+                   "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
+                   "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
+        return figure, centres_fig, numbers
+
+    def export(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
+               log_scale: bool) -> list[str]:
+        """The GPSA view as files: decomposition (PNG), centres (HTML), gates and centres (JSON)."""
+        figure, centres_fig, numbers = self.render(image, model, weights, query, layer, log_scale)
+        return plots.export_view("gpsa", {"decomposition": figure, "centres": centres_fig},
+                                 {"model": model, **numbers})
 
 
-def export(image: str | None, model: str, weights: str | None, query: str, layer: str | float,
-           log_scale: bool) -> list[str]:
-    """The GPSA view as files: decomposition (PNG), centres (HTML), gates and centres (JSON)."""
-    figure, centres_fig, numbers = render(image, model, weights, query, layer, log_scale)
-    return plots.export_view("gpsa", {"decomposition": figure, "centres": centres_fig}, {"model": model, **numbers})
-
-
-def build_gpsa_tab(c) -> None:
-    c.gpsa_block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block",
-                               allow_custom_value=True)  # the API may ask for any block of any model
+def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
+    """The tab's layout and endpoints (/gpsa, /export_gpsa); returns the GPSA block dropdown, for the page to fit
+    to each analysed model."""
+    view = GpsaView(service)
+    block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block",
+                        allow_custom_value=True)  # the API may ask for any block of any model
     decomposition = plot("Mixed, content and positional attention per head", "gpsa-plot")
     centres = plot("Positional centres Δ_h on the patch grid", "gpsa-centres")
     numbers = numbers_panel("Gates and centres")
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     with gr.Accordion("Learn: content, position and the gate", open=False):
         gr.Markdown(LEARN)
-    inputs = [c.image, c.model, c.weights, c.query, c.gpsa_block, c.log_scale]
-    gr.on([c.analyzed.change, c.query.change, c.log_scale.change, c.gpsa_block.input], render, inputs,
+    inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale]
+    gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render, inputs,
           [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")
-    wire_export(export_button, export, inputs, files, "export_gpsa")
+    wire_export(export_button, view.export, inputs, files, "export_gpsa")
+    return block

@@ -4,8 +4,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from app import plots, service
-from app.tabs.common import export_row, plot, wire_export
+from app import plots
+from app.service import Service, training_pair
+from app.tabs.common import Shared, export_row, plot, wire_export
 
 LEARN = """
 **Nonlocality** (ConViT paper, Eq. 8) is how far, on average, a head looks: the attention-weighted distance between
@@ -28,41 +29,51 @@ def _layer_means(history: dict, entry: int) -> list[float]:
     return [float(np.mean(layer)) for layer in history["entries"][entry]["nonlocality"]]
 
 
-def render_training(model: str | None = None) -> tuple:
-    """Nonlocality per layer over training: the shipped ConViT next to the shipped DeiT trained on the same data as
-    `model` (interactive), and a note with the measured change per layer."""
-    pair = service.training_pair(model)
-    histories = {f"{label} ({name})": h for label, key in (("ConViT", "convit"), ("DeiT", "deit"))
-                 if (name := pair.get(key)) and (h := service.history(name)) is not None}
-    if not histories:
-        return plots.message_figure("no shipped training histories in assets/"), "No training history shipped."
-    lines = []
-    for label, history in histories.items():
-        start, end = _layer_means(history, 0), _layer_means(history, -1)
-        change = ", ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
-        lines.append(f"**{label}**, {history['steps']} steps, layers 1-{len(start)}: {change} patches.")
-    return plots.nonlocality_over_training(histories), "\n\n".join(lines)
+class NonlocalityView:
+    """The nonlocality endpoints, from the shipped histories and the analyses of `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def render_training(self, model: str | None = None) -> tuple:
+        """Nonlocality per layer over training: the shipped ConViT next to the shipped DeiT trained on the same data
+        as `model` (interactive), and a note with the measured change per layer."""
+        pair = training_pair(model)
+        histories = {f"{label} ({name})": h for label, key in (("ConViT", "convit"), ("DeiT", "deit"))
+                     if (name := pair.get(key)) and (h := self.service.history(name)) is not None}
+        if not histories:
+            return plots.message_figure("no shipped training histories in assets/"), "No training history shipped."
+        lines = []
+        for label, history in histories.items():
+            start, end = _layer_means(history, 0), _layer_means(history, -1)
+            change = ", ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
+            lines.append(f"**{label}**, {history['steps']} steps, layers 1-{len(start)}: {change} patches.")
+        return plots.nonlocality_over_training(histories), "\n\n".join(lines)
+
+    def export(self, image: str | None, model: str, weights: str | None) -> list[str]:
+        """Both nonlocality views as files (HTML) and the numbers per layer and head (JSON)."""
+        result = self.service.result_for(image, model, weights)
+        trained = [v[0].numpy() for v in result.analysis.nonlocality]
+        initial = [v.numpy() for v in result.init_nonlocality]
+        figures = {"over_training": self.render_training(model)[0],
+                   "image": plots.image_nonlocality_figure(trained, initial, f"nonlocality of {model} on this image")}
+        numbers = {"model": model, "unit": "patches", "trained_per_head": [np.round(v, 4).tolist() for v in trained],
+                   "init_per_head": [np.round(v, 4).tolist() for v in initial]}
+        return plots.export_view("nonlocality", figures, numbers)
 
 
-def export(image: str | None, model: str, weights: str | None) -> list[str]:
-    """Both nonlocality views as files (HTML) and the numbers per layer and head (JSON)."""
-    result = service.result_for(image, model, weights)
-    trained = [v[0].numpy() for v in result.analysis.nonlocality]
-    initial = [v.numpy() for v in result.init_nonlocality]
-    figures = {"over_training": render_training(model)[0],
-               "image": plots.image_nonlocality_figure(trained, initial, f"nonlocality of {model} on this image")}
-    numbers = {"model": model, "unit": "patches", "trained_per_head": [np.round(v, 4).tolist() for v in trained],
-               "init_per_head": [np.round(v, 4).tolist() for v in initial]}
-    return plots.export_view("nonlocality", figures, numbers)
-
-
-def build_nonlocality_tab(c) -> None:
-    c.nonlocality_image = plot("This image: per layer and head, trained vs at init", "nonlocality-image")
+def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
+    """The tab's layout and endpoints (/nonlocality_history, /export_nonlocality); returns the plot of this image's
+    nonlocality, which /analyze draws."""
+    view = NonlocalityView(service)
+    image_plot = plot("This image: per layer and head, trained vs at init", "nonlocality-image")
     note = gr.Markdown(elem_id="nonlocality-note")
     over_training = plot("Over training: ConViT vs DeiT (shipped histories)", "nonlocality-history")
     export_button, files = export_row("nonlocality", "HTML, JSON")
     with gr.Accordion("Learn: what nonlocality measures", open=False):
         gr.Markdown(LEARN)
-    gr.on([c.model.change, c.demo_load], render_training, [c.model], [over_training, note],
+    gr.on([shared.model.change, shared.demo.load], view.render_training, [shared.model], [over_training, note],
           api_name="nonlocality_history")
-    wire_export(export_button, export, [c.image, c.model, c.weights], files, "export_nonlocality")
+    wire_export(export_button, view.export, [shared.image, shared.model, shared.weights], files,
+                "export_nonlocality")
+    return image_plot
