@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from petl_core.data import DATASETS  # noqa: E402
 from petl_core.preprocess import prepare  # noqa: E402
-from petl_core.train import TrainConfig, _param_groups, build_model  # noqa: E402
+from petl_core.registry import build_model  # noqa: E402
+from petl_core.train import TrainConfig, _param_groups  # noqa: E402
 
 
 def _setup(method: str, data: str, head_dim: int, batch: int):

@@ -89,6 +89,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{path.name} is not a readable safetensors file") from e
+    # not timm's load_state_dict: it also unpickles argparse.Namespace, and prefers EMA weights to the model's
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # torch's own text advises weights_only=False: never for a stranger's file

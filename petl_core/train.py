@@ -28,7 +28,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,40 +36,18 @@ import timm
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from timm.optim import param_groups_weight_decay
 from torch import nn
 
-from . import metrics
-from .checkpoint import load_checkpoint
-from .convpass import add_convpass
-from .data import ImageSet, dataset_spec, fraction_subset, k_shot_subset, validation_split
-from .models import GPSA, create_model
-from .preprocess import BASE_SIZE, PAD, prepare
-from .probe import trace
+from .data import dataset_spec, fraction_subset, k_shot_subset, validation_split
+from .diagnostics import dynamics, evaluate, gate_gradients, gpsa_gates
+from .models import GPSA
+from .preprocess import prepare
+from .registry import METHODS, architecture_record, build_model
 from .runtime import resolve_device
 
-__all__ = ["ARCHITECTURES", "TrainConfig", "architecture", "build_model", "gate_gradients", "train"]
-
-# The shipped pair: equal size (9 heads of 16 channels, depth 6), 4-pixel patches; 32×32 input from the 28×28
-# images (an 8×8 grid), or the dataset's own input size (`build_model`; 48×48 scenes: a 12×12 grid). ConViT keeps
-# its paper ratio of GPSA to MHSA blocks (10 of 12 → 4 of 6 here would leave 2 MHSA blocks, as in the paper).
-ARCHITECTURES: dict[str, tuple[str, dict]] = {
-    "convit": ("convit_tiny", dict(img_size=32, patch_size=4, in_chans=1, num_heads=9, embed_dim=16, depth=6,
-                                   local_up_to_layer=4)),
-    "deit": ("deit_tiny_patch16_224", dict(img_size=32, patch_size=4, in_chans=1, num_heads=9, embed_dim=144,
-                                           depth=6)),
-}
-HEADS = 9  # a 3×3 layout of GPSA's initial offsets
-
-
-def architecture(method: str, img_size: int, head_dim: int = 16) -> tuple[str, dict]:
-    """(timm name, kwargs) of the from-scratch `method` (convit, or deit for every other method) at `img_size`
-    with `head_dim` channels per head (16: the Fashion-MNIST pair; narrower models train faster on a CPU)."""
-    name, kwargs = ARCHITECTURES["convit" if method == "convit" else "deit"]
-    width = {"embed_dim": head_dim} if name.startswith("convit") else {"embed_dim": head_dim * HEADS}
-    return name, {**kwargs, **width, "img_size": img_size}
-METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
+__all__ = ["TrainConfig", "train"]
 
 
 @dataclass
@@ -175,63 +153,21 @@ def _device(name: str, rank: int) -> torch.device:
     return device
 
 
-def model_architecture(config: TrainConfig) -> tuple[str, dict]:
-    """(timm name, kwargs) of the transformer a run trains, before its head is sized: from scratch, the method's
-    at `head_dim`; to adapt, the DeiT whose width (and classes) the backbone file holds."""
-    img_size = dataset_spec(config.data).input_size
-    if config.method in ("convit", "deit"):
-        return architecture(config.method, img_size, config.head_dim)
-    with safe_open(config.backbone, framework="pt") as weights:
-        backbone_classes, width = weights.get_slice("head.weight").get_shape()
-    name, kwargs = architecture("deit", img_size, width // HEADS)
-    return name, {**kwargs, "num_classes": backbone_classes}
-
-
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The model a run trains, at its dataset's input size, with `requires_grad` set for its method."""
-    name, kwargs = model_architecture(config)
-    if config.method in ("convit", "deit"):
-        return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path, **kwargs)
-    model = create_model(name, drop_path_rate=config.drop_path, **kwargs)
-    load_checkpoint(model, config.backbone)
-    model.reset_classifier(num_classes)
-    if config.method.startswith("convpass"):
-        add_convpass(model, dim=config.convpass_dim, scale=config.convpass_scale,
-                     where="both" if config.method == "convpass" else "attn")
-    elif config.method == "linear":
-        for pname, param in model.named_parameters():
-            param.requires_grad = pname.startswith("head.")
-    return model
-
-
-def _architecture_record(config: TrainConfig, num_classes: int) -> dict:
-    """What a card needs to rebuild the trained model: timm name and kwargs with the run's classes."""
-    name, kwargs = model_architecture(config)
-    return {"timm_name": name, "kwargs": {**kwargs, "num_classes": num_classes}}
-
-
-def _gpsa_gates(model: nn.Module) -> list[nn.Parameter]:
-    """The gate parameters λ (H,) of the model's GPSA blocks, in block order (empty for a ViT)."""
-    return [b.attn.gating_param for b in model.blocks if isinstance(b.attn, GPSA)]
-
-
 def _param_groups(model: nn.Module, weight_decay: float, gpsa_lr_scale: float = 1.0) -> list[dict]:
     """AdamW groups, each with a `name` and an `lr_scale` (its learning rate over the schedule's): 'decay' and
     'no_decay', and with gpsa_lr_scale ≠ 1 a group 'gpsa' (gates and positional projections, no decay: over a
     Σlr of 20 or more a decay of 0.05 would shrink the positional weights by e⁻¹ whatever their gradient)."""
-    skip = getattr(model, "no_weight_decay", lambda: set())()
     gpsa = set()
     if gpsa_lr_scale != 1.0:
         gpsa = {id(p) for b in model.blocks if isinstance(b.attn, GPSA)
                 for p in (b.attn.gating_param, *b.attn.pos_proj.parameters())}
-    decay, no_decay, own = [], [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if id(param) in gpsa:
-            own.append(param)
-        else:
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(param)
+    # timm's split (ndim ≤ 1, biases, the model's no_weight_decay() without decay), asked with a placeholder decay:
+    # at 0 it would put every parameter in one group, and a resumed optimiser's state is matched to groups by size
+    split = param_groups_weight_decay(model, weight_decay=1.0,
+                                      no_weight_decay_list=getattr(model, "no_weight_decay", lambda: set())())
+    kept = {g["weight_decay"] > 0: [p for p in g["params"] if id(p) not in gpsa] for g in split}
+    decay, no_decay = kept.get(True, []), kept.get(False, [])
+    own = [p for p in model.parameters() if p.requires_grad and id(p) in gpsa]
     groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
               {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
     if own:
@@ -256,64 +192,6 @@ def eval_steps(total: int, steps_per_epoch: int, points: int) -> list[int]:
     num_even = points - num_early
     even = {round(total * (i + 1) / num_even) for i in range(num_even)}
     return sorted({0, total} | {s for s in early | even if 0 < s <= total})
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, test: ImageSet, norm: tuple[float, float], device: torch.device,
-             batch: int, base_size: int = BASE_SIZE, pad: int = PAD) -> float:
-    """Top-1 accuracy on the whole test set, seen at base_size + 2·pad (`prepare`)."""
-    model.eval()
-    correct = 0
-    in_chans = model.patch_embed.proj.in_channels
-    for start in range(0, len(test), batch):
-        x = prepare(test.images[start:start + batch], in_chans, *norm, train=False, base_size=base_size,
-                    pad=pad).to(device)
-        correct += (model(x).argmax(-1).cpu() == test.labels[start:start + batch]).sum().item()
-    return correct / len(test)
-
-
-def gate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   label_smoothing: float) -> dict:
-    """The gate-gradient diagnostic: mean and spread over batches of ∂L/∂λ, the training loss's gradient for
-    each GPSA gate parameter, as training sees it (train mode: drop path on).
-
-    Nothing of the run changes: the gradients are taken with `torch.autograd.grad` (no `.grad` is written, no
-    step is taken) and the random state that drop path consumes is restored afterwards.
-
-    Args:
-        batches: (x (B, C, S, S) prepared inputs, y (B,) labels) pairs, on the model's device.
-
-    Returns:
-        {"mean": blocks × heads, "std": blocks × heads (sample std, ddof=1; None for one batch), "batches": n}.
-    """
-    gates = _gpsa_gates(model)
-    device = gates[0].device
-    grads = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model.train()
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-            grads.append(torch.stack(torch.autograd.grad(loss, gates)).cpu())  # (blocks, H)
-    g = torch.stack(grads).double()  # (batches, blocks, H)
-    return {"mean": g.mean(0).tolist(), "std": g.std(0).tolist() if len(g) > 1 else None, "batches": len(g)}
-
-
-def dynamics(model: nn.Module, probe: torch.Tensor, batch: int) -> dict:
-    """Gates, positional centres/strengths and nonlocality (per layer and head, mean over the probe images)."""
-    model.eval()
-    sums: list[torch.Tensor] | None = None
-    for start in range(0, len(probe), batch):
-        t = trace(model, probe[start:start + batch])
-        values = [metrics.nonlocality(a, t.grid, p).sum(0).cpu() for a, p in zip(t.attention, t.num_prefix,
-                                                                                    strict=True)]
-        sums = values if sums is None else [s + v for s, v in zip(sums, values, strict=True)]
-    record = {"nonlocality": [(s / len(probe)).tolist() for s in sums]}
-    heads = metrics.gpsa_heads(model)
-    if heads:
-        record["gates"] = [h.gates.cpu().tolist() for h in heads]
-        record["centres"] = [h.centres.cpu().tolist() for h in heads]
-        record["strengths"] = [h.strengths.cpu().tolist() for h in heads]
-    return record
 
 
 def _environment(device: torch.device, world: int) -> dict:
@@ -382,12 +260,12 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
                  "normalisation": {"mean": norm[0], "std": norm[1]}, "fraction": config.fraction,
                  "shots": config.shots, "input_size": spec.input_size, **geometry},
         "augmentation": asdict(spec.augmentation),
-        "architecture": _architecture_record(config, len(train_set.classes)),
+        "architecture": architecture_record(config, len(train_set.classes)),
         "parameters": {"total": sum(p.numel() for p in model.parameters()),
                        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)},
         "steps": total, "steps_per_epoch": steps_per_epoch, "batch_per_process": per_rank, "entries": [],
     }
-    if _gpsa_gates(model) and config.gate_grad_batches:
+    if gpsa_gates(model) and config.gate_grad_batches:
         history["gate_grad"] = {}  # "init" and "end": gate_gradients() at step 0 and at the last step
     # Σ of the learning rate each group was really stepped with (a gate's reach under Adam is about its Σlr)
     lr_sum = {group["name"]: 0.0 for group in optimizer.param_groups}

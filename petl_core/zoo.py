@@ -62,8 +62,8 @@ from .data import DatasetMissingError, dataset_spec
 from .images import data_config, image_transform
 from .models import HubUnavailableError, create_model
 from .preprocess import BASE_SIZE, PAD, prepare
+from .registry import architecture as architecture_of
 from .train import TrainConfig
-from .train import architecture as architecture_of
 
 __all__ = [
     "ASSETS",

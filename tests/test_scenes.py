@@ -13,13 +13,12 @@ from petl_core.data import (
     DatasetMissingError,
     dataset_spec,
     digits,
-    digits_scenes,
     fashion_mnist,
     load_dataset,
     save_samples,
-    scenes,
 )
 from petl_core.preprocess import prepare
+from petl_core.scenes import digits_scenes, scenes
 
 PATCH = 4  # the shipped architectures' patch size
 

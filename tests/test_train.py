@@ -19,7 +19,6 @@ from petl_core.data import (
     DATASETS,
     DatasetMissingError,
     digits,
-    digits_scenes,
     fashion_mnist,
     fraction_subset,
     image_folder,
@@ -27,17 +26,12 @@ from petl_core.data import (
     synthetic,
     validation_split,
 )
+from petl_core.diagnostics import gate_gradients
 from petl_core.models import GPSA
 from petl_core.preprocess import prepare
-from petl_core.train import (
-    TrainConfig,
-    _param_groups,
-    build_model,
-    eval_steps,
-    gate_gradients,
-    learning_rate,
-    train,
-)
+from petl_core.registry import build_model
+from petl_core.scenes import digits_scenes
+from petl_core.train import TrainConfig, _param_groups, eval_steps, learning_rate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,6 +229,47 @@ def test_lr_sum_is_the_schedule_summed_per_group_and_the_gpsa_variant_outruns_th
     assert 0.9 < reach < 1.0 and 25 * reach > 20
     with pytest.raises(ValueError, match="GPSA"):
         TrainConfig(method="deit", gpsa_lr_scale=10.0)
+
+
+def test_param_groups_keep_their_parameters_and_order_so_old_checkpoints_resume():
+    # ConViT at depth 6: blocks 0-3 GPSA, 4-5 MHSA. Written out as the hand-made split had them (optimiser state
+    # is matched to groups by order and size, so a checkpoint from before must find the same lists).
+    gpsa_own = ["attn.gating_param", "attn.pos_proj.weight", "attn.pos_proj.bias"]
+    decay = ["patch_embed.proj.weight"]
+    no_decay = ["cls_token", "pos_embed", "patch_embed.proj.bias"]
+    for i in range(6):
+        gpsa = i < 4
+        decay += [f"blocks.{i}.{n}" for n in (["attn.qk.weight", "attn.v.weight", "attn.proj.weight",
+                                                "attn.pos_proj.weight"] if gpsa else ["attn.qkv.weight",
+                                                                                      "attn.proj.weight"])
+                  + ["mlp.fc1.weight", "mlp.fc2.weight"]]
+        no_decay += [f"blocks.{i}.{n}" for n in ["norm1.weight", "norm1.bias"]
+                     + (["attn.gating_param", "attn.proj.bias", "attn.pos_proj.bias"] if gpsa else ["attn.proj.bias"])
+                     + ["norm2.weight", "norm2.bias", "mlp.fc1.bias", "mlp.fc2.bias"]]
+    decay += ["head.weight"]
+    no_decay += ["norm.weight", "norm.bias", "head.bias"]
+    own = [f"blocks.{i}.{n}" for i in range(4) for n in gpsa_own]
+    model = build_model(TrainConfig(method="convit", data="synthetic", head_dim=4), num_classes=4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    params = dict(model.named_parameters())
+
+    def described(groups: list[dict]) -> list[tuple]:
+        return [(g["name"], [names[id(p)] for p in g["params"]], g["weight_decay"], g["lr_scale"]) for g in groups]
+
+    assert described(_param_groups(model, 0.05)) == [("decay", decay, 0.05, 1.0), ("no_decay", no_decay, 0.0, 1.0)]
+    # the split does not depend on the decay's value (timm's own would put everything in one group at 0)
+    assert described(_param_groups(model, 0.0)) == [("decay", decay, 0.0, 1.0), ("no_decay", no_decay, 0.0, 1.0)]
+    variant = [n for n in no_decay if n not in own]
+    assert described(_param_groups(model, 0.05, 25.0)) == [
+        ("decay", [n for n in decay if n not in own], 0.05, 1.0), ("no_decay", variant, 0.0, 1.0),
+        ("gpsa", own, 0.0, 25.0)]
+    # An optimiser state saved under the hand-made groups loads onto the same parameters
+    old = torch.optim.AdamW([{"params": [params[n] for n in group]} for group in (decay, no_decay)], lr=1e-3)
+    model(torch.randn(2, 1, 32, 32)).sum().backward()
+    old.step()
+    new = torch.optim.AdamW(_param_groups(model, 0.05), lr=1e-3)
+    new.load_state_dict(old.state_dict())
+    assert all(torch.equal(new.state[p]["exp_avg"], old.state[p]["exp_avg"]) for p in model.parameters())
 
 
 def test_gate_gradient_diagnostic_is_recorded_and_leaves_the_run_unchanged(tmp_path):

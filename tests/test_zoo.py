@@ -19,7 +19,8 @@ from petl_core.data import dataset_spec, digits, load_test_set, synthetic
 from petl_core.images import image_transform
 from petl_core.models import HubUnavailableError
 from petl_core.preprocess import prepare
-from petl_core.train import ARCHITECTURES, TrainConfig, train
+from petl_core.registry import ARCHITECTURES
+from petl_core.train import TrainConfig, train
 
 HUB_NAMES = ["convit_tiny.fb_in1k", "convit_small.fb_in1k", "deit_tiny_patch16_224.fb_in1k",
              "deit_small_patch16_224.fb_in1k", "vit_base_patch16_224.orig_in21k"]
