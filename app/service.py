@@ -47,11 +47,11 @@ class Result:
 
     model_name: str
     card: dict
+    """The model card as JSON-ready data (ModelCard.to_dict)."""
     input_image: np.ndarray
     """(height, width, 3) in [0, 1]: exactly the tensor the model saw, un-normalised (grayscale shown as gray)."""
     analysis: Analysis
-    init_nonlocality: list[torch.Tensor]
-    """Per block: (H,) nonlocality of the same architecture at initialisation on the same input, in patches."""
+    """With `init_nonlocality`: the same architecture at initialisation on the same input."""
 
     @property
     def trace(self) -> Trace:
@@ -66,19 +66,14 @@ except ImportError:
 
 
 @_gpu
-def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor,
-             device: torch.device) -> tuple[Analysis, list[torch.Tensor]]:
+def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor, device: torch.device) -> Analysis:
     """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
-    analysis = analyze(model, inputs.to(device))
-    trace = analysis.trace
-    outputs = {"logits": [trace.logits], "attention": trace.attention,
-               "bypass outputs": [v for entry in trace.bypass if entry for v in entry.values()]}
-    bad = [name for name, values in outputs.items() if not all(torch.isfinite(v).all() for v in values)]
+    analysis = analyze(model, inputs.to(device), initial)
+    bad = analysis.non_finite()
     if bad:  # finite weights can still overflow: say so rather than draw empty maps
         raise gr.Error(f"The model's {' and '.join(bad)} on this image are not finite (NaN or infinite values): "
                        f"its weights overflow.")
-    init = [v[0] for v in analyze(initial, inputs.to(device)).nonlocality]
-    return replace(analysis, trace=trace.to("cpu")), init
+    return replace(analysis, trace=analysis.trace.to("cpu"))  # (nonlocality is on the CPU already)
 
 
 def _weights_key(file: str | None) -> str | None:
@@ -209,9 +204,9 @@ class Service:
         if progress:
             progress(0.6, desc="tracing")
         inputs = loaded.preprocess(picture).unsqueeze(0)
-        analysis, init = _forward(loaded.model, initial, inputs, self.device)
-        config = {k: np.atleast_1d(loaded.card["preprocessing"][k]).tolist() for k in ("mean", "std")}
-        result = Result(model_name, loaded.card, to_display(inputs[0], config), analysis, init)
+        analysis = _forward(loaded.model, initial, inputs, self.device)
+        config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
+        result = Result(model_name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
         with self._lock:
             return _remember(self._results, key, result, RESULTS_KEPT)
 

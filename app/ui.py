@@ -60,13 +60,12 @@ def _views(result: Result, query: str) -> tuple:
     numbers (JSON), the model card, the gates heatmap and this image's nonlocality against the model at init."""
     model, trace = result.model_name, result.trace
     q = parse_query(query, trace.grid)
-    summary = {"model": model, **result.analysis.summary(),
-               "init_nonlocality_per_head": [v.tolist() for v in result.init_nonlocality]}
+    summary = {"model": model, **result.analysis.summary()}
     top5 = {d["label"]: d["probability"] for d in summary["top5"]}
     gates = (plots.gates_heatmap(trace.gate_matrix.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
              if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
     nonlocality = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
-                                                 [v.numpy() for v in result.init_nonlocality],
+                                                 [v[0].numpy() for v in result.analysis.init_nonlocality],
                                                  f"nonlocality of {model} on this image")
     return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
 

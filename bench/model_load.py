@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from petl_core import zoo  # noqa: E402
+from petl_core.building import construct  # noqa: E402
 
 
 def _ordinary(name: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    model = zoo._construct(zoo.read_card(zoo.ASSETS / name))  # timm's random init, on the CPU
+    model = construct(zoo.ModelCard.load(zoo.ASSETS / name))  # timm's random init, on the CPU
     model.load_state_dict(state)
     return model.eval()
 

@@ -112,7 +112,7 @@ def _load_model(args: argparse.Namespace) -> tuple[nn.Module, Callable, dict, st
             raise CommandError(f"{args.model} is a shipped model: it takes no --pretrained or --model-arg "
                                f"(--checkpoint: weights of the same recipe, e.g. a petl_core train run)")
         loaded = zoo.load(args.model, file=args.checkpoint)
-        return loaded.model, loaded.preprocess, loaded.card["preprocessing"], loaded.source
+        return loaded.model, loaded.preprocess, loaded.card.preprocessing, loaded.source
     try:
         model = create_model(args.model, pretrained=args.pretrained, **dict(args.model_arg))
     except TypeError as e:
@@ -163,10 +163,9 @@ def run_analyze(args: argparse.Namespace) -> dict:
     if maps:
         written.append(save_figure(bypass_figure(maps, display), out / "bypass_maps.png"))
         for i, block_maps in maps.items():
-            for branch in ("attn", "mlp"):
-                if f"{branch}_conv" in block_maps:
-                    fig = conv_channels_figure(block_maps[f"{branch}_conv"][0], f"block {i} {branch} bypass: 3×3 conv")
-                    written.append(save_figure(fig, out / f"bypass_conv_block{i:02d}_{branch}.png"))
+            for branch, branch_maps in block_maps.items():
+                fig = conv_channels_figure(branch_maps.conv[0], f"block {i} {branch} bypass: 3×3 conv")
+                written.append(save_figure(fig, out / f"bypass_conv_block{i:02d}_{branch}.png"))
 
     summary = {
         "model": args.model,

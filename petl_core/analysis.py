@@ -32,6 +32,16 @@ class Analysis:
     nonlocality: list[torch.Tensor]
     """Per block: (B, H) attention-weighted query-key distance over patches, in patches."""
     patch_size: tuple[int, int]
+    init_nonlocality: list[torch.Tensor] | None = None
+    """Per block: (B, H) nonlocality of the same architecture at initialisation on the same images (the reference a
+    trained head moved from), when `analyze` was given the initial model."""
+
+    def non_finite(self) -> list[str]:
+        """What the model computed that is not finite (NaN or infinite): finite weights can still overflow."""
+        t = self.trace
+        outputs = {"logits": [t.logits], "attention": t.attention,
+                   "bypass outputs": [c.output for entry in t.bypass if entry for c in entry.values()]}
+        return [name for name, values in outputs.items() if not all(torch.isfinite(v).all() for v in values)]
 
     def summary(self, index: int = 0) -> dict:
         """JSON-ready numbers for image `index`: top-5, gates, nonlocality per layer and head, bypass shares."""
@@ -50,6 +60,8 @@ class Analysis:
                 "per_head": per_head,
                 "per_layer": [sum(v) / len(v) for v in per_head],
             },
+            **({"init_nonlocality_per_head": [values[index].tolist() for values in self.init_nonlocality]}
+               if self.init_nonlocality is not None else {}),
             "num_prefix": t.num_prefix,
         }
         bypass = {}
@@ -57,14 +69,16 @@ class Analysis:
             if entry is None:
                 continue
             maps = metrics.bypass_maps(entry, t.grid, t.num_prefix[i])
-            bypass[str(i)] = {k: maps[k][index].mean().item() for k in maps if k.endswith(("_norm", "_ratio"))}
+            bypass[str(i)] = {f"{branch}_{name}": getattr(m, name)[index].mean().item()
+                              for branch, m in maps.items() for name in ("norm", "ratio")}
         if bypass:
             summary["bypass_mean_per_block"] = bypass
         return summary
 
 
-def analyze(model: nn.Module, images: torch.Tensor) -> Analysis:
-    """Trace `images` (B, C, height, width) through `model` and measure what the explorer shows."""
+def analyze(model: nn.Module, images: torch.Tensor, initial: nn.Module | None = None) -> Analysis:
+    """Trace `images` (B, C, height, width) through `model` and measure what the explorer shows; with `initial` (the
+    architecture at initialisation, e.g. `building.initial_model`), its nonlocality on the same images too."""
     t = trace(model, images)
     probabilities = t.logits.float().softmax(dim=-1)
     top = probabilities.topk(min(5, probabilities.shape[-1]), dim=-1)
@@ -75,4 +89,5 @@ def analyze(model: nn.Module, images: torch.Tensor) -> Analysis:
     ]
     nonlocality = [metrics.nonlocality(a, t.grid, p).cpu() for a, p in zip(t.attention, t.num_prefix, strict=True)]
     patch_size = tuple(int(s) for s in model.patch_embed.patch_size)
-    return Analysis(trace=t, top5=top5, nonlocality=nonlocality, patch_size=patch_size)
+    init = analyze(initial, images).nonlocality if initial is not None else None
+    return Analysis(trace=t, top5=top5, nonlocality=nonlocality, patch_size=patch_size, init_nonlocality=init)

@@ -109,13 +109,29 @@ class Convpass(nn.Module):
         return self.adapter_up(self.dropout(self.act(mixed))), conv
 
 
+@dataclass(frozen=True)
+class BypassCapture:
+    """One Convpass branch of one block, as `trace` captured it (N tokens, prefix first; D width, h bypass width)."""
+
+    output: torch.Tensor
+    """(B, N, D): the scaled bypass output s · Convpass(LN x), what the branch adds to the residual stream."""
+    main: torch.Tensor
+    """(B, N, D): the frozen branch beside it (attention or MLP output)."""
+    conv: torch.Tensor
+    """(B, h, rows, cols): the 3×3 convolution's output channels."""
+
+    def to(self, device: torch.device | str) -> BypassCapture:
+        return BypassCapture(self.output.to(device), self.main.to(device), self.conv.to(device))
+
+
 class ConvpassBlock(nn.Module):
     """A timm ViT `Block` with bypasses beside attention (and MLP). Same child names as the block it adapts.
 
     x ← x + DP(ls1(Attn(LN1 x))) + s · DP(Convpass_attn(LN1 x));  x ← x + DP(ls2(MLP(LN2 x))) + s · DP(Convpass_mlp(LN2 x))
 
     Captures, per branch b in ('attn', 'mlp'): `b` the scaled bypass output (B, N, D), `b_main` the parallel
-    main-branch output (B, N, D) and `b_conv` the 3×3 convolution output (B, h, rows, cols).
+    main-branch output (B, N, D) and `b_conv` the 3×3 convolution output (B, h, rows, cols); `trace` hands them
+    out as one `BypassCapture` per branch.
     """
 
     def __init__(self, block: Block, grid: tuple[int, int], num_prefix_tokens: int, config: ConvpassConfig):

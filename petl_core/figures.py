@@ -224,18 +224,19 @@ def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
     return fig
 
 
-def bypass_figure(maps: dict[int, dict], image: np.ndarray, index: int = 0) -> Figure:
+def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndarray, index: int = 0) -> Figure:
     """Per Convpass block (columns): bypass norm and bypass/main ratio per patch, for each branch (rows)."""
     blocks = sorted(maps)
-    keys = [k for k in ("attn_norm", "attn_ratio", "mlp_norm", "mlp_ratio") if k in maps[blocks[0]]]
+    keys = [(branch, name) for branch in maps[blocks[0]] for name in ("norm", "ratio")]
     fig = Figure(figsize=(_PANEL * len(blocks), _PANEL * len(keys) + 0.5), layout="constrained")
     axes = fig.subplots(len(keys), len(blocks), squeeze=False)
     fig.suptitle("Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it")
     for col, block in enumerate(blocks):
-        for row, key in enumerate(keys):
+        for row, (branch, name) in enumerate(keys):
             ax = axes[row, col]
-            overlay_map(ax, image, maps[block][key][index].float().cpu().numpy(), log_scale=False, cmap="viridis")
-            ax.set_title(f"block {block} {key}", fontsize=8)
+            values = getattr(maps[block][branch], name)[index].float().cpu().numpy()
+            overlay_map(ax, image, values, log_scale=False, cmap="viridis")
+            ax.set_title(f"block {block} {branch} {name}", fontsize=8)
     return fig
 
 

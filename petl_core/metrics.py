@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -16,7 +17,11 @@ from .grid import patch_distances
 from .models import GPSA
 from .query import CLS, Query
 
+if TYPE_CHECKING:
+    from .convpass import BypassCapture
+
 __all__ = [
+    "BypassMaps",
     "GpsaHeads",
     "attention_map",
     "attention_rollout",
@@ -216,33 +221,38 @@ def gpsa_heads(model: nn.Module) -> list[GpsaHeads]:
     return found
 
 
+@dataclass(frozen=True)
+class BypassMaps:
+    """Where one Convpass branch of one block acts on the image."""
+
+    norm: torch.Tensor
+    """(B, rows, cols): ‖s · bypass‖ per patch."""
+    ratio: torch.Tensor
+    """(B, rows, cols): ‖s · bypass‖ / ‖main branch‖ per patch (the bypass's share of the update relative to the
+    frozen path beside it)."""
+    conv: torch.Tensor
+    """(B, h, rows, cols): the 3×3 convolution's output channels."""
+
+
 def bypass_maps(
-        bypass: dict,
+        bypass: dict[str, BypassCapture],
         grid: tuple[int, int],
         num_prefix: int,
-) -> dict:
+) -> dict[str, BypassMaps]:
     """Where a Convpass block's bypasses act on the image.
 
     Args:
-        bypass: one block's entry of `Trace.bypass`.
+        bypass: one block's entry of `Trace.bypass` (branch -> capture).
         grid: (rows, cols).
         num_prefix: tokens before the patch tokens.
 
     Returns:
-        For each branch b present ('attn', 'mlp'):
-        b_norm (B, rows, cols): ‖s · bypass‖ per patch;
-        b_ratio (B, rows, cols): ‖s · bypass‖ / ‖main branch‖ per patch (the bypass's share of the update
-        relative to the frozen path beside it);
-        b_conv (B, h, rows, cols): the 3×3 convolution's output channels.
+        For each branch present ('attn', 'mlp'), its maps.
     """
     maps = {}
-    for branch in ("attn", "mlp"):
-        if branch not in bypass:
-            continue
-        update = bypass[branch][:, num_prefix:].float()  # (B, P, D)
-        main = bypass[f"{branch}_main"][:, num_prefix:].float()
-        norm = update.norm(dim=-1)
-        maps[f"{branch}_norm"] = norm.unflatten(-1, grid)
-        maps[f"{branch}_ratio"] = (norm / main.norm(dim=-1).clamp_min(1e-12)).unflatten(-1, grid)
-        maps[f"{branch}_conv"] = bypass[f"{branch}_conv"]
+    for branch, captured in bypass.items():
+        norm = captured.output[:, num_prefix:].float().norm(dim=-1)  # (B, P)
+        main = captured.main[:, num_prefix:].float().norm(dim=-1)
+        maps[branch] = BypassMaps(norm=norm.unflatten(-1, grid),
+                                  ratio=(norm / main.clamp_min(1e-12)).unflatten(-1, grid), conv=captured.conv)
     return maps

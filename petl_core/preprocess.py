@@ -1,16 +1,20 @@
 """Batches of stored images made into model inputs, the same way for training, evaluation and the app: resized to a
-base size, zero-padded, normalised; in training, the dataset's augmentation on top."""
+base size, zero-padded, normalised; in training, the dataset's augmentation on top. `card_transform` does it to one
+uploaded image for a model trained here."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 if TYPE_CHECKING:
     from .data import Augmentation
 
-__all__ = ["BASE_SIZE", "PAD", "prepare"]
+__all__ = ["BASE_SIZE", "PAD", "card_transform", "prepare"]
 
 BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
@@ -40,3 +44,34 @@ def prepare(images: torch.Tensor, in_chans: int, mean: float, std: float, train:
         flip = torch.rand(B, generator=generator, device="cpu") < 0.5
         x[flip.to(x.device)] = x[flip.to(x.device)].flip(-1)
     return (x - mean) / std
+
+
+def _grayscale_square(image: Image.Image, base_size: int) -> torch.Tensor:
+    """(1, 1, s, s) uint8: the image in grayscale, centre-cropped to its largest square (nothing is squashed)."""
+    gray = image.convert("L")
+    width, height = gray.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = gray.crop((left, top, left + side, top + side))
+    if side > 32 * base_size:  # memory guard for huge photos: box-average by an integer factor first
+        square = square.reduce(side // (16 * base_size))
+    return torch.from_numpy(np.array(square, dtype=np.uint8))[None, None]
+
+
+def card_transform(preprocessing: dict, in_chans: int = 1) -> Callable[[Image.Image], torch.Tensor]:
+    """`pil_image -> (C, S, S)` for a model trained here, from its card's preprocessing: the evaluation path of
+    `petl_core.train` (grayscale, centre square, then `prepare`: resize to the base size, pad, normalise).
+
+    The resize is `prepare`'s own (bilinear, antialiased), so that dataset images of any size (28×28
+    Fashion-MNIST, 8×8 digits, 48×48 scenes) give exactly the tensor the model was evaluated on; an image of the
+    base size is not resized.
+    """
+    in_chans = preprocessing.get("in_chans", in_chans)
+    mean, std = float(preprocessing["mean"]), float(preprocessing["std"])
+    base_size, pad = preprocessing.get("base_size", BASE_SIZE), preprocessing.get("pad", PAD)
+
+    def preprocess(image: Image.Image) -> torch.Tensor:
+        return prepare(_grayscale_square(image, base_size), in_chans, mean, std, train=False, base_size=base_size,
+                       pad=pad)[0]
+
+    return preprocess

@@ -11,13 +11,12 @@ import torch
 from torch import nn
 
 from .capture import recording
-from .convpass import ConvpassBlock
+from .convpass import BypassCapture, ConvpassBlock
 from .metrics import gpsa_heads
 from .models import instrument_is_complete
 
 __all__ = ["Trace", "trace"]
 
-BYPASS_KEYS = ("attn", "attn_main", "attn_conv", "mlp", "mlp_main", "mlp_conv")
 
 
 @dataclass
@@ -44,10 +43,8 @@ class Trace:
     None for other blocks."""
     strengths: list[torch.Tensor | None]
     """Per block: GPSA's positional strengths α_h (H,); None for other blocks."""
-    bypass: list[dict | None]
-    """Per block: Convpass captures, None elsewhere. For branch b in 'attn' (and 'mlp' when present):
-    b the scaled bypass output (B, N_i, D), b_main the parallel main-branch output (B, N_i, D), b_conv the
-    3×3 convolution output (B, h, rows, cols)."""
+    bypass: list[dict[str, BypassCapture] | None]
+    """Per block: the Convpass captures by branch ('attn', and 'mlp' when present); None for other blocks."""
     grid: tuple[int, int]
     """(rows, cols) of the patch grid."""
     num_prefix: list[int]
@@ -73,6 +70,8 @@ class Trace:
                 return [move(v) for v in value]
             if isinstance(value, dict):
                 return {k: move(v) for k, v in value.items()}
+            if isinstance(value, BypassCapture):
+                return value.to(device)
             return value
 
         return Trace(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
@@ -100,8 +99,9 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         content.append(recorder.get(block.attn, "content"))
         positional.append(recorder.get(block.attn, "positional"))
         if isinstance(block, ConvpassBlock):
-            captured = {k: recorder.get(block, k) for k in BYPASS_KEYS}
-            bypass.append({k: v for k, v in captured.items() if v is not None})
+            bypass.append({branch: BypassCapture(*(recorder.get(block, f"{branch}{part}")
+                                                   for part in ("", "_main", "_conv")))
+                           for branch in ("attn", "mlp") if recorder.get(block, branch) is not None})
         else:
             bypass.append(None)
     return Trace(

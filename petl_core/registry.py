@@ -17,11 +17,16 @@ from .models import create_model
 if TYPE_CHECKING:
     from .train import TrainConfig
 
-__all__ = ["ARCHITECTURES", "HEADS", "METHODS", "architecture", "architecture_record", "build_model",
-           "model_architecture"]
+__all__ = ["ADAPTED", "ARCHITECTURES", "FAMILY", "HEADS", "METHODS", "architecture", "architecture_record",
+           "build_model", "model_architecture"]
 
 METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
 """convit / deit train from scratch; the others adapt a `deit` backbone."""
+ADAPTED = METHODS[2:]
+"""Methods that adapt a trained backbone: their cards name it."""
+FAMILY = {"convit": "convit", "deit": "vit", "convpass": "convpass", "convpass_attn": "convpass", "linear": "vit",
+          "finetune": "vit"}
+"""The model family of each method: which views apply (GPSA for convit, bypasses for convpass)."""
 
 # The shipped pair: equal size (9 heads of 16 channels, depth 6), 4-pixel patches; 32×32 input from the 28×28
 # images (an 8×8 grid), or the dataset's own input size (`build_model`; 48×48 scenes: a 12×12 grid). ConViT keeps

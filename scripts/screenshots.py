@@ -53,7 +53,7 @@ def top1(model: str, path: Path) -> str:
 
 def grid(model: str) -> int:
     """Patches per side of a shipped model."""
-    kwargs = zoo.read_card(zoo.ASSETS / model)["architecture"]["kwargs"]
+    kwargs = zoo.ModelCard.load(zoo.ASSETS / model).architecture["kwargs"]
     return kwargs["img_size"] // kwargs["patch_size"]
 
 

@@ -165,8 +165,8 @@ def test_bypass_view_numbers_are_petl_core_bypass_maps(client):
     _, direct = _direct("convpass_digits")
     t = direct.trace
     maps = bypass_maps(t.bypass[2], t.grid, t.num_prefix[2])
-    np.testing.assert_allclose(numbers["norm"], maps["mlp_norm"][0].numpy(), rtol=1e-3)
-    np.testing.assert_allclose(numbers["ratio"], maps["mlp_ratio"][0].numpy(), rtol=1e-3)
+    np.testing.assert_allclose(numbers["norm"], maps["mlp"].norm[0].numpy(), rtol=1e-3)
+    np.testing.assert_allclose(numbers["ratio"], maps["mlp"].ratio[0].numpy(), rtol=1e-3)
     expected = direct.summary()["bypass_mean_per_block"]
     for block, values in expected.items():
         for key, value in values.items():

@@ -32,7 +32,7 @@ CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                  "Ankle boot"]
 SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]  # a test scene the default model was made for
-_ARCH = zoo.read_card(zoo.ASSETS / zoo.DEFAULT_MODEL)["architecture"]["kwargs"]
+_ARCH = zoo.ModelCard.load(zoo.ASSETS / zoo.DEFAULT_MODEL).architecture["kwargs"]
 GRID = _ARCH["img_size"] // _ARCH["patch_size"]  # the default model's patch grid
 SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
 REDRAWN = {"analyze", "attention", "gpsa", "bypass"}

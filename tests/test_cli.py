@@ -189,8 +189,8 @@ def test_analyze_without_a_model_uses_the_default_scenes_model_on_a_test_scene(t
     scene = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
     assert main(["analyze", str(scene), "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "analysis.json").read_text())
-    card = zoo.read_card(zoo.ASSETS / zoo.DEFAULT_MODEL)
-    side = card["architecture"]["kwargs"]["img_size"]
+    card = zoo.ModelCard.load(zoo.ASSETS / zoo.DEFAULT_MODEL)
+    side = card.architecture["kwargs"]["img_size"]
     assert report["weights"] == "shipped" and report["input_size"] == [1, side, side] and report["grid"] == [12, 12]
     loaded = zoo.load(zoo.DEFAULT_MODEL)
     direct = analyze(loaded.model, loaded.preprocess(load_image(scene)).unsqueeze(0)).summary()["top5"]

@@ -93,8 +93,8 @@ def test_adapted_model_equals_backbone_at_init(where, conv_init):
     t = trace(adapted, x)
     torch.testing.assert_close(t.logits, got, rtol=1e-5, atol=1e-6)
     for captured in t.bypass:
-        assert torch.count_nonzero(captured["attn"]) == 0
-        assert torch.count_nonzero(captured["attn_conv"]) > 0
+        assert torch.count_nonzero(captured["attn"].output) == 0
+        assert torch.count_nonzero(captured["attn"].conv) > 0
     # And once the up-projection is nonzero, the logits move.
     _randomise_adapters(adapted)
     with torch.no_grad():
@@ -159,8 +159,8 @@ def test_grid_comes_from_the_model():
     assert x.shape == (2, 3, 48, 80)
     t = trace(model, x)
     assert t.logits.shape == (2, 7)
-    assert t.bypass[0]["attn_conv"].shape == (2, 4, 3, 5)
-    assert t.bypass[0]["attn"].shape == (2, 16, 48)
+    assert t.bypass[0]["attn"].conv.shape == (2, 4, 3, 5)
+    assert t.bypass[0]["attn"].output.shape == (2, 16, 48)
 
 
 def test_state_dict_is_timms_plus_official_adapter_keys():
@@ -331,14 +331,14 @@ def test_doubling_scale_doubles_the_bypass_exactly():
     _randomise_adapters(model)
     x = _images(model)
     # Only the first block's bypass sees the same input under both scales.
-    single = trace(model, x).bypass[0]["attn"]
+    single = trace(model, x).bypass[0]["attn"].output
     for block in model.blocks:
         block.scale = 3.0
-    double = trace(model, x).bypass[0]["attn"]
+    double = trace(model, x).bypass[0]["attn"].output
     assert single.abs().max() > 1e-3
     assert torch.equal(double, 2 * single)
 
     # Same through add_convpass(scale=...) on identical weights.
     other = add_convpass(_small_vit(depth=2), dim=4, scale=3.0, where="attn").eval()
     other.load_state_dict(model.state_dict())
-    assert torch.equal(trace(other, x).bypass[0]["attn"], double)
+    assert torch.equal(trace(other, x).bypass[0]["attn"].output, double)

@@ -48,8 +48,8 @@ def test_shipped_models_load_from_the_written_assets(suite):
     for name in ("convit_fmnist", "deit_fmnist", "convpass_digits"):
         assert names[name].available
         loaded = zoo.load(name, root=suite.assets / "models")
-        assert loaded.card["accuracy"]["test_images"] == 128
-    assert zoo.load("convpass_digits", root=suite.assets / "models").card["backbone"] == "deit_fmnist"
+        assert loaded.card.accuracy["test_images"] == 128
+    assert zoo.load("convpass_digits", root=suite.assets / "models").card.backbone == "deit_fmnist"
 
 
 def test_results_list_every_run_with_its_budget(suite):
@@ -105,11 +105,11 @@ def test_a_budget_with_a_gpsa_variant_ships_it_beside_the_pair_at_its_width(tmp_
     suite = Suite(budget, tmp_path / "runs", tmp_path / "assets", source="synthetic", target="digits")
     run_suite(suite, stages=("shipped",), jobs=2)
     models = tmp_path / "assets" / "models"
-    cards = {name: zoo.read_card(models / name) for name in ("c", "d", "p", "c_fast")}
-    assert cards["c_fast"]["recipe"]["gpsa_lr_scale"] == 20 and cards["c"]["recipe"]["gpsa_lr_scale"] == 1.0
-    assert "variant, not the paper's recipe" in cards["c_fast"]["title"] and "bars" in cards["c_fast"]["title"]
-    assert all(card["architecture"]["kwargs"]["embed_dim"] in (8, 72) for card in cards.values())
-    assert cards["p"]["backbone"] == "d" and (models / "p" / "adapters.safetensors").is_file()
+    cards = {name: zoo.ModelCard.load(models / name) for name in ("c", "d", "p", "c_fast")}
+    assert cards["c_fast"].recipe["gpsa_lr_scale"] == 20 and cards["c"].recipe["gpsa_lr_scale"] == 1.0
+    assert "variant, not the paper's recipe" in cards["c_fast"].title and "bars" in cards["c_fast"].title
+    assert all(card.architecture["kwargs"]["embed_dim"] in (8, 72) for card in cards.values())
+    assert cards["p"].backbone == "d" and (models / "p" / "adapters.safetensors").is_file()
     assert not (models / "p" / "model.safetensors").exists()
     for name in cards:  # every shipped run ships its snapshots
         assert zoo.snapshot_steps(name, root=models)

@@ -461,13 +461,13 @@ def test_captured_bypass_is_the_convpass_formula(num_prefix):
             z2 = block.norm2(x_mid)
             expected_mlp, expected_mlp_conv = _manual_bypass(block.adapter_mlp, z2, grid, num_prefix, scale)
         captured = t.bypass[i]
-        assert set(captured) == {"attn", "attn_main", "attn_conv", "mlp", "mlp_main", "mlp_conv"}
-        torch.testing.assert_close(captured["attn"], expected_attn, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(captured["attn_conv"], expected_conv, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(captured["attn_main"], attn_main, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(captured["mlp"], expected_mlp, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(captured["mlp_conv"], expected_mlp_conv, rtol=1e-4, atol=1e-5)
-        assert captured["attn"].abs().max() > 1e-2  # the check is not vacuous
+        assert set(captured) == {"attn", "mlp"}
+        torch.testing.assert_close(captured["attn"].output, expected_attn, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(captured["attn"].conv, expected_conv, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(captured["attn"].main, attn_main, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(captured["mlp"].output, expected_mlp, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(captured["mlp"].conv, expected_mlp_conv, rtol=1e-4, atol=1e-5)
+        assert captured["attn"].output.abs().max() > 1e-2  # the check is not vacuous
 
 
 def test_bypass_maps_norms_ratios_and_conv():
@@ -478,18 +478,18 @@ def test_bypass_maps_norms_ratios_and_conv():
     for i in range(len(model.blocks)):
         bypass = t.bypass[i]
         maps = metrics.bypass_maps(bypass, t.grid, num_prefix)
-        assert set(maps) == {f"{b}_{k}" for b in ("attn", "mlp") for k in ("norm", "ratio", "conv")}
+        assert set(maps) == {"attn", "mlp"}
         for branch in ("attn", "mlp"):
-            norm, ratio, conv = maps[f"{branch}_norm"], maps[f"{branch}_ratio"], maps[f"{branch}_conv"]
+            norm, ratio, conv = maps[branch].norm, maps[branch].ratio, maps[branch].conv
             assert norm.shape == (2, rows, cols) and ratio.shape == (2, rows, cols)
             assert conv.shape == (2, 4, rows, cols)
-            assert torch.equal(conv, bypass[f"{branch}_conv"])
+            assert torch.equal(conv, bypass[branch].conv)
             for b in range(2):
                 for r in range(rows):
                     for c in range(cols):
                         token = num_prefix + r * cols + c
-                        update = bypass[branch][b, token]
-                        main = bypass[f"{branch}_main"][b, token]
+                        update = bypass[branch].output[b, token]
+                        main = bypass[branch].main[b, token]
                         assert norm[b, r, c].item() == pytest.approx(update.norm().item(), rel=1e-5)
                         assert ratio[b, r, c].item() == pytest.approx((update.norm() / main.norm()).item(), rel=1e-5)
 
@@ -497,8 +497,10 @@ def test_bypass_maps_norms_ratios_and_conv():
 def test_bypass_maps_attn_only():
     model = _adapted_vit(1, where="attn")
     t = trace(model, torch.randn(1, 3, 48, 64))
-    assert set(t.bypass[0]) == {"attn", "attn_main", "attn_conv"}
+    assert set(t.bypass[0]) == {"attn"}
     maps = metrics.bypass_maps(t.bypass[0], t.grid, 1)
-    assert set(maps) == {"attn_norm", "attn_ratio", "attn_conv"}
-    expected = t.bypass[0]["attn"][:, 1:].norm(dim=-1).reshape(1, 3, 4)
-    torch.testing.assert_close(maps["attn_norm"], expected)
+    assert set(maps) == {"attn"}
+    expected = t.bypass[0]["attn"].output[:, 1:].norm(dim=-1).reshape(1, 3, 4)
+    torch.testing.assert_close(maps["attn"].norm, expected)
+    moved = t.to("meta").bypass[0]["attn"]  # Trace.to moves the captures too
+    assert {moved.output.device.type, moved.main.device.type, moved.conv.device.type} == {"meta"}

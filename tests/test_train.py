@@ -326,9 +326,9 @@ def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkey
     # shipped as a zoo entry, the model sees a scene exactly as it was evaluated, at 48 pixels
     entry = zoo.write_entry(tmp_path / "scenes", "scenes_convit", "ConViT on scenes", root=tmp_path / "assets")
     loaded = zoo.load("scenes_convit", root=tmp_path / "assets")
-    assert loaded.card["preprocessing"]["base_size"] == 48 and loaded.card["preprocessing"]["pad"] == 0
-    assert loaded.card["architecture"]["kwargs"]["img_size"] == 48 and entry.name == "scenes_convit"
-    assert loaded.card["augmentation"] == {"shift": 0, "hflip": False}
+    assert loaded.card.preprocessing["base_size"] == 48 and loaded.card.preprocessing["pad"] == 0
+    assert loaded.card.architecture["kwargs"]["img_size"] == 48 and entry.name == "scenes_convit"
+    assert loaded.card.augmentation == {"shift": 0, "hflip": False}
     # trained from scratch, a snapshot holds every parameter
     assert zoo.snapshot_steps("scenes_convit", root=tmp_path / "assets") == [e["step"] for e in history["entries"]]
     snapshot = load_file(str(entry / "snapshots" / "step000000.safetensors"))
@@ -340,7 +340,7 @@ def test_scenes_train_at_their_own_size_and_ship_as_zoo_entries(tmp_path, monkey
     assert torch.equal(seen, expected)
     with torch.no_grad():
         accuracy = (loaded.model(seen).argmax(-1) == test.labels).float().mean().item()
-    assert accuracy == pytest.approx(loaded.card["accuracy"]["test"])
+    assert accuracy == pytest.approx(loaded.card.accuracy["test"])
 
 
 def test_narrower_models_are_recorded_and_intermediate_points_may_score_part_of_the_test_set(tmp_path):
@@ -368,7 +368,7 @@ def test_narrower_models_are_recorded_and_intermediate_points_may_score_part_of_
     linear = build_model(TrainConfig(method="linear", data="digits", backbone=str(deit / "model.safetensors")), 10)
     assert linear.embed_dim == 72 and linear.head.out_features == 10
     card = zoo.card_from_history(json.loads((deit / "history.json").read_text()), "narrow_deit", "DeiT, 8 per head")
-    assert card["architecture"]["kwargs"]["embed_dim"] == 72
+    assert card.architecture["kwargs"]["embed_dim"] == 72
 
 
 def test_a_validation_split_is_held_out_class_by_class_and_scored_at_every_point(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from petl_core import ConvpassConfig, add_convpass, create_model, zoo
+from petl_core import ConvpassConfig, add_convpass, building, create_model, hub, zoo
 from petl_core.analysis import class_names
 from petl_core.checkpoint import CheckpointError
 from petl_core.data import dataset_spec, digits, load_test_set, synthetic
@@ -61,10 +61,10 @@ def _pil(images: torch.Tensor, index: int) -> Image.Image:
 def _by_hand(entry, run) -> torch.nn.Module:
     """The entry's model built the ordinary way from its card and its run's whole weights (random init, then the
     weights)."""
-    card = json.loads((entry / "card.json").read_text())
-    model = create_model(card["architecture"]["timm_name"], **card["architecture"]["kwargs"])
-    if "convpass" in card:
-        add_convpass(model, **card["convpass"])
+    card = zoo.ModelCard.load(entry)
+    model = create_model(card.architecture["timm_name"], **card.architecture["kwargs"])
+    if card.convpass:
+        add_convpass(model, **card.convpass)
     model.load_state_dict(load_file(str(run / "model.safetensors")))
     return model.eval()
 
@@ -84,40 +84,42 @@ def test_shipped_entries_are_listed_and_available(runs, no_hub, monkeypatch):
         assert "not shipped yet" in listed[name].reason
     monkeypatch.setenv("PETL_ASSETS", str(runs["root"]))
     assert [e.name for e in zoo.list_models()] == list(listed)
-    assert zoo.load("tiny_deit").card["name"] == "tiny_deit"
+    assert zoo.load("tiny_deit").card.name == "tiny_deit"
 
 
 def test_cards_come_from_the_run_history(runs):
     for name in ("tiny_convit", "tiny_deit", "tiny_convpass"):
         entry = runs["root"] / name
         history = json.loads((runs[name] / "history.json").read_text())
-        card = zoo.read_card(entry)
-        assert card["accuracy"] == {"test": history["entries"][-1]["test_accuracy"],
-                                    "test_images": history["data"]["test_images"], "step": history["steps"]}
-        assert card["classes"] == history["data"]["classes"]
-        assert card["parameters"] == history["parameters"]
-        assert card["wall_time_s"] == history["entries"][-1]["wall_time"]
-        assert {k: card["preprocessing"][k] for k in ("mean", "std")} == history["data"]["normalisation"]
-        assert (card["preprocessing"]["base_size"], card["preprocessing"]["pad"]) == (28, 2)
+        card = zoo.ModelCard.load(entry)
+        assert card.accuracy == {"test": history["entries"][-1]["test_accuracy"],
+                                 "test_images": history["data"]["test_images"], "step": history["steps"]}
+        assert card.classes == history["data"]["classes"]
+        assert card.parameters == history["parameters"]
+        assert card.wall_time_s == history["entries"][-1]["wall_time"]
+        assert {k: card.preprocessing[k] for k in ("mean", "std")} == history["data"]["normalisation"]
+        assert (card.preprocessing["base_size"], card.preprocessing["pad"]) == (28, 2)
         timm_name, kwargs = ARCHITECTURES["convit" if name == "tiny_convit" else "deit"]
-        assert card["architecture"] == {"timm_name": timm_name,
-                                        "kwargs": {**kwargs, "num_classes": len(card["classes"])}}
-        assert card["made_with"].startswith("python -m petl_core train --method ")
+        assert card.architecture == {"timm_name": timm_name,
+                                     "kwargs": {**kwargs, "num_classes": len(card.classes)}}
+        assert card.made_with.startswith("python -m petl_core train --method ")
         described = dataset_spec(history["config"]["data"]).description  # what the model recognises, on what
-        assert described and card["data"].startswith(described)
+        assert described and card.data.startswith(described)
         for key in ("title", "data", "recipe", "hardware", "software"):
-            assert card[key]
+            assert getattr(card, key)
         if name != "tiny_convpass":  # (which ships its bypasses and head only: see below)
             assert load_file(str(entry / "model.safetensors")).keys() == load_file(
                 str(runs[name] / "model.safetensors")).keys()
-    deit, convpass = zoo.read_card(runs["root"] / "tiny_deit"), zoo.read_card(runs["root"] / "tiny_convpass")
-    assert deit["method"] == "deit" and "convpass" not in deit and "backbone" not in deit
-    assert convpass["method"] == "convpass" and convpass["backbone"] == "tiny_deit"
-    assert convpass["convpass"] == asdict(ConvpassConfig(dim=8, scale=10.0, where="both"))
-    assert convpass["classes"] == [str(c) for c in range(10)] and convpass["accuracy"]["test_images"] == 797
-    assert "--data digits" in convpass["made_with"] and "--steps 2" in convpass["made_with"]
-    assert convpass["parameters"]["trainable"] < convpass["parameters"]["total"]
-
+    deit, convpass = zoo.ModelCard.load(runs["root"] / "tiny_deit"), zoo.ModelCard.load(runs["root"] / "tiny_convpass")
+    assert deit.method == "deit" and deit.convpass is None and deit.backbone is None
+    assert convpass.method == "convpass" and convpass.backbone == "tiny_deit" and convpass.family == "convpass"
+    assert convpass.convpass == asdict(ConvpassConfig(dim=8, scale=10.0, where="both"))
+    assert convpass.classes == [str(c) for c in range(10)] and convpass.accuracy["test_images"] == 797
+    assert "--data digits" in convpass.made_with and "--steps 2" in convpass.made_with
+    assert convpass.parameters["trainable"] < convpass.parameters["total"]
+    # what is saved loads back equal, and card.json holds only what the entry is (not how it was loaded)
+    assert zoo.ModelCard.from_dict(convpass.to_dict()) == convpass
+    assert "source" not in json.loads((runs["root"] / "tiny_convpass" / "card.json").read_text())
 
 def test_a_card_needs_a_finished_run(runs):
     history = json.loads((runs["tiny_deit"] / "history.json").read_text())
@@ -129,25 +131,25 @@ def test_a_card_needs_a_finished_run(runs):
 @pytest.mark.parametrize("name", ["tiny_convit", "tiny_deit", "tiny_convpass"])
 def test_shipped_models_equal_models_built_by_hand(runs, name):
     loaded = zoo.load(name, root=runs["root"])
-    assert loaded.source == "shipped" and loaded.name == name and loaded.card["source"] == "shipped"
+    assert loaded.source == "shipped" and loaded.name == name and loaded.card.source == "shipped"
     assert not any(m.training for m in loaded.model.modules())
-    assert loaded.model.label_names == loaded.card["classes"] == class_names(loaded.model)
+    assert loaded.model.label_names == loaded.card.classes == class_names(loaded.model)
     assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
     reference = _by_hand(runs["root"] / name, runs[name])
     test_images = (digits()[1] if name == "tiny_convpass" else synthetic(num_images=128, seed=1)).images
-    pre = loaded.card["preprocessing"]
+    pre = loaded.card.preprocessing
     x = torch.stack([loaded.preprocess(_pil(test_images, i)) for i in range(4)])
     assert torch.equal(x, prepare(test_images[:4], 1, pre["mean"], pre["std"], train=False))
     with torch.no_grad():
         assert torch.equal(loaded.model(x), reference(x))
     if name == "tiny_convpass":  # the bypasses are there, trained (their up-projections no longer zero)
-        assert loaded.model.convpass_config == ConvpassConfig(**loaded.card["convpass"])
+        assert loaded.model.convpass_config == ConvpassConfig(**loaded.card.convpass)
         assert loaded.model.blocks[0].adapter_attn.adapter_up.weight.abs().sum() > 0
 
 
 def test_preprocess_is_the_evaluation_path(runs):
     loaded = zoo.load("tiny_deit", root=runs["root"])
-    pre = loaded.card["preprocessing"]
+    pre = loaded.card.preprocessing
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (28, 28), dtype=np.uint8)  # a Fashion-MNIST-sized image: no resizing at all
     x = loaded.preprocess(Image.fromarray(image, "L"))
@@ -171,8 +173,8 @@ def test_shipped_models_are_built_without_random_initialisation(runs, monkeypatc
         devices.append(torch.get_default_device().type)
         return build(card)
 
-    build = zoo._construct
-    monkeypatch.setattr(zoo, "_construct", construct)
+    build = building.construct
+    monkeypatch.setattr(building, "construct", construct)
     for name in ("tiny_convit", "tiny_deit", "tiny_convpass"):
         devices.clear()
         model = zoo.load(name, root=runs["root"]).model
@@ -192,7 +194,7 @@ def test_shipped_errors_are_clear(runs, tmp_path):
     with pytest.raises(CheckpointError, match="does not fit this architecture"):
         zoo.load("tiny_deit", root=runs["root"], file=runs["tiny_convpass"] / "model.safetensors")
     own = zoo.load("tiny_deit", root=runs["root"], file=runs["root"] / "tiny_deit" / "model.safetensors")
-    assert own.source == "local" and own.card["accuracy"]["test"] is None
+    assert own.source == "local" and own.card.accuracy["test"] is None
     shutil.copytree(runs["root"] / "tiny_deit", tmp_path / "tiny_deit")
     shutil.copytree(runs["root"] / "tiny_convpass", tmp_path / "broken")
     shutil.copyfile(runs["root"] / "tiny_deit" / "model.safetensors", tmp_path / "broken" / "adapters.safetensors")
@@ -204,6 +206,36 @@ def test_shipped_errors_are_clear(runs, tmp_path):
     with pytest.raises(CheckpointError, match=r"lacks preprocessing\.mean"):
         zoo.load("broken", root=tmp_path)
     assert not {e.name: e for e in zoo.list_models(tmp_path)}["broken"].available
+
+
+_DEIT_ARCH = {"timm_name": "deit_tiny_patch16_224", "kwargs": {}}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"classes": "cat"}, "classes must be a list of names, not str"),
+    ({"classes": [1, 2]}, "classes must be a list of names, not of other things"),
+    ({"name": 5}, "name must be text, not int"),
+    ({"accuracy": True}, "accuracy must be an object, not bool"),
+    ({"wall_time_s": "soon"}, "wall_time_s must be a number, not str"),
+    ({"shell": "rm -rf /"}, "unknown card fields shell"),
+    ({"classes": None}, "classes must be a list of names, not NoneType"),
+    ({"architecture": {**_DEIT_ARCH, "kwargs": {"pretrained": True}}}, "kwargs may not set pretrained"),
+    ({"architecture": {**_DEIT_ARCH, "kwargs": {"pretrained_cfg_overlay": {"file": "/etc/passwd"}}}},
+     "kwargs may not set pretrained_cfg_overlay"),
+    ({"architecture": {"timm_name": ["deit"], "kwargs": {}}}, "architecture must hold timm_name"),
+    ({"method": "convpass"}, "a convpass card must name its backbone"),
+])
+def test_a_hostile_card_is_refused_in_one_sentence(runs, tmp_path, change, message):
+    shutil.copytree(runs["root"] / "tiny_deit", tmp_path / "tiny_deit")
+    path = tmp_path / "tiny_deit" / "card.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(CheckpointError, match=message) as refused:
+        zoo.load("tiny_deit", root=tmp_path)
+    assert str(refused.value).startswith(str(path)) and "\n" not in str(refused.value)
+    assert not {e.name: e for e in zoo.list_models(tmp_path)}["tiny_deit"].available
+    path.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="a card is a JSON object, not list"):
+        zoo.load("tiny_deit", root=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------- hub
@@ -230,7 +262,7 @@ def test_hub_entries_are_listed_and_unavailable_offline(no_hub, connections):
 
 
 def test_hub_load_offline_fails_at_once_in_one_sentence(no_hub, connections, monkeypatch):
-    monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
+    monkeypatch.setattr(hub, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
     with pytest.raises(HubUnavailableError) as error:
         zoo.load("convit_tiny.fb_in1k")
     assert connections == []
@@ -248,7 +280,7 @@ def test_hub_load_unreachable_fails_fast_without_the_offline_flag(monkeypatch, t
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
-    monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
+    monkeypatch.setattr(hub, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
     opened, connect = [], socket.create_connection
 
     def counted(address, timeout=None, *args, **kwargs):
@@ -259,7 +291,7 @@ def test_hub_load_unreachable_fails_fast_without_the_offline_flag(monkeypatch, t
     with pytest.raises(HubUnavailableError, match="cannot be reached from here; pass a local weights file instead"):
         zoo.load("deit_small_patch16_224.fb_in1k")
     # one probe, bounded in time (a thread bounds a hanging DNS lookup too), and no download attempted
-    assert opened == [(("127.0.0.1", 9), zoo._HUB_TIMEOUT_S)]
+    assert opened == [(("127.0.0.1", 9), hub.TIMEOUT_S)]
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -271,8 +303,8 @@ def test_hub_name_with_a_local_timm_file(no_hub, tmp_path, suffix):
     save_file(state, str(path)) if suffix == ".safetensors" else torch.save({"model": state}, path)
     loaded = zoo.load("deit_tiny_patch16_224.fb_in1k", file=path)
     assert loaded.source == "hub" and not loaded.model.training
-    assert loaded.card["weights"] == path.name and loaded.card["accuracy"]["test"] is None  # no server path
-    assert loaded.card["accuracy"]["note"] == "not measured here" and len(loaded.card["classes"]) == 1000
+    assert loaded.card.weights == path.name and loaded.card.accuracy["test"] is None  # no server path
+    assert loaded.card.accuracy["note"] == "not measured here" and len(loaded.card.classes) == 1000
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (180, 240, 3), dtype=np.uint8), "RGB")
     x = loaded.preprocess(image)
     assert x.shape == (3, 224, 224) and torch.equal(x, image_transform(reference)(image))
@@ -319,7 +351,7 @@ def test_wrong_local_files_for_hub_names_give_a_clear_error(no_hub, tmp_path):
 def test_load_local_run_and_timm_files(runs, tmp_path):
     from_run = zoo.load_local(runs["tiny_convpass"] / "model.safetensors")  # history.json beside it
     shipped = zoo.load("tiny_convpass", root=runs["root"])
-    assert from_run.source == "local" and from_run.card["accuracy"] == shipped.card["accuracy"]
+    assert from_run.source == "local" and from_run.card.accuracy == shipped.card.accuracy
     image = _pil(digits()[1].images, 0)
     x = from_run.preprocess(image)
     assert torch.equal(x, shipped.preprocess(image))
@@ -332,7 +364,7 @@ def test_load_local_run_and_timm_files(runs, tmp_path):
     path = tmp_path / "mine.safetensors"
     save_file(reference.state_dict(), str(path))
     mine = zoo.load_local(path, timm_name, num_classes=3, **kwargs)
-    assert mine.source == "local" and mine.card["method"] == "convit" and not mine.model.training
+    assert mine.source == "local" and mine.card.method == "convit" and not mine.model.training
     y = mine.preprocess(image)
     assert y.shape == (1, 32, 32)
     with torch.no_grad():
@@ -351,13 +383,13 @@ def test_load_local_run_and_timm_files(runs, tmp_path):
 @pytest.mark.parametrize("name", list(zoo.SHIPPED))
 def test_real_shipped_models(name):
     loaded = zoo.load(name, root=zoo.ASSETS)
-    assert not loaded.model.training and loaded.model.label_names == loaded.card["classes"]
-    if loaded.card["method"].startswith("convpass"):
-        assert loaded.card["backbone"] in zoo.SHIPPED
+    assert not loaded.model.training and loaded.model.label_names == loaded.card.classes
+    if loaded.card.method.startswith("convpass"):
+        assert loaded.card.backbone in zoo.SHIPPED
         assert not (zoo.ASSETS / name / "model.safetensors").exists()  # bypasses and head only
-    size = loaded.card["architecture"]["kwargs"]["img_size"]
+    size = loaded.card.architecture["kwargs"]["img_size"]
     x = loaded.preprocess(Image.new("L", (28, 28)))
-    assert x.shape == (1, size, size) and loaded.model(x[None]).shape == (1, len(loaded.card["classes"]))
+    assert x.shape == (1, size, size) and loaded.model(x[None]).shape == (1, len(loaded.card.classes))
     assert len(zoo.snapshot_steps(name)) >= 12 or name in _SHIPPED_BEFORE_SNAPSHOTS
 
 
@@ -369,22 +401,22 @@ _SHIPPED_BEFORE_SNAPSHOTS = ("convit_fmnist", "deit_fmnist", "convpass_digits") 
 def test_shipped_accuracy_is_remeasured_on_the_fixed_test_set(name):
     """The card's test accuracy, measured again here on the whole fixed test set of the data it names."""
     loaded = zoo.load(name)
-    card, pre = loaded.card, loaded.card["preprocessing"]
-    test = load_test_set(card["recipe"]["data"])
-    assert card["accuracy"]["test_images"] == len(test)
+    card, pre = loaded.card, loaded.card.preprocessing
+    test = load_test_set(card.recipe["data"])
+    assert card.accuracy["test_images"] == len(test)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(test), 500):
             x = prepare(test.images[start:start + 500], pre["in_chans"], pre["mean"], pre["std"], train=False,
                         base_size=pre["base_size"], pad=pre["pad"])
             correct += (loaded.model(x).argmax(-1) == test.labels[start:start + 500]).sum().item()
-    assert abs(correct / len(test) - card["accuracy"]["test"]) <= 1 / len(test)  # a tie may break either way
-    assert card["accuracy"]["test"] > 1.5 / len(card["classes"])  # far above chance
+    assert abs(correct / len(test) - card.accuracy["test"]) <= 1 / len(test)  # a tie may break either way
+    assert card.accuracy["test"] > 1.5 / len(card.classes)  # far above chance
 
 
 def test_initial_model_is_the_architecture_at_its_init():
     """The reference the app measures "at init" against: the shipped ConViT's architecture freshly initialised."""
-    card = zoo.read_card(zoo.ASSETS / "convit_fmnist")
+    card = zoo.ModelCard.load(zoo.ASSETS / "convit_fmnist")
     start = zoo.initial_model(card, seed=0)
     again = zoo.initial_model(card, seed=0)
     trained = zoo.load("convit_fmnist").model
@@ -393,7 +425,7 @@ def test_initial_model_is_the_architecture_at_its_init():
     gates = torch.stack([torch.sigmoid(b.attn.gating_param) for b in start.blocks[:4]])
     torch.testing.assert_close(gates, torch.full_like(gates, torch.sigmoid(torch.tensor(1.0)).item()))
     assert not torch.equal(start.blocks[0].attn.qk.weight, trained.blocks[0].attn.qk.weight)
-    assert start.label_names == card["classes"] and not start.training
+    assert start.label_names == card.classes and not start.training
 
 
 def test_an_adapted_models_snapshots_hold_only_what_training_changes(runs):
@@ -408,7 +440,7 @@ def test_an_adapted_models_snapshots_hold_only_what_training_changes(runs):
         torch.testing.assert_close(value, shipped[key], atol=1e-3, rtol=1e-3)
     assert not torch.equal(first.model.head.weight, last.model.head.weight)
     history = zoo.read_history("tiny_convpass", root=runs["root"])
-    assert first.card["snapshot"] == {"step": 0, "test_accuracy": history["entries"][0]["test_accuracy"]}
+    assert first.card.snapshot == {"step": 0, "test_accuracy": history["entries"][0]["test_accuracy"]}
     with pytest.raises(CheckpointError, match="has no snapshot at step 1; it has \\[0, 2\\]"):
         zoo.load("tiny_convpass", root=runs["root"], snapshot=1)
     assert zoo.snapshot_steps("tiny_deit", root=runs["root"]) == []

@@ -43,10 +43,10 @@ def _draw(result: Result, block: str | float, branch: str) -> tuple:
         return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}, {}
     b = parse_index(block, "block with a bypass", blocks, optional=True)
     maps = bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])
-    if f"{branch}_norm" not in maps:
-        raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: "
-                       f"{', '.join(k[:-5] for k in maps if k.endswith('_norm'))})")
-    panels = {"‖bypass‖ per patch": maps[f"{branch}_norm"][0], "‖bypass‖ / ‖frozen branch‖": maps[f"{branch}_ratio"][0]}
+    if branch not in maps:
+        raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: {', '.join(maps)})")
+    chosen = maps[branch]
+    panels = {"‖bypass‖ per patch": chosen.norm[0], "‖bypass‖ / ‖frozen branch‖": chosen.ratio[0]}
     prefix = trace.num_prefix[b]
     if prefix:
         panels["frozen attention: class token (mean of heads)"] = attention_map(
@@ -57,11 +57,12 @@ def _draw(result: Result, block: str | float, branch: str) -> tuple:
         overlay_map(ax, result.input_image, values.float().numpy(), log_scale=False, cmap="viridis")
         ax.set_title(title, fontsize=9)
     summary = result.analysis.summary()["bypass_mean_per_block"]
-    channels = conv_channels_figure(maps[f"{branch}_conv"][0], f"block {b}, {branch} bypass: 3×3 conv output channels")
+    channels = conv_channels_figure(chosen.conv[0], f"block {b}, {branch} bypass: 3×3 conv output channels")
     numbers = {"block": b, "branch": branch, "mean_per_block": summary,
-               "norm": np.round(maps[f"{branch}_norm"][0].numpy(), 5).tolist(),
-               "ratio": np.round(maps[f"{branch}_ratio"][0].numpy(), 5).tolist()}
-    arrays = {k: v[0].numpy() for k, v in maps.items()}
+               "norm": np.round(chosen.norm[0].numpy(), 5).tolist(),
+               "ratio": np.round(chosen.ratio[0].numpy(), 5).tolist()}
+    arrays = {f"{name}_{part}": getattr(m, part)[0].numpy() for name, m in maps.items()
+              for part in ("norm", "ratio", "conv")}
     return figure, plots.bypass_share_figure(summary), channels, numbers, arrays
 
 

@@ -54,7 +54,7 @@ class NonlocalityView:
         """Both nonlocality views as files (HTML) and the numbers per layer and head (JSON)."""
         result = self.service.result_for(image, model, weights)
         trained = [v[0].numpy() for v in result.analysis.nonlocality]
-        initial = [v.numpy() for v in result.init_nonlocality]
+        initial = [v[0].numpy() for v in result.analysis.init_nonlocality]
         figures = {"over_training": self.render_training(model)[0],
                    "image": plots.image_nonlocality_figure(trained, initial, f"nonlocality of {model} on this image")}
         numbers = {"model": model, "unit": "patches", "trained_per_head": [np.round(v, 4).tolist() for v in trained],
