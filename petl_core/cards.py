@@ -177,8 +177,11 @@ def _command(config: dict, processes: int) -> str:
     options = []
     for k, v in config.items():
         if k == "method" or (k != "extra" and k in defaults and v != defaults[k] and v is not None):
-            flag = f"--{'' if v or not isinstance(v, bool) else 'no-'}{k.replace('_', '-')}"
-            options.append(flag if isinstance(v, bool) else f"{flag} {shlex.quote(str(v))}")
+            flag = k.replace("_", "-")
+            if isinstance(v, bool):
+                options.append(f"--{flag}" if v else f"--no-{flag}")
+            else:
+                options.append(f"--{flag} {shlex.quote(str(v))}")
     return " ".join([launcher, "petl_core train", *options])
 
 

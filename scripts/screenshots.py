@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from petl_core import zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
+from petl_core.query import Query  # noqa: E402
 
 EXAMPLES = ROOT / "assets" / "examples"
 SCENE = EXAMPLES / "scene_pullover.png"  # a large item with a piece of a shoe below it
@@ -131,7 +132,7 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     picture.click(position=point_on(picture, fx, fy))
     expect(page.locator("#query textarea, #query input").first).to_have_value(f"{row},{col}", timeout=ms)
     expect(page.locator("#attention-enlarged .js-plotly-plot")).to_contain_text(
-        f"attention of the patch ({row}, {col})", timeout=ms)
+        f"attention of the {Query.at(row, col).label}", timeout=ms)
     settle(page, timeout)
     saved.append(save(page, out / "attention.png", max_kb))
 

@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, plot, wire_export
 from petl_core.figures import attention_grid_figure, query_maps
 
 LEARN = """
@@ -75,8 +75,7 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
         grid_plot = plot("All blocks × heads", "attention-grid")
         enlarged = plot("Enlarged map", "attention-enlarged")
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
-    with gr.Accordion("Learn: reading attention maps", open=False):
-        gr.Markdown(LEARN)
+    learn("reading attention maps", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale]
     gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
           view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["Shared", "export_row", "numbers_panel", "plot", "wire_export"]
+__all__ = ["Shared", "export_row", "learn", "numbers_panel", "plot", "wire_export"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ def numbers_panel(label: str) -> gr.JSON:
     """The numbers behind a view, folded away until asked for."""
     with gr.Accordion(label, open=False):
         return gr.JSON(show_label=False, max_height=300)
+
+
+def learn(topic: str, text: str) -> None:
+    """The view's "Learn" note (Markdown), folded away under the view."""
+    with gr.Accordion(f"Learn: {topic}", open=False):
+        gr.Markdown(text)
 
 
 def export_row(view: str, what: str) -> tuple[gr.Button, gr.File]:

@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import compare_figure
 
@@ -70,8 +70,7 @@ def build_compare_tab(shared: Shared, service: Service) -> gr.Slider:
     figure = plot("Side by side", "compare-plot")
     numbers = numbers_panel("Top-5 and nonlocality at this block")
     export_button, files = export_row("compare", "PNG, JSON")
-    with gr.Accordion("Learn: comparing inductive biases", open=False):
-        gr.Markdown(LEARN)
+    learn("comparing inductive biases", LEARN)
     inputs = [shared.image, models, layer, shared.query, shared.log_scale]
     run.click(view.render, inputs, [figure, numbers], api_name="compare")
     wire_export(export_button, view.export, inputs, files, "export_compare")

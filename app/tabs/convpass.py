@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from app import plots
 from app.guard import shorten
 from app.service import Result, Service, parse_index
-from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import conv_channels_figure, overlay_map
 from petl_core.metrics import attention_map, bypass_maps
@@ -102,8 +102,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
         channels = plot("Conv channels", "bypass-channels")
     numbers = numbers_panel("Numbers")
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
-    with gr.Accordion("Learn: convolutional bypasses", open=False):
-        gr.Markdown(LEARN)
+    learn("convolutional bypasses", LEARN)
     inputs = [shared.image, shared.model, shared.weights, block, branch]
     gr.on([shared.analyses.change, block.input, branch.input], view.render, inputs, [maps, share, channels, numbers],
           api_name="bypass", trigger_mode="always_last")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.tabs.common import Shared, export_row, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, plot, wire_export
 from petl_core import findings
 
 LEARN = """
@@ -91,8 +91,7 @@ def build_findings_tab(shared: Shared) -> None:
     petl_fig = plot("Parameter-efficient transfer: the Fashion-MNIST DeiT adapted to digits", "findings-petl")
     petl_md = gr.Markdown()
     export_button, files = export_row("findings", "HTML, JSON")
-    with gr.Accordion("Learn: what these experiments test", open=False):
-        gr.Markdown(LEARN)
+    learn("what these experiments test", LEARN)
     outputs = [sample_fig, sample_md, petl_fig, petl_md]
     shared.demo.load(render, budget, outputs, api_name="findings")
     budget.change(render, budget, outputs, api_visibility="private")

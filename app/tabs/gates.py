@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Service, training_pair
-from app.tabs.common import Shared, export_row, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, plot, wire_export
 
 LEARN = """
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
@@ -83,8 +83,7 @@ def build_gates_tab(shared: Shared, service: Service) -> gr.Plot:
     note = gr.Markdown()
     over_training = plot("σ(λ) across training", "gates-history")
     export_button, files = export_row("gates", "HTML, JSON")
-    with gr.Accordion("Learn: what a gate is", open=False):
-        gr.Markdown(LEARN)
+    learn("what a gate is", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render, [shared.model], [over_training, note],
           api_name="gates_history")
     wire_export(export_button, view.export, [shared.model], files, "export_gates")

@@ -6,7 +6,7 @@ import numpy as np
 
 from app import plots
 from app.service import Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, numbers_panel, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core.figures import attention_layer_figure
 from petl_core.query import centre_patch
 
@@ -74,8 +74,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     centres = plot("Positional centres Δ_h on the patch grid", "gpsa-centres")
     numbers = numbers_panel("Gates and centres")
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
-    with gr.Accordion("Learn: content, position and the gate", open=False):
-        gr.Markdown(LEARN)
+    learn("content, position and the gate", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale]
     gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render, inputs,
           [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")

@@ -6,7 +6,7 @@ import numpy as np
 
 from app import plots
 from app.service import Service, training_pair
-from app.tabs.common import Shared, export_row, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, plot, wire_export
 
 LEARN = """
 **Nonlocality** (ConViT paper, Eq. 8) is how far, on average, a head looks: the attention-weighted distance between
@@ -70,8 +70,7 @@ def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
     note = gr.Markdown(elem_id="nonlocality-note")
     over_training = plot("Over training: ConViT vs DeiT (shipped histories)", "nonlocality-history")
     export_button, files = export_row("nonlocality", "HTML, JSON")
-    with gr.Accordion("Learn: what nonlocality measures", open=False):
-        gr.Markdown(LEARN)
+    learn("what nonlocality measures", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render_training, [shared.model], [over_training, note],
           api_name="nonlocality_history")
     wire_export(export_button, view.export, [shared.image, shared.model, shared.weights], files,
