@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
 from app import scratch
+from petl_core.diagnostics import TrainingCurves
 from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
 from petl_core.query import CLS, Query
 
@@ -122,7 +123,8 @@ def gates_over_training(history: dict) -> go.Figure:
     """σ(λ) per block and head at every evaluation point of a run, with a slider over the points, above the mean
     gate of each block against the step."""
     entries = history["entries"]
-    gates = np.array([e["gates"] for e in entries])  # (T, blocks, H)
+    curves = TrainingCurves.of(history)
+    gates = curves.gates  # (T, blocks, H)
     num_blocks, num_heads = gates.shape[1:]
     blocks = [f"block {b}" for b in range(num_blocks)]
     heads = [f"head {h}" for h in range(num_heads)]
@@ -131,9 +133,9 @@ def gates_over_training(history: dict) -> go.Figure:
     fig.add_trace(go.Heatmap(z=gates[-1], x=heads, y=blocks, zmin=0, zmax=1, colorscale="Reds",
                              texttemplate="%{z:.3f}",
                              colorbar={"title": "σ(λ)", "len": 0.5, "y": 0.78}), row=1, col=1)
-    steps = [e["step"] for e in entries]
     for b in range(num_blocks):
-        fig.add_trace(go.Scatter(x=steps, y=gates[:, b].mean(-1), mode="lines+markers", name=blocks[b]), row=2, col=1)
+        fig.add_trace(go.Scatter(x=curves.steps, y=gates[:, b].mean(-1), mode="lines+markers", name=blocks[b]),
+                      row=2, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_yaxes(title="mean σ(λ)", row=2, col=1)
     fig.update_xaxes(title="step", row=2, col=1)
@@ -153,9 +155,8 @@ def nonlocality_over_training(histories: dict[str, dict]) -> go.Figure:
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf", "#393b79", "#637939"]
     for col, history in enumerate(histories.values(), start=1):
-        entries = history["entries"]
-        epochs = [e["epoch"] for e in entries]
-        values = np.array([[np.mean(layer) for layer in e["nonlocality"]] for e in entries])
+        curves = TrainingCurves.of(history)
+        epochs, values = curves.epochs, curves.nonlocality
         for layer in range(values.shape[1]):
             fig.add_trace(go.Scatter(x=epochs, y=values[:, layer], mode="lines+markers", name=f"layer {layer + 1}",
                                      legendgroup=str(layer), showlegend=col == 1,

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from petl_core import findings
+from petl_core.diagnostics import TrainingCurves
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = findings.RESULTS
@@ -21,9 +22,8 @@ FIGURES = ROOT / "docs" / "figures"
 
 def gates_figure(history: dict) -> Figure:
     """ConViT Fig. 6: σ(λ) per head (thin) and its mean (black) per GPSA block, against epochs."""
-    entries = history["entries"]
-    epochs = [e["epoch"] for e in entries]
-    gates = np.array([e["gates"] for e in entries])  # (T, blocks, H)
+    curves = TrainingCurves.of(history)
+    epochs, gates = curves.epochs, curves.gates  # (T,), (T, blocks, H)
     blocks = gates.shape[1]
     fig = Figure(figsize=(3.0 * blocks, 2.8), layout="constrained")
     axes = fig.subplots(1, blocks, squeeze=False)[0]
@@ -43,8 +43,8 @@ def nonlocality_figure(histories: dict[str, dict]) -> Figure:
     fig = Figure(figsize=(5.0 * len(histories), 3.2), layout="constrained")
     axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
     for ax, (label, history) in zip(axes, histories.items(), strict=True):
-        epochs = [e["epoch"] for e in history["entries"]]
-        values = np.array([[np.mean(layer) for layer in e["nonlocality"]] for e in history["entries"]])
+        curves = TrainingCurves.of(history)
+        epochs, values = curves.epochs, curves.nonlocality
         colours = [f"C{i}" for i in range(values.shape[1])]
         for layer in range(values.shape[1]):
             ax.plot(epochs, values[:, layer], color=colours[layer], label=f"layer {layer + 1}")

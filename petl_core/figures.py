@@ -12,6 +12,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from PIL import Image
 
@@ -26,6 +27,7 @@ __all__ = [
     "compare_figure",
     "conv_channels_figure",
     "gates_figure",
+    "maps_row_figure",
     "overlay_map",
     "query_maps",
     "save_figure",
@@ -42,14 +44,18 @@ def _colour_norm(values: np.ndarray, log_scale: bool) -> Normalize:
     return Normalize(vmin=0.0, vmax=float(values.max()) or 1.0)
 
 
-def overlay_map(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno") -> None:
-    """Draw `values` (rows, cols) over `image` (height, width, 3), each cell covering its patch exactly."""
+def overlay_map(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno",
+                norm: Normalize | None = None) -> AxesImage:
+    """Draw `values` (rows, cols) over `image` (height, width, 3), each cell covering its patch exactly, coloured
+    by `norm` (default: from 0, or three decades on a log scale, to the map's maximum); returns the map's layer
+    (for a colour bar)."""
     height, width = image.shape[:2]
     ax.imshow(image, extent=(0, width, height, 0))
-    ax.imshow(values, extent=(0, width, height, 0), cmap=cmap, norm=_colour_norm(values, log_scale), alpha=0.6,
-              interpolation="nearest")
+    layer = ax.imshow(values, extent=(0, width, height, 0), cmap=cmap, norm=norm or _colour_norm(values, log_scale),
+                      alpha=0.6, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+    return layer
 
 
 def _mark_patch(ax, patch: tuple[int, int], patch_size: tuple[int, int]) -> None:
@@ -231,12 +237,25 @@ def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndar
     fig = Figure(figsize=(_PANEL * len(blocks), _PANEL * len(keys) + 0.5), layout="constrained")
     axes = fig.subplots(len(keys), len(blocks), squeeze=False)
     fig.suptitle("Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it")
-    for col, block in enumerate(blocks):
-        for row, (branch, name) in enumerate(keys):
-            ax = axes[row, col]
-            values = getattr(maps[block][branch], name)[index].float().cpu().numpy()
-            overlay_map(ax, image, values, log_scale=False, cmap="viridis")
-            ax.set_title(f"block {block} {branch} {name}", fontsize=8)
+    labels = {"norm": "‖s·bypass‖", "ratio": "÷ ‖frozen branch‖"}
+    for row, (branch, name) in enumerate(keys):
+        values = [getattr(maps[block][branch], name)[index].float().cpu().numpy() for block in blocks]
+        shared = _colour_norm(np.stack(values), log_scale=False)  # one scale per row: blocks compare directly
+        for col, block in enumerate(blocks):
+            layer = overlay_map(axes[row, col], image, values[col], log_scale=False, cmap="viridis", norm=shared)
+            axes[row, col].set_title(f"block {block} {branch} {name}", fontsize=8)
+        fig.colorbar(layer, ax=axes[row, :], shrink=0.8, label=f"{branch}: {labels[name]}")
+    return fig
+
+
+def maps_row_figure(maps: dict[str, torch.Tensor], image: np.ndarray, title: str) -> Figure:
+    """Maps (rows, cols) side by side over the model's input image, each with its title and colour scale."""
+    fig = Figure(figsize=(3.2 * len(maps), 3.5), layout="constrained")
+    fig.suptitle(title)
+    for ax, (name, values) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps.items(), strict=True):
+        layer = overlay_map(ax, image, values.float().cpu().numpy(), log_scale=False, cmap="viridis")
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(layer, ax=ax, shrink=0.8, label=name)
     return fig
 
 
@@ -250,12 +269,13 @@ def conv_channels_figure(conv: torch.Tensor, title: str) -> Figure:
     fig.suptitle(title)
     for ax in axes[len(channels):]:
         ax.set_axis_off()
+    limit = float(np.abs(channels).max()) or 1.0  # one symmetric scale: the channels compare directly
     for c, ax in enumerate(axes[:len(channels)]):
-        limit = float(np.abs(channels[c]).max()) or 1.0
-        ax.imshow(channels[c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        layer = ax.imshow(channels[c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(f"channel {c}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.colorbar(layer, ax=axes.tolist(), shrink=0.8, label="3×3 conv output")
     return fig
 
 

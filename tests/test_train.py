@@ -26,7 +26,7 @@ from petl_core.data import (
     synthetic,
     validation_split,
 )
-from petl_core.diagnostics import gate_gradients
+from petl_core.diagnostics import TrainingCurves, gate_gradients
 from petl_core.models import GPSA
 from petl_core.preprocess import prepare
 from petl_core.registry import build_model
@@ -385,3 +385,13 @@ def test_a_validation_split_is_held_out_class_by_class_and_scored_at_every_point
                                 val_images=64, out=str(tmp_path / "val")), progress=False)
     assert history["data"]["train_images"] == 256 - 64 and history["data"]["val_images"] == 64
     assert all(0 <= e["val_accuracy"] <= 1 for e in history["entries"])
+
+
+def test_training_curves_read_the_shipped_histories():
+    convit, deit = (zoo.read_history(name) for name in ("convit_scenes_gpsa50", "deit_scenes"))
+    curves, entries = TrainingCurves.of(convit), convit["entries"]
+    assert curves.steps.tolist() == [e["step"] for e in entries] and curves.epochs[-1] == entries[-1]["epoch"]
+    assert curves.gates.shape == (len(entries), 4, 9) and curves.nonlocality.shape == (len(entries), 6)
+    assert curves.gates[-1, 2, 5] == entries[-1]["gates"][2][5]
+    assert curves.nonlocality[3, 2] == pytest.approx(np.mean(entries[3]["nonlocality"][2]))
+    assert TrainingCurves.of(deit).gates is None and TrainingCurves.of(deit).nonlocality.shape[1] == 6

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import gradio as gr
 import numpy as np
-from matplotlib.figure import Figure
 
 from app import plots
 from app.guard import shorten
 from app.service import Result, Service, parse_index
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core import zoo
-from petl_core.figures import conv_channels_figure, overlay_map
+from petl_core.figures import conv_channels_figure, maps_row_figure
 from petl_core.metrics import attention_map, bypass_maps
 from petl_core.query import CLS
 
@@ -51,11 +50,7 @@ def _draw(result: Result, block: str | float, branch: str) -> tuple:
     if prefix:
         panels["frozen attention: class token (mean of heads)"] = attention_map(
             trace.attention[b][0], trace.grid, CLS, prefix).mean(dim=0)
-    figure = Figure(figsize=(3.2 * len(panels), 3.5), layout="constrained")
-    figure.suptitle(f"block {b}, {branch} bypass")
-    for ax, (title, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
-        overlay_map(ax, result.input_image, values.float().numpy(), log_scale=False, cmap="viridis")
-        ax.set_title(title, fontsize=9)
+    figure = maps_row_figure(panels, result.input_image, f"block {b}, {branch} bypass")
     summary = result.analysis.summary()["bypass_mean_per_block"]
     channels = conv_channels_figure(chosen.conv[0], f"block {b}, {branch} bypass: 3×3 conv output channels")
     numbers = {"block": b, "branch": branch, "mean_per_block": summary,

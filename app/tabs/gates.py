@@ -6,6 +6,7 @@ import gradio as gr
 from app import plots
 from app.service import Service, training_pair
 from app.tabs.common import Shared, export_row, learn, plot, wire_export
+from petl_core.diagnostics import TrainingCurves
 
 LEARN = """
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
@@ -23,10 +24,10 @@ slider to see each evaluation point. The Findings tab and docs/findings.md say m
 
 def _measured(name: str, history: dict) -> str:
     """What the gates of the run did, in numbers from its history."""
-    first, last = history["entries"][0], history["entries"][-1]
-    start = [sum(block) / len(block) for block in first["gates"]]
-    end = [sum(block) / len(block) for block in last["gates"]]
-    heads = [g for block in last["gates"] for g in block]
+    last = history["entries"][-1]
+    gates = TrainingCurves.of(history).gates  # (T, blocks, H)
+    start, end = gates[0].mean(-1), gates[-1].mean(-1)
+    heads = gates[-1].ravel()
     reach = ", ".join(f"{group} {value:.2g}" for group, value in (last.get("lr_sum") or {}).items())
     return (f"Training history of {name}: mean σ(λ) per GPSA block "
             f"{' / '.join(f'{a:.2f}' for a in start)} at step 0 → {' / '.join(f'{b:.2f}' for b in end)} at step "

@@ -7,6 +7,7 @@ import numpy as np
 from app import plots
 from app.service import Service, training_pair
 from app.tabs.common import Shared, export_row, learn, plot, wire_export
+from petl_core.diagnostics import TrainingCurves
 
 LEARN = """
 **Nonlocality** (ConViT paper, Eq. 8) is how far, on average, a head looks: the attention-weighted distance between
@@ -25,10 +26,6 @@ architecture at initialisation (gray), on the same input.
 """
 
 
-def _layer_means(history: dict, entry: int) -> list[float]:
-    return [float(np.mean(layer)) for layer in history["entries"][entry]["nonlocality"]]
-
-
 class NonlocalityView:
     """The nonlocality endpoints, from the shipped histories and the analyses of `service`."""
 
@@ -45,7 +42,7 @@ class NonlocalityView:
             return plots.message_figure("no shipped training histories in assets/"), "No training history shipped."
         lines = []
         for label, history in histories.items():
-            start, end = _layer_means(history, 0), _layer_means(history, -1)
+            start, end = TrainingCurves.of(history).nonlocality[[0, -1]]
             change = ", ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
             lines.append(f"**{label}**, {history['steps']} steps, layers 1-{len(start)}: {change} patches.")
         return plots.nonlocality_over_training(histories), "\n\n".join(lines)
