@@ -167,10 +167,12 @@ def nonlocality_over_training(histories: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray], title: str) -> go.Figure:
-    """Per layer: each head's nonlocality on this image (dots) and the layer mean (line), trained vs at init."""
+def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray], title: str,
+                             labels: tuple[str, str] = ("at init", "trained")) -> go.Figure:
+    """Per layer: each head's nonlocality on this image (dots) and the layer mean (line), trained vs at init
+    (`labels` names the two, initial first)."""
     fig = go.Figure()
-    for label, values, colour in (("at init", initial, "#999999"), ("trained", trained, "#d62728")):
+    for label, values, colour in ((labels[0], initial, "#999999"), (labels[1], trained, "#d62728")):
         xs = [layer + 1 + (h - (len(v) - 1) / 2) * 0.04 for layer, v in enumerate(values) for h in range(len(v))]
         ys = [float(x) for v in values for x in v]
         heads = [h for v in values for h in range(len(v))]

@@ -39,6 +39,9 @@ RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
 MODELS_KEPT = 6
 """Models kept loaded (hub ViT-B weighs 330 MB; uploads of many weight files must not exhaust memory)."""
+SNAPSHOTS_KEPT = 48
+"""Training snapshots kept loaded (a shipped scenes model is under 1 MB in fp16, about 2 MB in memory): the
+snapshots of a ConViT and a DeiT, so replaying a training run loads each snapshot once."""
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Service:
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
         self._models: OrderedDict[tuple[str, str | None], zoo.Loaded] = OrderedDict()
+        self._snapshots: OrderedDict[tuple[str, int], zoo.Loaded] = OrderedDict()
         self._initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
@@ -133,7 +137,7 @@ class Service:
             self._dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
         return self._dimensions
 
-    def _load_once(self, cache: OrderedDict, key, make: Callable):
+    def _load_once(self, cache: OrderedDict, key, make: Callable, size: int = MODELS_KEPT):
         """cache[key], made by `make()` at most once at a time per key; other keys and cache hits never wait for it
         (a hub download can take minutes)."""
         with self._lock:
@@ -147,7 +151,7 @@ class Service:
                     return cache[key]
             value = make()
             with self._lock:
-                return _remember(cache, key, value, MODELS_KEPT)
+                return _remember(cache, key, value, size)
 
     def _check_name(self, name) -> None:
         """gr.Error unless `name` names a zoo model (the API may send anything: None, a list, a path)."""
@@ -169,6 +173,53 @@ class Service:
             return loaded
 
         return self._load_once(self._models, (name, key), make)
+
+    def snapshot_steps(self, name) -> list[int]:
+        """The steps at which zoo model `name` has a training snapshot; gr.Error for an unknown name or a model
+        without snapshots (hub models, shipped models trained without --snapshots)."""
+        self._check_name(name)
+        steps = zoo.snapshot_steps(name) if name not in zoo.HUB else []
+        if not steps:
+            having = [e.name for e in self.model_entries() if e.source == "shipped" and zoo.snapshot_steps(e.name)]
+            raise gr.Error(f"{name} has no training snapshots; these models have them: {', '.join(having)}.")
+        return steps
+
+    def snapshot_model(self, name: str, step) -> zoo.Loaded:
+        """Zoo model `name` as it was at training step `step` (one of `snapshot_steps`, else a gr.Error naming
+        them), loaded once and shared; the least recently used of more than SNAPSHOTS_KEPT are let go."""
+        step = parse_index(step, "snapshot step", self.snapshot_steps(name))
+
+        def make() -> zoo.Loaded:
+            loaded = zoo.load(name, snapshot=step)
+            loaded.model.to(self.device).requires_grad_(False)
+            return loaded
+
+        return self._load_once(self._snapshots, (name, step), make, SNAPSHOTS_KEPT)
+
+    def snapshot_result(self, image: str | None, name: str, step, progress: Callable | None = None) -> Result:
+        """Analyse the image file `image` with zoo model `name` at training snapshot `step` (see snapshot_model);
+        the reference "at init" is the run's own first snapshot. Cached with the other results."""
+        if not image or not isinstance(image, str):
+            raise gr.Error("Upload an image (or pick an example) first.")
+        steps = self.snapshot_steps(name)
+        loaded = self.snapshot_model(name, step)
+        step = loaded.card.snapshot["step"]
+        data = read_upload(image, MAX_IMAGE_BYTES, "image")
+        key = (hashlib.sha1(data).hexdigest(), name, "snapshot", step)
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
+        if progress:
+            progress(0.5, desc=f"tracing {name} at step {step}")
+        initial = self.snapshot_model(name, steps[0]).model
+        inputs = loaded.preprocess(picture).unsqueeze(0)
+        analysis = _forward(loaded.model, initial, inputs, self.device)
+        config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
+        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
+        with self._lock:
+            return _remember(self._results, key, result, RESULTS_KEPT)
 
     def _initial_model(self, name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
         return self._load_once(self._initial, (name, file_key),

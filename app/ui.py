@@ -1,7 +1,7 @@
 """The page: shared inputs (image, model, query) on top, one tab per view below, and the event wiring.
 
 Every view is also a named API endpoint (see README, "API"): /analyze, /attention, /gpsa, /gates_history,
-/nonlocality_history, /bypass, /compare, /findings, /models and /export_<view>.
+/nonlocality_history, /bypass, /compare, /findings, /replay, /models and /export_<view>.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from app.tabs.findings import build_findings_tab
 from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
+from app.tabs.replay import build_replay_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files
 from petl_core import zoo
 from petl_core.query import CLS, Query
@@ -201,6 +202,8 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 bypass_block = build_convpass_tab(shared, service)
             with gr.Tab("Compare"):
                 compare_layer = build_compare_tab(shared, service)
+            with gr.Tab("Through training"):
+                build_replay_tab(shared, service)
             with gr.Tab("Findings"):
                 build_findings_tab(shared)
         analysis_inputs = [image, model, weights, query]
