@@ -11,6 +11,7 @@ cached by the image's bytes, so clicking a patch or switching a tab re-renders w
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 from collections import OrderedDict
@@ -26,6 +27,8 @@ from app.guard import shorten
 from app.uploads import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
+from petl_core.data import ImageSet
+from petl_core.dial import parse_gates, probe_accuracy, probe_set, set_gates
 from petl_core.images import load_image, to_display
 from petl_core.metrics import gpsa_heads
 from petl_core.probe import Trace
@@ -33,7 +36,7 @@ from petl_core.query import Query
 from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
-__all__ = ["Result", "Service", "parse_index", "parse_query", "training_pair"]
+__all__ = ["Dialled", "Result", "Service", "parse_index", "parse_query", "training_pair"]
 
 RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
@@ -59,6 +62,21 @@ class Result:
     @property
     def trace(self) -> Trace:
         return self.analysis.trace
+
+
+@dataclass
+class Dialled:
+    """One image through a ConViT with its gates set by hand (Service.dial)."""
+
+    trained: Result
+    """The same image through the model as trained."""
+    analysis: Analysis
+    """With the gates as set (on the CPU)."""
+    gates: list[torch.Tensor]
+    """Per GPSA block: (H,) σ as applied."""
+    probe_accuracy: float | None
+    """Top-1 on the first `probe_images` test images of the model's own task, with the gates as set."""
+    probe_images: int
 
 
 try:  # Hugging Face ZeroGPU: `spaces.GPU` lends a GPU for each decorated call; elsewhere the package is absent
@@ -110,6 +128,7 @@ class Service:
         self._snapshots: OrderedDict[tuple[str, int], zoo.Loaded] = OrderedDict()
         self._initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
+        self._probes: OrderedDict[str, ImageSet] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
@@ -260,6 +279,30 @@ class Service:
         result = Result(model_name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
         with self._lock:
             return _remember(self._results, key, result, RESULTS_KEPT)
+
+    # ----------------------------------------------------------------------------------------------- the dial
+    def dial(self, image: str | None, model_name: str, gates: str | None) -> Dialled:
+        """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
+        σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task."""
+        trained = self.result_for(image, model_name)  # the image checked, read and preprocessed once
+        loaded = self.get_model(model_name)
+        if len(str(gates or "")) > 20_000:
+            raise gr.Error("The gates JSON is too long: give one list of σ values per GPSA block.")
+        try:
+            setting = parse_gates(json.loads(gates) if gates and str(gates).strip() else None, loaded.model)
+        except json.JSONDecodeError:
+            raise gr.Error("The gates are not valid JSON: give one list of σ values per GPSA block, or null.") from None
+        except ValueError as e:
+            raise gr.Error(f"{model_name}: {e}.") from None
+        data = (loaded.card.recipe or {}).get("data")
+        probe = self._load_once(self._probes, data, lambda: probe_set(data), size=4) if data else None
+        inputs = loaded.preprocess(load_image(read_upload(image, MAX_IMAGE_BYTES, "image"),
+                                              max_pixels=MAX_IMAGE_PIXELS)).unsqueeze(0).to(self.device)
+        with set_gates(loaded.model, setting) as applied:
+            analysis = analyze(loaded.model, inputs)
+            accuracy = probe_accuracy(loaded.model, probe, loaded.card.preprocessing) if probe else None
+        return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
+                       accuracy, len(probe) if probe else 0)
 
     def history(self, name: str) -> dict | None:
         """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""

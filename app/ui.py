@@ -15,6 +15,7 @@ from app.tabs.attention import build_attention_tab
 from app.tabs.common import Shared
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
+from app.tabs.dial import build_dial_tab
 from app.tabs.findings import build_findings_tab
 from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
@@ -194,6 +195,8 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 attention_layer, attention_head = build_attention_tab(shared, service)
             with gr.Tab("GPSA: content vs position"):
                 gpsa_block = build_gpsa_tab(shared, service)
+            with gr.Tab("Dial: set the gates"):
+                build_dial_tab(shared, service)
             with gr.Tab("Gates"):
                 gates_now = build_gates_tab(shared, service)
             with gr.Tab("Nonlocality"):

@@ -12,7 +12,8 @@ from torch import nn
 
 from .capture import recording
 from .convpass import BypassCapture, ConvpassBlock
-from .metrics import gpsa_heads
+from .dial import gate_override
+from .metrics import GpsaHeads, gpsa_heads
 from .models import instrument_is_complete
 
 __all__ = ["Trace", "trace"]
@@ -37,7 +38,8 @@ class Trace:
     positional: list[torch.Tensor | None]
     """Per block: GPSA positional attention (1, H, N_i, N_i), the same for every image; None elsewhere."""
     gates: list[torch.Tensor | None]
-    """Per block: GPSA's σ(λ) (H,), the weight of positional attention; None for other blocks."""
+    """Per block: GPSA's σ(λ) (H,), the weight of positional attention (as set, under `petl_core.dial.set_gates`);
+    None for other blocks."""
     centres: list[torch.Tensor | None]
     """Per block: GPSA's positional centres Δ_h (H, 2) as (dx, dy) in patches (metrics.positional_centres);
     None for other blocks."""
@@ -77,6 +79,12 @@ class Trace:
         return Trace(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
+def _applied_gates(attention: nn.Module, heads: GpsaHeads) -> torch.Tensor:
+    """(H,) the gates the block mixed with: the dial's, when one is set in this context, else σ(λ)."""
+    dialled = gate_override(attention)
+    return heads.gates if dialled is None else dialled.detach().float()
+
+
 def trace(model: nn.Module, images: torch.Tensor) -> Trace:
     """Run `model` once on `images` (B, C, height, width) and capture every block's attention and bypasses.
 
@@ -109,7 +117,7 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         attention=attention,
         content=content,
         positional=positional,
-        gates=[heads[i].gates if i in heads else None for i in range(len(attention))],
+        gates=[_applied_gates(model.blocks[i].attn, heads[i]) if i in heads else None for i in range(len(attention))],
         centres=[heads[i].centres if i in heads else None for i in range(len(attention))],
         strengths=[heads[i].strengths if i in heads else None for i in range(len(attention))],
         bypass=bypass,

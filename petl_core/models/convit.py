@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from timm.models import convit as timm_convit
 
 from ..capture import active_recorder
+from ..dial import gate_override
 from ..grid import patch_offsets
 from ._adopt import adopt
 
@@ -66,7 +67,8 @@ class GPSA(timm_convit.GPSA):
         q, k = self.qk(x).reshape(B, N, 2, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, d) each
         v = self.v(x).reshape(B, N, H, C // H).permute(0, 2, 1, 3)  # (B, H, N, d)
         positional = self.positional_attention(N, q.dtype)  # (1, H, N, N)
-        gate = torch.sigmoid(self.gating_param).view(1, H, 1, 1).to(q.dtype)
+        dialled = gate_override(self)  # the inductive-bias dial of this call, if any (petl_core.dial)
+        gate = (torch.sigmoid(self.gating_param) if dialled is None else dialled).view(1, H, 1, 1).to(q.dtype)
         recorder = active_recorder()
         if recorder is None and not (self.training and self.attn_drop.p > 0):
             # Attention is linear in A: mix the two heads' outputs instead of materialising A.

@@ -1,0 +1,103 @@
+"""The inductive-bias dial: set a ConViT's gates σ(λ) by hand and see the attention, the prediction, the nonlocality
+and the accuracy on a probe set of its own task change at once."""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import numpy as np
+
+from app import plots
+from app.service import Service, parse_index, parse_query
+from app.tabs.common import Shared, learn, numbers_panel, plot
+from petl_core.figures import attention_grid_figure
+
+LEARN = """
+**What the dial does.** Every head of a GPSA block mixes two attention maps,
+A = (1 − σ)·softmax(QKᵀ/√d) + σ·softmax(v_pos·r). Training chose σ = σ(λ) for each head; here you choose it,
+for this one call (the model itself is not changed, and no other user sees your setting). σ = 1 makes a head
+purely positional: it looks at fixed offsets around the query, like a convolution. σ = 0 makes it purely
+content-based, as in a ViT: setting every gate to 0 turns the ConViT's GPSA blocks into plain self-attention
+with the trained weights.
+
+**What to try.** Compare the probe accuracy (the first test images of the model's own task) as trained, all
+positional and all content: how much does the trained model rely on each? Then set one block at a time: which
+blocks can lose their positional prior without harm? Watch the nonlocality of the heads move as you turn the dial.
+"""
+PRESETS = ("as trained", "all positional (σ = 1)", "all content (σ = 0): a ViT", "one block, below")
+
+
+class DialView:
+    """The dial's endpoints, computed by `service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def gates_for(self, model: str, preset: str, block: str | float, sigma: float) -> str:
+        """The gates JSON of a preset: null (as trained), every head at 1 or 0, or `sigma` for every head of GPSA
+        block `block` (the others as trained)."""
+        blocks, gates = self.service.checkpoint_gates(model)
+        if gates is None or preset == PRESETS[0]:
+            return ""
+        heads = gates.shape[1]
+        if preset in PRESETS[1:3]:
+            value = 1.0 if preset == PRESETS[1] else 0.0
+            return json.dumps([[value] * heads for _ in blocks])
+        chosen = parse_index(block, "GPSA block", blocks, optional=True)
+        return json.dumps([[round(float(sigma), 3)] * heads if b == chosen else None for b in blocks])
+
+    def dial(self, image: str | None, model: str, gates: str | None, query: str,
+             progress: gr.Progress = gr.Progress()) -> tuple:
+        """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
+        the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
+        nonlocality per head dialled vs as trained (interactive), and the numbers (JSON: gates, top5, nonlocality,
+        probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy."""
+        if self.service.checkpoint_gates(model)[1] is None:
+            note = f"{model} has no GPSA blocks: the dial is for ConViT models."
+            return (*(plots.message_figure(note),) * 3, note, {})
+        dialled = self.service.dial(image, model, gates)
+        trace = dialled.analysis.trace
+        q = parse_query(query, trace.grid)
+        grid = attention_grid_figure(trace, dialled.trained.input_image, q)
+        applied = np.stack([g.numpy() for g in dialled.gates])
+        gates_plot = plots.gates_heatmap(applied, trace.gated_blocks, f"σ as set on {model}")
+        nonlocality = plots.image_nonlocality_figure(
+            [v[0].numpy() for v in dialled.analysis.nonlocality],
+            [v[0].numpy() for v in dialled.trained.analysis.nonlocality],
+            f"nonlocality of {model} on this image", labels=("as trained", "dialled"))
+        numbers = {"gates": applied.round(4).tolist(), "top5": dialled.analysis.top5[0],
+                   "nonlocality": [np.round(v[0].numpy(), 4).tolist() for v in dialled.analysis.nonlocality],
+                   "probe_accuracy": dialled.probe_accuracy, "probe_images": dialled.probe_images,
+                   "trained_top5": dialled.trained.analysis.top5[0]}
+        now, before = numbers["top5"][0], numbers["trained_top5"][0]
+        note = (f"**Prediction** with these gates: {now['label']} ({now['probability']:.1%}); as trained: "
+                f"{before['label']} ({before['probability']:.1%}).")
+        if dialled.probe_accuracy is not None:
+            note += (f" **Probe accuracy** with these gates: {dialled.probe_accuracy:.1%} on the first "
+                     f"{dialled.probe_images} test images of its task.")
+        return grid, gates_plot, nonlocality, note, numbers
+
+
+def build_dial_tab(shared: Shared, service: Service) -> None:
+    """The tab's layout and its endpoint /dial."""
+    view = DialView(service)
+    with gr.Row():
+        preset = gr.Radio(list(PRESETS), value=PRESETS[0], label="Gates", elem_id="dial-preset", scale=3)
+        block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="dial-block",
+                            allow_custom_value=True, scale=1)
+        sigma = gr.Slider(0, 1, value=0.0, step=0.05, label="σ for every head of that block", elem_id="dial-sigma",
+                          scale=2)
+    gates = gr.Textbox("", label="Gates as JSON (per GPSA block: null = as trained, or one σ per head); edit freely",
+                       elem_id="dial-gates", lines=2, max_length=20_000)
+    grid = plot("Attention of the query with the gates as set, every block and head", "dial-grid")
+    with gr.Row():
+        gates_plot = plot("σ as set", "dial-gates-plot")
+        nonlocality = plot("Nonlocality on this image: dialled vs as trained", "dial-nonlocality")
+    note = gr.Markdown(elem_id="dial-note")
+    numbers = numbers_panel("Numbers")
+    learn("the inductive-bias dial", LEARN)
+    gr.on([preset.input, block.input, sigma.release, shared.model.change], view.gates_for,
+          [shared.model, preset, block, sigma], gates, api_visibility="private")
+    gr.on([gates.change, shared.analyses.change, shared.query.change], view.dial,
+          [shared.image, shared.model, gates, shared.query], [grid, gates_plot, nonlocality, note, numbers],
+          api_name="dial", trigger_mode="always_last")

@@ -1,0 +1,173 @@
+"""The inductive-bias dial: petl_core.dial's per-call gates, and the app's /dial endpoint over real HTTP."""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from petl_core import create_model, trace, zoo
+from petl_core.analysis import analyze
+from petl_core.dial import gate_override, parse_gates, probe_accuracy, probe_set, set_gates
+from petl_core.images import load_image
+
+pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+MODEL = "convit_scenes_gpsa50"
+
+
+def _convit() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("convit_tiny", img_size=32, patch_size=4, in_chans=1, num_heads=4, embed_dim=16, depth=3,
+                        local_up_to_layer=2, num_classes=5).eval()
+
+
+def test_a_dial_sets_the_mix_for_one_call_and_leaves_the_model_alone():
+    model, x = _convit(), torch.randn(2, 1, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trained = trace(model, x)
+    with set_gates(model, [[0.0] * 4, [1.0, 0.0, 0.5, 0.25]]) as applied:
+        dialled = trace(model, x)
+    assert torch.equal(applied[0], torch.zeros(4)) and applied[1].tolist() == [1.0, 0.0, 0.5, 0.25]
+    # σ = 0: content attention only; σ = 1: positional only; the trace reports the gates as set
+    torch.testing.assert_close(dialled.attention[0], dialled.content[0])
+    torch.testing.assert_close(dialled.attention[1][:, 0], dialled.positional[1][:, 0].expand(2, -1, -1))
+    torch.testing.assert_close(dialled.attention[1][:, 1], dialled.content[1][:, 1])
+    assert dialled.gates[1].tolist() == [1.0, 0.0, 0.5, 0.25]
+    assert not torch.allclose(dialled.logits, trained.logits)
+    # afterwards (and in the fused path) the model is as trained, parameters untouched
+    again = trace(model, x)
+    torch.testing.assert_close(again.logits, trained.logits)
+    torch.testing.assert_close(model(x), trained.logits, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with set_gates(model, [None, None]) as applied:  # None: as trained
+        torch.testing.assert_close(applied[0], torch.sigmoid(model.blocks[0].attn.gating_param.detach()))
+        torch.testing.assert_close(trace(model, x).logits, trained.logits)
+
+
+def test_the_fused_forward_follows_the_dial_too():
+    model, x = _convit(), torch.randn(2, 1, 32, 32)
+    with set_gates(model, [[0.0] * 4, [1.0] * 4]):
+        torch.testing.assert_close(model(x), trace(model, x).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_threads_never_see_each_others_dial():
+    model, x = _convit(), torch.randn(1, 1, 32, 32)
+    settings = {v: [[v] * 4, [v] * 4] for v in (0.0, 0.3, 0.7, 1.0)}
+    expected = {}
+    for v, gates in settings.items():
+        with set_gates(model, gates):
+            expected[v] = trace(model, x).logits
+    start = threading.Barrier(len(settings))
+
+    def run(v: float) -> bool:
+        start.wait()
+        results = []
+        for _ in range(5):
+            with set_gates(model, settings[v]):
+                results.append(torch.allclose(trace(model, x).logits, expected[v], atol=1e-6))
+        return all(results) and gate_override(model.blocks[0].attn) is None
+
+    with ThreadPoolExecutor(len(settings)) as pool:
+        assert all(pool.map(run, settings))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ([[0.5] * 4], "a list of 2 entries, one per GPSA block"),
+    ("0.5", "a list of 2 entries"),
+    ([[0.5] * 3, None], "GPSA block 0 must be null or 4 numbers in"),
+    ([[0.5, 0.5, 0.5, 1.5], None], "GPSA block 0 must be null or 4 numbers in"),
+    ([None, [0.5, float("nan"), 0.5, 0.5]], "GPSA block 1 must be null"),
+    ([None, [True, 0, 0, 0]], "GPSA block 1 must be null"),
+    ([None, ["0.5"] * 4], "GPSA block 1 must be null"),
+])
+def test_a_bad_dial_is_refused_in_one_sentence(value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_gates(value, _convit())
+
+
+def test_a_vit_has_no_gates_to_dial():
+    vit = create_model("deit_tiny_patch16_224", img_size=32, patch_size=4, in_chans=1, embed_dim=16, num_heads=4,
+                       depth=2, num_classes=5)
+    with pytest.raises(ValueError, match="no GPSA blocks"):
+        parse_gates(None, vit)
+
+
+def test_the_probe_set_is_fixed_and_scored_like_the_card():
+    loaded = zoo.load("convit_fmnist")
+    probe = probe_set(loaded.card.recipe["data"])
+    assert len(probe) == 256 and torch.equal(probe.labels, probe_set(loaded.card.recipe["data"]).labels)
+    accuracy = probe_accuracy(loaded.model, probe, loaded.card.preprocessing)
+    assert abs(accuracy - loaded.card.accuracy["test"]) < 0.1  # 256 of its 10,000 test images
+    with set_gates(loaded.model, [[0.0] * 9] * 4):
+        content_only = probe_accuracy(loaded.model, probe, loaded.card.preprocessing)
+    assert content_only != accuracy
+
+
+# --------------------------------------------------------------------------------------------------- /dial
+@pytest.fixture(scope="module")
+def client(app_server, tmp_path_factory) -> Client:
+    return Client(app_server, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def _dial(client: Client, gates: str, query: str = "center") -> dict:
+    *_, numbers = client.predict(image=handle_file(SCENE), model=MODEL, gates=gates, query=query, api_name="/dial")
+    return numbers
+
+
+def test_dial_all_content_changes_attention_and_probe_accuracy(client):
+    blocks, heads = zoo.dimensions(MODEL)
+    trained = _dial(client, "")
+    zero = _dial(client, json.dumps([[0.0] * 9] * 4))
+    assert zero["gates"] == [[0.0] * 9] * 4 and trained["gates"] != zero["gates"]
+    assert trained["probe_images"] == zero["probe_images"] >= 256
+    assert trained["probe_accuracy"] != zero["probe_accuracy"]
+    assert len(zero["nonlocality"]) == blocks and len(zero["nonlocality"][0]) == heads
+    assert zero["nonlocality"][:4] != trained["nonlocality"][:4]
+    # as trained, the dial reports what /analyze reports
+    _, _, summary, *_ = client.predict(handle_file(SCENE), MODEL, None, "center", api_name="/analyze")
+    np.testing.assert_allclose(trained["gates"], summary["gates"]["sigma_lambda"], atol=1e-4)
+    assert trained["top5"][0]["label"] == summary["top5"][0]["label"]
+    with pytest.raises(AppError, match="GPSA block 2 must be null or 9 numbers"):
+        _dial(client, json.dumps([None, None, [2.0] * 9, None]))
+    with pytest.raises(AppError, match="not valid JSON"):
+        _dial(client, "[[0.5, ")
+
+
+def test_concurrent_dial_and_analyze_never_see_each_others_gates(client, app_server, tmp_path):
+    zero = json.dumps([[0.0] * 9] * 4)
+    # Images the server has not analysed yet (one pixel differs), so /analyze runs while the dials run
+    pixels = np.array(Image.open(SCENE))
+    images = []
+    for i in range(4):
+        pixels[0, 0] = i
+        images.append(tmp_path / f"scene{i}.png")
+        Image.fromarray(pixels).save(images[-1])
+    loaded = zoo.load(MODEL)
+    expected = [analyze(loaded.model, loaded.preprocess(load_image(p)).unsqueeze(0)).summary() for p in images]
+
+    def dial_zero(_: int) -> bool:
+        numbers = Client(app_server, verbose=False).predict(
+            image=handle_file(SCENE), model=MODEL, gates=zero, query="center", api_name="/dial")[-1]
+        return numbers["gates"] == [[0.0] * 9] * 4
+
+    def analyze_one(i: int) -> bool:
+        summary = Client(app_server, verbose=False).predict(handle_file(images[i]), MODEL, None, "center",
+                                                            api_name="/analyze")[2]
+        return (np.allclose(summary["gates"]["sigma_lambda"], expected[i]["gates"]["sigma_lambda"], atol=1e-5)
+                and np.allclose(summary["nonlocality"]["per_head"], expected[i]["nonlocality"]["per_head"],
+                                rtol=1e-4))
+
+    with ThreadPoolExecutor(8) as pool:
+        dials = [pool.submit(dial_zero, i) for i in range(4)]
+        analyses = [pool.submit(analyze_one, i) for i in range(4)]
+        assert all(f.result() for f in dials) and all(f.result() for f in analyses)
