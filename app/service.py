@@ -97,6 +97,13 @@ def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor, device:
     return replace(analysis, trace=analysis.trace.to("cpu"))  # (nonlocality is on the CPU already)
 
 
+def _image_bytes(image: str | None) -> bytes:
+    """The uploaded image file's bytes (inside the upload folder, within the size limit)."""
+    if not image or not isinstance(image, str):
+        raise gr.Error("Upload an image (or pick an example) first.")
+    return read_upload(image, MAX_IMAGE_BYTES, "image")
+
+
 def _weights_key(file: str | None) -> str | None:
     """Uploaded files live at content-addressed paths in Gradio's cache: the path names the weights. Only files in
     the upload folder (see app.uploads) are accepted."""
@@ -218,27 +225,11 @@ class Service:
     def snapshot_result(self, image: str | None, name: str, step, progress: Callable | None = None) -> Result:
         """Analyse the image file `image` with zoo model `name` at training snapshot `step` (see snapshot_model);
         the reference "at init" is the run's own first snapshot. Cached with the other results."""
-        if not image or not isinstance(image, str):
-            raise gr.Error("Upload an image (or pick an example) first.")
+        data = _image_bytes(image)
         steps = self.snapshot_steps(name)
         loaded = self.snapshot_model(name, step)
-        step = loaded.card.snapshot["step"]
-        data = read_upload(image, MAX_IMAGE_BYTES, "image")
-        key = (hashlib.sha1(data).hexdigest(), name, "snapshot", step)
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
-        picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
-        if progress:
-            progress(0.5, desc=f"tracing {name} at step {step}")
-        initial = self.snapshot_model(name, steps[0]).model
-        inputs = loaded.preprocess(picture).unsqueeze(0)
-        analysis = _forward(loaded.model, initial, inputs, self.device)
-        config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
-        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
-        with self._lock:
-            return _remember(self._results, key, result, RESULTS_KEPT)
+        key = (hashlib.sha1(data).hexdigest(), name, "snapshot", loaded.card.snapshot["step"])
+        return self._analysed(key, data, name, lambda: (loaded, self.snapshot_model(name, steps[0]).model), progress)
 
     def _initial_model(self, name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
         return self._load_once(self._initial, (name, file_key),
@@ -256,27 +247,35 @@ class Service:
     def result_for(self, image: str | None, model_name: str, weights: str | None = None,
                    progress: Callable | None = None) -> Result:
         """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
-        if not image or not isinstance(image, str):
-            raise gr.Error("Upload an image (or pick an example) first.")
+        data = _image_bytes(image)
         self._check_name(model_name)
-        data = read_upload(image, MAX_IMAGE_BYTES, "image")
         weights_key = _weights_key(weights)
-        key = (hashlib.sha1(data).hexdigest(), model_name, weights_key)
+
+        def models() -> tuple[zoo.Loaded, nn.Module]:
+            if progress:
+                progress(0.2, desc=f"loading {model_name}")
+            loaded = self.get_model(model_name, weights)
+            return loaded, self._initial_model(model_name, loaded, weights_key)
+
+        return self._analysed((hashlib.sha1(data).hexdigest(), model_name, weights_key), data, model_name, models,
+                              progress)
+
+    def _analysed(self, key: tuple, data: bytes, name: str, models: Callable[[], tuple[zoo.Loaded, nn.Module]],
+                  progress: Callable | None) -> Result:
+        """The result cached under `key`, else the image `data` through `models()` (the model and its reference at
+        init), remembered."""
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
         picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
-        if progress:
-            progress(0.2, desc=f"loading {model_name}")
-        loaded = self.get_model(model_name, weights)
-        initial = self._initial_model(model_name, loaded, weights_key)
+        loaded, initial = models()
         if progress:
             progress(0.6, desc="tracing")
         inputs = loaded.preprocess(picture).unsqueeze(0)
         analysis = _forward(loaded.model, initial, inputs, self.device)
         config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
-        result = Result(model_name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
+        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
         with self._lock:
             return _remember(self._results, key, result, RESULTS_KEPT)
 
@@ -296,10 +295,9 @@ class Service:
             raise gr.Error(f"{model_name}: {e}.") from None
         data = (loaded.card.recipe or {}).get("data")
         probe = self._load_once(self._probes, data, lambda: probe_set(data), size=4) if data else None
-        inputs = loaded.preprocess(load_image(read_upload(image, MAX_IMAGE_BYTES, "image"),
-                                              max_pixels=MAX_IMAGE_PIXELS)).unsqueeze(0).to(self.device)
+        inputs = loaded.preprocess(load_image(_image_bytes(image), max_pixels=MAX_IMAGE_PIXELS)).unsqueeze(0)
         with set_gates(loaded.model, setting) as applied:
-            analysis = analyze(loaded.model, inputs)
+            analysis = analyze(loaded.model, inputs.to(self.device))
             accuracy = probe_accuracy(loaded.model, probe, loaded.card.preprocessing) if probe else None
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
