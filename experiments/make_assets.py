@@ -113,8 +113,9 @@ BUDGETS = {
                      names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
                      data_titles=("Fashion-MNIST scenes", "digit scenes"), stages=("shipped",)),
     # Sample efficiency alone, on plain Fashion-MNIST at 8 channels per head: 3,000 steps of batch 128 are 128 epochs
-    # of the 5% split (enough to saturate it) and 6.4 of the full set. bench/train_speed.py: 0.93 s (DeiT) and 1.06 s
-    # (ConViT) per step on one thread, so a run takes about an hour with two at a time on the 2 cores.
+    # of the 5% split and 6.4 of the full set. bench/train_speed.py: 0.93 s (DeiT) and 1.06 s (ConViT) per step on one
+    # thread; the seed-0 DeiT runs took 6,270 s each, two at a time beside other work. They ended level (82.9% at 5%,
+    # 83.3% at 100%: docs/findings.md), so this budget cannot decide; the full set needs ≥ 10,000 steps.
     "fmnist_sample": Budget("fmnist_sample", shipped_epochs=0, shipped_eval_points=0, sample_steps=3000,
                             sample_eval_points=6, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
                             eval_images=2000, probe_size=512, stages=("sample",)),
