@@ -119,6 +119,11 @@ BUDGETS = {
     "fmnist_sample": Budget("fmnist_sample", shipped_epochs=0, shipped_eval_points=0, sample_steps=3000,
                             sample_eval_points=6, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
                             eval_images=2000, probe_size=512, stages=("sample",)),
+    # The same at 4× the steps (25.6 epochs of the full set, 512 of the 5% split): for a lent GPU, where the twelve
+    # runs train in parallel processes (scripts/device_sample.sh); more than a day on the 2-core CPU.
+    "fmnist_sample_gpu": Budget("fmnist_sample_gpu", shipped_epochs=0, shipped_eval_points=0, sample_steps=12000,
+                                sample_eval_points=8, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
+                                eval_images=2000, probe_size=512, stages=("sample",)),
 }
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
 
