@@ -136,6 +136,7 @@ class Service:
         self._initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
+        self._probe_scores: OrderedDict[tuple, float] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
@@ -298,7 +299,11 @@ class Service:
         inputs = loaded.preprocess(load_image(_image_bytes(image), max_pixels=MAX_IMAGE_PIXELS)).unsqueeze(0)
         with set_gates(loaded.model, setting) as applied:
             analysis = analyze(loaded.model, inputs.to(self.device))
-            accuracy = probe_accuracy(loaded.model, probe, loaded.card.preprocessing) if probe else None
+            accuracy = None
+            if probe:  # scored once per model and setting: stepping back to a preset answers at once
+                accuracy = self._load_once(self._probe_scores, (model_name, json.dumps(setting)),
+                                           lambda: probe_accuracy(loaded.model, probe, loaded.card.preprocessing),
+                                           size=256)
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
 

@@ -131,6 +131,7 @@ def test_dial_all_content_changes_attention_and_probe_accuracy(client):
     assert zero["gates"] == [[0.0] * 9] * 4 and trained["gates"] != zero["gates"]
     assert trained["probe_images"] == zero["probe_images"] >= 256
     assert trained["probe_accuracy"] != zero["probe_accuracy"]
+    assert _dial(client, json.dumps([[0.0] * 9] * 4))["probe_accuracy"] == zero["probe_accuracy"]  # (cached)
     assert len(zero["nonlocality"]) == blocks and len(zero["nonlocality"][0]) == heads
     assert zero["nonlocality"][:4] != trained["nonlocality"][:4]
     # as trained, the dial reports what /analyze reports
