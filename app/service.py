@@ -58,6 +58,8 @@ class Result:
     """(height, width, 3) in [0, 1]: exactly the tensor the model saw, un-normalised (grayscale shown as gray)."""
     analysis: Analysis
     """With `init_nonlocality`: the same architecture at initialisation on the same input."""
+    inputs: torch.Tensor
+    """(C, H, W) on the CPU: the normalised tensor the model saw (what other passes over this image start from)."""
 
     @property
     def trace(self) -> Trace:
@@ -276,7 +278,7 @@ class Service:
         inputs = loaded.preprocess(picture).unsqueeze(0)
         analysis = _forward(loaded.model, initial, inputs, self.device)
         config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
-        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis)
+        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis, inputs[0])
         with self._lock:
             return _remember(self._results, key, result, RESULTS_KEPT)
 
@@ -284,7 +286,7 @@ class Service:
     def dial(self, image: str | None, model_name: str, gates: str | None) -> Dialled:
         """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
         σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task."""
-        trained = self.result_for(image, model_name)  # the image checked, read and preprocessed once
+        trained = self.result_for(image, model_name)  # the image checked, read and preprocessed once, here
         loaded = self.get_model(model_name)
         if len(str(gates or "")) > 20_000:
             raise gr.Error("The gates JSON is too long: give one list of σ values per GPSA block.")
@@ -296,9 +298,8 @@ class Service:
             raise gr.Error(f"{model_name}: {e}.") from None
         data = (loaded.card.recipe or {}).get("data")
         probe = self._load_once(self._probes, data, lambda: probe_set(data), size=4) if data else None
-        inputs = loaded.preprocess(load_image(_image_bytes(image), max_pixels=MAX_IMAGE_PIXELS)).unsqueeze(0)
         with set_gates(loaded.model, setting) as applied:
-            analysis = analyze(loaded.model, inputs.to(self.device))
+            analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
             accuracy = None
             if probe:  # scored once per model and setting: stepping back to a preset answers at once
                 accuracy = self._load_once(self._probe_scores, (model_name, json.dumps(setting)),
