@@ -190,24 +190,24 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                     card = gr.JSON(elem_id="card")
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
                         picker=picker, analyses=gr.State(0), max_blocks=max_blocks, max_heads=max_heads)
-        with gr.Tabs():
-            with gr.Tab("Attention"):
+        with gr.Tabs(elem_id="views"):
+            with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)
-            with gr.Tab("GPSA: content vs position"):
+            with gr.Tab("GPSA: content vs position", id="gpsa", elem_id="tab-gpsa"):
                 gpsa_block = build_gpsa_tab(shared, service)
-            with gr.Tab("Dial: set the gates"):
+            with gr.Tab("Dial: set the gates", id="dial", elem_id="tab-dial"):
                 build_dial_tab(shared, service)
-            with gr.Tab("Gates"):
+            with gr.Tab("Gates", id="gates", elem_id="tab-gates"):
                 gates_now = build_gates_tab(shared, service)
-            with gr.Tab("Nonlocality"):
+            with gr.Tab("Nonlocality", id="nonlocality", elem_id="tab-nonlocality"):
                 nonlocality_image = build_nonlocality_tab(shared, service)
-            with gr.Tab("Convpass bypasses"):
+            with gr.Tab("Convpass bypasses", id="bypass", elem_id="tab-bypass"):
                 bypass_block = build_convpass_tab(shared, service)
-            with gr.Tab("Compare"):
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare_layer = build_compare_tab(shared, service)
-            with gr.Tab("Through training"):
+            with gr.Tab("Through training", id="replay", elem_id="tab-replay"):
                 build_replay_tab(shared, service)
-            with gr.Tab("Findings"):
+            with gr.Tab("Findings", id="findings", elem_id="tab-findings"):
                 build_findings_tab(shared)
         analysis_inputs = [image, model, weights, query]
         analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image]
