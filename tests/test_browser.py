@@ -18,8 +18,10 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+from app.guide import STEPS  # noqa: E402
 from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
+from petl_core.diagnostics import TrainingCurves  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.query import Query  # noqa: E402
 from scripts.app_server import endpoint_ids  # noqa: E402
@@ -111,9 +113,9 @@ def fresh_page(browser, app_server: str, artefacts: Path, request: pytest.Fixtur
     page.close()
 
 
-def _top1(path: Path) -> str:
-    """The default model's top-1 class for the image at `path`, computed here without the app."""
-    loaded = zoo.load(zoo.DEFAULT_MODEL)
+def _top1(path: Path, model: str = zoo.DEFAULT_MODEL) -> str:
+    """`model`'s top-1 class for the image at `path`, computed here without the app."""
+    loaded = zoo.load(model)
     return analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0)).summary()["top5"][0]["label"]
 
 
@@ -245,3 +247,77 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page
     assert _top5(page) == _top1(CHELSEA)
     assert _image_src(page, "picker")
     assert _image_src(page, "attention-grid")
+
+
+def _expected_numbers(step: int) -> list[str]:
+    """Numbers guide step `step` must show, computed here from the shipped files and weights (not by the app)."""
+    view = STEPS[step - 1].view
+    card = zoo.ModelCard.load(zoo.ASSETS / view.model)
+    if step == 1:
+        return [f"{card.accuracy['test']:.1%}", f"{card.architecture['kwargs']['img_size']}×"]
+    if step == 2:
+        model = zoo.load(view.model).model
+        gates = [b.attn.gating_param.detach().sigmoid() for b in model.blocks if hasattr(b.attn, "gating_param")]
+        return [f"block {i}: {g.min():.2f}-{g.max():.2f}" for i, g in enumerate(gates)]
+    if step == 6:
+        curves = TrainingCurves.of(zoo.read_history(view.model))
+        return [f"from {curves.nonlocality[0][0]:.2f} to {curves.nonlocality[-1][0]:.2f} patches"]
+    if step == 8:
+        trainable, total = card.parameters["trainable"], card.parameters["total"]
+        return [f"{trainable:,} of {total:,}", f"({trainable / total:.1%})"]
+    return []
+
+
+def test_the_guided_path_walks_every_step(fresh_page):
+    """Next, step by step: each step opens its tab, model and example, and says what to notice with the numbers of
+    the shipped models; the address bar then links to the step's view."""
+    page = fresh_page
+    text, model = page.locator("#guide-text"), page.locator("#model input")
+    for step, guide in enumerate(STEPS, 1):
+        page.locator("#guide-next").click()
+        expect(text).to_contain_text(f"Step {step} of {len(STEPS)}: {guide.title}.", timeout=SLOW)
+        for number in _expected_numbers(step):
+            expect(text).to_contain_text(number)
+        expect(page.locator(f"#tab-{guide.view.tab}")).to_be_visible()
+        expect(model).to_have_value(re.compile(f"^{re.escape(guide.view.model)} "))
+        link = re.escape(f"model={guide.view.model}") + ".*" + re.escape(f"tab={guide.view.tab}")
+        expect(page).to_have_url(re.compile(link), timeout=SLOW)
+        if guide.view.example:
+            expect(page).to_have_url(re.compile(re.escape(f"example={guide.view.example}")), timeout=SLOW)
+    page.locator("#guide-back").click()
+    expect(text).to_contain_text(f"Step {len(STEPS) - 1} of {len(STEPS)}", timeout=SLOW)
+
+
+def test_a_shared_link_opens_its_view_and_the_address_follows(browser, app_server: str, artefacts: Path):
+    """A teacher's link sets the model, example, tab, block and query; a part the app does not offer is dropped
+    with a warning; changing the view rewrites the address, and that address opens the same view."""
+    scene = "scene_dress.png"
+    page = browser.new_page()
+    try:
+        page.goto(f"{app_server}?model=convit_scenes&example={scene}&tab=gpsa&block=2&query=3,4&head=../../etc")
+        expect(page.locator("[data-testid='toast-body']").first).to_contain_text("head '../../etc'", timeout=SLOW)
+        expect(page.locator("#tab-gpsa")).to_be_visible()
+        expect(page.locator("#model input")).to_have_value(re.compile("^convit_scenes "))
+        expect(page.locator("#query textarea, #query input").first).to_have_value("3,4")
+        assert _top5(page) == _top1(ROOT / "assets" / "examples" / scene, "convit_scenes")
+        block = page.locator("#gpsa-block input")
+        expect(block).to_have_value("2")
+        expect(page).to_have_url(re.compile(r"model=convit_scenes&example=scene_dress\.png&tab=gpsa&block=2&"
+                                            r"query=3%2C4$"), timeout=SLOW)
+        block.click()
+        page.get_by_role("option", name="1", exact=True).click()
+        expect(page).to_have_url(re.compile(r"tab=gpsa&block=1&"), timeout=SLOW)
+        link = page.locator("#view-link textarea, #view-link input").first
+        expect(link).to_have_value(page.url)
+        shared_url = page.url
+    finally:
+        _screenshot(page, artefacts, "shared_link")
+        page.close()
+    again = browser.new_page()
+    try:
+        again.goto(shared_url)
+        expect(again.locator("#tab-gpsa")).to_be_visible(timeout=SLOW)
+        expect(again.locator("#gpsa-block input")).to_have_value("1", timeout=SLOW)
+        expect(again.locator("#query textarea, #query input").first).to_have_value("3,4", timeout=SLOW)
+    finally:
+        again.close()

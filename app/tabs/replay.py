@@ -111,12 +111,18 @@ class ReplayView:
             raise gr.Error("No shipped ConViT has training snapshots (assets/models/*/snapshots).")
         return pair, zoo.snapshot_steps(pair["convit"]), prefix
 
-    def fit(self, model: str | None) -> tuple:
-        """The slider and the step list fitted to the snapshots of `model`'s pair (at the last step), playing
-        stopped."""
+    def fit(self, model: str | None, step: int | str | None) -> tuple:
+        """The slider and the step list fitted to the snapshots of `model`'s pair, playing stopped: at `step` when it
+        is one of them (a shared link or the guide set it), else at the last one."""
         _, steps, _ = self.pair(model)
+        if str(step) in map(str, steps):  # leave the value alone: a link may be setting it at the same time
+            return gr.Slider(maximum=len(steps) - 1), gr.Dropdown(choices=steps), gr.Timer(active=False)
         return (gr.Slider(maximum=len(steps) - 1, value=len(steps) - 1),
                 gr.Dropdown(choices=steps, value=steps[-1]), gr.Timer(active=False))
+
+    def nearest(self, model: str | None, step: int) -> int:
+        """The snapshot step of `model`'s pair nearest to `step`."""
+        return _nearest(self.pair(model)[1], step)
 
     def render(self, image: str | None, model: str | None, step: int | str, query: str,
                progress: gr.Progress = gr.Progress()) -> tuple:
@@ -170,8 +176,9 @@ class ReplayView:
         return following[0], (gr.Timer(active=False) if following[0] == steps[-1] else gr.skip())
 
 
-def build_replay_tab(shared: Shared, service: Service) -> None:
-    """The tab's layout and endpoints (/replay; the page's pair view is private)."""
+def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, ReplayView]:
+    """The tab's layout and endpoints (/replay; the page's pair view is private); returns the training step control
+    and the view (for links to a step)."""
     view = ReplayView(service)
     _, steps, _ = view.pair(zoo.DEFAULT_MODEL)
     with gr.Row():
@@ -200,7 +207,8 @@ def build_replay_tab(shared: Shared, service: Service) -> None:
     learn("a model through its training", LEARN)
     private = {"api_visibility": "private"}
     inputs = [shared.image, shared.model, step, shared.query]
-    gr.on([shared.model.change, shared.demo.load], view.fit, shared.model, [position, step, timer], **private).then(
+    gr.on([shared.model.change, shared.demo.load], view.fit, [shared.model, step], [position, step, timer],
+          **private).then(
         view.render, inputs, [note, *sides[0], *sides[1], shown], trigger_mode="always_last", **private)
     gr.on([step.change, shared.analyses.change, shared.query.change], view.render, inputs,
           [note, *sides[0], *sides[1], shown], trigger_mode="always_last", **private)
@@ -210,3 +218,4 @@ def build_replay_tab(shared: Shared, service: Service) -> None:
     pause.click(lambda: gr.Timer(active=False), None, timer, **private)
     timer.tick(view.advance, [shared.model, step, shown], [step, timer], **private)
     gr.Button(visible=False).click(view.replay, inputs, sides[0][1:], api_name="replay")
+    return step, view
