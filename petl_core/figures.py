@@ -21,6 +21,7 @@ from .probe import Trace
 from .query import Query
 
 __all__ = [
+    "KEY_COLOURS",
     "attention_grid_figure",
     "attention_layer_figure",
     "bypass_figure",
@@ -28,6 +29,7 @@ __all__ = [
     "conv_channels_figure",
     "gates_figure",
     "maps_row_figure",
+    "marked_maps_figure",
     "overlay_map",
     "query_maps",
     "save_figure",
@@ -256,6 +258,51 @@ def maps_row_figure(maps: dict[str, torch.Tensor], image: np.ndarray, title: str
         layer = overlay_map(ax, image, values.float().cpu().numpy(), log_scale=False, cmap="viridis")
         ax.set_title(name, fontsize=9)
         fig.colorbar(layer, ax=ax, shrink=0.8, label=name)
+    return fig
+
+
+KEY_COLOURS = ("#2ca02c", "#ff7f0e", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
+"""Fill colours of the numbered key markers of `marked_maps_figure` (the query's frame is cyan)."""
+
+
+def marked_maps_figure(
+        maps: dict[str, torch.Tensor],
+        image: np.ndarray,
+        patch_size: tuple[int, int],
+        query: Query,
+        colour_label: str,
+        title: str,
+        log_scale: bool = False,
+        limits: tuple[float, float] | None = None,
+        keys: list[tuple[int, int]] | tuple = (),
+        cmap: str = "inferno",
+        title_colours: dict[str, str] | None = None,
+) -> Figure:
+    """Maps (rows, cols) side by side over the model's input on one shared colour scale (one colour bar, labelled
+    `colour_label`), the query patch framed in cyan and the patches `keys` numbered 1, 2, ... in KEY_COLOURS.
+
+    Args:
+        limits: (low, high) of a linear scale; default: from the maps (0 to their maximum, or three decades below it
+            on a log scale).
+        title_colours: colour of each map's title, by map name (to match the text that refers to it).
+    """
+    values = {name: m.float().cpu().numpy() for name, m in maps.items()}
+    norm = Normalize(*limits) if limits else _colour_norm(np.stack(list(values.values())), log_scale)
+    fig = Figure(figsize=(3.2 * len(values) + 1.0, 3.7), layout="constrained")
+    fig.suptitle(title, fontsize=10)
+    axes = fig.subplots(1, len(values), squeeze=False)[0]
+    ph, pw = patch_size
+    for ax, (name, v) in zip(axes, values.items(), strict=True):
+        layer = overlay_map(ax, image, v, log_scale, cmap=cmap, norm=norm)
+        ax.set_title(name, fontsize=9, color=(title_colours or {}).get(name, "black"))
+        if not query.is_cls:
+            _mark_patch(ax, query.patch, patch_size)
+        for number, (row, col) in enumerate(keys, start=1):
+            ax.text((col + 0.5) * pw, (row + 0.5) * ph, str(number), ha="center", va="center", fontsize=7,
+                    fontweight="bold", color="white",
+                    bbox={"boxstyle": "circle,pad=0.15", "facecolor": KEY_COLOURS[(number - 1) % len(KEY_COLOURS)],
+                          "edgecolor": "white", "linewidth": 0.8})
+    fig.colorbar(layer, ax=axes.tolist(), shrink=0.8, label=colour_label)
     return fig
 
 
