@@ -35,6 +35,14 @@ def _square_grid(num_tokens: int) -> tuple[int, int]:
     return side, side
 
 
+def _positional_mix(positional: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """positional @ v for positional (1, H, N, N) and v (B, H, N, d), as (B, H, N, d): one (N, N) @ (N, B·d) product
+    per head, where broadcasting would copy the positional attention once per image."""
+    B, H, N, d = v.shape
+    mixed = positional[0] @ v.permute(1, 2, 0, 3).reshape(H, N, B * d)  # (H, N, B·d)
+    return mixed.view(H, N, B, d).permute(2, 0, 1, 3)
+
+
 class GPSA(timm_convit.GPSA):
     """Gated positional self-attention, A = (1 - σ(λ)) · softmax(QKᵀ/√d) + σ(λ) · softmax(v_pos · r).
 
@@ -73,7 +81,7 @@ class GPSA(timm_convit.GPSA):
         if recorder is None and not (self.training and self.attn_drop.p > 0):
             # Attention is linear in A: mix the two heads' outputs instead of materialising A.
             content_out = F.scaled_dot_product_attention(q, k, v)
-            out = torch.lerp(content_out, positional @ v, gate)
+            out = torch.lerp(content_out, _positional_mix(positional, v), gate)
         else:
             content = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
             attention = torch.lerp(content, positional, gate)  # (B, H, N, N)
