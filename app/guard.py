@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import logging
 import threading
 import time
@@ -118,6 +119,14 @@ class Flight:
 
 
 def _guarded(fn: Callable, flight: Flight) -> Callable:
+    if inspect.isgeneratorfunction(fn):  # a view that answers in parts: Gradio streams it only if it sees a generator
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            with flight.running(), user_errors():
+                yield from fn(*args, **kwargs)
+
+        return stream
+
     @functools.wraps(fn)  # keeps the signature Gradio reads (gr.Progress, gr.SelectData parameters)
     def call(*args, **kwargs):
         with flight.running(), user_errors():

@@ -66,7 +66,7 @@ def _dial(service: Service) -> str:
     return (f"`{CONVIT}` as trained scores {card.accuracy['test']:.1%} on its test scenes. Set the gates yourself: "
             "choose *all content (σ = 0): a ViT*, then *all positional (σ = 1)*, and read the probe accuracy under "
             "the maps. **Notice** how much the trained model relies on each kind of attention, and which single "
-            "block can lose its positional prior without harm (*one block*).")
+            "block or head can lose its positional prior without harm (*by hand*).")
 
 
 def _replay(service: Service) -> str:

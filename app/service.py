@@ -27,6 +27,7 @@ from app.guard import shorten
 from app.uploads import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
+from petl_core.atlas import Atlas, locality_atlas
 from petl_core.data import ImageSet
 from petl_core.dial import parse_gates, probe_accuracy, probe_set, set_gates
 from petl_core.images import load_image, to_display
@@ -139,6 +140,7 @@ class Service:
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
         self._probe_scores: OrderedDict[tuple, float] = OrderedDict()
+        self._atlases: OrderedDict[str, Atlas] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
@@ -283,9 +285,10 @@ class Service:
             return _remember(self._results, key, result, RESULTS_KEPT)
 
     # ----------------------------------------------------------------------------------------------- the dial
-    def dial(self, image: str | None, model_name: str, gates: str | None) -> Dialled:
+    def dial(self, image: str | None, model_name: str, gates: str | None, score: bool = True) -> Dialled:
         """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
-        σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task."""
+        σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task:
+        scored once per model and setting, and only when `score` (else None unless scored before)."""
         trained = self.result_for(image, model_name)  # the image checked, read and preprocessed once, here
         loaded = self.get_model(model_name)
         if len(str(gates or "")) > 20_000:
@@ -297,16 +300,40 @@ class Service:
         except ValueError as e:
             raise gr.Error(f"{model_name}: {e}.") from None
         data = (loaded.card.recipe or {}).get("data")
-        probe = self._load_once(self._probes, data, lambda: probe_set(data), size=4) if data else None
+        probe = self.probe(data) if data else None
         with set_gates(loaded.model, setting) as applied:
             analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
-            accuracy = None
-            if probe:  # scored once per model and setting: stepping back to a preset answers at once
-                accuracy = self._load_once(self._probe_scores, (model_name, json.dumps(setting)),
+            accuracy, key = None, (model_name, json.dumps(setting))
+            if probe and score:  # scored once per model and setting: stepping back to a preset answers at once
+                accuracy = self._load_once(self._probe_scores, key,
                                            lambda: probe_accuracy(loaded.model, probe, loaded.card.preprocessing),
                                            size=256)
+            elif probe:
+                with self._lock:
+                    accuracy = self._probe_scores.get(key)
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
+
+    def probe(self, data: str) -> ImageSet:
+        """The probe set of dataset `data` (petl_core.dial.probe_set), read once."""
+        return self._load_once(self._probes, data, lambda: probe_set(data), size=4)
+
+    def atlas_pair(self, model) -> dict[str, str]:
+        """The ConViT and DeiT the atlas shows for the chosen `model` (training_pair); gr.Error for a name the app
+        does not have (the API may send anything)."""
+        self._check_name(model)
+        return training_pair(model)
+
+    def atlas(self, name: str) -> tuple[Atlas, ImageSet]:
+        """The locality atlas of shipped model `name` over the probe set of its own task (computed once per model),
+        and that probe set; gr.Error for a model trained elsewhere (no task of ours to probe)."""
+        loaded = self.get_model(name)
+        data = (loaded.card.recipe or {}).get("data")
+        if not data:
+            raise gr.Error(f"{name} was not trained here, so it has no probe set of its own task.")
+        probe = self.probe(data)
+        return self._load_once(self._atlases, name, lambda: locality_atlas(loaded.model, probe,
+                                                                          loaded.card.preprocessing)), probe
 
     def history(self, name: str) -> dict | None:
         """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""

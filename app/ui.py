@@ -1,31 +1,38 @@
 """The page: shared inputs (image, model, query) on top, one tab per view below, and the event wiring.
 
-Every view is also a named API endpoint (see README, "API"): /analyze, /attention, /gpsa, /gates_history,
-/nonlocality_history, /bypass, /compare, /findings, /replay, /models and /export_<view>.
+Every view is also a named API endpoint (see README, "API"): /analyze, /attention, /gpsa, /dial, /equation,
+/gates_history, /nonlocality_history, /bypass, /compare, /atlas, /atlas_image, /replay, /findings, /models and
+/export_<view>. The page's URL carries the view (app.links); the guided path (app.guide) opens its steps' views.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps
 
 from app import plots, scratch
+from app.guide import STEPS, guide_text
+from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
+from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
 from app.tabs.common import Shared
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.dial import build_dial_tab
+from app.tabs.equation import build_equation_tab
 from app.tabs.findings import build_findings_tab
 from app.tabs.gates import build_gates_tab
 from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
-from app.tabs.replay import build_replay_tab
-from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files
+from app.tabs.replay import ReplayView, build_replay_tab
+from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files, read_upload
 from petl_core import zoo
 from petl_core.query import CLS, Query
 
-__all__ = ["FILES_TTL_S", "Page", "build_demo", "image_input"]
+__all__ = ["FILES_TTL_S", "Linked", "Page", "build_demo", "image_input"]
 
 FILES_TTL_S = 1800
 """Uploads, exports and sketches are deleted this many seconds after they were made (default)."""
@@ -72,12 +79,33 @@ def _views(result: Result, query: str) -> tuple:
     return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
 
 
+@dataclass
+class Linked:
+    """The controls a shared link or a guide step sets (see app.links.ViewLink)."""
+
+    tabs: gr.Tabs
+    blocks: dict[str, gr.Component]
+    """Tab id → the control of the block it shows; "attention" also stands for a link without a tab."""
+    heads: dict[str, gr.Component]
+    """Tab id → the control of the head it shows."""
+    step: gr.Dropdown
+    """The training step of the replay."""
+    replay: ReplayView
+    guide: gr.Radio
+    guide_text: gr.Markdown
+
+
 class Page:
-    """The handlers of the page's own inputs (analyse, fit the controls, pick a patch), on the analyses of
-    `service`."""
+    """The handlers of the page's own inputs (analyse, fit the controls, pick a patch, open and make links, walk the
+    guide), on the analyses of `service`."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.shared: Shared | None = None
+        self.linked: Linked | None = None
+        self.tab_ids: list[str] = []
+        self.targets: list[gr.Component] = []
+        """What a link or a guide step may set, in the order of the updates `_updates` returns."""
 
     def analyze(self, image: str | None, model: str, weights: str | None, query: str = "center",
                 progress: gr.Progress = gr.Progress()) -> tuple:
@@ -100,9 +128,10 @@ class Page:
         return (*_views(result, query), query)
 
     def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
-                  compare_layer: float, analyses: int) -> tuple:
-        """Fit the sliders (range and value) and dropdowns to the analysed model, then count the analysis, which
-        tells every view to redraw."""
+                  compare_layer: float, gpsa_block: int | str | None, bypass_block: int | str | None,
+                  analyses: int) -> tuple:
+        """Fit the sliders (range and value) and dropdowns to the analysed model (keeping the values that fit it),
+        then count the analysis, which tells every view to redraw."""
         if not image:
             return (gr.skip(),) * 6
         trace = self.service.result_for(image, model, weights).trace
@@ -111,8 +140,8 @@ class Page:
         bypassed = [i for i, b in enumerate(trace.bypass) if b]
         return (gr.Slider(maximum=last, value=min(layer, last)), gr.Slider(maximum=heads, value=min(head, heads)),
                 gr.Slider(maximum=last, value=min(compare_layer, last)),
-                gr.Dropdown(choices=gated, value=gated[0] if gated else None),
-                gr.Dropdown(choices=bypassed, value=bypassed[0] if bypassed else None), analyses + 1)
+                gr.Dropdown(choices=gated, value=_kept(gpsa_block, gated)),
+                gr.Dropdown(choices=bypassed, value=_kept(bypass_block, bypassed)), analyses + 1)
 
     def _pick(self, image: str | None, model: str, weights: str | None, picture: np.ndarray | None,
               evt: gr.SelectData) -> str:
@@ -122,10 +151,84 @@ class Page:
         grid = self.service.result_for(image, model, weights).trace.grid
         return Query.at(*plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)).text
 
+    def _updates(self, updates: dict) -> tuple:
+        """`updates` (component → value) for every component of `targets` (gr.skip() for the others)."""
+        return tuple(updates.get(target, gr.skip()) for target in self.targets)
+
+    def open_view(self, link: ViewLink, model: str) -> dict:
+        """The updates that show `link` (a shared link or a guide step) on a page showing `model`: only the parts
+        the link sets."""
+        shared, linked = self.shared, self.linked
+        updates: dict = {}
+        if link.model is not None:
+            updates[shared.model] = model = link.model
+        if link.example is not None:
+            updates[shared.image] = example_path(link.example)
+        if link.query is not None:
+            updates[shared.query] = link.query
+        tab = link.tab or "attention"
+        if link.tab is not None:
+            updates[linked.tabs] = gr.Tabs(selected=link.tab)
+            updates[shared.tab] = link.tab
+        if link.block is not None and tab in linked.blocks:
+            updates[linked.blocks[tab]] = link.block
+        if link.head is not None and tab in linked.heads:
+            updates[linked.heads[tab]] = link.head
+        if link.step is not None:
+            updates[linked.step] = linked.replay.nearest(model, link.step)
+        return updates
+
+    def open_link(self, model: str, request: gr.Request) -> tuple:
+        """The view the page's URL asks for (a teacher's link), each part checked; a warning names what was dropped.
+        A link with a guide step opens that step."""
+        link, dropped = ViewLink.parse(request.query_params, [n for _, n in self.service.model_choices()],
+                                       self.tab_ids)
+        for sentence in dropped:
+            gr.Warning(sentence[0].upper() + sentence[1:] + "; it was left out.")
+        if link.guide is not None and 1 <= link.guide <= len(STEPS):
+            return self._updates({self.linked.guide: link.guide})
+        return self._updates(self.open_view(link, model))
+
+    def open_step(self, step: int | None, model: str) -> tuple:
+        """Guide step `step` (1-based): its view and what to notice there."""
+        if step is None:
+            return self._updates({})
+        if not isinstance(step, int) or not 1 <= step <= len(STEPS):
+            raise gr.Error(f"The guide has steps 1-{len(STEPS)}.")
+        return self._updates({**self.open_view(STEPS[step - 1].view, model),
+                              self.linked.guide_text: guide_text(self.service, step)})
+
+    def make_link(self, image: str | None, model: str, tab: str, query: str, step: int | str | None,
+                  guide: int | None, *controls) -> tuple[str, gr.Textbox]:
+        """The URL query string of the page's view (block and head of the tab shown), and the link box saying when
+        the image cannot travel in it (only shipped examples can)."""
+        blocks = dict(zip(self.linked.blocks, controls[:len(self.linked.blocks)], strict=True))
+        heads = dict(zip(self.linked.heads, controls[len(self.linked.blocks):], strict=True))
+        example = example_name(read_upload(image, MAX_IMAGE_BYTES, "image")) if image else None
+        note = "" if example or not image else "Your own image cannot travel in a link (only the examples can)."
+        link = ViewLink(model=model, example=example, tab=tab, block=_whole(blocks.get(tab)),
+                        head=_whole(heads.get(tab)), query=query or None,
+                        step=_whole(step) if tab == "replay" else None, guide=guide)
+        return link.query_string(), gr.Textbox(info=note)
+
     def models(self) -> list[dict]:
         """Every model the app offers, with its source, family and whether it can be used now (and why not)."""
         return [{"name": e.name, "title": e.title, "source": e.source, "family": e.family, "available": e.available,
                  "reason": e.reason} for e in self.service.model_entries()]
+
+
+def _kept(value: int | str | None, valid: list[int]) -> int | None:
+    """`value` when it is one of `valid`, else the first of `valid` (None when there is none)."""
+    return next((v for v in valid if str(v) == str(value)), valid[0] if valid else None)
+
+
+def _whole(value: float | int | str | None) -> int | None:
+    """A control's value as a non-negative int, or None."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() and number >= 0 else None
 
 
 def _use_sketch(sketch: dict | None) -> str:
@@ -149,6 +252,15 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
     with gr.Blocks(title="Inductive Bias Explorer",
                    delete_cache=(max(1, files_ttl_s // 4), files_ttl_s)) as demo:
         gr.Markdown(INTRO)
+        with gr.Accordion(f"Start here: a guided path in {len(STEPS)} steps", open=True, elem_id="guide"):
+            with gr.Row():
+                back = gr.Button("◀ Back", size="sm", scale=0, elem_id="guide-back")
+                guide = gr.Radio([(f"{i}. {step.title}", i) for i, step in enumerate(STEPS, 1)], value=None,
+                                 show_label=False, elem_id="guide-step", scale=8)
+                forward = gr.Button("Next ▶", size="sm", scale=0, elem_id="guide-next")
+            guide_note = gr.Markdown("Each step opens a model, an image and a view, and says what to notice there, "
+                                     "with the loaded models' numbers. Pick a step or press **Next**.",
+                                     elem_id="guide-text")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
@@ -188,15 +300,20 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                     summary = gr.JSON(elem_id="summary")
                 with gr.Accordion("Model card", open=False):
                     card = gr.JSON(elem_id="card")
+                link = gr.Textbox(label="Link to this view (copy it to share; opening it restores the view)",
+                                  interactive=False, buttons=["copy"], elem_id="view-link")
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
-                        picker=picker, analyses=gr.State(0), max_blocks=max_blocks, max_heads=max_heads)
-        with gr.Tabs(elem_id="views"):
+                        picker=picker, tab=gr.State("attention"), analyses=gr.State(0), max_blocks=max_blocks,
+                        max_heads=max_heads)
+        with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)
             with gr.Tab("GPSA: content vs position", id="gpsa", elem_id="tab-gpsa"):
                 gpsa_block = build_gpsa_tab(shared, service)
             with gr.Tab("Dial: set the gates", id="dial", elem_id="tab-dial"):
                 build_dial_tab(shared, service)
+            with gr.Tab("Equation in numbers", id="equation", elem_id="tab-equation"):
+                equation_block, equation_head = build_equation_tab(shared, service)
             with gr.Tab("Gates", id="gates", elem_id="tab-gates"):
                 gates_now = build_gates_tab(shared, service)
             with gr.Tab("Nonlocality", id="nonlocality", elem_id="tab-nonlocality"):
@@ -205,15 +322,18 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 bypass_block = build_convpass_tab(shared, service)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare_layer = build_compare_tab(shared, service)
+            with gr.Tab("Locality atlas", id="atlas", elem_id="tab-atlas"):
+                build_atlas_tab(shared, service)
             with gr.Tab("Through training", id="replay", elem_id="tab-replay"):
-                build_replay_tab(shared, service)
+                replay_step, replay = build_replay_tab(shared, service)
             with gr.Tab("Findings", id="findings", elem_id="tab-findings"):
                 build_findings_tab(shared)
         analysis_inputs = [image, model, weights, query]
         analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image]
         # the views listen to `analyses`, so the controls are fitted to the new model before any view redraws
         controls = [attention_layer, attention_head, compare_layer, gpsa_block, bypass_block, shared.analyses]
-        control_inputs = [image, model, weights, attention_layer, attention_head, compare_layer, shared.analyses]
+        control_inputs = [image, model, weights, attention_layer, attention_head, compare_layer, gpsa_block,
+                          bypass_block, shared.analyses]
         run.click(page.analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
             page._controls, control_inputs, controls, api_visibility="private")
         gr.on([image.change, model.change, weights.change], page._analyze_if_image, analysis_inputs,
@@ -223,4 +343,39 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
         use_sketch.click(_use_sketch, sketch, image, api_visibility="private")
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
+        _wire_links(page, shared, Linked(
+            tabs=tabs, step=replay_step, replay=replay, guide=guide, guide_text=guide_note,
+            blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
+                    "compare": compare_layer, "equation": equation_block},
+            heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
     return demo
+
+
+def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, back: gr.Button,
+                forward: gr.Button) -> None:
+    """Shared links and the guide: the page's URL opens a view; every change of the view rewrites the URL (and the
+    link box) without reloading; the guide's steps open theirs."""
+    page.shared, page.linked = shared, linked
+    page.tab_ids = [tab.id for tab in linked.tabs.children]
+    private = {"api_visibility": "private"}
+    for tab in linked.tabs.children:
+        tab.select(lambda chosen=tab.id: chosen, None, shared.tab, **private)
+    page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
+                    linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
+    targets = page.targets
+    shared.demo.load(page.open_link, shared.model, targets, **private)
+    linked.guide.change(page.open_step, [linked.guide, shared.model], targets, **private)
+    last = len(STEPS)
+    # (no queue: a step's button must answer while the page's analyses wait their turn)
+    forward.click(lambda step: 1 if step is None else min(step + 1, last), linked.guide, linked.guide, queue=False,
+                  **private)
+    back.click(lambda step: 1 if step is None else max(step - 1, 1), linked.guide, linked.guide, queue=False,
+               **private)
+    query_string = gr.Textbox(visible=False)  # (a State's value never reaches the page's JavaScript)
+    controls = [*linked.blocks.values(), *linked.heads.values()]
+    triggers = [shared.model.change, shared.image.change, shared.query.change, shared.tab.change, linked.step.change,
+                linked.guide.change] + [c.change for c in controls]
+    gr.on(triggers, page.make_link, [shared.image, shared.model, shared.tab, shared.query, linked.step, linked.guide,
+                                     *controls], [query_string, link], trigger_mode="always_last", **private).then(
+        None, query_string, link, js="(query) => { const path = location.pathname + query; "
+                                     "history.replaceState(null, '', path); return location.origin + path; }")

@@ -4,7 +4,8 @@ headless Chromium (Debian's /usr/bin/chromium through Playwright) at 1400×1000 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 
 Views: attention (the default model on a test scene of its task, a patch on the item clicked), gpsa, gates,
-nonlocality, compare, findings and convpass (the first shipped Convpass model on a test scene of its task). Each PNG
+nonlocality, compare, findings, dial (all gates at 0), equation, replay, atlas, convpass (the first shipped Convpass
+model on a test scene of its task) and guide (step 2 of the guided path). Each PNG
 is the full page, reduced to fewer colours when it would be larger than --max-kb, and cut to the views below the
 shared inputs when even that is too large.
 """
@@ -166,6 +167,30 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     settle(page, timeout)
     saved.append(save(page, out / "findings.png", max_kb))
 
+    open_tab(page, "Dial: set the gates")
+    page.get_by_text("all content (σ = 0): a ViT", exact=True).click()
+    expect(page.locator("#dial-note")).to_contain_text("Probe accuracy", timeout=ms)
+    image_in(page, "dial-grid", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "dial.png", max_kb))
+
+    open_tab(page, "Equation in numbers")
+    image_in(page, "equation-plot", timeout)
+    expect(page.locator("#equation-text")).to_contain_text("σ", timeout=ms)
+    settle(page, timeout)
+    saved.append(save(page, out / "equation.png", max_kb))
+
+    open_tab(page, "Through training")
+    image_in(page, "replay-convit-grid", timeout)
+    image_in(page, "replay-deit-grid", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "replay.png", max_kb))
+
+    open_tab(page, "Locality atlas")
+    plotly_in(page, "atlas-plot", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "atlas.png", max_kb))
+
     open_tab(page, "Convpass bypasses")
     convpass = next(name for name, family in zoo.SHIPPED.items() if family == "convpass")
     page.locator("#model input").click()
@@ -183,6 +208,12 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     image_in(page, "bypass-channels", timeout)
     settle(page, timeout)
     saved.append(save(page, out / "convpass.png", max_kb))
+
+    page.locator("#guide-step").get_by_text("2. ", exact=False).click()  # a guide step opens its view
+    expect(page.locator("#guide-text")).to_contain_text("Step 2 of", timeout=ms)
+    image_in(page, "gpsa-plot", timeout)
+    settle(page, timeout)
+    saved.append(save(page, out / "guide.png", max_kb))
     return saved
 
 

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
 ENDPOINTS = {"/analyze", "/attention", "/gpsa", "/gates_history", "/nonlocality_history", "/bypass", "/compare",
              "/findings", "/models", "/export_attention", "/export_gpsa", "/export_gates", "/export_nonlocality",
-             "/export_bypass", "/export_compare", "/export_findings", "/dial", "/replay"}
+             "/export_bypass", "/export_compare", "/export_findings", "/dial", "/replay", "/equation", "/atlas",
+             "/atlas_image"}
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,27 @@ def test_the_probe_set_is_fixed_and_scored_like_the_card():
     assert content_only != accuracy
 
 
+def test_dialling_by_hand_adds_up_head_by_head():
+    """The tab's "by hand" control edits the current setting: one head, then another, then a whole block."""
+    from app.service import Service
+    from app.tabs.dial import ALL_HEADS, PRESETS, DialView
+
+    view = DialView(Service("cpu"))
+    by_hand = PRESETS[3]
+    trained = [round(float(g), 3) for g in
+               torch.sigmoid(zoo.load(MODEL).model.blocks[1].attn.gating_param.detach())]
+    first = json.loads(view.gates_for(MODEL, by_hand, 1, 3, 0.0, ""))
+    assert first[0] is None and first[2] is None and first[3] is None
+    assert first[1] == trained[:3] + [0.0] + trained[4:]
+    second = json.loads(view.gates_for(MODEL, by_hand, 1, 4, 1.0, json.dumps(first)))
+    assert second[1] == trained[:3] + [0.0, 1.0] + trained[5:]
+    third = json.loads(view.gates_for(MODEL, by_hand, 2, ALL_HEADS, 0.5, json.dumps(second)))
+    assert third[1] == second[1] and third[2] == [0.5] * 9
+    # a setting that does not fit (another model's, or half typed) starts again from the trained gates
+    assert json.loads(view.gates_for(MODEL, by_hand, 0, 0, 0.25, "[[0.5, "))[1:] == [None] * 3
+    assert view.gates_for(MODEL, PRESETS[0], 1, 3, 0.0, json.dumps(third)) == ""
+
+
 # --------------------------------------------------------------------------------------------------- /dial
 @pytest.fixture(scope="module")
 def client(app_server, tmp_path_factory) -> Client:

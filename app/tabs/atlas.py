@@ -164,6 +164,13 @@ class AtlasView:
                    "models": {label: _summary(name, atlas) for label, (name, atlas) in atlases.items()}}
         return _figure(atlases), numbers
 
+    def show(self, model: str | None, tab: str, progress: gr.Progress = gr.Progress()) -> tuple:
+        """The figure, numbers, note and image-number box of `atlas` and `fit`, when the atlas tab is the one shown;
+        else nothing (the page draws it when the tab is opened)."""
+        if tab != "atlas":
+            return (gr.skip(),) * 4
+        return (*self.atlas(model, progress), *self.fit(model))
+
     def fit(self, model: str | None) -> tuple:
         """The note under the plot (the numbers of the models shown) and the image-number box fitted to the probe
         set."""
@@ -220,8 +227,10 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     numbers = numbers_panel("Numbers (JSON): per model, layer and head, the median, quartiles and every image")
     learn("the locality atlas", LEARN)
     private = {"api_visibility": "private"}
-    gr.on([shared.demo.load, shared.model.change], view.atlas, shared.model, [atlas_plot, numbers], api_name="atlas",
-          trigger_mode="always_last").success(view.fit, shared.model, [note, index], **private)
+    # drawn when shown (tracing both probe sets costs seconds, and the figure weighs a megabyte)
+    gr.on([shared.tab.change, shared.model.change], view.show, [shared.model, shared.tab],
+          [atlas_plot, numbers, note, index], trigger_mode="always_last", **private)
+    gr.Button(visible=False).click(view.atlas, shared.model, [atlas_plot, numbers], api_name="atlas")
     shared.demo.load(None, js=CLICK_JS, **private)
     pick.change(view.atlas_image, [shared.model, pick], shared.image, api_name="atlas_image").success(
         view.describe, [shared.model, pick], picked, **private).success(lambda i: int(i), pick, index, **private)

@@ -27,6 +27,8 @@ class Shared:
     """Attention maps on a logarithmic colour scale."""
     picker: gr.Image
     """What the model saw, with the query patch framed: the views that draw a query redraw it."""
+    tab: gr.State
+    """The id of the tab shown: views that cost much to draw and need no image draw only when shown."""
     analyses: gr.State
     """How many analyses this page has shown: it changes after each one (the controls fitted first), so the views
     that draw an analysis listen to its change."""

@@ -3,13 +3,15 @@ and the accuracy on a probe set of its own task change at once."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import gradio as gr
 import numpy as np
 
 from app import plots
-from app.service import Service, parse_index, parse_query
+from app.service import Dialled, Service, parse_index, parse_query
 from app.tabs.common import Shared, learn, numbers_panel, plot
+from petl_core.dial import parse_gates
 from petl_core.figures import attention_grid_figure
 
 LEARN = """
@@ -21,10 +23,12 @@ content-based, as in a ViT: setting every gate to 0 turns the ConViT's GPSA bloc
 with the trained weights.
 
 **What to try.** Compare the probe accuracy (the first test images of the model's own task) as trained, all
-positional and all content: how much does the trained model rely on each? Then set one block at a time: which
-blocks can lose their positional prior without harm? Watch the nonlocality of the heads move as you turn the dial.
+positional and all content: how much does the trained model rely on each? Then, by hand, set one block or one head
+at a time (settings add up): which blocks can lose their positional prior without harm? Watch the nonlocality of
+the heads move as you turn the dial.
 """
-PRESETS = ("as trained", "all positional (σ = 1)", "all content (σ = 0): a ViT", "one block, below")
+PRESETS = ("as trained", "all positional (σ = 1)", "all content (σ = 0): a ViT", "by hand, below")
+ALL_HEADS = "all heads"
 
 
 class DialView:
@@ -33,9 +37,11 @@ class DialView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def gates_for(self, model: str, preset: str, block: str | float, sigma: float) -> str:
-        """The gates JSON of a preset: null (as trained), every head at 1 or 0, or `sigma` for every head of GPSA
-        block `block` (the others as trained)."""
+    def gates_for(self, model: str, preset: str, block: str | float, head: str | float, sigma: float,
+                  current: str | None = None) -> str:
+        """The gates JSON of a preset: null (as trained), every head at 1 or 0, or by hand: the `current` setting
+        (as trained where it has none, or does not fit `model`) with head `head` (or all heads) of GPSA block
+        `block` set to `sigma`, so that settings add up head by head."""
         blocks, gates = self.service.checkpoint_gates(model)
         if gates is None or preset == PRESETS[0]:
             return ""
@@ -43,19 +49,40 @@ class DialView:
         if preset in PRESETS[1:3]:
             value = 1.0 if preset == PRESETS[1] else 0.0
             return json.dumps([[value] * heads for _ in blocks])
-        chosen = parse_index(block, "GPSA block", blocks, optional=True)
-        return json.dumps([[round(float(sigma), 3)] * heads if b == chosen else None for b in blocks])
+        chosen = blocks.index(parse_index(block, "GPSA block", blocks, optional=True))
+        try:
+            setting = parse_gates(json.loads(current) if current and current.strip() else None,
+                                  self.service.get_model(model).model)
+        except ValueError:  # (json's errors are ValueErrors too) a setting of another model, or half typed
+            setting = [None] * len(blocks)
+        entry = setting[chosen] or [round(float(g), 3) for g in gates[chosen]]
+        chosen_heads = (range(heads) if str(head) == ALL_HEADS
+                        else [parse_index(head, "head", list(range(heads)))])
+        for h in chosen_heads:
+            entry[h] = round(float(sigma), 3)
+        setting[chosen] = entry
+        return json.dumps(setting)
 
     def dial(self, image: str | None, model: str, gates: str | None, query: str,
-             progress: gr.Progress = gr.Progress()) -> tuple:
+             progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
         the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
         nonlocality per head dialled vs as trained (interactive), and the numbers (JSON: gates, top5, nonlocality,
-        probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy."""
+        probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy. Yields twice for a
+        setting whose probe accuracy is not known yet: first without it (null), then with it."""
         if self.service.checkpoint_gates(model)[1] is None:
             note = f"{model} has no GPSA blocks: the dial is for ConViT models."
-            return (*(plots.message_figure(note),) * 3, note, {})
-        dialled = self.service.dial(image, model, gates)
+            yield (*(plots.message_figure(note),) * 3, note, {})
+            return
+        # first what one forward pass of this image gives (at once), then the probe accuracy (a pass over the probe
+        # set, scored once per setting)
+        dialled = self.service.dial(image, model, gates, score=False)
+        yield self._draw(dialled, model, query)
+        if dialled.probe_accuracy is None and dialled.probe_images:
+            yield self._draw(self.service.dial(image, model, gates), model, query)
+
+    def _draw(self, dialled: Dialled, model: str, query: str) -> tuple:
+        """What `dial` shows of `dialled`."""
         trace = dialled.analysis.trace
         q = parse_query(query, trace.grid)
         grid = attention_grid_figure(trace, dialled.trained.input_image, q)
@@ -75,6 +102,8 @@ class DialView:
         if dialled.probe_accuracy is not None:
             note += (f" **Probe accuracy** with these gates: {dialled.probe_accuracy:.1%} on the first "
                      f"{dialled.probe_images} test images of its task.")
+        elif dialled.probe_images:
+            note += f" Scoring the {dialled.probe_images} probe images with these gates…"
         return grid, gates_plot, nonlocality, note, numbers
 
 
@@ -85,8 +114,10 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
         preset = gr.Radio(list(PRESETS), value=PRESETS[0], label="Gates", elem_id="dial-preset", scale=3)
         block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="dial-block",
                             allow_custom_value=True, scale=1)
-        sigma = gr.Slider(0, 1, value=0.0, step=0.05, label="σ for every head of that block", elem_id="dial-sigma",
-                          scale=2)
+        head = gr.Dropdown(choices=[ALL_HEADS, *range(shared.max_heads)], value=ALL_HEADS, label="Head",
+                           elem_id="dial-head", allow_custom_value=True, scale=1)
+        sigma = gr.Slider(0, 1, value=0.0, step=0.05, label="σ of that head (or of every head of that block)",
+                          elem_id="dial-sigma", scale=2)
     gates = gr.Textbox("", label="Gates as JSON (per GPSA block: null = as trained, or one σ per head); edit freely",
                        elem_id="dial-gates", lines=2, max_length=20_000)
     grid = plot("Attention of the query with the gates as set, every block and head", "dial-grid")
@@ -96,8 +127,8 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     note = gr.Markdown(elem_id="dial-note")
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
-    gr.on([preset.input, block.input, sigma.release, shared.model.change], view.gates_for,
-          [shared.model, preset, block, sigma], gates, api_visibility="private")
+    gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], view.gates_for,
+          [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private")
     gr.on([gates.change, shared.analyses.change, shared.query.change], view.dial,
           [shared.image, shared.model, gates, shared.query], [grid, gates_plot, nonlocality, note, numbers],
           api_name="dial", trigger_mode="always_last")

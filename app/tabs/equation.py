@@ -166,8 +166,8 @@ class EquationView:
         return figure, text, {"model": model, **numbers}
 
 
-def build_equation_tab(shared: Shared, service: Service) -> None:
-    """The tab's layout and its endpoint /equation."""
+def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, gr.Slider]:
+    """The tab's layout and its endpoint /equation; returns its block and head controls (for links to them)."""
     view = EquationView(service)
     with gr.Row():
         block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="Block", elem_id="equation-block",
@@ -188,3 +188,4 @@ def build_equation_tab(shared: Shared, service: Service) -> None:
                            api_visibility="private").success(view.render, inputs, outputs, api_visibility="private")
     gr.on([shared.query.change, block.input, head.release], view.render, inputs, outputs, api_name="equation",
           trigger_mode="always_last")
+    return block, head
