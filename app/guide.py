@@ -3,7 +3,6 @@ tab, block, query, step) and saying what to notice there, with the numbers of th
 step is shown (never typed into the text: they would go stale when the models are retrained)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,13 +10,12 @@ from app.links import ViewLink
 from app.service import Service, training_pair
 from petl_core import zoo
 from petl_core.diagnostics import TrainingCurves
+from petl_core.metrics import GATE_AT_INIT as INIT_GATE
 
 __all__ = ["STEPS", "GuideStep", "guide_text"]
 
 CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
 SCENE, DIGIT_SCENE = "scene_t-shirt-top.png", "digit_scene_0.png"
-INIT_GATE = 1 / (1 + math.exp(-1))
-"""σ(1): every ConViT gate at initialisation (the paper's λ = 1)."""
 
 
 @dataclass(frozen=True)

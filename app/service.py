@@ -31,7 +31,7 @@ from petl_core.atlas import Atlas, locality_atlas
 from petl_core.data import ImageSet
 from petl_core.dial import parse_gates, probe_accuracy, probe_set, set_gates
 from petl_core.images import load_image, to_display
-from petl_core.metrics import gpsa_heads
+from petl_core.metrics import GpsaHeads, gpsa_heads
 from petl_core.probe import Trace
 from petl_core.query import Query
 from petl_core.query import parse_query as query_from_text
@@ -247,6 +247,11 @@ class Service:
         if not heads:
             return [], None
         return [h.block for h in heads], torch.stack([h.gates for h in heads]).cpu().numpy()
+
+    def initial_heads(self, name: str, weights: str | None = None) -> list[GpsaHeads]:
+        """The GPSA heads of zoo model `name`'s architecture at initialisation (the analyses' reference at init):
+        where its trained gates and positional centres started."""
+        return gpsa_heads(self._initial_model(name, self.get_model(name, weights), _weights_key(weights)))
 
     # ----------------------------------------------------------------------------------------------- analyses
     def result_for(self, image: str | None, model_name: str, weights: str | None = None,

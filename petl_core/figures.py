@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
@@ -21,9 +22,13 @@ from .probe import Trace
 from .query import Query
 
 __all__ = [
+    "ATTENTION_LINEAR_RANGE",
+    "ATTENTION_LOG_RANGE",
     "KEY_COLOURS",
+    "attention_colour_label",
     "attention_grid_figure",
     "attention_layer_figure",
+    "attention_norm",
     "bypass_figure",
     "compare_figure",
     "conv_channels_figure",
@@ -36,6 +41,32 @@ __all__ = [
 ]
 
 _PANEL = 1.9  # inches per map panel
+COMPARE_LABEL_SCALE = 0.8
+"""Font size of the compare figure's labels, in points per inch of figure width."""
+
+ATTENTION_LOG_RANGE = (1e-3, 1.0)
+"""Colour range of every attention map on a log scale: from 0.001 (weaker weights take the bottom colour) to 1 (all of
+a query's attention on one key). Fixed, never fitted to the map: near-uniform attention (1/P on every key, 0.016 on
+an 8×8 grid) is one flat colour, in the grid, the enlarged map and every other view alike."""
+ATTENTION_LINEAR_RANGE = (0.0, 1.0)
+"""Colour range of every attention map on a linear scale (fixed, as ATTENTION_LOG_RANGE)."""
+
+
+def attention_norm(log_scale: bool) -> Normalize:
+    """The fixed colour scale of attention maps (ATTENTION_LOG_RANGE or ATTENTION_LINEAR_RANGE)."""
+    return LogNorm(*ATTENTION_LOG_RANGE, clip=True) if log_scale else Normalize(*ATTENTION_LINEAR_RANGE, clip=True)
+
+
+def attention_colour_label(log_scale: bool) -> str:
+    """The title of an attention map's colour bar, with its fixed range."""
+    low, high = ATTENTION_LOG_RANGE if log_scale else ATTENTION_LINEAR_RANGE
+    return f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
+
+
+def _attention_colour_bar(fig: Figure, axes, log_scale: bool) -> None:
+    """One colour bar for the attention maps on `axes` (drawn with attention_norm), labelled with its range."""
+    fig.colorbar(ScalarMappable(attention_norm(log_scale), "inferno"), ax=axes, shrink=0.8,
+                 label=attention_colour_label(log_scale))
 
 
 def _colour_norm(values: np.ndarray, log_scale: bool) -> Normalize:
@@ -94,13 +125,14 @@ def attention_layer_figure(
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
         for head in range(num_heads):
             ax = axes[row, head]
-            overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale)
+            overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale, norm=attention_norm(log_scale))
             if not query.is_cls:
                 _mark_patch(ax, query.patch, patch_size)
             title = f"{name} h{head}"
             if gates is not None:
                 title += f"\nσ(λ)={gates[head]:.2f}"
             ax.set_title(title, fontsize=8)
+    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale)
     return fig
 
 
@@ -123,9 +155,9 @@ def _blank(ax, text: str) -> None:
 
 def _blend(background: np.ndarray, values: np.ndarray, cell: int, log_scale: bool,
            query: Query) -> np.ndarray:
-    """One panel of a mosaic: `values` (rows, cols) coloured as overlay_map does, each cell `cell` pixels wide, over
-    `background` (rows·cell, cols·cell, 3); the query patch framed in cyan."""
-    colours = colormaps["inferno"](_colour_norm(values, log_scale)(values))[..., :3]
+    """One panel of a mosaic: `values` (rows, cols) coloured on the fixed attention scale, each cell `cell` pixels
+    wide, over `background` (rows·cell, cols·cell, 3); the query patch framed in cyan."""
+    colours = colormaps["inferno"](attention_norm(log_scale)(values))[..., :3]
     panel = 0.4 * background + 0.6 * np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
     if not query.is_cls:
         r, c = query.patch
@@ -165,7 +197,7 @@ def attention_grid_figure(
             elif head < maps.shape[0]:
                 values = maps[head].float().cpu().numpy()
                 mosaic[top:top + height, left:left + width] = _blend(background, values, cell, log_scale, query)
-    fig = Figure(figsize=(0.95 * num_heads + 1.0, 0.95 * num_layers + 0.8), layout="constrained")
+    fig = Figure(figsize=(0.95 * num_heads + 2.0, 0.95 * num_layers + 0.8), layout="constrained")  # + colour bar
     ax = fig.subplots()
     ax.imshow(mosaic, interpolation="nearest")
     for y, x in missing:
@@ -179,6 +211,7 @@ def attention_grid_figure(
         side.set_visible(False)
     ax.set_title(f"attention of the {query.label}, every block and head" + (" (log scale)" if log_scale else ""),
                  fontsize=9)
+    _attention_colour_bar(fig, ax, log_scale)
     return fig
 
 
@@ -189,11 +222,15 @@ def compare_figure(
         log_scale: bool = True,
 ) -> Figure:
     """Several models (rows: label, trace, input image, patch size) at the same block and query: each head and
-    their mean (last column)."""
+    their mean (last column), on the fixed attention scale with one colour bar."""
     num_heads = max(t.attention[min(layer, len(t.attention) - 1)].shape[1] for _, t, _, _ in panels)
-    fig = Figure(figsize=(_PANEL * (num_heads + 1), _PANEL * len(panels) + 0.6), layout="constrained")
+    width = _PANEL * (num_heads + 1) + 4.0  # + the row labels and the colour bar
+    fig = Figure(figsize=(width, _PANEL * len(panels) + 0.8), layout="constrained")
+    # the page shrinks the figure to its width: labels scale with it so they stay about 11 px on a 1,000 px page
+    label_size = max(10.0, COMPARE_LABEL_SCALE * width)
     axes = fig.subplots(len(panels), num_heads + 1, squeeze=False)
-    fig.suptitle(f"block {layer}, attention of the {query.label}" + (" (log scale)" if log_scale else ""))
+    fig.suptitle(f"block {layer}, attention of the {query.label}" + (" (log scale)" if log_scale else ""),
+                 fontsize=label_size)
     for row, (label, trace, image, patch_size) in enumerate(panels):
         maps = query_maps(trace, layer, query) if layer < len(trace.attention) else None
         for col in range(num_heads + 1):
@@ -206,29 +243,35 @@ def compare_figure(
                 _blank(ax, "")
             else:
                 values = maps.mean(dim=0) if is_mean else maps[col]
-                overlay_map(ax, image, values.float().cpu().numpy(), log_scale)
+                overlay_map(ax, image, values.float().cpu().numpy(), log_scale, norm=attention_norm(log_scale))
                 if not query.is_cls:
                     _mark_patch(ax, query.patch, patch_size)
             if row == 0:
-                ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=8)
-            if col == 0:
-                ax.set_ylabel(label, fontsize=8)
+                ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=label_size * 0.8)
+            if col == 0:  # horizontal, so a model's name reads without turning one's head
+                ax.set_ylabel(label, fontsize=label_size, rotation=0, ha="right", va="center")
+    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale)
     return fig
 
 
 def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
-    """σ(λ) per GPSA block (rows) and head (columns): 1 = purely positional (convolution-like), 0 = content."""
+    """σ(λ) per GPSA block (rows) and head (columns): 1 = purely positional (convolution-like), 0 = content. Coloured
+    on a diverging scale over [0, 1], white at the initial value σ(1) (marked on the colour bar): red heads became
+    more positional than at init, blue ones more content-based."""
     values = gates.float().cpu().numpy()
     fig = Figure(figsize=(max(4.5, 1.5 + 0.55 * values.shape[1]), 1.2 + 0.4 * values.shape[0]), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(values, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(metrics.GATE_AT_INIT, 0.0, 1.0), aspect="auto")
     for (r, c), v in np.ndenumerate(values):
-        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if abs(v - metrics.GATE_AT_INIT) > 0.4 else "black")
     ax.set_xticks(range(values.shape[1]))
     ax.set_yticks(range(values.shape[0]), [f"block {b}" for b in gated_blocks])
     ax.set_xlabel("head")
     ax.set_title("gates σ(λ): weight of positional attention", fontsize=10)
-    fig.colorbar(image, ax=ax)
+    bar = fig.colorbar(image, ax=ax, label="σ(λ)")
+    bar.set_ticks([0.0, 0.5, metrics.GATE_AT_INIT, 1.0],
+                  labels=["0", "0.5", f"{metrics.GATE_AT_INIT:.3f} = σ(1), init", "1"])
     return fig
 
 

@@ -6,13 +6,16 @@ import gradio as gr
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, plot, wire_export
-from petl_core.figures import attention_grid_figure, query_maps
+from petl_core.figures import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_grid_figure, query_maps
 
-LEARN = """
+LEARN = f"""
 **What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
 clicked, framed in cyan) draws from every patch of the image. Rows are blocks (layers), columns are heads. Bright =
 much attention. The colour scale is logarithmic by default, as in the ConViT paper, so that weak but wide attention
-stays visible; switch to linear to see only where most of the weight goes.
+stays visible; switch to linear to see only where most of the weight goes. Either way its range is fixed
+({ATTENTION_LOG_RANGE[0]:g} to {ATTENTION_LOG_RANGE[1]:g} on the log scale, {ATTENTION_LINEAR_RANGE[0]:g} to
+{ATTENTION_LINEAR_RANGE[1]:g} on the linear one) and the same in the grid and the enlarged map: it is never stretched
+to fit a map, so attention spread evenly over P patches (1/P each) looks flat, as it is.
 
 **What to look for.** In ConViT's first blocks (GPSA) many heads look at a small neighbourhood at a fixed offset
 from the query, like the taps of a 3×3 convolution: that is the convolutional prior. A DeiT of the same size has no

@@ -20,10 +20,11 @@ up-projection, scaled by s and added to the block's update. Only the bypasses (a
 parameters instead of 1.5 million. The 3×3 convolution is a *hard* convolutional bias: unlike a GPSA gate, it
 cannot be switched off, only weighted.
 
-**What you see.** For the chosen block: ‖bypass‖ per patch (where the bypass writes most), its ratio to the frozen
+**What you see.** For the chosen block: ‖s·bypass‖ per patch (where the bypass writes most), its ratio to the frozen
 branch beside it (where the adaptation matters most relative to the backbone), and, next to them, the class token's
-attention in that block (mean of heads), which the frozen backbone still computes. Below: the share of the bypass
-per block, and the output channels of the bypass's 3×3 convolution.
+attention in that block (mean of heads), which the frozen backbone still computes. Below: that ratio per block,
+averaged over the patches (a ratio of norms, not a share: above 1 the bypass writes more than the frozen branch),
+and the output channels of the bypass's 3×3 convolution.
 
 The shipped Convpass models adapt a frozen DeiT trained on clothes to digits: `convpass_digit_scenes` (digits on
 textures, among pieces of other digits; try the digit-scene examples) and `convpass_digits` (plain handwritten
@@ -32,8 +33,8 @@ digits; try a digit sketch). Their cards say which backbone each adapts.
 
 
 def _draw(result: Result, block: str | float, branch: str) -> tuple:
-    """Bypass maps (figure), bypass share per block (interactive), conv channels (figure), the numbers and the maps
-    as arrays of Convpass block `block` and `branch` ('attn' or 'mlp') in one analysis."""
+    """Bypass maps (figure), mean ‖s·bypass‖ / ‖frozen branch‖ per block (interactive), conv channels (figure), the
+    numbers and the maps as arrays of Convpass block `block` and `branch` ('attn' or 'mlp') in one analysis."""
     trace = result.trace
     blocks = [i for i, entry in enumerate(trace.bypass) if entry]
     if not blocks:
@@ -45,7 +46,7 @@ def _draw(result: Result, block: str | float, branch: str) -> tuple:
     if branch not in maps:
         raise gr.Error(f"block {b} has no {shorten(repr(branch), 40)} bypass (this model adapts: {', '.join(maps)})")
     chosen = maps[branch]
-    panels = {"‖bypass‖ per patch": chosen.norm[0], "‖bypass‖ / ‖frozen branch‖": chosen.ratio[0]}
+    panels = {"‖s·bypass‖ per patch": chosen.norm[0], "‖s·bypass‖ / ‖frozen branch‖": chosen.ratio[0]}
     prefix = trace.num_prefix[b]
     if prefix:
         panels["frozen attention: class token (mean of heads)"] = attention_map(
@@ -58,7 +59,7 @@ def _draw(result: Result, block: str | float, branch: str) -> tuple:
                "ratio": np.round(chosen.ratio[0].numpy(), 5).tolist()}
     arrays = {f"{name}_{part}": getattr(m, part)[0].numpy() for name, m in maps.items()
               for part in ("norm", "ratio", "conv")}
-    return figure, plots.bypass_share_figure(summary), channels, numbers, arrays
+    return figure, plots.bypass_ratio_figure(summary), channels, numbers, arrays
 
 
 class ConvpassView:
@@ -70,16 +71,17 @@ class ConvpassView:
     def render(self, image: str | None, model: str, weights: str | None, block: str | float, branch: str,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the
-        frozen attention of the class token over the image (figure), the bypass share per block (interactive), the
+        frozen attention of the class token over the image (figure), the mean ratio per block (interactive), the
         conv channels (figure) and the numbers."""
         return _draw(self.service.result_for(image, model, weights, progress), block, branch)[:4]
 
     def export(self, image: str | None, model: str, weights: str | None, block: str | float,
                branch: str) -> list[str]:
-        """The bypass view as files: maps and channels (PNG), shares (HTML), numbers (JSON), conv channels (NPZ)."""
-        figure, share, channels, numbers, arrays = _draw(self.service.result_for(image, model, weights), block,
-                                                         branch)
-        return plots.export_view("convpass", {"maps": figure, "share": share, "channels": channels},
+        """The bypass view as files: maps and channels (PNG), ratios per block (HTML), numbers (JSON), conv channels
+        (NPZ)."""
+        figure, ratios, channels, numbers, arrays = _draw(self.service.result_for(image, model, weights), block,
+                                                          branch)
+        return plots.export_view("convpass", {"maps": figure, "ratio": ratios, "channels": channels},
                                  {"model": model, **numbers}, arrays)
 
 
@@ -93,7 +95,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
         branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
     maps = plot("Bypass maps over the image", "bypass-maps")
     with gr.Row():
-        share = plot("Share of the bypass per block", "bypass-share")
+        share = plot("‖s·bypass‖ / ‖frozen branch‖ per block (mean over patches)", "bypass-share")
         channels = plot("Conv channels", "bypass-channels")
     numbers = numbers_panel("Numbers")
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")

@@ -7,11 +7,13 @@ from app import plots
 from app.service import Service, training_pair
 from app.tabs.common import Shared, export_row, learn, plot, wire_export
 from petl_core.diagnostics import TrainingCurves
+from petl_core.metrics import GATE_AT_INIT
 
-LEARN = """
+LEARN = f"""
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the
 head's mix (1 = purely positional, convolution-like; 0 = purely content-based, like a plain ViT head). ConViT starts
-every gate at σ(1) ≈ 0.73, so the model begins local.
+every gate at σ(1) ≈ {GATE_AT_INIT:.2f}, so the model begins local. The colours are centred on that value: white = still
+at init, red = more positional than at init, blue = more content-based.
 
 **What the paper found** (ImageNet, 300 epochs): gates fall during training, most in the later GPSA blocks, which
 end up nearly ignoring position, while some early heads stay local. **What this project measured** is in the note

@@ -19,7 +19,9 @@ The head's gate σ(λ) sets the mix: A = (1−σ(λ))·content + σ(λ)·positio
 
 **Positional centres.** Each head's positional attention is a bump centred at an offset Δ_h from the query: at
 initialisation the 9 heads sit on the 3×3 offsets around the query, so together they act like a 3×3 convolution
-(the paper's "convolutional initialisation"). The bigger the marker, the sharper (more local) the bump (strength α).
+(the paper's "convolutional initialisation"); the gray rings are those initial centres, read from the same
+architecture at initialisation, and a line joins each to where its head is now. The bigger the marker, the sharper
+(more local) the bump (strength α); its colour is the head's gate, white where it is still at its initial value.
 Training may move the centres, flatten the bumps or close the gates: that is the "soft" inductive bias.
 
 **What to look for.** The positional row is the same for every image: it is the model's built-in prior. Compare it
@@ -36,7 +38,8 @@ class GpsaView:
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
                log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
         """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
-        the positional centres of every GPSA block (interactive), and the gates as numbers."""
+        the positional centres of every GPSA block over those of the model at init (interactive), and the gates and
+        centres as numbers."""
         result = self.service.result_for(image, model, weights, progress)
         trace = result.trace
         if not trace.gated_blocks:
@@ -50,9 +53,11 @@ class GpsaView:
                                         log_scale=log_scale)
         gates = trace.gate_matrix.numpy()
         centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
-        centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
+        initial = [h.centres.cpu().numpy() for h in self.service.initial_heads(model, weights)]
+        centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid, initial)
         numbers = {"query": q.text, "blocks": trace.gated_blocks, "sigma_lambda": gates.round(4).tolist(),
                    "centres_dx_dy": [np.round(c, 4).tolist() for c, _ in centres],
+                   "centres_at_init_dx_dy": [np.round(c, 4).tolist() for c in initial],
                    "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
         return figure, centres_fig, numbers
 
@@ -71,7 +76,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="GPSA block", elem_id="gpsa-block",
                         allow_custom_value=True)  # the API may ask for any block of any model
     decomposition = plot("Mixed, content and positional attention per head", "gpsa-plot")
-    centres = plot("Positional centres Δ_h on the patch grid", "gpsa-centres")
+    centres = plot("Positional centres Δ_h on the patch grid (gray rings: at init)", "gpsa-centres")
     numbers = numbers_panel("Gates and centres")
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     learn("content, position and the gate", LEARN)

@@ -16,12 +16,12 @@ attending only to its own patch scores 0; uniform attention over the grid scores
 an 8×8 grid, 6.2 on 12×12).
 
 **Over training**: the shipped ConViT next to the shipped DeiT trained on the same images, measured on fixed test
-images at each evaluation point. ConViT's GPSA layers start local (about 2 patches) because of their convolutional
-initialisation; DeiT's layers start near the uniform value. The paper saw GPSA nonlocality rise as the model learns
-to use content, and DeiT's early layers become more local. The note above the curves gives the numbers of the
+images at each evaluation point. ConViT's GPSA blocks start local (about 2 patches) because of their convolutional
+initialisation; DeiT's blocks start near the uniform value. The paper saw GPSA nonlocality rise as the model learns
+to use content, and DeiT's early blocks become more local. The note above the curves gives the numbers of the
 runs shown.
 
-**On your image**: each dot is one head, the line the layer mean, for the loaded checkpoint (red) and the same
+**On your image**: each dot is one head, the line the block mean, for the loaded checkpoint (red) and the same
 architecture at initialisation (gray), on the same input.
 """
 
@@ -33,8 +33,8 @@ class NonlocalityView:
         self.service = service
 
     def render_training(self, model: str | None = None) -> tuple:
-        """Nonlocality per layer over training: the shipped ConViT next to the shipped DeiT trained on the same data
-        as `model` (interactive), and a note with the measured change per layer."""
+        """Nonlocality per block over training: the shipped ConViT next to the shipped DeiT trained on the same data
+        as `model` (interactive), and a note with the measured change per block."""
         pair = training_pair(model)
         histories = {f"{label} ({name})": h for label, key in (("ConViT", "convit"), ("DeiT", "deit"))
                      if (name := pair.get(key)) and (h := self.service.history(name)) is not None}
@@ -44,11 +44,11 @@ class NonlocalityView:
         for label, history in histories.items():
             start, end = TrainingCurves.of(history).nonlocality[[0, -1]]
             change = ", ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end, strict=True))
-            lines.append(f"**{label}**, {history['steps']} steps, layers 1-{len(start)}: {change} patches.")
+            lines.append(f"**{label}**, {history['steps']} steps, blocks 0-{len(start) - 1}: {change} patches.")
         return plots.nonlocality_over_training(histories), "\n\n".join(lines)
 
     def export(self, image: str | None, model: str, weights: str | None) -> list[str]:
-        """Both nonlocality views as files (HTML) and the numbers per layer and head (JSON)."""
+        """Both nonlocality views as files (HTML) and the numbers per block and head (JSON)."""
         result = self.service.result_for(image, model, weights)
         trained = [v[0].numpy() for v in result.analysis.nonlocality]
         initial = [v[0].numpy() for v in result.analysis.init_nonlocality]
@@ -63,7 +63,7 @@ def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
     """The tab's layout and endpoints (/nonlocality_history, /export_nonlocality); returns the plot of this image's
     nonlocality, which /analyze draws."""
     view = NonlocalityView(service)
-    image_plot = plot("This image: per layer and head, trained vs at init", "nonlocality-image")
+    image_plot = plot("This image: per block and head, trained vs at init", "nonlocality-image")
     note = gr.Markdown(elem_id="nonlocality-note")
     over_training = plot("Over training: ConViT vs DeiT (shipped histories)", "nonlocality-history")
     export_button, files = export_row("nonlocality", "HTML, JSON")

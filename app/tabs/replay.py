@@ -10,21 +10,23 @@ from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.common import Shared, learn, numbers_panel, plot
 from petl_core import zoo
 from petl_core.figures import attention_grid_figure
+from petl_core.metrics import GATE_AT_INIT, GpsaHeads, gpsa_heads
 
 PLAY_S = 1.5
 """Seconds between two snapshots while playing."""
 SIDES = (("convit", "ConViT"), ("deit", "DeiT"))
 
-LEARN = """
+LEARN = f"""
 **Snapshots.** While a shipped model trained, its weights were saved at a few steps (fp16); step 0 is the model
 before any training. Each snapshot is the same network as it was then, run on your image now: the attention maps,
 the gates σ(λ), the positional centres Δ_h, the nonlocality and the top-5 are measured on it, nothing is
 interpolated.
 
-**What to watch.** At step 0 every ConViT gate is σ(1) ≈ 0.73 and the positional centres sit on the 3×3 offsets
-around the query: the convolutional initialisation. The DeiT starts with no such prior. Play the run and see whether
-the ConViT's gates close (content takes over), whether its centres move or spread, and how each model's nonlocality
-per layer leaves its step-0 value (gray) and its top-5 settles. The note above the plots gives this image's numbers
+**What to watch.** At step 0 every ConViT gate is σ(1) ≈ {GATE_AT_INIT:.2f} (white on the gates' colour scale) and
+the positional centres sit on the 3×3 offsets around the query (the gray rings): the convolutional initialisation.
+The DeiT starts with no such prior. Play the run and see whether the ConViT's gates close (content takes over),
+whether its centres move or spread, and how each model's nonlocality per block leaves its step-0 value (gray) and
+its top-5 settles. The note above the plots gives this image's numbers
 at the shown step, read from the snapshots.
 """
 
@@ -44,8 +46,9 @@ def _numbers(result: Result, steps: list[int]) -> dict:
             "top5": [{"label": d["label"], "probability": d["probability"]} for d in result.analysis.top5[0]]}
 
 
-def _views(result: Result, steps: list[int], query: str) -> tuple:
-    """Top-5, attention grid, gates, centres, nonlocality (against the run's first snapshot) and the numbers."""
+def _views(result: Result, steps: list[int], query: str, first: list[GpsaHeads]) -> tuple:
+    """Top-5, attention grid, gates, centres, nonlocality (against the run's first snapshot, whose GPSA heads are
+    `first`) and the numbers."""
     trace, name = result.trace, result.model_name
     step = result.card["snapshot"]["step"]
     grid = attention_grid_figure(trace, result.input_image, parse_query(query, trace.grid))
@@ -53,7 +56,8 @@ def _views(result: Result, steps: list[int], query: str) -> tuple:
         gates = trace.gate_matrix.numpy()
         centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
         gates_fig = plots.gates_heatmap(gates, trace.gated_blocks, f"σ(λ) of {name} at step {step}")
-        centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid)
+        centres_fig = plots.centres_figure(centres, gates, trace.gated_blocks, trace.grid,
+                                           [h.centres.cpu().numpy() for h in first], f"at step {steps[0]}")
     else:
         gates_fig = centres_fig = plots.message_figure(f"{name} has no GPSA blocks: no gates, no positional centres")
     nonlocality = plots.image_nonlocality_figure(
@@ -72,7 +76,7 @@ def _note(results: dict[str, Result]) -> str:
         start = [float(np.mean(v[0].numpy())) for v in analysis.init_nonlocality]
         top = analysis.top5[0][0]
         line = (f"**{label}** `{result.model_name}` at step {step}: top-1 {top['label']} "
-                f"({top['probability']:.0%}); mean nonlocality per layer "
+                f"({top['probability']:.0%}); mean nonlocality per block "
                 f"{' / '.join(f'{a:.2f} → {b:.2f}' for a, b in zip(start, now, strict=True))} patches "
                 f"(first snapshot → this one)")
         if result.trace.gated_blocks:
@@ -97,7 +101,11 @@ class ReplayView:
         nonlocality per layer and head against the run's first snapshot, and the numbers as JSON (step, steps,
         gates, nonlocality, top5)."""
         result = self.service.snapshot_result(image, model, step, progress)
-        return _views(result, self.service.snapshot_steps(model), query)
+        return _views(result, self.service.snapshot_steps(model), query, self._first_heads(model))
+
+    def _first_heads(self, name: str) -> list[GpsaHeads]:
+        """The GPSA heads of `name`'s first training snapshot: where the shown centres started."""
+        return gpsa_heads(self.service.snapshot_model(name, self.service.snapshot_steps(name)[0]).model)
 
     def pair(self, model: str | None) -> tuple[dict[str, str], list[int], str]:
         """The ConViT and DeiT shown for `model` (those trained on its data, else the default model's pair), the
@@ -143,7 +151,7 @@ class ReplayView:
             result = self.service.snapshot_result(image, name, _nearest(own, step), progress)
             results[label] = result
             shown = result.card["snapshot"]["step"]
-            outputs += [f"**{label}**: `{name}` at step {shown}", *_views(result, own, query)]
+            outputs += [f"**{label}**: `{name}` at step {shown}", *_views(result, own, query, self._first_heads(name))]
         return (prefix + _note(results), *outputs, step)
 
     def step_at(self, model: str | None, index: float) -> int:
@@ -201,7 +209,7 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
                 grid = plot("Attention of the query, every block × head", f"replay-{key}-grid")
                 gates = plot("Gates σ(λ)", f"replay-{key}-gates")
                 centres = plot("Positional centres Δ_h", f"replay-{key}-centres")
-                nonlocality = plot("Nonlocality per layer and head", f"replay-{key}-nonlocality")
+                nonlocality = plot("Nonlocality per block and head", f"replay-{key}-nonlocality")
                 numbers = numbers_panel("Numbers (JSON)")
                 sides.append([heading, top5, grid, gates, centres, nonlocality, numbers])
     learn("a model through its training", LEARN)

@@ -1,0 +1,200 @@
+"""Honest scales (issue 13): every map has a labelled colour bar; attention maps share one fixed range; gates are
+drawn against their initial value; initial GPSA centres sit under the trained ones; blocks are numbered from 0
+everywhere; the Convpass ratio is named as a ratio; the compare labels are readable; exports are small and open
+offline. Each against the shipped models on shipped example images."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from app import plots
+from app.service import Service
+from app.tabs import attention, compare, convpass, gates, gpsa, nonlocality, replay
+from petl_core import figures, metrics, zoo
+from petl_core.diagnostics import TrainingCurves
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE = str(ROOT / "assets" / "examples" / "scene_dress.png")
+DIGIT_SCENE = str(ROOT / "assets" / "examples" / "digit_scene_0.png")
+CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
+OFFSETS_3X3 = {(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+"""ConViT's convolutional initialisation: 9 heads centred on the 3×3 offsets around the query."""
+
+
+@pytest.fixture(scope="module")
+def service() -> Service:
+    return Service("cpu")
+
+
+def _colour_bars(fig: Figure) -> list:
+    """The colour bars of a matplotlib figure (each colour bar's axes knows its colour bar)."""
+    return [ax._colorbar for ax in fig.axes if hasattr(ax, "_colorbar")]
+
+
+def _initial_gate(name: str) -> float:
+    """σ(λ) of the GPSA heads of `name`'s architecture at initialisation, read from the model (all equal)."""
+    model = zoo.initial_model(zoo.load(name).card)
+    gates = torch.cat([torch.sigmoid(b.attn.gating_param.detach()) for b in model.blocks
+                       if hasattr(b.attn, "gating_param")])
+    assert torch.allclose(gates, gates[0])
+    return float(gates[0])
+
+
+@pytest.mark.parametrize("log_scale", [True, False])
+def test_grid_and_enlarged_map_share_one_fixed_range_stated_on_their_colour_bars(service, log_scale):
+    result = service.result_for(SCENE, DEIT)
+    _, grid, enlarged = attention._draw(result, "center", 0, 0, log_scale)
+    (bar,) = _colour_bars(grid)
+    heatmap = enlarged.data[1]
+    low, high = figures.ATTENTION_LOG_RANGE if log_scale else figures.ATTENTION_LINEAR_RANGE
+    assert (bar.norm.vmin, bar.norm.vmax) == (low, high)
+    shown = (np.log10(low), np.log10(high)) if log_scale else (low, high)
+    assert (heatmap.zmin, heatmap.zmax) == pytest.approx(shown)
+    label = f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
+    assert bar.ax.get_ylabel() == label and heatmap.colorbar.title.text == label
+    # DeiT's block 0 is near-uniform: on the fixed scale its map spans a sliver of the colour bar, where a range
+    # fitted to the map would stretch it over the whole bar
+    span = (np.max(heatmap.z) - np.min(heatmap.z)) / (heatmap.zmax - heatmap.zmin)
+    assert span < 0.1, span
+
+
+def test_every_map_has_a_labelled_colour_bar(service):
+    convit = service.result_for(SCENE, CONVIT)
+    decomposition, _, _ = gpsa.GpsaView(service).render(SCENE, CONVIT, None, "center", 0, True)
+    compared, _ = compare.CompareView(service).render(SCENE, [DEIT, CONVIT], 0, "center", True)
+    label = figures.attention_colour_label(True)
+    for fig in (attention._draw(convit, "center", 0, 0, True)[1], decomposition, compared):
+        assert [b.ax.get_ylabel() for b in _colour_bars(fig)] == [label]
+    maps, _, channels, _ = convpass.ConvpassView(service).render(DIGIT_SCENE, CONVPASS, None, 0, "attn")
+    panels = [ax.get_title() for ax in maps.axes if not hasattr(ax, "_colorbar")]
+    assert [b.ax.get_ylabel() for b in _colour_bars(maps)] == panels and len(panels) == 3
+    assert [b.ax.get_ylabel() for b in _colour_bars(channels)] == ["3×3 conv output"]
+
+
+def test_gates_are_coloured_against_their_initial_value(service):
+    init = _initial_gate(CONVIT)
+    assert metrics.GATE_AT_INIT == pytest.approx(init, abs=1e-7)
+    blocks, trained = service.checkpoint_gates(CONVIT)
+    heatmap = plots.gates_heatmap(trained, blocks, "t").data[0]
+    assert (heatmap.zmin, heatmap.zmax) == (0, 1)
+    (white,) = [position for position, colour in heatmap.colorscale if colour == "#f7f7f7"]
+    assert white == pytest.approx(init, abs=1e-7)
+    marked = [text for value, text in zip(heatmap.colorbar.tickvals, heatmap.colorbar.ticktext, strict=True)
+              if value == pytest.approx(init)]
+    assert marked == [f"{init:.3f} = σ(1), init"]
+    # the trained heads lie on both sides of init: two hues, no longer one red block
+    assert trained.min() < init < trained.max()
+    history = gates.GatesView(service).render(CONVIT)[0]
+    assert history.data[0].colorscale == heatmap.colorscale
+    norm = figures.gates_figure(torch.from_numpy(trained), blocks).axes[0].images[0].norm  # the CLI's figure
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (0.0, pytest.approx(init), 1.0)
+
+
+def test_initial_centres_are_drawn_under_the_trained_ones(service):
+    _, centres, numbers = gpsa.GpsaView(service).render(SCENE, CONVIT, None, "center", 0, True)
+    model = zoo.initial_model(zoo.load(CONVIT).card)
+    initial = [t for t in centres.data if t.name == "centre at init"]
+    trained = [t for t in centres.data if t.name == "centre now"]
+    assert len(initial) == len(trained) == len(numbers["blocks"])
+    for block, ring, now in zip(numbers["blocks"], initial, trained, strict=True):
+        expected, _ = metrics.positional_centres(model.blocks[block].attn.pos_proj.weight)
+        np.testing.assert_allclose(np.stack([ring.x, ring.y], axis=1), expected.numpy(), atol=1e-6)
+        assert {(round(x), round(y)) for x, y in zip(ring.x, ring.y, strict=True)} == OFFSETS_3X3
+        assert list(centres.data).index(ring) < list(centres.data).index(now)  # drawn first: underneath
+        assert not np.allclose(ring.x, now.x)  # training moved them
+    # the replay's reference is the run's first snapshot, named by its step
+    steps = service.snapshot_steps(CONVIT)
+    _, _, _, replayed, _, _ = replay.ReplayView(service).replay(SCENE, CONVIT, steps[-1], "center")
+    rings = [t for t in replayed.data if t.name == f"centre at step {steps[0]}"]
+    assert len(rings) == len(numbers["blocks"])
+    for ring in rings:
+        np.testing.assert_allclose(sorted(zip(ring.x, ring.y, strict=True)), sorted(OFFSETS_3X3), atol=1e-3)
+
+
+def test_blocks_are_numbered_from_zero_in_every_view(service):
+    view = nonlocality.NonlocalityView(service)
+    curves, note = view.render_training(CONVIT)
+    num_blocks = TrainingCurves.of(service.history(CONVIT)).nonlocality.shape[1]
+    names = [f"block {b}" for b in range(num_blocks)]
+    assert [t.name for t in curves.data if t.showlegend is not False] == names
+    assert f"blocks 0-{num_blocks - 1}:" in note and "layer" not in note.lower()
+    result = service.result_for(SCENE, CONVIT)
+    grid = attention._draw(result, "center", 0, 0, True)[1]
+    assert [t.get_text() for t in grid.axes[0].get_yticklabels()] == names  # the grid says the same
+    image = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
+                                           [v[0].numpy() for v in result.analysis.init_nonlocality], "t")
+    means = [t for t in image.data if t.mode == "lines"]
+    assert image.layout.xaxis.title.text == "block" and all(list(t.x) == list(range(num_blocks)) for t in means)
+
+
+def test_the_convpass_ratio_is_named_for_what_it_is(service):
+    _, ratios, _, _ = convpass.ConvpassView(service).render(DIGIT_SCENE, CONVPASS, None, 0, "attn")
+    trace = service.result_for(DIGIT_SCENE, CONVPASS).trace
+    axis, title = ratios.layout.yaxis.title.text, ratios.layout.title.text
+    assert "‖s·bypass‖ / ‖frozen branch‖" in axis and "ratio" in axis and "share" not in (axis + title).lower()
+    for bars in ratios.data:
+        branch = bars.name.split()[0]
+        expected = [metrics.bypass_maps(trace.bypass[b], trace.grid, trace.num_prefix[b])[branch].ratio[0].mean()
+                    for b, entry in enumerate(trace.bypass) if entry]
+        np.testing.assert_allclose(bars.y, expected, rtol=1e-5)
+    assert max(max(b.y) for b in ratios.data) > 1  # not a share: the bypass can write more than the frozen branch
+
+
+def test_compare_row_labels_are_horizontal_and_readable(service):
+    models = compare.DEFAULT_MODELS
+    fig, _ = compare.CompareView(service).render(SCENE, models, 0, "cls", True)
+    FigureCanvasAgg(fig).draw()
+    columns = len(fig.axes[0].get_gridspec().get_grid_positions(fig)[2])
+    labels = [fig.axes[row * columns].yaxis.label for row in range(len(models))]
+    assert [label.get_text() for label in labels] == models
+    width_px = fig.get_figwidth() * fig.dpi
+    for label in labels:
+        assert label.get_rotation() == 0
+        # shrunk to a 1,000-pixel page, the label is still at least 11 px high
+        assert label.get_fontsize() / 72 * fig.dpi * 1000 / width_px >= 11
+        box = label.get_window_extent()
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width_px  # not cut off
+
+
+def _html_parts(path: str) -> tuple[dict, str]:
+    """The figure and the unpacked plotly.js of an exported HTML file."""
+    html = Path(path).read_text()
+    figure = json.loads(re.search(r'<script type="application/json" id="figure-json">(.*?)</script>', html,
+                                  re.S).group(1))
+    packed = re.search(r'<script type="text/plain" id="plotly-js">(.*?)</script>', html, re.S).group(1)
+    return figure, gzip.decompress(base64.b64decode(packed)).decode()
+
+
+def test_exports_are_small_and_carry_what_draws_them_offline(service, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    exported = [
+        *attention.AttentionView(service).export(SCENE, DEIT, None, "center", 0, 0, True),
+        *gpsa.GpsaView(service).export(SCENE, CONVIT, None, "center", 0, True),
+        *gates.GatesView(service).export(CONVIT),
+        *nonlocality.NonlocalityView(service).export(SCENE, CONVIT, None),
+        *convpass.ConvpassView(service).export(DIGIT_SCENE, CONVPASS, None, 0, "attn"),
+        *compare.CompareView(service).export(SCENE, compare.DEFAULT_MODELS, 0, "cls", True),
+    ]
+    sizes = {Path(p).name: Path(p).stat().st_size for p in exported}
+    assert max(sizes.values()) <= 1_000_000, sizes
+    pages = [p for p in exported if p.endswith(".html")]
+    assert len(pages) == 7
+    for page in pages:
+        assert "<script src=" not in Path(page).read_text()  # nothing fetched
+        figure, library = _html_parts(page)
+        assert "window.Plotly = Plotly" in library
+        for kind in {t["type"] for t in figure["data"]}:  # the bundle draws every trace type of the figure
+            assert f'moduleType:"trace",name:"{kind}"' in library, (page, kind)
+    _, _, enlarged = attention._draw(service.result_for(SCENE, DEIT), "center", 0, 0, True)
+    (page,) = [p for p in pages if p.endswith("attention_enlarged.html")]
+    assert _html_parts(page)[0] == json.loads(enlarged.to_json())
