@@ -63,10 +63,12 @@ def attention_colour_label(log_scale: bool) -> str:
     return f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
 
 
-def _attention_colour_bar(fig: Figure, axes, log_scale: bool) -> None:
+def _attention_colour_bar(fig: Figure, axes, log_scale: bool, fontsize: float | None = None) -> None:
     """One colour bar for the attention maps on `axes` (drawn with attention_norm), labelled with its range."""
-    fig.colorbar(ScalarMappable(attention_norm(log_scale), "inferno"), ax=axes, shrink=0.8,
-                 label=attention_colour_label(log_scale))
+    bar = fig.colorbar(ScalarMappable(attention_norm(log_scale), "inferno"), ax=axes, shrink=0.8)
+    bar.set_label(attention_colour_label(log_scale), fontsize=fontsize)
+    if fontsize:
+        bar.ax.tick_params(labelsize=fontsize * 0.8)
 
 
 def _colour_norm(values: np.ndarray, log_scale: bool) -> Normalize:
@@ -147,8 +149,8 @@ def query_maps(trace: Trace, layer: int, query: Query, index: int = 0,
     return metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
 
 
-def _blank(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+def _blank(ax, text: str, fontsize: float = 7) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=fontsize, wrap=True, transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -238,7 +240,7 @@ def compare_figure(
             is_mean = col == num_heads
             if maps is None:
                 _blank(ax, f"{label}: no block {layer}" if layer >= len(trace.attention) else
-                       "no class token\nin this block")
+                       "no class token\nin this block", fontsize=label_size * 0.6)
             elif not is_mean and col >= maps.shape[0]:
                 _blank(ax, "")
             else:
@@ -250,7 +252,7 @@ def compare_figure(
                 ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=label_size * 0.8)
             if col == 0:  # horizontal, so a model's name reads without turning one's head
                 ax.set_ylabel(label, fontsize=label_size, rotation=0, ha="right", va="center")
-    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale)
+    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale, fontsize=label_size * 0.8)
     return fig
 
 
