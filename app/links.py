@@ -34,7 +34,7 @@ class ViewLink:
 
     model: str | None = None
     example: str | None = None
-    """File name of a shipped example image (assets/examples)."""
+    """Name of a shipped example image (`examples()`: a file in assets/examples or `<task>/<file>`)."""
     tab: str | None = None
     """A tab's id (app.ui.TABS)."""
     block: int | None = None
@@ -79,9 +79,10 @@ class ViewLink:
 
 @cache
 def examples() -> dict[str, str]:
-    """File name → SHA-256 of each shipped example image."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(EXAMPLES.glob("*"))
-            if p.suffix in (".png", ".jpg")}
+    """Name → SHA-256 of each shipped example image: the photos and scenes by file name, the test images that fit
+    each task (petl_core.examples) as `<task>/<file>`."""
+    return {p.relative_to(EXAMPLES).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(EXAMPLES.rglob("*")) if p.suffix in (".png", ".jpg") and p.is_file()}
 
 
 def example_path(name: str) -> str:

@@ -20,7 +20,7 @@ from .models import GPSA
 from .preprocess import BASE_SIZE, PAD, prepare
 from .probe import trace
 
-__all__ = ["TrainingCurves", "dynamics", "evaluate", "gate_gradients", "gpsa_gates"]
+__all__ = ["TrainingCurves", "dynamics", "evaluate", "gate_gradients", "gpsa_gates", "predict"]
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,23 @@ def gpsa_gates(model: nn.Module) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
+def predict(model: nn.Module, images: ImageSet, norm: tuple[float, float], device: torch.device,
+            batch: int, base_size: int = BASE_SIZE, pad: int = PAD) -> torch.Tensor:
+    """(N,) int64 on the CPU: the top-1 class of each image, seen at base_size + 2·pad (`prepare`)."""
+    model.eval()
+    in_chans = model.patch_embed.proj.in_channels
+    predictions = []
+    for start in range(0, len(images), batch):
+        x = prepare(images.images[start:start + batch], in_chans, *norm, train=False, base_size=base_size,
+                    pad=pad).to(device)
+        predictions.append(model(x).argmax(-1).cpu())
+    return torch.cat(predictions)
+
+
 def evaluate(model: nn.Module, test: ImageSet, norm: tuple[float, float], device: torch.device,
              batch: int, base_size: int = BASE_SIZE, pad: int = PAD) -> float:
     """Top-1 accuracy on the whole test set, seen at base_size + 2·pad (`prepare`)."""
-    model.eval()
-    correct = 0
-    in_chans = model.patch_embed.proj.in_channels
-    for start in range(0, len(test), batch):
-        x = prepare(test.images[start:start + batch], in_chans, *norm, train=False, base_size=base_size,
-                    pad=pad).to(device)
-        correct += (model(x).argmax(-1).cpu() == test.labels[start:start + batch]).sum().item()
-    return correct / len(test)
+    return (predict(model, test, norm, device, batch, base_size, pad) == test.labels).sum().item() / len(test)
 
 
 def gate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
