@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preload", nargs="*", default=(env("EXPLORER_PRELOAD") or " ".join(zoo.SHIPPED)).split(),
                         help="models to load at start [EXPLORER_PRELOAD, space-separated] (default: the shipped "
                              "ones)")
-    parser.add_argument("--model", default=env("EXPLORER_MODEL", zoo.DEFAULT_MODEL),
-                        help="model selected when the page opens [EXPLORER_MODEL]")
+    parser.add_argument("--model", default=env("EXPLORER_MODEL") or None,
+                        help=f"model selected when the page opens [EXPLORER_MODEL] (default: the hub's ConViT when the "
+                             f"hub answers and it loads, else {zoo.DEFAULT_MODEL})")
     parser.add_argument("--concurrency", type=int, default=int(env("EXPLORER_CONCURRENCY", "2")),
                         help="requests computed at once; the rest wait in the queue [EXPLORER_CONCURRENCY]")
     parser.add_argument("--max-queue", type=int, default=int(env("EXPLORER_MAX_QUEUE", "64")),
@@ -93,9 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             preloaded.append(name)
         except Exception as e:  # a model that cannot load is reported and left out; the app still starts
             print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
-    print(f"Inductive Bias Explorer on {service.device}; preloaded: {', '.join(preloaded) or 'nothing'}", flush=True)
+    known = [e.name for e in service.model_entries()]
+    if args.model and args.model not in known:
+        print(f"app.py: --model {args.model!r} is not a model of this app; it has {', '.join(known)}", file=sys.stderr)
+        return 2
+    model = args.model or service.default_model()  # (a hub default is loaded by then)
+    print(f"Inductive Bias Explorer on {service.device}; preloaded: {', '.join(preloaded) or 'nothing'}; opens with "
+          f"{model}", flush=True)
     flight = Flight()
-    demo = guard(build_demo(service, default_model=args.model, files_ttl_s=args.files_ttl), args.concurrency, flight)
+    demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), args.concurrency, flight)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     scratch.start_sweeper(args.files_ttl, demo)
     _stop_on_sigterm(demo, flight)

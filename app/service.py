@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -24,13 +25,15 @@ import torch
 from torch import nn
 
 from app.guard import shorten
-from app.uploads import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
+from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
 from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
 from petl_core.atlas import Atlas, locality_atlas
 from petl_core.data import ImageSet
 from petl_core.dial import parse_gates, probe_accuracy, probe_set, set_gates
+from petl_core.examples import Example, task_examples
 from petl_core.images import load_image, to_display
+from petl_core.inputs import describe_input, model_input
 from petl_core.metrics import GpsaHeads, gpsa_heads
 from petl_core.probe import Trace
 from petl_core.query import Query
@@ -38,6 +41,8 @@ from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
 __all__ = ["Dialled", "Result", "Service", "parse_index", "parse_query", "training_pair"]
+
+log = logging.getLogger("explorer")
 
 RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
@@ -61,6 +66,8 @@ class Result:
     """With `init_nonlocality`: the same architecture at initialisation on the same input."""
     inputs: torch.Tensor
     """(C, H, W) on the CPU: the normalised tensor the model saw (what other passes over this image start from)."""
+    inverted: bool = False
+    """Whether the image was inverted first (a light background for a light-on-dark model: petl_core.inputs)."""
 
     @property
     def trace(self) -> Trace:
@@ -141,6 +148,7 @@ class Service:
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
         self._probe_scores: OrderedDict[tuple, float] = OrderedDict()
         self._atlases: OrderedDict[str, Atlas] = OrderedDict()
+        self._examples: OrderedDict[str, list[Example] | None] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
@@ -167,6 +175,34 @@ class Service:
             sizes = [zoo.dimensions(e.name) for e in self.model_entries()]
             self._dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
         return self._dimensions
+
+    def default_model(self) -> str:
+        """The model a page opens with when nobody chose one: the hub's first ConViT when it can be had now (its
+        weights cached, or the hub answering) and loads (it is then loaded), else zoo.DEFAULT_MODEL."""
+        hub_convit = next((e for e in self.model_entries() if e.source == "hub" and e.family == "convit"), None)
+        if hub_convit is None or not hub_convit.available:
+            return zoo.DEFAULT_MODEL
+        try:
+            self.get_model(hub_convit.name)
+        except Exception as e:  # a download cut short, a full disk, ...: the shipped default still works
+            log.warning("not opening with %s, which did not load: %s", hub_convit.name, getattr(e, "message", e))
+            return zoo.DEFAULT_MODEL
+        return hub_convit.name
+
+    def examples(self, name) -> list[Example] | None:
+        """The shipped test images of model `name`'s own task that it gets right, then wrong (petl_core.examples),
+        with its answers; worked out once per model. None for models without such images (hub models)."""
+        self._check_name(name)
+        if name in zoo.HUB or not next(e for e in self.model_entries() if e.name == name).available:
+            return None  # (hub models have no task of ours, and no download just to find that out)
+        return self._load_once(self._examples, name, lambda: task_examples(self.get_model(name), EXAMPLES),
+                               size=len(self.model_entries()))
+
+    def input_line(self, name) -> str:
+        """One line on what zoo model `name` sees (petl_core.inputs.describe_input), or why it cannot be used now."""
+        self._check_name(name)
+        entry = next(e for e in self.model_entries() if e.name == name)
+        return describe_input(self.get_model(name)) if entry.available else entry.reason
 
     def _load_once(self, cache: OrderedDict, key, make: Callable, size: int = MODELS_KEPT):
         """cache[key], made by `make()` at most once at a time per key; other keys and cache hits never wait for it
@@ -255,11 +291,17 @@ class Service:
 
     # ----------------------------------------------------------------------------------------------- analyses
     def result_for(self, image: str | None, model_name: str, weights: str | None = None,
-                   progress: Callable | None = None) -> Result:
-        """Analyse the image file `image` with a zoo model (see get_model); cached by image bytes and weights."""
+                   progress: Callable | None = None, invert: bool = True) -> Result:
+        """Analyse the image file `image` with a zoo model (see get_model); with `invert`, an image with a light
+        background is inverted first for a light-on-dark model (petl_core.inputs.model_input). Cached by image bytes,
+        weights and `invert`."""
         data = _image_bytes(image)
         self._check_name(model_name)
         weights_key = _weights_key(weights)
+        if invert is None:  # the API's callers may leave the trailing toggle out
+            invert = True
+        if not isinstance(invert, bool):
+            raise gr.Error(f"invert must be true or false, not {shorten(repr(invert), 40)}.")
 
         def models() -> tuple[zoo.Loaded, nn.Module]:
             if progress:
@@ -267,13 +309,13 @@ class Service:
             loaded = self.get_model(model_name, weights)
             return loaded, self._initial_model(model_name, loaded, weights_key)
 
-        return self._analysed((hashlib.sha1(data).hexdigest(), model_name, weights_key), data, model_name, models,
-                              progress)
+        return self._analysed((hashlib.sha1(data).hexdigest(), model_name, weights_key, invert), data, model_name,
+                              models, progress, invert)
 
     def _analysed(self, key: tuple, data: bytes, name: str, models: Callable[[], tuple[zoo.Loaded, nn.Module]],
-                  progress: Callable | None) -> Result:
-        """The result cached under `key`, else the image `data` through `models()` (the model and its reference at
-        init), remembered."""
+                  progress: Callable | None, invert: bool = True) -> Result:
+        """The result cached under `key` (which says whether to `invert`), else the image `data` through `models()`
+        (the model and its reference at init), remembered."""
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
@@ -282,10 +324,11 @@ class Service:
         loaded, initial = models()
         if progress:
             progress(0.6, desc="tracing")
-        inputs = loaded.preprocess(picture).unsqueeze(0)
+        inputs, inverted = model_input(loaded, picture, invert)
+        inputs = inputs.unsqueeze(0)
         analysis = _forward(loaded.model, initial, inputs, self.device)
         config = {k: np.atleast_1d(loaded.card.preprocessing[k]).tolist() for k in ("mean", "std")}
-        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis, inputs[0])
+        result = Result(name, loaded.card.to_dict(), to_display(inputs[0], config), analysis, inputs[0], inverted)
         with self._lock:
             return _remember(self._results, key, result, RESULTS_KEPT)
 

@@ -1,12 +1,14 @@
 """The page: shared inputs (image, model, query) on top, one tab per view below, and the event wiring.
 
 Every view is also a named API endpoint (see README, "API"): /analyze, /attention, /gpsa, /dial, /equation,
-/gates_history, /nonlocality_history, /bypass, /compare, /atlas, /atlas_image, /replay, /findings, /models and
-/export_<view>. The page's URL carries the view (app.links); the guided path (app.guide) opens its steps' views.
+/gates_history, /nonlocality_history, /bypass, /compare, /atlas, /atlas_image, /replay, /findings, /models,
+/examples and /export_<view>. The page's URL carries the view (app.links); the guided path (app.guide) opens its
+steps' views.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -30,6 +32,7 @@ from app.tabs.nonlocality import build_nonlocality_tab
 from app.tabs.replay import ReplayView, build_replay_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files, read_upload
 from petl_core import zoo
+from petl_core.examples import Example
 from petl_core.query import CLS, Query
 
 __all__ = ["FILES_TTL_S", "Linked", "Page", "build_demo", "image_input"]
@@ -43,16 +46,20 @@ See what a convolutional inductive bias does inside a vision transformer. Upload
 draw), choose a model, then click a patch of *what the model saw* to ask where that patch looks. **ConViT** has a
 *soft* bias (gated positional attention each head may keep or drop), **Convpass** a *hard* one (3×3 convolutions
 added beside a frozen ViT), **DeiT** none. The shipped models are small and were trained here: on *scenes* (a
-Fashion-MNIST item or a digit at any place and size on a texture, among pieces of others; the examples starting
-with "scene" are test images) and on plain Fashion-MNIST (clothes, 28×28 grayscale) and handwritten digits. Each
-model's card says what it recognises. Hub models need internet.
+Fashion-MNIST item or a digit at any place and size on a texture, among pieces of others) and on plain
+Fashion-MNIST (clothes, 28×28 grayscale) and handwritten digits; the examples under the image are test images of
+the chosen model's own task, and the line under the model says what it sees. Hub models need internet.
 """
 
 
-def _examples() -> list[str]:
-    """The example images, test scenes (which the shipped models were made for) first."""
-    files = [p for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg")]
-    return [str(p) for p in sorted(files, key=lambda p: ("scene" not in p.name, p.name))]
+def _photos() -> list[Path]:
+    """The shipped example photos (not the test scenes beside them): the examples of models without a task of ours."""
+    return sorted(p for p in EXAMPLES.glob("*") if p.suffix in (".png", ".jpg") and "scene" not in p.name)
+
+
+def _caption(example: Example) -> str:
+    """The true label, and the model's answer when it is wrong."""
+    return f"{example.label} (right)" if example.correct else f"{example.label} (model: {example.prediction})"
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -69,7 +76,7 @@ def _views(result: Result, query: str) -> tuple:
     numbers (JSON), the model card, the gates heatmap and this image's nonlocality against the model at init."""
     model, trace = result.model_name, result.trace
     q = parse_query(query, trace.grid)
-    summary = {"model": model, **result.analysis.summary()}
+    summary = {"model": model, "inverted": result.inverted, **result.analysis.summary()}
     top5 = {d["label"]: d["probability"] for d in summary["top5"]}
     gates = (plots.gates_heatmap(trace.gate_matrix.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
              if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
@@ -99,8 +106,9 @@ class Page:
     """The handlers of the page's own inputs (analyse, fit the controls, pick a patch, open and make links, walk the
     guide), on the analyses of `service`."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, default_model: str = zoo.DEFAULT_MODEL) -> None:
         self.service = service
+        self.default_model = default_model
         self.shared: Shared | None = None
         self.linked: Linked | None = None
         self.tab_ids: list[str] = []
@@ -108,19 +116,20 @@ class Page:
         """What a link or a guide step may set, in the order of the updates `_updates` returns."""
 
     def analyze(self, image: str | None, model: str, weights: str | None, query: str = "center",
-                progress: gr.Progress = gr.Progress()) -> tuple:
-        """Run `model` on `image` once. Returns the input as the model saw it (query patch framed), the top-5, a
-        JSON with the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the model
-        card, the gates heatmap and the nonlocality of this image against the model at init."""
-        return _views(self.service.result_for(image, model, weights, progress), query)
+                invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Run `model` on `image` once (with `invert`, a light background is inverted first for the light-on-dark
+        models). Returns the input as the model saw it (query patch framed), the top-5, a JSON with whether the image
+        was inverted, the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the
+        model card, the gates heatmap and the nonlocality of this image against the model at init."""
+        return _views(self.service.result_for(image, model, weights, progress, invert), query)
 
-    def _analyze_if_image(self, image: str | None, model: str, weights: str | None, query: str,
+    def _analyze_if_image(self, image: str | None, model: str, weights: str | None, query: str, invert: bool,
                           progress: gr.Progress = gr.Progress()) -> tuple:
-        """`analyze` after the image or the model changed, and the query: kept, or back to the centre patch when it
-        does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
+        """`analyze` after the image, the model or the inversion changed, and the query: kept, or back to the centre
+        patch when it does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
         if not image:
             return (gr.skip(),) * 7
-        result = self.service.result_for(image, model, weights, progress)
+        result = self.service.result_for(image, model, weights, progress, invert)
         try:
             parse_query(query, result.trace.grid)
         except gr.Error:
@@ -129,12 +138,12 @@ class Page:
 
     def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
                   compare_layer: float, gpsa_block: int | str | None, bypass_block: int | str | None,
-                  analyses: int) -> tuple:
+                  analyses: int, invert: bool = True) -> tuple:
         """Fit the sliders (range and value) and dropdowns to the analysed model (keeping the values that fit it),
         then count the analysis, which tells every view to redraw."""
         if not image:
             return (gr.skip(),) * 6
-        trace = self.service.result_for(image, model, weights).trace
+        trace = self.service.result_for(image, model, weights, invert=invert).trace
         last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
         gated = trace.gated_blocks
         bypassed = [i for i, b in enumerate(trace.bypass) if b]
@@ -143,12 +152,12 @@ class Page:
                 gr.Dropdown(choices=gated, value=_kept(gpsa_block, gated)),
                 gr.Dropdown(choices=bypassed, value=_kept(bypass_block, bypassed)), analyses + 1)
 
-    def _pick(self, image: str | None, model: str, weights: str | None, picture: np.ndarray | None,
+    def _pick(self, image: str | None, model: str, weights: str | None, picture: np.ndarray | None, invert: bool,
               evt: gr.SelectData) -> str:
         """The patch under a click on the picture of the model input, as 'row,col'."""
         if not image or picture is None:
             raise gr.Error("Analyse an image first, then click a patch of what the model saw.")
-        grid = self.service.result_for(image, model, weights).trace.grid
+        grid = self.service.result_for(image, model, weights, invert=invert).trace.grid
         return Query.at(*plots.patch_at(evt.index[0], evt.index[1], np.asarray(picture).shape, grid)).text
 
     def _updates(self, updates: dict) -> tuple:
@@ -212,9 +221,35 @@ class Page:
         return link.query_string(), gr.Textbox(info=note)
 
     def models(self) -> list[dict]:
-        """Every model the app offers, with its source, family and whether it can be used now (and why not)."""
+        """Every model the app offers, with its source, family, whether it can be used now (and why not) and whether
+        the page opens with it."""
         return [{"name": e.name, "title": e.title, "source": e.source, "family": e.family, "available": e.available,
-                 "reason": e.reason} for e in self.service.model_entries()]
+                 "reason": e.reason, "default": e.name == self.default_model} for e in self.service.model_entries()]
+
+    def _example_files(self, model: str) -> tuple[list[tuple[str, str]], str]:
+        """(file, caption) of the examples that fit `model`, and what they are: the test images of its own task (see
+        Service.examples), else the photos."""
+        examples = self.service.examples(model)
+        if examples is None:
+            return [(str(p), p.stem) for p in _photos()], "Example photos (credits: assets/examples/CREDITS.md)"
+        wrong = sum(not e.correct for e in examples)
+        task = examples[0].path.parent.name
+        return ([(str(e.path), _caption(e)) for e in examples],
+                f"Test images of {task} with their true labels: {len(examples) - wrong} that {model} gets right, "
+                f"{wrong} it gets wrong (click one to analyse it)")
+
+    def examples(self, model: str) -> tuple[gr.Gallery, str]:
+        """The examples that fit `model` (captioned) and the line on what it sees."""
+        files, label = self._example_files(model)
+        return gr.Gallery(value=files, label=label, selected_index=None), f"*{self.service.input_line(model)}*"
+
+    def use_example(self, model: str, evt: gr.SelectData) -> str:
+        """The file of the example clicked in the gallery of `model`."""
+        files, _ = self._example_files(model)
+        index = evt.index if isinstance(evt.index, int) else -1
+        if not 0 <= index < len(files):
+            raise gr.Error(f"{model} has examples 0-{len(files) - 1}; pick one of them.")
+        return files[index][0]
 
 
 def _kept(value: int | str | None, valid: list[int]) -> int | None:
@@ -247,7 +282,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
     """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`
     seconds."""
-    page = Page(service)
+    page = Page(service, default_model)
     max_blocks, max_heads = service.largest_dimensions()
     with gr.Blocks(title="Inductive Bias Explorer",
                    delete_cache=(max(1, files_ttl_s // 4), files_ttl_s)) as demo:
@@ -266,14 +301,18 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
                                           f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
                                     sources=["upload", "clipboard"], height=260, elem_id="image-input")
-                gr.Examples(_examples(), image,
-                            label="Example photos (credits: assets/examples/CREDITS.md)", examples_per_page=8)
+                files, label = page._example_files(default_model)
+                gallery = gr.Gallery(files, label=label, columns=6, height="auto", allow_preview=False,
+                                     object_fit="contain", elem_id="examples")
                 with gr.Accordion("…or draw a sketch", open=False):
                     sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
                                                       canvas_size=(280, 280), elem_id="sketch"),
                                          MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 model = gr.Dropdown(service.model_choices(), value=default_model, label="Model", elem_id="model")
+                seen = gr.Markdown(f"*{service.input_line(default_model)}*", elem_id="model-input")
+                invert = gr.Checkbox(True, label="Invert light backgrounds", elem_id="invert",
+                                     info="for the grayscale models, which saw light objects on dark backgrounds")
                 with gr.Accordion("Your own weights (optional)", open=False):
                     weights = guard_files(
                         gr.File(label=f"Weights for the chosen model's architecture (up to "
@@ -328,27 +367,46 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 replay_step, replay = build_replay_tab(shared, service)
             with gr.Tab("Findings", id="findings", elem_id="tab-findings"):
                 build_findings_tab(shared)
-        analysis_inputs = [image, model, weights, query]
+        analysis_inputs = [image, model, weights, query, invert]
         analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image]
         # the views listen to `analyses`, so the controls are fitted to the new model before any view redraws
         controls = [attention_layer, attention_head, compare_layer, gpsa_block, bypass_block, shared.analyses]
         control_inputs = [image, model, weights, attention_layer, attention_head, compare_layer, gpsa_block,
-                          bypass_block, shared.analyses]
+                          bypass_block, shared.analyses, invert]
         run.click(page.analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
             page._controls, control_inputs, controls, api_visibility="private")
-        gr.on([image.change, model.change, weights.change], page._analyze_if_image, analysis_inputs,
+        gr.on([image.change, model.change, weights.change, invert.change], page._analyze_if_image, analysis_inputs,
               [*analysis_outputs, query], api_visibility="private", trigger_mode="always_last").success(
             page._controls, control_inputs, controls, api_visibility="private")
-        picker.select(page._pick, [image, model, weights, picker], query, api_visibility="private")
+        model.change(page.examples, model, [gallery, seen], api_name="examples")
+        gallery.select(page.use_example, model, image, api_visibility="private")
+        picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
         use_sketch.click(_use_sketch, sketch, image, api_visibility="private")
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
+        _optional_inputs(demo, [invert])
         _wire_links(page, shared, Linked(
             tabs=tabs, step=replay_step, replay=replay, guide=guide, guide_text=guide_note,
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
             heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
     return demo
+
+
+def _optional_inputs(demo: gr.Blocks, optional: list[gr.Component]) -> None:
+    """Let a caller of the REST API leave out the trailing `optional` inputs of an event, which then take their
+    initial values (gradio_client fills them in the same way), so calls written before those inputs existed (an
+    /analyze without `invert`) keep working; any other missing input is still refused."""
+    validate = demo.validate_inputs
+    initial = {component._id: component.value for component in optional}
+
+    def validate_inputs(block_fn, inputs: list) -> None:
+        missing = [component._id for component in block_fn.inputs[len(inputs):]]
+        if missing and all(i in initial for i in missing):
+            inputs.extend(initial[i] for i in missing)
+        validate(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
 
 
 def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, back: gr.Button,
