@@ -3,6 +3,7 @@ is the model at initialisation, the last snapshot is the shipped model, and bad 
 the valid choices named."""
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -34,6 +35,13 @@ def _plotly(output: dict) -> dict:
     return json.loads(output["plot"])
 
 
+def _array(values: list | dict) -> np.ndarray:
+    """A plotly JSON array: a list, or (numpy data) {"dtype", "bdata": base64 bytes}."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values, dtype=float)
+
+
 def test_replay_is_named_with_image_model_step(client):
     endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/replay"]
     assert [p["parameter_name"] for p in endpoint["parameters"]][:3] == ["image", "model", "step"]
@@ -48,7 +56,14 @@ def test_snapshot_0_is_the_initial_convit(client):
     assert gates.shape == (4, 9)
     np.testing.assert_allclose(gates, 1 / (1 + math.exp(-1)), atol=1e-6)
     assert grid["type"] == "matplotlib" and "step 0" in json.dumps(_plotly(gates_plot))
-    assert len(_plotly(centres)["data"]) == 8  # heads and the query marker, per GPSA block
+    # per GPSA block: init-to-now paths, centres at step 0, centres now, the query marker; at step 0 they coincide
+    traces = _plotly(centres)["data"]
+    assert len(traces) == 16
+    at_start = [t for t in traces if t.get("name") == "centre at step 0"]
+    now = [t for t in traces if t.get("name") == "centre now"]
+    assert len(at_start) == len(now) == 4
+    for ring, head in zip(at_start, now, strict=True):
+        np.testing.assert_allclose([_array(ring["x"]), _array(ring["y"])], [_array(head["x"]), _array(head["y"])])
     assert len(numbers["nonlocality"]) == 6 and all(len(v) == 9 for v in numbers["nonlocality"])
     assert len(top5["confidences"]) == 5
 
