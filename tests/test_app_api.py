@@ -24,6 +24,7 @@ from petl_core.analysis import analyze
 from petl_core.checkpoint import MAX_WEIGHTS_BYTES
 from petl_core.figures import query_maps
 from petl_core.images import load_image
+from petl_core.inputs import model_input
 from petl_core.metrics import bypass_maps, positional_centres
 from petl_core.query import Query
 
@@ -45,9 +46,10 @@ def client(app_server, tmp_path_factory) -> Client:
 
 
 def _direct(name: str, path: Path = CHELSEA):
-    """(loaded model, analysis) computed here, without the app."""
+    """(loaded model, analysis) computed here, without the app (a light background inverted for the grayscale
+    models, as the app does by default)."""
     loaded = zoo.load(name)
-    return loaded, analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0))
+    return loaded, analyze(loaded.model, model_input(loaded, load_image(path))[0].unsqueeze(0))
 
 
 def _plotly(output: dict) -> dict:
@@ -277,7 +279,7 @@ def test_every_kind_of_image_is_analysed_as_its_user_sees_it(client, tmp_path):
     loaded = zoo.load("convit_fmnist")
     for name, path in _image_kinds(tmp_path).items():
         _, _, summary, *_ = client.predict(handle_file(path), "convit_fmnist", None, "cls", api_name="/analyze")
-        expected = analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0)).summary()
+        expected = analyze(loaded.model, model_input(loaded, load_image(path))[0].unsqueeze(0)).summary()
         assert [d["label"] for d in summary["top5"]] == [d["label"] for d in expected["top5"]], name
     # EXIF orientation applied: the rotated file is seen as the upright photo
     upright = np.asarray(load_image(CHELSEA).convert("L"), dtype=float)
@@ -315,7 +317,8 @@ def test_wrong_weights_offline_hub_and_bad_query_get_messages_and_the_server_kee
 
 def test_concurrent_requests_keep_their_own_results(client, app_server, tmp_path):
     images = []
-    for i, colour in enumerate(("white", "black", (120, 40, 200), (10, 200, 90))):
+    # (not white: inverted as a light background, it would be the black image)
+    for i, colour in enumerate(("lightgray", "black", (120, 40, 200), (10, 200, 90))):
         path = tmp_path / f"plain{i}.png"
         Image.new("RGB", (48, 40), colour).save(path)
         images.append(path)

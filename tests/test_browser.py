@@ -23,6 +23,7 @@ from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.diagnostics import TrainingCurves  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
+from petl_core.inputs import model_input  # noqa: E402
 from petl_core.query import Query  # noqa: E402
 from scripts.app_server import endpoint_ids  # noqa: E402
 from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on  # noqa: E402
@@ -114,9 +115,10 @@ def fresh_page(browser, app_server: str, artefacts: Path, request: pytest.Fixtur
 
 
 def _top1(path: Path, model: str = zoo.DEFAULT_MODEL) -> str:
-    """`model`'s top-1 class for the image at `path`, computed here without the app."""
+    """`model`'s top-1 class for the image at `path`, computed here without the app (a light background inverted
+    for the grayscale models, as the page does by default)."""
     loaded = zoo.load(model)
-    return analyze(loaded.model, loaded.preprocess(load_image(path)).unsqueeze(0)).summary()["top5"][0]["label"]
+    return analyze(loaded.model, model_input(loaded, load_image(path))[0].unsqueeze(0)).summary()["top5"][0]["label"]
 
 
 def _top5(page):
