@@ -120,6 +120,15 @@ def _weights_key(file: str | None) -> str | None:
     return None if not file else str(allowed_file(file, MAX_WEIGHTS_BYTES, "weights file"))
 
 
+def _checked_invert(invert) -> bool:
+    """The invert toggle as sent: None (an API caller left the trailing toggle out) means on."""
+    if invert is None:
+        return True
+    if not isinstance(invert, bool):
+        raise gr.Error(f"invert must be true or false, not {shorten(repr(invert), 40)}.")
+    return invert
+
+
 def _remember(cache: OrderedDict, key, value, size: int):
     """Put `value` in an LRU `cache` of at most `size` entries (hold the lock)."""
     cache[key] = value
@@ -263,14 +272,17 @@ class Service:
 
         return self._load_once(self._snapshots, (name, step), make, SNAPSHOTS_KEPT)
 
-    def snapshot_result(self, image: str | None, name: str, step, progress: Callable | None = None) -> Result:
+    def snapshot_result(self, image: str | None, name: str, step, progress: Callable | None = None,
+                        invert: bool = True) -> Result:
         """Analyse the image file `image` with zoo model `name` at training snapshot `step` (see snapshot_model);
         the reference "at init" is the run's own first snapshot. Cached with the other results."""
         data = _image_bytes(image)
         steps = self.snapshot_steps(name)
         loaded = self.snapshot_model(name, step)
-        key = (hashlib.sha1(data).hexdigest(), name, "snapshot", loaded.card.snapshot["step"])
-        return self._analysed(key, data, name, lambda: (loaded, self.snapshot_model(name, steps[0]).model), progress)
+        invert = _checked_invert(invert)
+        key = (hashlib.sha1(data).hexdigest(), name, "snapshot", loaded.card.snapshot["step"], invert)
+        return self._analysed(key, data, name, lambda: (loaded, self.snapshot_model(name, steps[0]).model), progress,
+                              invert)
 
     def _initial_model(self, name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
         return self._load_once(self._initial, (name, file_key),
@@ -298,10 +310,7 @@ class Service:
         data = _image_bytes(image)
         self._check_name(model_name)
         weights_key = _weights_key(weights)
-        if invert is None:  # the API's callers may leave the trailing toggle out
-            invert = True
-        if not isinstance(invert, bool):
-            raise gr.Error(f"invert must be true or false, not {shorten(repr(invert), 40)}.")
+        invert = _checked_invert(invert)
 
         def models() -> tuple[zoo.Loaded, nn.Module]:
             if progress:
@@ -333,11 +342,12 @@ class Service:
             return _remember(self._results, key, result, RESULTS_KEPT)
 
     # ----------------------------------------------------------------------------------------------- the dial
-    def dial(self, image: str | None, model_name: str, gates: str | None, score: bool = True) -> Dialled:
+    def dial(self, image: str | None, model_name: str, gates: str | None, score: bool = True,
+             invert: bool = True) -> Dialled:
         """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
         σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task:
         scored once per model and setting, and only when `score` (else None unless scored before)."""
-        trained = self.result_for(image, model_name)  # the image checked, read and preprocessed once, here
+        trained = self.result_for(image, model_name, invert=invert)  # the image checked, read and prepared once, here
         loaded = self.get_model(model_name)
         if len(str(gates or "")) > 20_000:
             raise gr.Error("The gates JSON is too long: give one list of σ values per GPSA block.")

@@ -342,28 +342,28 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 link = gr.Textbox(label="Link to this view (copy it to share; opening it restores the view)",
                                   interactive=False, buttons=["copy"], elem_id="view-link")
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
-                        picker=picker, tab=gr.State("attention"), analyses=gr.State(0), max_blocks=max_blocks,
-                        max_heads=max_heads)
+                        invert=invert, picker=picker, tab=gr.State("attention"), analyses=gr.State(0),
+                        max_blocks=max_blocks, max_heads=max_heads)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)
-            with gr.Tab("GPSA: content vs position", id="gpsa", elem_id="tab-gpsa"):
+            with gr.Tab("Content vs position", id="gpsa", elem_id="tab-gpsa"):
                 gpsa_block = build_gpsa_tab(shared, service)
-            with gr.Tab("Dial: set the gates", id="dial", elem_id="tab-dial"):
+            with gr.Tab("Dial", id="dial", elem_id="tab-dial"):
                 build_dial_tab(shared, service)
-            with gr.Tab("Equation in numbers", id="equation", elem_id="tab-equation"):
+            with gr.Tab("Equation", id="equation", elem_id="tab-equation"):
                 equation_block, equation_head = build_equation_tab(shared, service)
             with gr.Tab("Gates", id="gates", elem_id="tab-gates"):
                 gates_now = build_gates_tab(shared, service)
             with gr.Tab("Nonlocality", id="nonlocality", elem_id="tab-nonlocality"):
                 nonlocality_image = build_nonlocality_tab(shared, service)
-            with gr.Tab("Convpass bypasses", id="bypass", elem_id="tab-bypass"):
+            with gr.Tab("Convpass", id="bypass", elem_id="tab-bypass"):
                 bypass_block = build_convpass_tab(shared, service)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare_layer = build_compare_tab(shared, service)
-            with gr.Tab("Locality atlas", id="atlas", elem_id="tab-atlas"):
+            with gr.Tab("Atlas", id="atlas", elem_id="tab-atlas"):
                 build_atlas_tab(shared, service)
-            with gr.Tab("Through training", id="replay", elem_id="tab-replay"):
+            with gr.Tab("Training", id="replay", elem_id="tab-replay"):
                 replay_step, replay = build_replay_tab(shared, service)
             with gr.Tab("Findings", id="findings", elem_id="tab-findings"):
                 build_findings_tab(shared)
@@ -417,14 +417,14 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     page.tab_ids = [tab.id for tab in linked.tabs.children]
     private = {"api_visibility": "private"}
     for tab in linked.tabs.children:
-        tab.select(lambda chosen=tab.id: chosen, None, shared.tab, **private)
+        tab.select(lambda chosen=tab.id: chosen, None, shared.tab, queue=False, **private)
     page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
                     linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
     shared.demo.load(page.open_link, shared.model, targets, **private)
     linked.guide.change(page.open_step, [linked.guide, shared.model], targets, **private)
     last = len(STEPS)
-    # (no queue: a step's button must answer while the page's analyses wait their turn)
+    # (no queue, here and for the link: cheap answers must not wait behind the page's analyses)
     forward.click(lambda step: 1 if step is None else min(step + 1, last), linked.guide, linked.guide, queue=False,
                   **private)
     back.click(lambda step: 1 if step is None else max(step - 1, 1), linked.guide, linked.guide, queue=False,
@@ -434,6 +434,7 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     triggers = [shared.model.change, shared.image.change, shared.query.change, shared.tab.change, linked.step.change,
                 linked.guide.change] + [c.change for c in controls]
     gr.on(triggers, page.make_link, [shared.image, shared.model, shared.tab, shared.query, linked.step, linked.guide,
-                                     *controls], [query_string, link], trigger_mode="always_last", **private).then(
+                                     *controls], [query_string, link], trigger_mode="always_last", queue=False,
+          **private).then(
         None, query_string, link, js="(query) => { const path = location.pathname + query; "
                                      "history.replaceState(null, '', path); return location.origin + path; }")

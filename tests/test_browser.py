@@ -181,7 +181,7 @@ def test_clicking_a_patch_makes_it_the_query(page):
 
 
 def test_every_tab_renders(page):
-    open_tab(page, "GPSA: content vs position")
+    open_tab(page, "Content vs position")
     assert _image_src(page, "gpsa-plot")
     _plotly(page, "gpsa-centres")
 
@@ -201,7 +201,7 @@ def test_every_tab_renders(page):
     page.locator("#findings-budget").get_by_text("long", exact=True).click()  # another budget redraws both
     expect(protocol).to_contain_text(findings.load_results("sample_efficiency", "long")["protocol"])
 
-    open_tab(page, "Convpass bypasses")
+    open_tab(page, "Convpass")
     expect(_plotly(page, "bypass-maps")).to_contain_text("no Convpass bypasses")
     page.locator("#model input").click()
     page.get_by_role("option", name=re.compile(r"^convpass_digits")).click()

@@ -112,7 +112,7 @@ def test_clicking_a_point_loads_that_probe_image_and_analyses_it(browser, app_se
     page.goto(app_server)
     page.wait_for_selector(FILE_INPUT, state="attached")
     try:
-        open_tab(page, "Locality atlas")
+        open_tab(page, "Atlas")
         plot = page.locator("#atlas-plot .js-plotly-plot")
         expect(plot.locator("svg.main-svg").first).to_be_attached()
         expect(plot).to_contain_text("nonlocality (patches)")

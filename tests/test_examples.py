@@ -194,6 +194,24 @@ def test_a_drawing_on_white_is_inverted_unless_switched_off(client, app_server, 
     assert summary["inverted"] is True
 
 
+def test_every_view_shows_the_analysis_the_toggle_chose(client, tmp_path):
+    """Switched off, the views show the drawing as it is (not the inverted analysis /analyze would have cached):
+    the dial's "as trained" top-5 and the replay's last snapshot agree with /analyze for each setting."""
+    drawing = _drawing(tmp_path)
+    picture = load_image(drawing)
+    for invert, seen in ((True, ImageOps.invert(picture)), (False, picture)):
+        _, top5, summary, *_ = client.predict(handle_file(drawing), "convit_fmnist", None, "center", invert,
+                                              api_name="/analyze")
+        *_, dialled = client.predict(image=handle_file(drawing), model="convit_fmnist", gates="", query="center",
+                                     invert=invert, api_name="/dial")
+        assert dialled["trained_top5"][0]["label"] == top5["label"] == _top1("convit_fmnist", seen)
+        scenes = "convit_scenes_gpsa50"  # (a model with training snapshots)
+        _, top5, *_ = client.predict(handle_file(drawing), scenes, None, "center", invert, api_name="/analyze")
+        *_, last = client.predict(image=handle_file(drawing), model=scenes, step=zoo.snapshot_steps(scenes)[-1],
+                                  invert=invert, api_name="/replay")
+        assert last["top5"][0]["label"] == top5["label"] == _top1(scenes, seen)
+
+
 def test_hostile_parameters_get_a_clear_message(client, tmp_path):
     with pytest.raises(AppError, match="not in the list of choices|is not a model of this app"):
         client.predict("../../etc/passwd", api_name="/examples")

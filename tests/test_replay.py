@@ -129,7 +129,7 @@ def test_the_tab_plays_through_every_snapshot_in_a_browser(app_server, tmp_path,
             page.goto(app_server)
             page.wait_for_selector(FILE_INPUT, state="attached")
             page.set_input_files(FILE_INPUT, str(SCENE))
-            open_tab(page, "Through training")
+            open_tab(page, "Training")
             note = page.locator("#replay-note")
             expect(note).to_contain_text(f"{pair['convit']} at step {steps[-1]}:", timeout=60_000)
             expect(note).to_contain_text(f"{pair['deit']} at step {steps[-1]}:", timeout=60_000)

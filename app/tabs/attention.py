@@ -47,15 +47,15 @@ class AttentionView:
         self.service = service
 
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
-               log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+               log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),
         and block `layer`, head `head` enlarged (interactive)."""
-        return _draw(self.service.result_for(image, model, weights, progress), query, layer, head, log_scale)
+        return _draw(self.service.result_for(image, model, weights, progress, invert), query, layer, head, log_scale)
 
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
-               log_scale: bool) -> list[str]:
+               log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
-        result = self.service.result_for(image, model, weights)
+        result = self.service.result_for(image, model, weights, invert=invert)
         _, grid_fig, enlarged = _draw(result, query, layer, head, log_scale)
         trace = result.trace
         q = parse_query(query, trace.grid)
@@ -79,7 +79,7 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
         enlarged = plot("Enlarged map", "attention-enlarged")
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     learn("reading attention maps", LEARN)
-    inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale]
+    inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale, shared.invert]
     gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
           view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention", trigger_mode="always_last")
     wire_export(export_button, view.export, inputs, files, "export_attention")

@@ -25,6 +25,9 @@ class Shared:
     """'cls', 'center' or 'row,col'."""
     log_scale: gr.Checkbox
     """Attention maps on a logarithmic colour scale."""
+    invert: gr.Checkbox
+    """Invert light backgrounds for the light-on-dark models (petl_core.inputs): every view passes it on, so all
+    of them show the same analysis."""
     picker: gr.Image
     """What the model saw, with the query patch framed: the views that draw a query redraw it."""
     tab: gr.State

@@ -27,7 +27,7 @@ class CompareView:
         self.service = service
 
     def render(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
-               progress: gr.Progress = gr.Progress()) -> tuple:
+               invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
         model's top-5 and nonlocality at that block."""
         if not isinstance(models, list) or not 1 <= len(models) <= 4:
@@ -35,7 +35,7 @@ class CompareView:
         results = []
         for i, name in enumerate(models):
             progress((i + 0.5) / len(models), desc=f"tracing {name}")
-            results.append((name, self.service.result_for(image, name, None)))
+            results.append((name, self.service.result_for(image, name, None, invert=invert)))
         layer = parse_index(layer, "block", list(range(max(len(r.trace.attention) for _, r in results))))
         panels, numbers = [], {}
         for name, result in results:
@@ -51,9 +51,10 @@ class CompareView:
                            "token as the query.")
         return compare_figure(panels, layer, q, log_scale), numbers
 
-    def export(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool) -> list[str]:
+    def export(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
+               invert: bool = True) -> list[str]:
         """The comparison as files: the figure (PNG) and the numbers (JSON)."""
-        figure, numbers = self.render(image, models, layer, query, log_scale)
+        figure, numbers = self.render(image, models, layer, query, log_scale, invert)
         return plots.export_view("compare", {"maps": figure}, {"layer": int(float(layer)), "query": query, **numbers})
 
 
@@ -71,7 +72,7 @@ def build_compare_tab(shared: Shared, service: Service) -> gr.Slider:
     numbers = numbers_panel("Top-5 and nonlocality at this block")
     export_button, files = export_row("compare", "PNG, JSON")
     learn("comparing inductive biases", LEARN)
-    inputs = [shared.image, models, layer, shared.query, shared.log_scale]
+    inputs = [shared.image, models, layer, shared.query, shared.log_scale, shared.invert]
     run.click(view.render, inputs, [figure, numbers], api_name="compare")
     wire_export(export_button, view.export, inputs, files, "export_compare")
     return layer

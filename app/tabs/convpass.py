@@ -69,18 +69,18 @@ class ConvpassView:
         self.service = service
 
     def render(self, image: str | None, model: str, weights: str | None, block: str | float, branch: str,
-               progress: gr.Progress = gr.Progress()) -> tuple:
+               invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the
         frozen attention of the class token over the image (figure), the mean ratio per block (interactive), the
         conv channels (figure) and the numbers."""
-        return _draw(self.service.result_for(image, model, weights, progress), block, branch)[:4]
+        return _draw(self.service.result_for(image, model, weights, progress, invert), block, branch)[:4]
 
     def export(self, image: str | None, model: str, weights: str | None, block: str | float,
-               branch: str) -> list[str]:
+               branch: str, invert: bool = True) -> list[str]:
         """The bypass view as files: maps and channels (PNG), ratios per block (HTML), numbers (JSON), conv channels
         (NPZ)."""
-        figure, ratios, channels, numbers, arrays = _draw(self.service.result_for(image, model, weights), block,
-                                                          branch)
+        figure, ratios, channels, numbers, arrays = _draw(
+            self.service.result_for(image, model, weights, invert=invert), block, branch)
         return plots.export_view("convpass", {"maps": figure, "ratio": ratios, "channels": channels},
                                  {"model": model, **numbers}, arrays)
 
@@ -100,7 +100,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
     numbers = numbers_panel("Numbers")
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
     learn("convolutional bypasses", LEARN)
-    inputs = [shared.image, shared.model, shared.weights, block, branch]
+    inputs = [shared.image, shared.model, shared.weights, block, branch, shared.invert]
     gr.on([shared.analyses.change, block.input, branch.input], view.render, inputs, [maps, share, channels, numbers],
           api_name="bypass", trigger_mode="always_last")
     wire_export(export_button, view.export, inputs, files, "export_bypass")

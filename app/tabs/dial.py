@@ -63,7 +63,7 @@ class DialView:
         setting[chosen] = entry
         return json.dumps(setting)
 
-    def dial(self, image: str | None, model: str, gates: str | None, query: str,
+    def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
         the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
@@ -76,10 +76,10 @@ class DialView:
             return
         # first what one forward pass of this image gives (at once), then the probe accuracy (a pass over the probe
         # set, scored once per setting)
-        dialled = self.service.dial(image, model, gates, score=False)
+        dialled = self.service.dial(image, model, gates, score=False, invert=invert)
         yield self._draw(dialled, model, query)
         if dialled.probe_accuracy is None and dialled.probe_images:
-            yield self._draw(self.service.dial(image, model, gates), model, query)
+            yield self._draw(self.service.dial(image, model, gates, invert=invert), model, query)
 
     def _draw(self, dialled: Dialled, model: str, query: str) -> tuple:
         """What `dial` shows of `dialled`."""
@@ -130,5 +130,6 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], view.gates_for,
           [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private")
     gr.on([gates.change, shared.analyses.change, shared.query.change], view.dial,
-          [shared.image, shared.model, gates, shared.query], [grid, gates_plot, nonlocality, note, numbers],
+          [shared.image, shared.model, gates, shared.query, shared.invert],
+          [grid, gates_plot, nonlocality, note, numbers],
           api_name="dial", trigger_mode="always_last")

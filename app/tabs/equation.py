@@ -123,11 +123,12 @@ class EquationView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def fit(self, image: str | None, model: str, weights: str | None, block: str | float, head: float) -> tuple:
+    def fit(self, image: str | None, model: str, weights: str | None, block: str | float, head: float,
+            invert: bool = True) -> tuple:
         """The block choices (GPSA blocks, or blocks with a bypass) and the head range of the analysed model."""
         if not image:
             return gr.skip(), gr.skip()
-        trace = self.service.result_for(image, model, weights).trace
+        trace = self.service.result_for(image, model, weights, invert=invert).trace
         blocks = trace.gated_blocks or [i for i, entry in enumerate(trace.bypass) if entry]
         heads = max(a.shape[1] for a in trace.attention)
         kept = str(block) in {str(b) for b in blocks}
@@ -136,11 +137,11 @@ class EquationView:
                 gr.Slider(maximum=heads - 1, value=min(int(head), heads - 1), visible=bool(trace.gated_blocks)))
 
     def render(self, image: str | None, model: str, query: str, block: str | float, head: str | float,
-               weights: str | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
+               weights: str | None = None, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For `query` ('cls', 'center' or 'row,col'), block `block` and head `head` (ConViT: a GPSA block; Convpass:
         a block with a bypass, `head` unused): the maps with the top keys numbered (figure), the formula with this
         image's numbers (Markdown) and the numbers (JSON)."""
-        result = self.service.result_for(image, model, weights, progress)
+        result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         q = parse_query(query, trace.grid)
         if trace.gated_blocks:
@@ -181,10 +182,11 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
                           "equation-plot")
     numbers = numbers_panel("Numbers")
     learn("the equation in numbers", LEARN)
-    inputs = [shared.image, shared.model, shared.query, block, head, shared.weights]
+    inputs = [shared.image, shared.model, shared.query, block, head, shared.weights, shared.invert]
     outputs = [figure, text, numbers]
     # the controls are fitted to the new model before the view redraws with them
-    shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head], [block, head],
+    shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
+                           [block, head],
                            api_visibility="private").success(view.render, inputs, outputs, api_visibility="private")
     gr.on([shared.query.change, block.input, head.release], view.render, inputs, outputs, api_name="equation",
           trigger_mode="always_last")

@@ -36,11 +36,11 @@ class GpsaView:
         self.service = service
 
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
-               log_scale: bool, progress: gr.Progress = gr.Progress()) -> tuple:
+               log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
         the positional centres of every GPSA block over those of the model at init (interactive), and the gates and
         centres as numbers."""
-        result = self.service.result_for(image, model, weights, progress)
+        result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         if not trace.gated_blocks:
             note = f"{model} has no GPSA blocks: this view is for ConViT models"
@@ -62,9 +62,9 @@ class GpsaView:
         return figure, centres_fig, numbers
 
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
-               log_scale: bool) -> list[str]:
+               log_scale: bool, invert: bool = True) -> list[str]:
         """The GPSA view as files: decomposition (PNG), centres (HTML), gates and centres (JSON)."""
-        figure, centres_fig, numbers = self.render(image, model, weights, query, layer, log_scale)
+        figure, centres_fig, numbers = self.render(image, model, weights, query, layer, log_scale, invert)
         return plots.export_view("gpsa", {"decomposition": figure, "centres": centres_fig},
                                  {"model": model, **numbers})
 
@@ -80,7 +80,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     numbers = numbers_panel("Gates and centres")
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     learn("content, position and the gate", LEARN)
-    inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale]
+    inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale, shared.invert]
     gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render, inputs,
           [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")
     wire_export(export_button, view.export, inputs, files, "export_gpsa")

@@ -47,9 +47,9 @@ class NonlocalityView:
             lines.append(f"**{label}**, {history['steps']} steps, blocks 0-{len(start) - 1}: {change} patches.")
         return plots.nonlocality_over_training(histories), "\n\n".join(lines)
 
-    def export(self, image: str | None, model: str, weights: str | None) -> list[str]:
+    def export(self, image: str | None, model: str, weights: str | None, invert: bool = True) -> list[str]:
         """Both nonlocality views as files (HTML) and the numbers per block and head (JSON)."""
-        result = self.service.result_for(image, model, weights)
+        result = self.service.result_for(image, model, weights, invert=invert)
         trained = [v[0].numpy() for v in result.analysis.nonlocality]
         initial = [v[0].numpy() for v in result.analysis.init_nonlocality]
         figures = {"over_training": self.render_training(model)[0],
@@ -70,6 +70,6 @@ def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
     learn("what nonlocality measures", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render_training, [shared.model], [over_training, note],
           api_name="nonlocality_history")
-    wire_export(export_button, view.export, [shared.image, shared.model, shared.weights], files,
+    wire_export(export_button, view.export, [shared.image, shared.model, shared.weights, shared.invert], files,
                 "export_nonlocality")
     return image_plot

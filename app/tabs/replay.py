@@ -94,13 +94,13 @@ class ReplayView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def replay(self, image: str | None, model: str, step: int | str, query: str = "center",
+    def replay(self, image: str | None, model: str, step: int | str, query: str = "center", invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """Zoo model `model` as it was at training snapshot `step` (gr.Error naming the snapshot steps otherwise) on
         `image`: top-5, every block × head map of `query` (figure), σ(λ) heatmap and positional centres (ConViT),
         nonlocality per layer and head against the run's first snapshot, and the numbers as JSON (step, steps,
         gates, nonlocality, top5)."""
-        result = self.service.snapshot_result(image, model, step, progress)
+        result = self.service.snapshot_result(image, model, step, progress, invert)
         return _views(result, self.service.snapshot_steps(model), query, self._first_heads(model))
 
     def _first_heads(self, name: str) -> list[GpsaHeads]:
@@ -132,7 +132,7 @@ class ReplayView:
         """The snapshot step of `model`'s pair nearest to `step`."""
         return _nearest(self.pair(model)[1], step)
 
-    def render(self, image: str | None, model: str | None, step: int | str, query: str,
+    def render(self, image: str | None, model: str | None, step: int | str, query: str, invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """The note, both models of `model`'s pair at snapshot `step` (the DeiT at its nearest snapshot), and the
         step shown (playing waits for it)."""
@@ -148,7 +148,7 @@ class ReplayView:
                 outputs += [f"**{label}**: none shipped", {}, absent, absent, absent, absent, {}]
                 continue
             own = self.service.snapshot_steps(name)
-            result = self.service.snapshot_result(image, name, _nearest(own, step), progress)
+            result = self.service.snapshot_result(image, name, _nearest(own, step), progress, invert)
             results[label] = result
             shown = result.card["snapshot"]["step"]
             outputs += [f"**{label}**: `{name}` at step {shown}", *_views(result, own, query, self._first_heads(name))]
@@ -214,7 +214,7 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
                 sides.append([heading, top5, grid, gates, centres, nonlocality, numbers])
     learn("a model through its training", LEARN)
     private = {"api_visibility": "private"}
-    inputs = [shared.image, shared.model, step, shared.query]
+    inputs = [shared.image, shared.model, step, shared.query, shared.invert]
     gr.on([shared.model.change, shared.demo.load], view.fit, [shared.model, step], [position, step, timer],
           **private).then(
         view.render, inputs, [note, *sides[0], *sides[1], shown], trigger_mode="always_last", **private)
