@@ -7,6 +7,7 @@ steps' views.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -342,7 +343,8 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 link = gr.Textbox(label="Link to this view (copy it to share; opening it restores the view)",
                                   interactive=False, buttons=["copy"], elem_id="view-link")
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
-                        invert=invert, picker=picker, tab=gr.State("attention"), analyses=gr.State(0),
+                        invert=invert, picker=picker, tab=gr.Textbox("attention", visible=False),
+                        analyses=gr.State(0),
                         max_blocks=max_blocks, max_heads=max_heads)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
@@ -417,7 +419,8 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     page.tab_ids = [tab.id for tab in linked.tabs.children]
     private = {"api_visibility": "private"}
     for tab in linked.tabs.children:
-        tab.select(lambda chosen=tab.id: chosen, None, shared.tab, queue=False, **private)
+        # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
+        tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
     page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
                     linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets

@@ -30,8 +30,8 @@ class Shared:
     of them show the same analysis."""
     picker: gr.Image
     """What the model saw, with the query patch framed: the views that draw a query redraw it."""
-    tab: gr.State
-    """The id of the tab shown: views that cost much to draw and need no image draw only when shown."""
+    tab: gr.Textbox
+    """The id of the tab shown (hidden): views that cost much to draw and need no image draw only when shown."""
     analyses: gr.State
     """How many analyses this page has shown: it changes after each one (the controls fitted first), so the views
     that draw an analysis listen to its change."""
