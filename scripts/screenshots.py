@@ -115,6 +115,38 @@ def _fewer_colours(png: bytes, colours: int) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------- the views
+def _run_compare(page: Page, ms: float) -> None:
+    page.locator("#compare-run").click()
+
+
+def _findings_drawn(page: Page, ms: float) -> None:
+    for elem_id in ("findings-sample", "findings-petl"):
+        page.wait_for_selector(f"#{elem_id} .js-plotly-plot svg.main-svg, #{elem_id} img", timeout=ms)
+
+
+def _all_content(page: Page, ms: float) -> None:
+    page.get_by_text("all content (σ = 0): a ViT", exact=True).click()
+    expect(page.locator("#dial-note")).to_contain_text("Probe accuracy", timeout=ms)
+
+
+def _equation_written(page: Page, ms: float) -> None:
+    expect(page.locator("#equation-text")).to_contain_text("σ", timeout=ms)
+
+
+VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait for
+    ("Content vs position", "gpsa", None, ["gpsa-plot"], ["gpsa-centres"]),
+    ("Gates", "gates", None, [], ["gates-now", "gates-history"]),
+    ("Nonlocality", "nonlocality", None, [], ["nonlocality-image", "nonlocality-history"]),
+    ("Compare", "compare", _run_compare, ["compare-plot"], []),
+    ("Findings", "findings", _findings_drawn, [], []),
+    ("Dial", "dial", _all_content, ["dial-grid"], []),
+    ("Equation", "equation", _equation_written, ["equation-plot"], []),
+    ("Training", "replay", None, ["replay-convit-grid", "replay-deit-grid"], []),
+    ("Atlas", "atlas", None, [], ["atlas-plot"]),
+)
+"""The views shot after the attention view, in order, on the same image and model."""
+
+
 def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[Path]:
     ms = timeout * 1000
     saved = []
@@ -137,59 +169,16 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     settle(page, timeout)
     saved.append(save(page, out / "attention.png", max_kb))
 
-    open_tab(page, "Content vs position")
-    image_in(page, "gpsa-plot", timeout)
-    plotly_in(page, "gpsa-centres", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "gpsa.png", max_kb))
-
-    open_tab(page, "Gates")
-    plotly_in(page, "gates-now", timeout)
-    plotly_in(page, "gates-history", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "gates.png", max_kb))
-
-    open_tab(page, "Nonlocality")
-    plotly_in(page, "nonlocality-image", timeout)
-    plotly_in(page, "nonlocality-history", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "nonlocality.png", max_kb))
-
-    open_tab(page, "Compare")
-    page.locator("#compare-run").click()
-    image_in(page, "compare-plot", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "compare.png", max_kb))
-
-    open_tab(page, "Findings")
-    page.wait_for_selector("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img", timeout=ms)
-    page.wait_for_selector("#findings-petl .js-plotly-plot svg.main-svg, #findings-petl img", timeout=ms)
-    settle(page, timeout)
-    saved.append(save(page, out / "findings.png", max_kb))
-
-    open_tab(page, "Dial")
-    page.get_by_text("all content (σ = 0): a ViT", exact=True).click()
-    expect(page.locator("#dial-note")).to_contain_text("Probe accuracy", timeout=ms)
-    image_in(page, "dial-grid", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "dial.png", max_kb))
-
-    open_tab(page, "Equation")
-    image_in(page, "equation-plot", timeout)
-    expect(page.locator("#equation-text")).to_contain_text("σ", timeout=ms)
-    settle(page, timeout)
-    saved.append(save(page, out / "equation.png", max_kb))
-
-    open_tab(page, "Training")
-    image_in(page, "replay-convit-grid", timeout)
-    image_in(page, "replay-deit-grid", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "replay.png", max_kb))
-
-    open_tab(page, "Atlas")
-    plotly_in(page, "atlas-plot", timeout)
-    settle(page, timeout)
-    saved.append(save(page, out / "atlas.png", max_kb))
+    for tab, name, prepare, images, plots in VIEWS:
+        open_tab(page, tab)
+        if prepare:
+            prepare(page, ms)
+        for elem_id in images:
+            image_in(page, elem_id, timeout)
+        for elem_id in plots:
+            plotly_in(page, elem_id, timeout)
+        settle(page, timeout)
+        saved.append(save(page, out / f"{name}.png", max_kb))
 
     open_tab(page, "Convpass")
     convpass = next(name for name, family in zoo.SHIPPED.items() if family == "convpass")
