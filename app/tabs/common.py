@@ -73,3 +73,6 @@ def wire_export(button: gr.Button, export: Callable[..., list[str]], inputs: lis
     """`export` (returns file paths) as the API endpoint `api_name`; in the page, the file list then appears."""
     button.click(export, inputs, files, api_name=api_name).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private")
+    # files of another model, image or setting would pass for this view's: any change of the inputs takes them away
+    gr.on([component.change for component in inputs], lambda: gr.File(value=None, visible=False), None, files,
+          queue=False, api_visibility="private")

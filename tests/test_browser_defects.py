@@ -1,0 +1,115 @@
+"""Interaction defects a newcomer met (issue 13), each in a real browser (Debian's headless Chromium through
+Playwright): Enter in a slider's number box redraws, an export list goes when the view's inputs change, a bad upload
+breaks no later event. One browser for the module, as in test_browser.py."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+from scripts.app_server import endpoint_ids  # noqa: E402
+from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """A persistent Chromium context whose profile, config and cache all live in a temp folder."""
+    home = tmp_path_factory.mktemp("chromium")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(home / "config"), str(home / "cache")
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                viewport=VIEWPORT)
+            context.set_default_timeout(SLOW)
+            expect.set_options(timeout=SLOW)
+            yield context
+            context.close()
+    finally:
+        expect.set_options(timeout=5_000)  # Playwright's default
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser, app_server: str):
+    """A page of its own, with `SCENE` analysed."""
+    page = browser.new_page()
+    page.goto(app_server)
+    page.wait_for_selector(FILE_INPUT, state="attached")
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    expect(page.locator("#attention-enlarged")).to_contain_text("block 0, head 0", timeout=SLOW)
+    yield page
+    page.close()
+
+
+def _settled(page, seconds: float = 4.0) -> None:
+    """Give the events already started (the views an analysis redraws) `seconds` to finish."""
+    page.wait_for_timeout(seconds * 1000)
+
+
+def test_enter_in_a_slider_number_box_redraws_once(page, app_server: str):
+    """Typing a block and pressing Enter redraws the enlarged map (Gradio sends `release` only on blur), once."""
+    with httpx.Client() as http:
+        attention = endpoint_ids(http, app_server)["attention"]
+    _settled(page)
+    joined = []
+    page.on("request", lambda r: joined.append(r.post_data_json["fn_index"]) if "/queue/join" in r.url else None)
+    box = page.locator("#layer input[data-testid='number-input']")
+    box.fill("2")
+    box.press("Enter")
+    expect(page.locator("#attention-enlarged")).to_contain_text("block 2, head 0", timeout=SLOW)
+    _settled(page)
+    assert joined.count(attention) == 1, joined
+
+
+def test_the_export_list_goes_when_the_model_changes(page):
+    """Files exported for one model would pass for another's: a model switch takes the list away."""
+    page.get_by_role("button", name="Export view (PNG, HTML, JSON, NPZ)").first.click()
+    files = page.locator("#attention-files")
+    expect(files.locator('a[href$="/attention.json"]')).to_have_count(1, timeout=SLOW)
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(r"^convpass_digits")).click()
+    expect(files).to_be_hidden(timeout=SLOW)
+
+
+def test_a_bad_upload_breaks_no_later_event(browser, app_server: str, tmp_path: Path):
+    """A file that is not an image is the analysis's to refuse: the page's other events (the link to the view, at
+    every tab switch) answer without a server error."""
+    fake = tmp_path / "notes.png"
+    fake.write_text("These are notes, not a picture.\n" * 20)
+    page = browser.new_page()
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    try:
+        page.goto(app_server)
+        page.wait_for_selector(FILE_INPUT, state="attached")
+        page.set_input_files(FILE_INPUT, str(fake))
+        expect(page.locator("#top5")).to_contain_text("Error", timeout=SLOW)
+        for tab in ("Gates", "Attention"):
+            open_tab(page, tab)
+        time.sleep(2)
+        assert failed == []
+    finally:
+        page.close()
