@@ -51,6 +51,10 @@ Fashion-MNIST item or a digit at any place and size on a texture, among pieces o
 Fashion-MNIST (clothes, 28×28 grayscale) and handwritten digits; the examples under the image are test images of
 the chosen model's own task, and the line under the model says what it sees. Hub models need internet.
 """
+SLIDER_ENTER_JS = """() => document.addEventListener('keydown', (event) => {
+    const box = event.target;
+    if (event.key === 'Enter' && box.matches && box.matches('input[data-testid="number-input"]')) box.blur();
+})"""
 
 
 def _photos() -> list[Path]:
@@ -208,12 +212,14 @@ class Page:
         return self._updates({**self.open_view(STEPS[step - 1].view, model),
                               self.linked.guide_text: guide_text(self.service, step)})
 
-    def make_link(self, image: str | None, model: str, tab: str, query: str, step: int | str | None,
+    def make_link(self, image: dict | None, model: str, tab: str, query: str, step: int | str | None,
                   guide: int | None, *controls) -> tuple[str, gr.Textbox]:
         """The URL query string of the page's view (block and head of the tab shown), and the link box saying when
-        the image cannot travel in it (only shipped examples can)."""
+        the image cannot travel in it (only shipped examples can). Its inputs arrive unprocessed (`image` is the
+        file's payload): a bad upload is the analysis's to report, not a second toast from here."""
         blocks = dict(zip(self.linked.blocks, controls[:len(self.linked.blocks)], strict=True))
         heads = dict(zip(self.linked.heads, controls[len(self.linked.blocks):], strict=True))
+        image = image.get("path") if isinstance(image, dict) else None
         example = example_name(read_upload(image, MAX_IMAGE_BYTES, "image")) if image else None
         note = "" if example or not image else "Your own image cannot travel in a link (only the examples can)."
         link = ViewLink(model=model, example=example, tab=tab, block=_whole(blocks.get(tab)),
@@ -418,6 +424,9 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     page.shared, page.linked = shared, linked
     page.tab_ids = [tab.id for tab in linked.tabs.children]
     private = {"api_visibility": "private"}
+    # Enter in a slider's number box commits the number: Gradio sends `release` (which the views redraw on) only on
+    # blur; a value set by the server sends no release, so fitting the sliders after an analysis draws once
+    shared.demo.load(None, js=SLIDER_ENTER_JS, **private)
     for tab in linked.tabs.children:
         # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
         tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
@@ -438,6 +447,6 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
                 linked.guide.change] + [c.change for c in controls]
     gr.on(triggers, page.make_link, [shared.image, shared.model, shared.tab, shared.query, linked.step, linked.guide,
                                      *controls], [query_string, link], trigger_mode="always_last", queue=False,
-          **private).then(
+          preprocess=False, **private).then(
         None, query_string, link, js="(query) => { const path = location.pathname + query; "
                                      "history.replaceState(null, '', path); return location.origin + path; }")
