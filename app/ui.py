@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import gradio as gr
 import numpy as np
@@ -105,6 +106,10 @@ class Linked:
     replay: ReplayView
     guide: gr.Radio
     guide_text: gr.Markdown
+    example: gr.Textbox
+    """(Hidden) the shipped example a link or guide step opens: the image input is set from its change alone, as an
+    event that outputs to the image input at page load keeps the image's later errors from showing as toasts
+    (Gradio 6.31)."""
 
 
 class Page:
@@ -177,7 +182,7 @@ class Page:
         if link.model is not None:
             updates[shared.model] = model = link.model
         if link.example is not None:
-            updates[shared.image] = example_path(link.example)
+            updates[linked.example] = link.example
         if link.query is not None:
             updates[shared.query] = link.query
         tab = link.tab or "attention"
@@ -192,11 +197,11 @@ class Page:
             updates[linked.step] = linked.replay.nearest(model, link.step)
         return updates
 
-    def open_link(self, model: str, request: gr.Request) -> tuple:
-        """The view the page's URL asks for (a teacher's link), each part checked; a warning names what was dropped.
-        A link with a guide step opens that step."""
-        link, dropped = ViewLink.parse(request.query_params, [n for _, n in self.service.model_choices()],
-                                       self.tab_ids)
+    def open_link(self, query_string: str | None, model: str) -> tuple:
+        """The view the page's URL asks for (its `query_string`: a teacher's link), each part checked; a warning
+        names what was dropped. A link with a guide step opens that step."""
+        params = dict(parse_qsl(str(query_string or "")[:4000]))
+        link, dropped = ViewLink.parse(params, [n for _, n in self.service.model_choices()], self.tab_ids)
         for sentence in dropped:
             gr.Warning(sentence[0].upper() + sentence[1:] + "; it was left out.")
         if link.guide is not None and 1 <= link.guide <= len(STEPS):
@@ -211,6 +216,14 @@ class Page:
             raise gr.Error(f"The guide has steps 1-{len(STEPS)}.")
         return self._updates({**self.open_view(STEPS[step - 1].view, model),
                               self.linked.guide_text: guide_text(self.service, step)})
+
+    def example_image(self, name: str) -> str:
+        """The file of the shipped example `name` (for the image input), else a gr.Error: any caller may send any
+        name, and only shipped examples may be opened this way."""
+        try:
+            return example_path(name)
+        except ValueError:
+            raise gr.Error("That is not one of the shipped examples.") from None
 
     def make_link(self, image: dict | None, model: str, tab: str, query: str, step: int | str | None,
                   guide: int | None, *controls) -> tuple[str, gr.Textbox]:
@@ -257,6 +270,11 @@ class Page:
         if not 0 <= index < len(files):
             raise gr.Error(f"{model} has examples 0-{len(files) - 1}; pick one of them.")
         return files[index][0]
+
+
+def _address(request: gr.Request) -> str:
+    """The page's URL parameters, as a query string."""
+    return urlencode(list(request.query_params.multi_items()))
 
 
 def _kept(value: int | str | None, valid: list[int]) -> int | None:
@@ -395,6 +413,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         _optional_inputs(demo, [invert])
         _wire_links(page, shared, Linked(
             tabs=tabs, step=replay_step, replay=replay, guide=guide, guide_text=guide_note,
+            example=gr.Textbox(visible=False),
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
             heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
@@ -430,10 +449,13 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     for tab in linked.tabs.children:
         # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
         tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
-    page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
+    page.targets = [shared.model, linked.example, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
                     linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
-    shared.demo.load(page.open_link, shared.model, targets, **private)
+    address = gr.Textbox(visible=False)
+    shared.demo.load(_address, None, address, **private)
+    address.change(page.open_link, [address, shared.model], targets, **private)
+    linked.example.change(page.example_image, linked.example, shared.image, **private)
     linked.guide.change(page.open_step, [linked.guide, shared.model], targets, **private)
     last = len(STEPS)
     # (no queue, here and for the link: cheap answers must not wait behind the page's analyses)
