@@ -1,12 +1,44 @@
 """What the browser tests and the screenshot script share to drive the app's page in Chromium through Playwright."""
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 VIEWPORT = {"width": 1400, "height": 1000}
 FILE_INPUT = "#image-input input[type=file]"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@contextmanager
+def chromium_context(home: Path, timeout_ms: float) -> Iterator[BrowserContext]:
+    """A persistent headless Chromium whose profile, config and cache all live in `home` (removed afterwards), with
+    `timeout_ms` as the default wait of its actions and of `expect`."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(home / "config"), str(home / "cache")
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                viewport=VIEWPORT)
+            context.set_default_timeout(timeout_ms)
+            expect.set_options(timeout=timeout_ms)
+            yield context
+            context.close()
+    finally:
+        expect.set_options(timeout=5_000)  # Playwright's default
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def point_on(img, fx: float, fy: float) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+expect = sync_api.expect
 from app.guide import STEPS  # noqa: E402
 from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
@@ -26,7 +25,7 @@ from petl_core.images import load_image  # noqa: E402
 from petl_core.inputs import model_input  # noqa: E402
 from petl_core.query import Query  # noqa: E402
 from scripts.app_server import endpoint_ids  # noqa: E402
-from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on  # noqa: E402
+from scripts.browser_page import FILE_INPUT, chromium_context, open_tab, point_on  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -54,26 +53,8 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory):
     """A persistent Chromium context whose profile, config and cache all live in a temp folder."""
-    home = tmp_path_factory.mktemp("chromium")
-    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(home / "config"), str(home / "cache")
-    try:
-        with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                viewport=VIEWPORT)
-            context.set_default_timeout(SLOW)
-            expect.set_options(timeout=SLOW)
-            yield context
-            context.close()
-    finally:
-        expect.set_options(timeout=5_000)  # Playwright's default
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(home, ignore_errors=True)
+    with chromium_context(tmp_path_factory.mktemp("chromium"), SLOW) as context:
+        yield context
 
 
 def _open(browser, url: str):

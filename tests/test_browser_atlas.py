@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+expect = sync_api.expect
 from petl_core import zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.dial import probe_set  # noqa: E402
-from scripts.browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab  # noqa: E402
+from scripts.browser_page import FILE_INPUT, chromium_context, open_tab  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -29,28 +28,9 @@ SLOW = 90_000  # ms: the first atlas traces the probe set through both models on
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory):
-    """A persistent Chromium context whose profile, config and cache all live in a temp folder (as in
-    test_browser.py, whose fixture is module-local)."""
-    home = tmp_path_factory.mktemp("chromium")
-    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-    os.environ["XDG_CONFIG_HOME"], os.environ["XDG_CACHE_HOME"] = str(home / "config"), str(home / "cache")
-    try:
-        with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(home / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                viewport=VIEWPORT)
-            context.set_default_timeout(SLOW)
-            expect.set_options(timeout=SLOW)
-            yield context
-            context.close()
-    finally:
-        expect.set_options(timeout=5_000)  # Playwright's default
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(home, ignore_errors=True)
+    """A persistent Chromium context whose profile, config and cache all live in a temp folder."""
+    with chromium_context(tmp_path_factory.mktemp("chromium"), SLOW) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
