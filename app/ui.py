@@ -106,10 +106,11 @@ class Linked:
     replay: ReplayView
     guide: gr.Radio
     guide_text: gr.Markdown
-    example: gr.Textbox
-    """(Hidden) the shipped example a link or guide step opens: the image input is set from its change alone, as an
-    event that outputs to the image input at page load keeps the image's later errors from showing as toasts
-    (Gradio 6.31)."""
+    pending: gr.Textbox
+    """(Hidden) the checked query string of the link the page was opened with. The view is opened from its change
+    (Gradio 6.31): an event that outputs to the image input and runs at page load keeps the image's later errors
+    from showing as toasts, and parts of a view set by two answers (the model and query by one, the image by the
+    next) make their change events fire for ever, every view redrawn in a loop; so one answer sets them all."""
 
 
 class Page:
@@ -143,8 +144,10 @@ class Page:
         try:
             parse_query(query, result.trace.grid)
         except gr.Error:
-            query = "center"
-        return (*_views(result, query), query)
+            return (*_views(result, "center"), "center")
+        # the query is left alone when it fits: a value sent back while a click or a link sets another one makes
+        # Gradio's Textbox flip between the two for ever (each flip a change event that redraws every view)
+        return (*_views(result, query), gr.skip())
 
     def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
                   compare_layer: float, gpsa_block: int | str | None, bypass_block: int | str | None,
@@ -182,7 +185,7 @@ class Page:
         if link.model is not None:
             updates[shared.model] = model = link.model
         if link.example is not None:
-            updates[linked.example] = link.example
+            updates[shared.image] = example_path(link.example)
         if link.query is not None:
             updates[shared.query] = link.query
         tab = link.tab or "attention"
@@ -197,16 +200,24 @@ class Page:
             updates[linked.step] = linked.replay.nearest(model, link.step)
         return updates
 
-    def open_link(self, query_string: str | None, model: str) -> tuple:
-        """The view the page's URL asks for (its `query_string`: a teacher's link), each part checked; a warning
-        names what was dropped. A link with a guide step opens that step."""
+    def _parse_link(self, query_string: str | None) -> tuple[ViewLink, list[str]]:
         params = dict(parse_qsl(str(query_string or "")[:4000]))
-        link, dropped = ViewLink.parse(params, [n for _, n in self.service.model_choices()], self.tab_ids)
+        return ViewLink.parse(params, [n for _, n in self.service.model_choices()], self.tab_ids)
+
+    def read_link(self, query_string: str | None) -> tuple:
+        """The page's URL parameters (its `query_string`: a teacher's link), each part checked, with a warning that
+        names what was dropped: a guide step for the guide, else the checked link to open (see Linked.pending)."""
+        link, dropped = self._parse_link(query_string)
         for sentence in dropped:
             gr.Warning(sentence[0].upper() + sentence[1:] + "; it was left out.")
         if link.guide is not None and 1 <= link.guide <= len(STEPS):
-            return self._updates({self.linked.guide: link.guide})
-        return self._updates(self.open_view(link, model))
+            return link.guide, gr.skip()
+        return gr.skip(), link.query_string().lstrip("?") or gr.skip()
+
+    def open_link(self, query_string: str | None, model: str) -> tuple:
+        """The view of a checked link (see `read_link`), on a page showing `model`. Any caller may send anything:
+        it is checked again, and what does not pass is left out."""
+        return self._updates(self.open_view(self._parse_link(query_string)[0], model))
 
     def open_step(self, step: int | None, model: str) -> tuple:
         """Guide step `step` (1-based): its view and what to notice there."""
@@ -216,14 +227,6 @@ class Page:
             raise gr.Error(f"The guide has steps 1-{len(STEPS)}.")
         return self._updates({**self.open_view(STEPS[step - 1].view, model),
                               self.linked.guide_text: guide_text(self.service, step)})
-
-    def example_image(self, name: str) -> str:
-        """The file of the shipped example `name` (for the image input), else a gr.Error: any caller may send any
-        name, and only shipped examples may be opened this way."""
-        try:
-            return example_path(name)
-        except ValueError:
-            raise gr.Error("That is not one of the shipped examples.") from None
 
     def make_link(self, image: dict | None, model: str, tab: str, query: str, step: int | str | None,
                   guide: int | None, *controls) -> tuple[str, gr.Textbox]:
@@ -413,7 +416,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         _optional_inputs(demo, [invert])
         _wire_links(page, shared, Linked(
             tabs=tabs, step=replay_step, replay=replay, guide=guide, guide_text=guide_note,
-            example=gr.Textbox(visible=False),
+            pending=gr.Textbox(visible=False),
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
             heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
@@ -449,13 +452,13 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     for tab in linked.tabs.children:
         # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
         tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
-    page.targets = [shared.model, linked.example, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
+    page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
                     linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
     address = gr.Textbox(visible=False)
     shared.demo.load(_address, None, address, **private)
-    address.change(page.open_link, [address, shared.model], targets, **private)
-    linked.example.change(page.example_image, linked.example, shared.image, **private)
+    address.change(page.read_link, address, [linked.guide, linked.pending], **private)
+    linked.pending.change(page.open_link, [linked.pending, shared.model], targets, **private)
     linked.guide.change(page.open_step, [linked.guide, shared.model], targets, **private)
     last = len(STEPS)
     # (no queue, here and for the link: cheap answers must not wait behind the page's analyses)

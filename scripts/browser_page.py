@@ -60,3 +60,32 @@ def open_tab(page: Page, name: str) -> None:
     tab = page.get_by_role("tab", name=name, exact=True)
     tab.click()
     expect(tab).to_have_attribute("aria-selected", "true")
+
+
+IDLE = """() => {
+    const busy = [...document.querySelectorAll('[data-testid=status-tracker]')].some(t =>
+        !t.classList.contains('hide') && t.offsetParent !== null && t.querySelector('.eta-bar, .progress-text, svg'));
+    const loading = [...document.querySelectorAll('img')].some(i => i.offsetParent !== null && !i.complete);
+    return !busy && !loading;
+}"""
+
+
+def wait_until_idle(page: Page, timeout_ms: float) -> None:
+    """Wait until no visible component shows Gradio's loading indicator and every visible image has loaded: a
+    component whose event is still running may be covered or replaced when that event answers."""
+    page.wait_for_function(IDLE, timeout=timeout_ms)
+
+
+def calls_during(page: Page, ms: float) -> list[str]:
+    """The URLs of the server calls the page makes (events joining the queue, unqueued runs) in the next `ms`: none
+    once the page is at rest."""
+    calls: list[str] = []
+
+    def record(request) -> None:
+        if "/queue/join" in request.url or "/gradio_api/run/" in request.url:
+            calls.append(request.url)
+
+    page.on("request", record)
+    page.wait_for_timeout(ms)
+    page.remove_listener("request", record)
+    return calls

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from app_server import start_app, stop_app  # this folder is on sys.path when the script runs
-from browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on
+from browser_page import CHROMIUM_ARGS, FILE_INPUT, VIEWPORT, open_tab, point_on, wait_until_idle
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -60,18 +60,10 @@ def grid(model: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- waiting
-BUSY = """() => {
-    const busy = [...document.querySelectorAll('[data-testid=status-tracker]')].some(t =>
-        !t.classList.contains('hide') && t.offsetParent !== null && t.querySelector('.eta-bar, .progress-text, svg'));
-    const loading = [...document.querySelectorAll('img')].some(i => i.offsetParent !== null && !i.complete);
-    return !busy && !loading;
-}"""
-
-
 def settle(page: Page, timeout: float) -> None:
     """Wait until no component shows Gradio's loading indicator and every visible image has loaded."""
     try:
-        page.wait_for_function(BUSY, timeout=min(timeout, 30) * 1000)
+        wait_until_idle(page, min(timeout, 30) * 1000)
     except PlaywrightTimeout:
         print("screenshots.py: the page still looks busy; taking the screenshot anyway", file=sys.stderr)
     page.wait_for_timeout(700)  # plotly's first layout pass and the fade of the loading overlays

@@ -14,7 +14,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect = sync_api.expect
-from scripts.browser_page import FILE_INPUT, chromium_context, open_tab  # noqa: E402
+from scripts.browser_page import FILE_INPUT, calls_during, chromium_context, open_tab, wait_until_idle  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -42,14 +42,31 @@ def page(browser, app_server: str):
     page.close()
 
 
-def _settled(page, seconds: float = 4.0) -> None:
-    """Give the events already started (the views an analysis redraws) `seconds` to finish."""
-    page.wait_for_timeout(seconds * 1000)
+@pytest.mark.xfail(reason="Gradio 6.31: change events of values set by overlapping answers keep firing (values "
+                          "unchanged); the analysis no longer sends the query back, which made it flip, but the page "
+                          "still does not always come to rest; see the session 9 note on issue 13")
+def test_a_query_set_while_the_image_is_analysed_stays_and_the_page_comes_to_rest(browser, app_server: str):
+    """Class token pressed while an upload is analysed: the query stays 'cls' (the analysis does not send back the
+    query it read, which made Gradio's Textbox flip between the two values for ever, each flip redrawing every
+    view) and the page stops calling the server."""
+    page = browser.new_page()
+    try:
+        page.goto(app_server)
+        page.wait_for_selector(FILE_INPUT, state="attached")
+        page.set_input_files(FILE_INPUT, str(SCENE))
+        page.get_by_role("button", name="Class token").click()
+        # (the default ConViT's first blocks are GPSA blocks, which have no class token to query)
+        expect(page.locator("#attention-enlarged")).to_contain_text("no class token", timeout=SLOW)
+        wait_until_idle(page, SLOW)
+        assert calls_during(page, 8_000) == []
+        expect(page.locator("#query textarea, #query input").first).to_have_value("cls")
+    finally:
+        page.close()
 
 
 def test_enter_in_a_slider_number_box_redraws(page):
     """Typing a block and pressing Enter redraws the enlarged map (Gradio sends `release` only on blur)."""
-    _settled(page)
+    wait_until_idle(page, SLOW)  # the views an analysis redraws
     box = page.locator("#layer input[data-testid='number-input']")
     box.click()  # as a person types: select the number, type another, press Enter
     page.keyboard.press("Control+A")
