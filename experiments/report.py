@@ -39,7 +39,8 @@ def gates_figure(history: dict) -> Figure:
 
 
 def nonlocality_figure(histories: dict[str, dict]) -> Figure:
-    """ConViT Fig. 5: nonlocality (patches, mean over heads and 1,024 test images) per layer against epochs."""
+    """ConViT Fig. 5: nonlocality (patches, mean over heads and 1,024 test images) per block (numbered from 0, as in
+    the app) against epochs."""
     fig = Figure(figsize=(5.0 * len(histories), 3.2), layout="constrained")
     axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
     for ax, (label, history) in zip(axes, histories.items(), strict=True):
@@ -47,7 +48,7 @@ def nonlocality_figure(histories: dict[str, dict]) -> Figure:
         epochs, values = curves.epochs, curves.nonlocality
         colours = [f"C{i}" for i in range(values.shape[1])]
         for layer in range(values.shape[1]):
-            ax.plot(epochs, values[:, layer], color=colours[layer], label=f"layer {layer + 1}")
+            ax.plot(epochs, values[:, layer], color=colours[layer], label=f"block {layer}")
         ax.set_title(label)
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("nonlocality (patches)")
@@ -193,8 +194,8 @@ def dynamics_sections(budget: str) -> list[str]:
                         + "\n".join(f"| {label} | " + " | ".join(f"{100 * acc[s][0]:.1f}" for s in steps) + " |"
                                      for label, acc in accuracy.items()) + f"\n{scored}\n")
         layers = len(runs["DeiT"]["entries"][0]["nonlocality"])
-        sections.append(f"### Nonlocality per layer (patches), first → last evaluation ({budget})\n\n| model | "
-                        + " | ".join(f"layer {i + 1}" for i in range(layers)) + " | test accuracy (%) |\n|---|"
+        sections.append(f"### Nonlocality per block (patches), first → last evaluation ({budget})\n\n| model | "
+                        + " | ".join(f"block {i}" for i in range(layers)) + " | test accuracy (%) |\n|---|"
                         + "---:|" * (layers + 1) + "\n" + "\n".join(rows)
                         + f"\n\n![nonlocality](figures/nonlocality_over_training_{budget}.png)\n")
     return sections

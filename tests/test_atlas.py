@@ -78,9 +78,9 @@ def test_atlas_draws_the_pair_and_returns_the_numbers(client, atlases, probe):
         shown, atlas = numbers["models"][label], atlases[name][1]
         assert shown["name"] == name and shown["predictions"] == atlas.predictions.tolist()
         assert shown["probe_accuracy"] == pytest.approx(atlas.correct.float().mean().item(), abs=1e-4)
-        assert len(shown["layers"]) == atlas.nonlocality.shape[1]
-        for layer, entry in enumerate(shown["layers"]):
-            assert (entry["layer"], entry["block"], entry["gpsa"]) == (layer + 1, layer, layer in atlas.gated_blocks)
+        assert len(shown["blocks"]) == atlas.nonlocality.shape[1]
+        for layer, entry in enumerate(shown["blocks"]):
+            assert (entry["block"], entry["gpsa"]) == (layer, layer in atlas.gated_blocks)
             for h, head in enumerate(entry["heads"]):
                 values = np.array(head["values"])
                 np.testing.assert_allclose(values, atlas.nonlocality[:, layer, h].numpy(), atol=1e-4)
@@ -90,15 +90,15 @@ def test_atlas_draws_the_pair_and_returns_the_numbers(client, atlases, probe):
     layout = plot["layout"]
     assert layout["yaxis"]["title"]["text"] == "nonlocality (patches)"
     assert layout["yaxis2"]["matches"] == "y"  # one y range for both models
-    assert [layout[f"xaxis{s}"]["title"]["text"] for s in ("", "2")] == ["layer", "layer"]
+    assert [layout[f"xaxis{s}"]["title"]["text"] for s in ("", "2")] == ["block", "block"]
     titles = [a["text"] for a in layout["annotations"]]
     assert any(CONVIT in t for t in titles) and any(DEIT in t for t in titles)
     # every image is one point per layer and head; its hover names the image, its label and the prediction
     points = [t for t in plot["data"] if t["type"] == "scatter"]
     blocks, heads = zoo.dimensions(CONVIT)
     assert len(points) == 2 * heads and all(len(t["customdata"]) == blocks * len(probe) for t in points)
-    index, truth, guess, layer = points[0]["customdata"][len(probe) + 17]  # ConViT, head 0, layer 2, image 17
-    assert (index, layer) == (17, 2) and truth == probe.classes[probe.labels[17]]
+    index, truth, guess, layer = points[0]["customdata"][len(probe) + 17]  # ConViT, head 0, block 1, image 17
+    assert (index, layer) == (17, 1) and truth == probe.classes[probe.labels[17]]
     assert guess == probe.classes[numbers["models"]["ConViT"]["predictions"][17]]
     assert "head 0" in points[0]["hovertemplate"] and "patches" in points[0]["hovertemplate"]
 

@@ -1,4 +1,4 @@
-"""Locality atlas: the nonlocality of every layer and head on each probe image, the ConViT next to the DeiT trained on
+"""Locality atlas: the nonlocality of every block and head on each probe image, the ConViT next to the DeiT trained on
 the same data, as distributions; clicking a point (or typing its number) loads that probe image into the page."""
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ from petl_core.atlas import Atlas
 
 SIDES = (("convit", "ConViT"), ("deit", "DeiT"))
 SLOT = 0.8
-"""Width of one layer's group of boxes on the x axis (layers are 1 apart)."""
+"""Width of one block's group of boxes on the x axis (blocks are 1 apart)."""
 
 LEARN = """
 **What a point is.** One probe image (a fixed test image of the task both models learnt) seen by one head of one
-layer: its nonlocality, the attention-weighted distance between query and key patches averaged over the queries, in
+block: its nonlocality, the attention-weighted distance between query and key patches averaged over the queries, in
 patches. Each box is a head's distribution over the probe images (median, quartiles, whiskers from the lowest to the
 highest value); the colours are the heads. A cross marks an image the model classifies wrong.
 
 **What to look for.** A head whose box is narrow looks equally far on every image: its reach is fixed, as a
 convolution's is, whatever the content. A wide box means the head adapts its reach to the image. Compare the
-ConViT's GPSA layers (shaded) with the same layers of the DeiT, and look for images far from their box: click one to
+ConViT's GPSA blocks (shaded) with the same blocks of the DeiT, and look for images far from their box: click one to
 load it above and see, in the other views, where its heads look. Click a head in the legend to hide it,
 double-click to show it alone.
 """
@@ -60,12 +60,12 @@ CLICK_JS = """
 
 
 def _offsets(heads: int) -> np.ndarray:
-    """(heads,) x offsets of each head's box within its layer's slot."""
+    """(heads,) x offsets of each head's box within its block's slot."""
     return (np.arange(heads) - (heads - 1) / 2) * SLOT / heads
 
 
 def _figure(atlases: dict[str, tuple[str, Atlas]]) -> go.Figure:
-    """One panel per model (label: (name, atlas)), y shared: per layer, one box per head over the probe images, and
+    """One panel per model (label: (name, atlas)), y shared: per block, one box per head over the probe images, and
     every image as a jittered point (a cross where the model is wrong) whose hover names it."""
     fig = make_subplots(rows=1, cols=len(atlases), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[f"{label}: {name}, {atlas.correct.float().mean().item():.1%} of the probe "
@@ -81,8 +81,8 @@ def _figure(atlases: dict[str, tuple[str, Atlas]]) -> go.Figure:
         guess = [atlas.classes[i] for i in atlas.predictions.tolist()]
         for h, offset in enumerate(_offsets(heads)):
             colour = qualitative.Dark24[h % len(qualitative.Dark24)]
-            centre = np.arange(1, layers + 1) + offset
-            x = np.repeat(centre, images)  # layer-major, images within
+            centre = np.arange(layers) + offset  # at the block index, as every view numbers blocks
+            x = np.repeat(centre, images)  # block-major, images within
             y = values[:, :, h].T.reshape(-1)
             # the boxes from their statistics, not the 256 values again (the figure travels to every page)
             low, q1, median, q3, high = np.quantile(values[:, :, h], [0, 0.25, 0.5, 0.75, 1], axis=0)
@@ -95,15 +95,15 @@ def _figure(atlases: dict[str, tuple[str, Atlas]]) -> go.Figure:
                 name=f"head {h}", legendgroup=f"head {h}", showlegend=col == 1,
                 # plotly's symbol numbers (4: a cross, 0: a circle) keep the figure small
                 marker={"color": colour, "size": 4, "opacity": 0.55, "symbol": np.tile(np.where(wrong, 4, 0), layers)},
-                customdata=[[int(i), truth[i], guess[i], layer + 1] for layer in range(layers) for i in index],
+                customdata=[[int(i), truth[i], guess[i], block] for block in range(layers) for i in index],
                 hovertemplate="image #%{customdata[0]}: true %{customdata[1]}, predicted %{customdata[2]}<br>"
-                              f"layer %{{customdata[3]}}, head {h}: %{{y:.2f}} patches<extra></extra>"),
+                              f"block %{{customdata[3]}}, head {h}: %{{y:.2f}} patches<extra></extra>"),
                 row=1, col=col)
         if atlas.gated_blocks:
-            fig.add_vrect(x0=min(atlas.gated_blocks) + 0.5, x1=max(atlas.gated_blocks) + 1.5, fillcolor="#888",
+            fig.add_vrect(x0=min(atlas.gated_blocks) - 0.5, x1=max(atlas.gated_blocks) + 0.5, fillcolor="#888",
                           opacity=0.1, line_width=0, annotation_text="GPSA", annotation_position="top left",
                           row=1, col=col)
-        fig.update_xaxes(title="layer", tickvals=list(range(1, layers + 1)), range=[0.5, layers + 0.5], row=1,
+        fig.update_xaxes(title="block", tickvals=list(range(layers)), range=[-0.5, layers - 0.5], row=1,
                          col=col)
     fig.update_yaxes(title="nonlocality (patches)", row=1, col=1)
     fig.update_layout(height=520, margin={"t": 60}, hovermode="closest", legend_title_text="colour: head",
@@ -112,13 +112,13 @@ def _figure(atlases: dict[str, tuple[str, Atlas]]) -> go.Figure:
 
 
 def _summary(name: str, atlas: Atlas) -> dict:
-    """One model's atlas as JSON: per layer (numbered from 1 as in the figure; block: its index in model.blocks) and
-    head the median, quartiles and the value of each probe image."""
+    """One model's atlas as JSON: per block (its index in model.blocks, as in the figure) and head the median,
+    quartiles and the value of each probe image."""
     values = atlas.nonlocality.numpy()
     q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75], axis=0)  # (L, H) each
     return {"name": name, "probe_accuracy": round(atlas.correct.float().mean().item(), 4),
             "gated_blocks": atlas.gated_blocks, "predictions": atlas.predictions.tolist(),
-            "layers": [{"layer": layer + 1, "block": layer, "gpsa": layer in atlas.gated_blocks,
+            "blocks": [{"block": layer, "gpsa": layer in atlas.gated_blocks,
                         "heads": [{"head": h, "median": round(float(median[layer, h]), 4),
                                    "q1": round(float(q1[layer, h]), 4), "q3": round(float(q3[layer, h]), 4),
                                    "values": np.round(values[:, layer, h], 4).tolist()}
@@ -151,8 +151,8 @@ class AtlasView:
         return atlases, prefix + "".join(missing)
 
     def atlas(self, model: str | None, progress: gr.Progress = gr.Progress()) -> tuple[go.Figure, dict]:
-        """The ConViT and the DeiT trained on `model`'s data on the probe set of their task: nonlocality per layer
-        and head over the probe images (figure), and as JSON per model, layer and head the median, quartiles and
+        """The ConViT and the DeiT trained on `model`'s data on the probe set of their task: nonlocality per block
+        and head over the probe images (figure), and as JSON per model, block and head the median, quartiles and
         each image's value (patches), with the images' labels and each model's predictions."""
         progress(0.1, desc="tracing the probe set (once per model)")
         atlases, _ = self._atlases(model)
@@ -180,8 +180,9 @@ class AtlasView:
         lines = []
         for label, (name, atlas) in atlases.items():
             medians = np.median(atlas.nonlocality.numpy(), axis=(0, 2))
+            per_block = " / ".join(f"{m:.2f}" for m in medians)
             lines.append(f"**{label}** `{name}`: {int(atlas.correct.sum())} of {len(atlas.labels)} right; median "
-                         f"nonlocality per layer {' / '.join(f'{m:.2f}' for m in medians)} patches.")
+                         f"nonlocality per block (0 to {len(medians) - 1}) {per_block} patches.")
         last = len(next(iter(atlases.values()))[1].labels) - 1
         return (prefix + "\n\n".join(lines),
                 gr.Number(label=f"Probe image # (0-{last})", maximum=last))
@@ -213,7 +214,7 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     """The tab's layout and its endpoints /atlas (the figure and the numbers) and /atlas_image (a probe image, which
     the page loads as its image)."""
     view = AtlasView(service)
-    gr.Markdown("**Nonlocality of every layer and head on each probe image, ConViT next to DeiT.** Each point is "
+    gr.Markdown("**Nonlocality of every block and head on each probe image, ConViT next to DeiT.** Each point is "
                 "one image (a cross where the model gets it wrong): hover to read it, click to load it above (the "
                 "page then analyses it).")
     atlas_plot = gr.Plot(show_label=False, elem_id="atlas-plot")
@@ -224,7 +225,7 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
         picked = gr.Markdown(elem_id="atlas-picked")
     # what the click listener types into (in the page, hidden): the number of the clicked image
     pick = gr.Textbox(visible="hidden", elem_id="atlas-pick")
-    numbers = numbers_panel("Numbers (JSON): per model, layer and head, the median, quartiles and every image")
+    numbers = numbers_panel("Numbers (JSON): per model, block and head, the median, quartiles and every image")
     learn("the locality atlas", LEARN)
     private = {"api_visibility": "private"}
     # drawn when shown (tracing both probe sets costs seconds, and the figure weighs a megabyte)
