@@ -22,7 +22,7 @@ from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
 from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
-from app.tabs.common import Shared
+from app.tabs.common import EACH_CHANGE, Shared
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.dial import build_dial_tab
@@ -107,10 +107,9 @@ class Linked:
     guide: gr.Radio
     guide_text: gr.Markdown
     pending: gr.Textbox
-    """(Hidden) the checked query string of the link the page was opened with. The view is opened from its change
-    (Gradio 6.31): an event that outputs to the image input and runs at page load keeps the image's later errors
-    from showing as toasts, and parts of a view set by two answers (the model and query by one, the image by the
-    next) make their change events fire for ever, every view redrawn in a loop; so one answer sets them all."""
+    """(Hidden) the checked query string of the link the page was opened with. The view is opened from its change,
+    not at page load (Gradio 6.31): an event that outputs to the image input and runs at page load keeps the image's
+    later errors from showing as toasts."""
 
 
 class Page:
@@ -177,15 +176,18 @@ class Page:
         """`updates` (component → value) for every component of `targets` (gr.skip() for the others)."""
         return tuple(updates.get(target, gr.skip()) for target in self.targets)
 
-    def open_view(self, link: ViewLink, model: str) -> dict:
+    def open_view(self, link: ViewLink, model: str, sets: int) -> dict:
         """The updates that show `link` (a shared link or a guide step) on a page showing `model`: only the parts
-        the link sets."""
+        the link sets, and the count of the server's sets of the image or model (`sets`, Shared.sets) when it sets
+        either."""
         shared, linked = self.shared, self.linked
         updates: dict = {}
         if link.model is not None:
             updates[shared.model] = model = link.model
         if link.example is not None:
             updates[shared.image] = example_path(link.example)
+        if updates:
+            updates[shared.sets] = (sets if isinstance(sets, int) else 0) + 1
         if link.query is not None:
             updates[shared.query] = link.query
         tab = link.tab or "attention"
@@ -214,18 +216,18 @@ class Page:
             return link.guide, gr.skip()
         return gr.skip(), link.query_string().lstrip("?") or gr.skip()
 
-    def open_link(self, query_string: str | None, model: str) -> tuple:
+    def open_link(self, query_string: str | None, model: str, sets: int) -> tuple:
         """The view of a checked link (see `read_link`), on a page showing `model`. Any caller may send anything:
         it is checked again, and what does not pass is left out."""
-        return self._updates(self.open_view(self._parse_link(query_string)[0], model))
+        return self._updates(self.open_view(self._parse_link(query_string)[0], model, sets))
 
-    def open_step(self, step: int | None, model: str) -> tuple:
+    def open_step(self, step: int | None, model: str, sets: int) -> tuple:
         """Guide step `step` (1-based): its view and what to notice there."""
         if step is None:
             return self._updates({})
         if not isinstance(step, int) or not 1 <= step <= len(STEPS):
             raise gr.Error(f"The guide has steps 1-{len(STEPS)}.")
-        return self._updates({**self.open_view(STEPS[step - 1].view, model),
+        return self._updates({**self.open_view(STEPS[step - 1].view, model, sets),
                               self.linked.guide_text: guide_text(self.service, step)})
 
     def make_link(self, image: dict | None, model: str, tab: str, query: str, step: int | str | None,
@@ -370,8 +372,8 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 link = gr.Textbox(label="Link to this view (copy it to share; opening it restores the view)",
                                   interactive=False, buttons=["copy"], elem_id="view-link")
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
-                        invert=invert, picker=picker, tab=gr.Textbox("attention", visible=False),
-                        analyses=gr.State(0),
+                        invert=invert, picker=picker, tab=gr.Textbox("attention", visible="hidden"),
+                        analyses=gr.State(0), sets=gr.State(0),
                         max_blocks=max_blocks, max_heads=max_heads)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
@@ -404,19 +406,20 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                           bypass_block, shared.analyses, invert]
         run.click(page.analyze, analysis_inputs, analysis_outputs, api_name="analyze").success(
             page._controls, control_inputs, controls, api_visibility="private")
-        gr.on([image.change, model.change, weights.change, invert.change], page._analyze_if_image, analysis_inputs,
-              [*analysis_outputs, query], api_visibility="private", trigger_mode="always_last").success(
+        # the model's change is not among them: a link sets the model and the image at once (one analysis)
+        gr.on([*shared.changes([image, weights, invert]), model.input], page._analyze_if_image, analysis_inputs,
+              [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
             page._controls, control_inputs, controls, api_visibility="private")
-        model.change(page.examples, model, [gallery, seen], api_name="examples")
-        gallery.select(page.use_example, model, image, api_visibility="private")
+        model.change(page.examples, model, [gallery, seen], api_name="examples", **EACH_CHANGE)
+        shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
-        use_sketch.click(_use_sketch, sketch, image, api_visibility="private")
+        shared.after_set(use_sketch.click(_use_sketch, sketch, image, api_visibility="private"))
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
         _optional_inputs(demo, [invert])
         _wire_links(page, shared, Linked(
             tabs=tabs, step=replay_step, replay=replay, guide=guide, guide_text=guide_note,
-            pending=gr.Textbox(visible=False),
+            pending=gr.Textbox(visible="hidden"),
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
             heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
@@ -452,26 +455,26 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     for tab in linked.tabs.children:
         # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
         tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
-    page.targets = [shared.model, shared.image, shared.query, linked.tabs, shared.tab, linked.step, linked.guide,
-                    linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
+    page.targets = [shared.model, shared.image, shared.sets, shared.query, linked.tabs, shared.tab, linked.step,
+                    linked.guide, linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
-    address = gr.Textbox(visible=False)
+    address = gr.Textbox(visible="hidden")
     shared.demo.load(_address, None, address, **private)
     address.change(page.read_link, address, [linked.guide, linked.pending], **private)
-    linked.pending.change(page.open_link, [linked.pending, shared.model], targets, **private)
-    linked.guide.change(page.open_step, [linked.guide, shared.model], targets, **private)
+    linked.pending.change(page.open_link, [linked.pending, shared.model, shared.sets], targets, **private)
+    linked.guide.change(page.open_step, [linked.guide, shared.model, shared.sets], targets, **EACH_CHANGE, **private)
     last = len(STEPS)
     # (no queue, here and for the link: cheap answers must not wait behind the page's analyses)
     forward.click(lambda step: 1 if step is None else min(step + 1, last), linked.guide, linked.guide, queue=False,
                   **private)
     back.click(lambda step: 1 if step is None else max(step - 1, 1), linked.guide, linked.guide, queue=False,
                **private)
-    query_string = gr.Textbox(visible=False)  # (a State's value never reaches the page's JavaScript)
+    query_string = gr.Textbox(visible="hidden")  # (a State's value never reaches the page's JavaScript)
     controls = [*linked.blocks.values(), *linked.heads.values()]
-    triggers = [shared.model.change, shared.image.change, shared.query.change, shared.tab.change, linked.step.change,
-                linked.guide.change] + [c.change for c in controls]
+    triggers = shared.changes([shared.model, shared.image, shared.query, shared.tab, linked.step, linked.guide,
+                               *controls])
     gr.on(triggers, page.make_link, [shared.image, shared.model, shared.tab, shared.query, linked.step, linked.guide,
-                                     *controls], [query_string, link], trigger_mode="always_last", queue=False,
+                                     *controls], [query_string, link], **EACH_CHANGE, queue=False,
           preprocess=False, **private).then(
         None, query_string, link, js="(query) => { const path = location.pathname + query; "
                                      "history.replaceState(null, '', path); return location.origin + path; }")

@@ -76,6 +76,20 @@ def wait_until_idle(page: Page, timeout_ms: float) -> None:
     page.wait_for_function(IDLE, timeout=timeout_ms)
 
 
+def wait_for_rest(page: Page, quiet_ms: float, timeout_ms: float) -> list[str]:
+    """Wait until the page makes no server call for `quiet_ms` (see `calls_during`); returns the calls it made before.
+    Raises TimeoutError when it has not come to rest after `timeout_ms`: its events keep triggering each other."""
+    made: list[str] = []
+    waited = 0.0
+    while waited < timeout_ms:
+        calls = calls_during(page, quiet_ms)
+        if not calls:
+            return made
+        made += calls
+        waited += quiet_ms
+    raise TimeoutError(f"the page made {len(made)} server calls in {timeout_ms / 1000:.0f} s and is still making them")
+
+
 def calls_during(page: Page, ms: float) -> list[str]:
     """The URLs of the server calls the page makes (events joining the queue, unqueued runs) in the next `ms`: none
     once the page is at rest."""

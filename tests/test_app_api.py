@@ -378,3 +378,33 @@ def test_every_view_exports_its_figures_and_numbers(client):
     expected = findings.sample_efficiency_summary(findings.load_results("sample_efficiency",
                                                                         findings.first_budget_with("sample_efficiency")))
     assert numbers["/export_findings"]["sample_efficiency"] == json.loads(json.dumps(expected))
+
+
+def test_no_event_of_the_page_can_keep_firing(app_server: str):
+    """The page's wiring, read from its /config, avoids the two ways Gradio 6.31 (frontend) keeps events firing:
+    a listener held back under "always_last" re-sends its whole event to every listener when it finishes, so no
+    listener of an event others share may be "always_last" (app.tabs.common.EACH_CHANGE); and an image or file
+    input fires its change again whenever an event that reads it starts, so nothing listens to that change
+    (Shared.changes)."""
+    config = httpx.get(app_server + "config", follow_redirects=True, timeout=30).json()
+    kinds = {c["id"]: c["type"] for c in config["components"]}
+    names = {c["id"]: c.get("props", {}).get("elem_id") or f"{c['type']}#{c['id']}" for c in config["components"]}
+    chained = {"then", "success", "failure"}  # (a chained step is run by itself, never by a re-sent event)
+    listeners: dict[tuple, int] = {}
+    for dependency in config["dependencies"]:
+        for target, event in dependency["targets"]:
+            listeners[target, event] = listeners.get((target, event), 0) + 1
+    read = {i for dependency in config["dependencies"] for i in dependency["inputs"]}
+    files = {i for i in read if kinds.get(i) in {"image", "file", "gallery", "sketchpad", "imageeditor"}}
+    assert files  # (the image and weights inputs: the check below is about them)
+    held_back, file_changes = [], []
+    for dependency in config["dependencies"]:
+        for target, event in dependency["targets"]:
+            if event in chained:
+                continue
+            if dependency["trigger_mode"] == "always_last" and listeners[target, event] > 1:
+                held_back.append(f"{dependency.get('api_name')} on {names.get(target)}.{event}")
+            if event == "change" and target in files:
+                file_changes.append(f"{dependency.get('api_name')} on {names.get(target)}.change")
+    assert held_back == []
+    assert file_changes == []

@@ -176,12 +176,12 @@ def test_the_tabs_controls_fit_the_analysed_model():
     view = EquationView(Service("cpu"))
     fitted = {name: view.fit(str(SCENE), name, None, 5, 8) for name in (CONVIT, CONVPASS, DEIT)}
     block, head = fitted[CONVIT]
-    assert [v for _, v in block.choices] == [0, 1, 2, 3] and block.value == 0 and block.visible
-    assert head.maximum == 8 and head.visible
+    assert [v for _, v in block.choices] == [0, 1, 2, 3] and block.value == 0 and block.visible is True
+    assert head.maximum == 8 and head.visible is True
     block, head = fitted[CONVPASS]  # every block has bypasses; a block that exists is kept; no heads to choose
-    assert [v for _, v in block.choices] == list(range(6)) and block.value == 5 and not head.visible
+    assert [v for _, v in block.choices] == list(range(6)) and block.value == 5 and head.visible == "hidden"
     block, head = fitted[DEIT]
-    assert block.choices == [] and not block.visible and not head.visible
+    assert block.choices == [] and block.visible == head.visible == "hidden"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from app import plots, scratch
 from app.service import Service, parse_index
-from app.tabs.common import Shared, learn, numbers_panel
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel
 from petl_core import zoo
 from petl_core.atlas import Atlas
 
@@ -230,10 +230,13 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     private = {"api_visibility": "private"}
     # drawn when shown (tracing both probe sets costs seconds, and the figure weighs a megabyte)
     gr.on([shared.tab.change, shared.model.change], view.show, [shared.model, shared.tab],
-          [atlas_plot, numbers, note, index], trigger_mode="always_last", **private)
+          [atlas_plot, numbers, note, index], **EACH_CHANGE, **private)
     gr.Button(visible=False).click(view.atlas, shared.model, [atlas_plot, numbers], api_name="atlas")
     shared.demo.load(None, js=CLICK_JS, **private)
-    pick.change(view.atlas_image, [shared.model, pick], shared.image, api_name="atlas_image").success(
-        view.describe, [shared.model, pick], picked, **private).success(lambda i: int(i), pick, index, **private)
-    gr.on([load.click, index.submit], view.atlas_image, [shared.model, index], shared.image, **private).success(
-        view.describe, [shared.model, index], picked, **private)
+    picked_image = pick.change(view.atlas_image, [shared.model, pick], shared.image, api_name="atlas_image")
+    shared.after_set(picked_image)
+    picked_image.success(view.describe, [shared.model, pick], picked, **private).success(
+        lambda i: int(i), pick, index, **private)
+    loaded_image = gr.on([load.click, index.submit], view.atlas_image, [shared.model, index], shared.image, **private)
+    shared.after_set(loaded_image)
+    loaded_image.success(view.describe, [shared.model, index], picked, **private)

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["Shared", "export_row", "learn", "numbers_panel", "plot", "wire_export"]
+__all__ = ["EACH_CHANGE", "PRIVATE", "Shared", "export_row", "learn", "numbers_panel", "plot", "wire_export"]
+
+# (a helper's events are not public API)
+PRIVATE = {"api_visibility": "private"}
+EACH_CHANGE = {"trigger_mode": "multiple"}
+"""For a listener of an event that others listen to as well (the query's change, the analyses' count, the model's
+change): Gradio 6.31 holds back an "always_last" listener that is still running and, when it finishes, sends the whole
+event again to every listener, so two such listeners of one event keep each other running for ever. With "multiple"
+each change runs each listener once, in the order of the changes."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,33 @@ class Shared:
     analyses: gr.State
     """How many analyses this page has shown: it changes after each one (the controls fitted first), so the views
     that draw an analysis listen to its change."""
+    sets: gr.State
+    """How many times the server set the image or the model (a gallery pick, a sketch, the atlas, a link, a guide
+    step): it changes after each, standing for the image's change event (see `changes`)."""
     max_blocks: int
     """Blocks of the deepest zoo model: the range of block sliders before an analysis fits them."""
     max_heads: int
     """Heads of the widest zoo model."""
+
+    def changes(self, components: list[gr.components.Component]) -> list:
+        """The events that say one of `components` changed. Not the change event of the image or the weights file:
+        Gradio 6.31 fires it again each time an event that reads the file starts (it sets the same value back as a
+        new object, and the component compares by identity), so a listener that reads the image, or starts views
+        that do, would run for ever. For them: what the user does (upload, clear) and, for the image, `sets`."""
+        events = []
+        for component in components:
+            if component is self.image:
+                events += [component.input, self.sets.change]
+            elif component is self.weights:
+                events += [component.upload, component.clear]
+            else:
+                events.append(component.change)
+        return list({(e.__self__._id, e.event_name): e for e in events}.values())
+
+    def after_set(self, dependency) -> None:
+        """Count a server's set of the image (see `sets`) once `dependency`, which made it, succeeded."""
+        # (queued: Gradio 6.31 fires no change of a State an unqueued event set)
+        dependency.success(lambda sets: sets + 1, self.sets, self.sets, **PRIVATE)
 
 
 def plot(caption: str, elem_id: str) -> gr.Plot:
@@ -64,15 +95,15 @@ def export_row(view: str, what: str) -> tuple[gr.Button, gr.File]:
     """The export button and the file list it fills (hidden until there are files, elem_id '<view>-files')."""
     with gr.Row():
         button = gr.Button(f"Export view ({what})", size="sm", scale=0)
-        files = gr.File(label="Exported files", file_count="multiple", visible=False, elem_id=f"{view}-files")
+        files = gr.File(label="Exported files", file_count="multiple", visible="hidden", elem_id=f"{view}-files")
     return button, files
 
 
-def wire_export(button: gr.Button, export: Callable[..., list[str]], inputs: list, files: gr.File,
+def wire_export(shared: Shared, button: gr.Button, export: Callable[..., list[str]], inputs: list, files: gr.File,
                 api_name: str) -> None:
     """`export` (returns file paths) as the API endpoint `api_name`; in the page, the file list then appears."""
     button.click(export, inputs, files, api_name=api_name).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private")
     # files of another model, image or setting would pass for this view's: any change of the inputs takes them away
-    gr.on([component.change for component in inputs], lambda: gr.File(value=None, visible=False), None, files,
-          queue=False, api_visibility="private")
+    gr.on(shared.changes(inputs), lambda: gr.File(value=None, visible="hidden"), None, files, queue=False,
+          **EACH_CHANGE, **PRIVATE)

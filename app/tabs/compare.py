@@ -74,5 +74,5 @@ def build_compare_tab(shared: Shared, service: Service) -> gr.Slider:
     learn("comparing inductive biases", LEARN)
     inputs = [shared.image, models, layer, shared.query, shared.log_scale, shared.invert]
     run.click(view.render, inputs, [figure, numbers], api_name="compare")
-    wire_export(export_button, view.export, inputs, files, "export_compare")
+    wire_export(shared, export_button, view.export, inputs, files, "export_compare")
     return layer

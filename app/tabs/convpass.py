@@ -7,7 +7,7 @@ import numpy as np
 from app import plots
 from app.guard import shorten
 from app.service import Result, Service, parse_index
-from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
+from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core import zoo
 from petl_core.figures import conv_channels_figure, maps_row_figure
 from petl_core.metrics import attention_map, bypass_maps
@@ -102,6 +102,6 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
     learn("convolutional bypasses", LEARN)
     inputs = [shared.image, shared.model, shared.weights, block, branch, shared.invert]
     gr.on([shared.analyses.change, block.input, branch.input], view.render, inputs, [maps, share, channels, numbers],
-          api_name="bypass", trigger_mode="always_last")
-    wire_export(export_button, view.export, inputs, files, "export_bypass")
+          api_name="bypass", **EACH_CHANGE)
+    wire_export(shared, export_button, view.export, inputs, files, "export_bypass")
     return block

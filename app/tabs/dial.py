@@ -10,7 +10,7 @@ import numpy as np
 
 from app import plots
 from app.service import Dialled, Service, parse_index, parse_query
-from app.tabs.common import Shared, learn, numbers_panel, plot
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot
 from petl_core.dial import parse_gates
 from petl_core.figures import attention_grid_figure
 
@@ -128,8 +128,8 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
     gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], view.gates_for,
-          [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private")
+          [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
     gr.on([gates.change, shared.analyses.change, shared.query.change], view.dial,
           [shared.image, shared.model, gates, shared.query, shared.invert],
           [grid, gates_plot, nonlocality, note, numbers],
-          api_name="dial", trigger_mode="always_last")
+          api_name="dial", **EACH_CHANGE)

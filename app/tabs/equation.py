@@ -6,7 +6,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import Shared, learn, numbers_panel, plot
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot
 from petl_core.equation import ConvpassEquation, GpsaEquation, convpass_equation, gpsa_equation
 from petl_core.figures import KEY_COLOURS, marked_maps_figure
 from petl_core.query import centre_patch
@@ -133,8 +133,10 @@ class EquationView:
         heads = max(a.shape[1] for a in trace.attention)
         kept = str(block) in {str(b) for b in blocks}
         value = block if kept else (blocks[0] if blocks else None)
-        return (gr.Dropdown(choices=blocks, value=value, visible=bool(blocks)),
-                gr.Slider(maximum=heads - 1, value=min(int(head), heads - 1), visible=bool(trace.gated_blocks)))
+        # ("hidden", not False: Gradio 6.31 rebuilds the page's components for an update to an unrendered one)
+        return (gr.Dropdown(choices=blocks, value=value, visible=True if blocks else "hidden"),
+                gr.Slider(maximum=heads - 1, value=min(int(head), heads - 1),
+                          visible=True if trace.gated_blocks else "hidden"))
 
     def render(self, image: str | None, model: str, query: str, block: str | float, head: str | float,
                weights: str | None = None, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -187,7 +189,8 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
     # the controls are fitted to the new model before the view redraws with them
     shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
                            [block, head],
-                           api_visibility="private").success(view.render, inputs, outputs, api_visibility="private")
+                           api_visibility="private", **EACH_CHANGE).success(view.render, inputs, outputs,
+                                                                            api_visibility="private")
     gr.on([shared.query.change, block.input, head.release], view.render, inputs, outputs, api_name="equation",
-          trigger_mode="always_last")
+          **EACH_CHANGE)
     return block, head

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.tabs.common import Shared, export_row, learn, plot, wire_export
+from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core import findings
 
 LEARN = """
@@ -94,5 +94,5 @@ def build_findings_tab(shared: Shared) -> None:
     learn("what these experiments test", LEARN)
     outputs = [sample_fig, sample_md, petl_fig, petl_md]
     shared.demo.load(render, budget, outputs, api_name="findings")
-    budget.change(render, budget, outputs, api_visibility="private")
-    wire_export(export_button, export, [budget], files, "export_findings")
+    budget.change(render, budget, outputs, api_visibility="private", **EACH_CHANGE)
+    wire_export(shared, export_button, export, [budget], files, "export_findings")

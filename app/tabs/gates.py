@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Service, training_pair
-from app.tabs.common import Shared, export_row, learn, plot, wire_export
+from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core.diagnostics import TrainingCurves
 from petl_core.metrics import GATE_AT_INIT
 
@@ -88,6 +88,6 @@ def build_gates_tab(shared: Shared, service: Service) -> gr.Plot:
     export_button, files = export_row("gates", "HTML, JSON")
     learn("what a gate is", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render, [shared.model], [over_training, note],
-          api_name="gates_history")
-    wire_export(export_button, view.export, [shared.model], files, "export_gates")
+          api_name="gates_history", **EACH_CHANGE)
+    wire_export(shared, export_button, view.export, [shared.model], files, "export_gates")
     return gates_now

@@ -6,7 +6,7 @@ import numpy as np
 
 from app import plots
 from app.service import Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
+from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core.figures import attention_layer_figure
 from petl_core.query import centre_patch
 
@@ -82,6 +82,6 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     learn("content, position and the gate", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale, shared.invert]
     gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render, inputs,
-          [decomposition, centres, numbers], api_name="gpsa", trigger_mode="always_last")
-    wire_export(export_button, view.export, inputs, files, "export_gpsa")
+          [decomposition, centres, numbers], api_name="gpsa", **EACH_CHANGE)
+    wire_export(shared, export_button, view.export, inputs, files, "export_gpsa")
     return block

@@ -6,7 +6,7 @@ import numpy as np
 
 from app import plots
 from app.service import Service, training_pair
-from app.tabs.common import Shared, export_row, learn, plot, wire_export
+from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core.diagnostics import TrainingCurves
 
 LEARN = """
@@ -69,7 +69,7 @@ def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
     export_button, files = export_row("nonlocality", "HTML, JSON")
     learn("what nonlocality measures", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render_training, [shared.model], [over_training, note],
-          api_name="nonlocality_history")
-    wire_export(export_button, view.export, [shared.image, shared.model, shared.weights, shared.invert], files,
+          api_name="nonlocality_history", **EACH_CHANGE)
+    wire_export(shared, export_button, view.export, [shared.image, shared.model, shared.weights, shared.invert], files,
                 "export_nonlocality")
     return image_plot
