@@ -8,7 +8,7 @@ steps' views.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -204,7 +204,11 @@ class Page:
 
     def _parse_link(self, query_string: str | None) -> tuple[ViewLink, list[str]]:
         params = dict(parse_qsl(str(query_string or "")[:4000]))
-        return ViewLink.parse(params, [n for _, n in self.service.model_choices()], self.tab_ids)
+        link, dropped = ViewLink.parse(params, [n for _, n in self.service.model_choices()], self.tab_ids)
+        if link.guide is not None and not 1 <= link.guide <= len(STEPS):
+            dropped.append(f"guide step {link.guide} (the guide has steps 1-{len(STEPS)})")
+            link = replace(link, guide=None)
+        return link, dropped
 
     def read_link(self, query_string: str | None) -> tuple:
         """The page's URL parameters (its `query_string`: a teacher's link), each part checked, with a warning that
@@ -212,7 +216,7 @@ class Page:
         link, dropped = self._parse_link(query_string)
         for sentence in dropped:
             gr.Warning(sentence[0].upper() + sentence[1:] + "; it was left out.")
-        if link.guide is not None and 1 <= link.guide <= len(STEPS):
+        if link.guide is not None:
             return link.guide, gr.skip()
         return gr.skip(), link.query_string().lstrip("?") or gr.skip()
 

@@ -104,6 +104,30 @@ def test_no_server_file_is_read_through_a_file_parameter(server, http, tmp_path)
     assert call(http, url, "analyze", [image, "convit_fmnist", None, "cls"])[2]["top5"]
 
 
+def test_the_link_helpers_take_any_json_and_set_only_what_the_app_offers(app_server, http):
+    """The page's private link helpers (reading the address, opening the checked link), called as anyone can call
+    them: a hostile address sets nothing (no path, no script, no huge number reaches an output), a value of the
+    wrong type is refused in one sentence, and a good link still opens."""
+    ids = endpoint_ids(http, app_server)
+    hostile = ("model=../../etc/passwd&example=/etc/passwd&example=..%2F..%2Fapp.py&tab=<script>alert(1)</script>"
+               "&block=99999999999999&head=-1&query=1;rm%20-rf&step=1e9&guide=0")
+    for fn, data in (("read_link", [hostile]), ("open_link", [hostile, "convit_fmnist", None]),
+                     ("open_step", [10**30, "convit_fmnist", None])):
+        answer = timed_call(http, app_server, ids[fn], data)
+        text = json.dumps(answer)
+        assert "/etc" not in text and "<script" not in text and "app.py" not in text and "99999999999999" not in text
+        if "error" in answer:  # (a guide step out of range: said in one sentence, Gradio's or ours)
+            assert fn == "open_step" and "[1, 2, 3" in answer["error"] and "Traceback" not in answer["error"]
+        else:  # nothing is set: every output is left as it is
+            assert all(value in (None, {"__type__": "update"}) for value in answer["output"]), answer["output"]
+    for fn, data in (("read_link", [{"a": 1}]), ("open_link", [["x"] * 3, "convit_fmnist", None])):
+        answer = timed_call(http, app_server, ids[fn], data)
+        assert "output" in answer or "Traceback" not in answer["error"]
+    opened = timed_call(http, app_server, ids["open_link"], ["model=convit_scenes&tab=gpsa&block=1", "convit_fmnist",
+                                                               None])["output"]
+    assert "convit_scenes" in opened and "gpsa" in json.dumps(opened)
+
+
 def test_oversized_bodies_and_images_are_refused_unread(server, http, tmp_path):
     process, url, _ = server
     rss = rss_mb(process.pid)

@@ -133,7 +133,8 @@ class EquationView:
         heads = max(a.shape[1] for a in trace.attention)
         kept = str(block) in {str(b) for b in blocks}
         value = block if kept else (blocks[0] if blocks else None)
-        # ("hidden", not False: Gradio 6.31 rebuilds the page's components for an update to an unrendered one)
+        # ("hidden", not False: Gradio 6.31 walks the whole page to load a component that is not rendered whenever
+        # an update reaches it, and the views update these after each analysis)
         return (gr.Dropdown(choices=blocks, value=value, visible=True if blocks else "hidden"),
                 gr.Slider(maximum=heads - 1, value=min(int(head), heads - 1),
                           visible=True if trace.gated_blocks else "hidden"))
