@@ -40,7 +40,7 @@ from petl_core.query import Query
 from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
-__all__ = ["Dialled", "Result", "Service", "parse_index", "parse_query", "training_pair"]
+__all__ = ["Dialled", "QueryError", "Result", "Service", "parse_index", "parse_query", "training_pair"]
 
 log = logging.getLogger("explorer")
 
@@ -400,12 +400,16 @@ class Service:
         return self._histories[name]
 
 
+class QueryError(gr.Error):
+    """A query the analysed patch grid has no patch for (or no query at all)."""
+
+
 def parse_query(query: str | None, grid: tuple[int, int]) -> Query:
-    """petl_core's query parser (cls, center or row,col, checked against the grid), its refusal as a gr.Error."""
+    """petl_core's query parser (cls, center or row,col, checked against the grid), its refusal as a QueryError."""
     try:
         return query_from_text(query, grid)
     except ValueError as e:
-        raise gr.Error(str(e)) from None
+        raise QueryError(str(e)) from None
 
 
 def parse_index(value, what: str, valid: list[int], optional: bool = False) -> int:

@@ -22,7 +22,7 @@ from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
 from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
-from app.tabs.common import EACH_CHANGE, Shared
+from app.tabs.common import EACH_CHANGE, Shared, quiet
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.dial import build_dial_tab
@@ -34,7 +34,10 @@ from app.tabs.nonlocality import build_nonlocality_tab
 from app.tabs.replay import ReplayView, build_replay_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files, read_upload
 from petl_core import zoo
+from petl_core.checkpoint import CheckpointError
 from petl_core.examples import Example
+from petl_core.images import ImageError
+from petl_core.models import HubUnavailableError
 from petl_core.query import CLS, Query
 
 __all__ = ["FILES_TTL_S", "Linked", "Page", "build_demo", "image_input"]
@@ -139,7 +142,10 @@ class Page:
         patch when it does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
         if not image:
             return (gr.skip(),) * 7
-        result = self.service.result_for(image, model, weights, progress, invert)
+        try:
+            result = self.service.result_for(image, model, weights, progress, invert)
+        except HubUnavailableError:  # (said by `examples`) the results of the last model stay, as the views do
+            return (gr.skip(),) * 7
         try:
             parse_query(query, result.trace.grid)
         except gr.Error:
@@ -147,6 +153,17 @@ class Page:
         # the query is left alone when it fits: a value sent back while a click or a link sets another one makes
         # Gradio's Textbox flip between the two for ever (each flip a change event that redraws every view)
         return (*_views(result, query), gr.skip())
+
+    def check_query(self, image: str | None, model: str, weights: str | None, query: str, invert: bool) -> None:
+        """Refuse, once for the page, a query typed into the box that the analysed model's patch grid has no patch
+        for (the views leave themselves as they are: see app.tabs.common.quiet)."""
+        if not image:
+            return
+        try:
+            grid = self.service.result_for(image, model, weights, invert=invert).trace.grid
+        except (gr.Error, ImageError, CheckpointError, HubUnavailableError):  # (the analysis said why)
+            return
+        parse_query(query, grid)
 
     def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
                   compare_layer: float, gpsa_block: int | str | None, bypass_block: int | str | None,
@@ -268,8 +285,12 @@ class Page:
                 f"{wrong} it gets wrong (click one to analyse it)")
 
     def examples(self, model: str) -> tuple[gr.Gallery, str]:
-        """The examples that fit `model` (captioned) and the line on what it sees."""
+        """The examples that fit `model` (captioned) and the line on what it sees; a warning when it cannot be used
+        now (the page's one word on it: the analysis and the views keep the last model's results)."""
         files, label = self._example_files(model)
+        entry = next((e for e in self.service.model_entries() if e.name == model), None)
+        if entry is not None and not entry.available:
+            gr.Warning(entry.reason)
         return gr.Gallery(value=files, label=label, selected_index=None), f"*{self.service.input_line(model)}*"
 
     def use_example(self, model: str, evt: gr.SelectData) -> str:
@@ -413,11 +434,12 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         # the model's change is not among them: a link sets the model and the image at once (one analysis)
         gr.on([*shared.changes([image, weights, invert]), model.input], page._analyze_if_image, analysis_inputs,
               [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
-            page._controls, control_inputs, controls, api_visibility="private")
+            quiet(page._controls, len(controls)), control_inputs, controls, api_visibility="private")
         model.change(page.examples, model, [gallery, seen], api_name="examples", **EACH_CHANGE)
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
+        gr.on([query.submit, query.blur], page.check_query, analysis_inputs, None, api_visibility="private")
         shared.after_set(use_sketch.click(_use_sketch, sketch, image, api_visibility="private"))
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
         _optional_inputs(demo, [invert])

@@ -47,7 +47,7 @@ _ARCH = zoo.ModelCard.load(zoo.ASSETS / zoo.DEFAULT_MODEL).architecture["kwargs"
 GRID = _ARCH["img_size"] // _ARCH["patch_size"]  # the default model's patch grid
 SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
 QUIET, REST = 5_000, 180_000  # ms: a page at rest makes no server call for QUIET; it must come to rest within REST
-REDRAWN = {"analyze", "attention", "gpsa", "bypass"}
+REDRAWN = {"analyze", "attention_page", "gpsa_page", "bypass_page"}
 """The endpoints an Analyze click runs: the analysis, then every view that draws it."""
 
 

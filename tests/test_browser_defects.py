@@ -107,3 +107,37 @@ def test_a_bad_upload_breaks_no_later_event(browser, app_server: str, tmp_path: 
         assert failed == []
     finally:
         page.close()
+
+
+def test_a_query_off_the_grid_is_refused_once_and_the_views_stay(page):
+    """A query typed into the box that the patch grid has no patch for: one toast says so (not one per view), and
+    the maps of the last good query stay, with no error badge over them."""
+    wait_for_rest(page, QUIET, REST)
+    enlarged = page.locator("#attention-enlarged")
+    before = enlarged.inner_text()
+    box = page.locator("#query textarea, #query input").first
+    box.fill("99,99")
+    box.press("Enter")
+    toast = page.locator("[data-testid='toast-body']")
+    expect(toast.first).to_contain_text("Patch (99, 99) is outside", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    assert len(toast.all()) == 1 and toast.first.inner_text().count("is outside") == 1, toast.all_inner_texts()
+    assert enlarged.inner_text() == before
+    expect(page.locator(".error")).to_have_count(0)
+
+
+def test_an_unavailable_hub_model_is_said_once_and_keeps_the_results(page):
+    """Offline, choosing a hub model (no weights file given) says once that it needs the hub, and the results of
+    the last model stay instead of turning into error badges."""
+    top1 = page.locator("#top5 [data-testid='label-output-value']").inner_text()
+    page.locator("#model input").click()
+    option = page.get_by_role("option", name=re.compile(r"\(hub, unavailable now\)")).first
+    if not option.count():
+        pytest.skip("the hub is reachable from here")
+    option.click()
+    toast = page.locator("[data-testid='toast-body']")
+    expect(toast.first).to_contain_text("needs its weights from the Hugging Face hub", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    assert sum(t.count("needs its weights") for t in toast.all_inner_texts()) == 1, toast.all_inner_texts()
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1)
+    expect(page.locator(".error")).to_have_count(0)

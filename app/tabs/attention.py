@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, plot, wire_export, wire_view
 from petl_core.figures import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_grid_figure, query_maps
 
 LEARN = f"""
@@ -80,7 +80,7 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     learn("reading attention maps", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale, shared.invert]
-    gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
-          view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention", **EACH_CHANGE)
+    wire_view([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
+              view.render, inputs, [shared.picker, grid_plot, enlarged], "attention")
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head

@@ -1,12 +1,18 @@
 """Pieces every tab uses: the page's shared components, a captioned plot, a folded numbers panel, the export row."""
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["EACH_CHANGE", "PRIVATE", "Shared", "export_row", "learn", "numbers_panel", "plot", "wire_export"]
+from app.service import QueryError
+from petl_core.models import HubUnavailableError
+
+__all__ = ["EACH_CHANGE", "PRIVATE", "Shared", "export_row", "learn", "numbers_panel", "plot", "quiet", "wire_export",
+           "wire_view"]
 
 # (a helper's events are not public API)
 PRIVATE = {"api_visibility": "private"}
@@ -70,6 +76,43 @@ class Shared:
         """Count a server's set of the image (see `sets`) once `dependency`, which made it, succeeded."""
         # (queued: Gradio 6.31 fires no change of a State an unqueued event set)
         dependency.success(lambda sets: sets + 1, self.sets, self.sets, **PRIVATE)
+
+
+REPORTED_ONCE = (QueryError, HubUnavailableError)
+"""Refusals of the page's shared inputs that the page reports once, where the input is set (the query box, the
+analysis), instead of once per view: a query off the grid, a hub model that cannot be reached."""
+
+
+def quiet(render: Callable, outputs: int) -> Callable:
+    """`render` for the page's own listener: on a refusal the page reports once (REPORTED_ONCE), its `outputs` are
+    left as they are (no second toast, no error badge over the last good view)."""
+    if inspect.isgeneratorfunction(render):  # (Gradio streams only what it sees is a generator)
+        @functools.wraps(render)
+        def stream(*args, **kwargs):
+            try:
+                yield from render(*args, **kwargs)
+            except REPORTED_ONCE:
+                yield (gr.skip(),) * outputs if outputs > 1 else gr.skip()
+
+        return stream
+
+    @functools.wraps(render)  # (keeps the signature Gradio reads: gr.Progress parameters)
+    def call(*args, **kwargs):
+        try:
+            return render(*args, **kwargs)
+        except REPORTED_ONCE:
+            return (gr.skip(),) * outputs if outputs > 1 else gr.skip()
+
+    return call
+
+
+def wire_view(triggers: list, render: Callable, inputs: list, outputs: list, api_name: str) -> None:
+    """`render` as the endpoint `api_name`, whose callers get every refusal, and as the page's listener of
+    `triggers` (named `<api_name>_page`), which leaves the view as it is on a refusal the page reports once (see
+    `quiet`)."""
+    gr.Button(visible=False).click(render, inputs, outputs, api_name=api_name)
+    gr.on(triggers, quiet(render, len(outputs)), inputs, outputs, api_name=f"{api_name}_page", **EACH_CHANGE,
+          **PRIVATE)
 
 
 def plot(caption: str, elem_id: str) -> gr.Plot:

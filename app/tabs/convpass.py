@@ -7,7 +7,7 @@ import numpy as np
 from app import plots
 from app.guard import shorten
 from app.service import Result, Service, parse_index
-from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, numbers_panel, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core import zoo
 from petl_core.figures import conv_channels_figure, maps_row_figure
 from petl_core.metrics import attention_map, bypass_maps
@@ -101,7 +101,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
     learn("convolutional bypasses", LEARN)
     inputs = [shared.image, shared.model, shared.weights, block, branch, shared.invert]
-    gr.on([shared.analyses.change, block.input, branch.input], view.render, inputs, [maps, share, channels, numbers],
-          api_name="bypass", **EACH_CHANGE)
+    wire_view([shared.analyses.change, block.input, branch.input], view.render, inputs,
+              [maps, share, channels, numbers], "bypass")
     wire_export(shared, export_button, view.export, inputs, files, "export_bypass")
     return block

@@ -10,7 +10,7 @@ import numpy as np
 
 from app import plots
 from app.service import Dialled, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
 from petl_core.dial import parse_gates
 from petl_core.figures import attention_grid_figure
 
@@ -127,9 +127,8 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     note = gr.Markdown(elem_id="dial-note")
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
-    gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], view.gates_for,
+    gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], quiet(view.gates_for, 1),
           [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
-    gr.on([gates.change, shared.analyses.change, shared.query.change], view.dial,
-          [shared.image, shared.model, gates, shared.query, shared.invert],
-          [grid, gates_plot, nonlocality, note, numbers],
-          api_name="dial", **EACH_CHANGE)
+    wire_view([gates.change, shared.analyses.change, shared.query.change], view.dial,
+              [shared.image, shared.model, gates, shared.query, shared.invert],
+              [grid, gates_plot, nonlocality, note, numbers], "dial")

@@ -6,7 +6,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
 from petl_core.equation import ConvpassEquation, GpsaEquation, convpass_equation, gpsa_equation
 from petl_core.figures import KEY_COLOURS, marked_maps_figure
 from petl_core.query import centre_patch
@@ -190,8 +190,7 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
     # the controls are fitted to the new model before the view redraws with them
     shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
                            [block, head],
-                           api_visibility="private", **EACH_CHANGE).success(view.render, inputs, outputs,
-                                                                            api_visibility="private")
-    gr.on([shared.query.change, block.input, head.release], view.render, inputs, outputs, api_name="equation",
-          **EACH_CHANGE)
+                           api_visibility="private", **EACH_CHANGE).success(quiet(view.render, len(outputs)), inputs,
+                                                                            outputs, api_visibility="private")
+    wire_view([shared.query.change, block.input, head.release], view.render, inputs, outputs, "equation")
     return block, head

@@ -6,7 +6,7 @@ import numpy as np
 
 from app import plots
 from app.service import Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, numbers_panel, plot, wire_export
+from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core.figures import attention_layer_figure
 from petl_core.query import centre_patch
 
@@ -81,7 +81,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     learn("content, position and the gate", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale, shared.invert]
-    gr.on([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render, inputs,
-          [decomposition, centres, numbers], api_name="gpsa", **EACH_CHANGE)
+    wire_view([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render,
+              inputs, [decomposition, centres, numbers], "gpsa")
     wire_export(shared, export_button, view.export, inputs, files, "export_gpsa")
     return block
