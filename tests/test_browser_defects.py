@@ -18,6 +18,7 @@ from scripts.browser_page import (  # noqa: E402
     FILE_INPUT,
     chromium_context,
     open_tab,
+    point_on,
     wait_for_rest,
     wait_until_idle,
 )
@@ -141,3 +142,19 @@ def test_an_unavailable_hub_model_is_said_once_and_keeps_the_results(page):
     assert sum(t.count("needs its weights") for t in toast.all_inner_texts()) == 1, toast.all_inner_texts()
     expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1)
     expect(page.locator(".error")).to_have_count(0)
+
+
+def test_a_model_chosen_right_after_a_click_off_its_grid_moves_the_query_to_the_centre(page):
+    """A patch of the 12×12 grid clicked, then at once a model with an 8×8 grid: no view complains that the patch is
+    outside the new grid (the page moves the query to the centre patch instead) and the page comes to rest."""
+    wait_for_rest(page, QUIET, REST)
+    picture = page.locator("#picker img").first
+    picture.click(position=point_on(picture, 0.95, 0.95))  # the last patch of the 12×12 grid
+    query = page.locator("#query textarea, #query input").first
+    expect(query).to_have_value("11,11", timeout=SLOW)
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(r"^convit_fmnist ")).click()
+    expect(query).to_have_value("center", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    expect(query).to_have_value("center")
+    assert page.locator("[data-testid='toast-body']").all_inner_texts() == []
