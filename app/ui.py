@@ -22,7 +22,7 @@ from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
 from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
-from app.tabs.common import EACH_CHANGE, Shared, quiet
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, quiet
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.dial import build_dial_tab
@@ -153,6 +153,14 @@ class Page:
         # the query is left alone when it fits: a value sent back while a click or a link sets another one makes
         # Gradio's Textbox flip between the two for ever (each flip a change event that redraws every view)
         return (*_views(result, query), gr.skip())
+
+    def frame(self, image: str | None, model: str, weights: str | None, query: str, invert: bool,
+              progress: gr.Progress = gr.Progress()) -> np.ndarray:
+        """What the model saw with the query patch framed, after the query changed (whichever tab is shown)."""
+        if not image:
+            return gr.skip()
+        trace = (result := self.service.result_for(image, model, weights, progress, invert)).trace
+        return plots.picker_image(result.input_image, trace.grid, parse_query(query, trace.grid))
 
     def check_query(self, image: str | None, model: str, weights: str | None, query: str, invert: bool) -> None:
         """Refuse, once for the page, a query typed into the box that the analysed model's patch grid has no patch
@@ -439,6 +447,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
+        query.change(quiet(page.frame, 1), analysis_inputs, picker, **EACH_CHANGE, **PRIVATE)
         gr.on([query.submit, query.blur], page.check_query, analysis_inputs, None, api_visibility="private")
         shared.after_set(use_sketch.click(_use_sketch, sketch, image, api_visibility="private"))
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
@@ -474,33 +483,32 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
     link box) without reloading; the guide's steps open theirs."""
     page.shared, page.linked = shared, linked
     page.tab_ids = [tab.id for tab in linked.tabs.children]
-    private = {"api_visibility": "private"}
     # Enter in a slider's number box commits the number: Gradio sends `release` (which the views redraw on) only on
     # blur; a value set by the server sends no release, so fitting the sliders after an analysis draws once
-    shared.demo.load(None, js=SLIDER_ENTER_JS, **private)
+    shared.demo.load(None, js=SLIDER_ENTER_JS, **PRIVATE)
     for tab in linked.tabs.children:
         # in the page itself (no server call); a hidden Textbox, as a State's change does not reliably follow
-        tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **private)
+        tab.select(None, None, shared.tab, js=f"() => {json.dumps(tab.id)}", **PRIVATE)
     page.targets = [shared.model, shared.image, shared.sets, shared.query, linked.tabs, shared.tab, linked.step,
                     linked.guide, linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
     address = gr.Textbox(visible="hidden")
-    shared.demo.load(_address, None, address, **private)
-    address.change(page.read_link, address, [linked.guide, linked.pending], **private)
-    linked.pending.change(page.open_link, [linked.pending, shared.model, shared.sets], targets, **private)
-    linked.guide.change(page.open_step, [linked.guide, shared.model, shared.sets], targets, **EACH_CHANGE, **private)
+    shared.demo.load(_address, None, address, **PRIVATE)
+    address.change(page.read_link, address, [linked.guide, linked.pending], **PRIVATE)
+    linked.pending.change(page.open_link, [linked.pending, shared.model, shared.sets], targets, **PRIVATE)
+    linked.guide.change(page.open_step, [linked.guide, shared.model, shared.sets], targets, **EACH_CHANGE, **PRIVATE)
     last = len(STEPS)
     # (no queue, here and for the link: cheap answers must not wait behind the page's analyses)
     forward.click(lambda step: 1 if step is None else min(step + 1, last), linked.guide, linked.guide, queue=False,
-                  **private)
+                  **PRIVATE)
     back.click(lambda step: 1 if step is None else max(step - 1, 1), linked.guide, linked.guide, queue=False,
-               **private)
+               **PRIVATE)
     query_string = gr.Textbox(visible="hidden")  # (a State's value never reaches the page's JavaScript)
     controls = [*linked.blocks.values(), *linked.heads.values()]
     triggers = shared.changes([shared.model, shared.image, shared.query, shared.tab, linked.step, linked.guide,
                                *controls])
     gr.on(triggers, page.make_link, [shared.image, shared.model, shared.tab, shared.query, linked.step, linked.guide,
                                      *controls], [query_string, link], **EACH_CHANGE, queue=False,
-          preprocess=False, **private).then(
+          preprocess=False, **PRIVATE).then(
         None, query_string, link, js="(query) => { const path = location.pathname + query; "
                                      "history.replaceState(null, '', path); return location.origin + path; }")

@@ -1,7 +1,7 @@
-"""How much does `petl_core.trace` cost next to timm's own ConViT? A benchmark, not a test.
+"""How much does `petl_core.trace` cost next to timm's own ConViT or DeiT? A benchmark, not a test.
 
 Measured side by side in one run, on the same inputs and the same weights (our model's state dict is loaded,
-strictly, into the timm models), for `convit_tiny` at 224×224:
+strictly, into the timm models), for `convit_tiny` (or `--model deit_tiny_patch16_224`) at 224×224:
 
 1. timm plain        `timm.create_model("convit_tiny")` forward, eval, no_grad;
 2. timm extract      `timm.utils.AttentionExtract(model, method="hook")` on a second timm model, which returns
@@ -70,6 +70,8 @@ import petl_core  # noqa: E402
 from petl_core.runtime import retain_freed_memory  # noqa: E402
 
 MODEL = "convit_tiny"
+"""The model timed (--model): ConViT, or the plain DeiT whose trace must materialise the attention timm fuses."""
+MODELS = ("convit_tiny", "deit_tiny_patch16_224")
 METHODS = ("timm plain", "timm extract", "ours plain", "ours trace")
 BASELINE = "timm plain"
 DEFAULT_REPS = 40
@@ -110,7 +112,11 @@ def build_methods(device: torch.device, only: str | None = None) -> dict[str, Ca
     if only in (None, "timm extract"):
         # A separate timm instance: AttentionExtract registers hooks on the model it wraps for good, and they
         # would slow "timm plain" down too if both shared one.
-        methods["timm extract"] = AttentionExtract(timm_model(), method="hook")
+        extracted = timm_model()
+        for module in extracted.modules():  # DeiT: timm's fused attention never calls the hooked attn_drop
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+        methods["timm extract"] = AttentionExtract(extracted, method="hook")
     if only in (None, "ours plain", "ours trace"):
         ours = ours.to(device)
         if only in (None, "ours plain"):
@@ -263,7 +269,7 @@ def memory_child(method: str, batch: int) -> dict:
 
 def run_child(args: list[str]) -> dict:
     """Run this script in a child process with hidden args; it prints one JSON line last."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--model", MODEL, *args],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"child {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -363,6 +369,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                         help="auto: CPU tables, plus a CUDA table when torch.cuda.is_available()")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument("--model", choices=MODELS, default=MODEL, help="the timm model to time (at 224×224)")
     # Hidden: how the parent starts its child processes.
     parser.add_argument("--_memory", metavar="METHOD", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--_batch", type=int, help=argparse.SUPPRESS)
@@ -388,7 +395,9 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global MODEL
     args = parse_args(argv)
+    MODEL = args.model
     if args._memory or args._timing:
         return child_main(args)
     if args.device == "cuda" and not torch.cuda.is_available():

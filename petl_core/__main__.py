@@ -155,7 +155,7 @@ def run_analyze(args: argparse.Namespace) -> dict:
         if query.is_cls and t.num_prefix[layer] == 0:
             skipped.append(layer)  # ConViT's GPSA blocks run before the class token joins
             continue
-        fig = attention_layer_figure(t, layer, display, query, result.patch_size, log_scale=not args.linear)
+        fig = attention_layer_figure(t, layer, display, query, log_scale=not args.linear)
         written.append(save_figure(fig, out / f"attention_block{layer:02d}.png"))
     if t.gated_blocks:
         written.append(save_figure(gates_figure(t.gate_matrix, t.gated_blocks), out / "gates.png"))

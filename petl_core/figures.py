@@ -104,11 +104,10 @@ def attention_layer_figure(
         layer: int,
         image: np.ndarray,
         query: Query,
-        patch_size: tuple[int, int],
         index: int = 0,
         log_scale: bool = True,
 ) -> Figure:
-    """Where `query` looks in every head of block `layer`, over the model's input image.
+    """Where `query` looks in every head of block `layer`, over the model's input image, as one mosaic image.
 
     GPSA blocks get three rows (mixed attention, content part, positional part) with each head's σ(λ).
     """
@@ -117,24 +116,19 @@ def attention_layer_figure(
         parts += [("content", trace.content[layer]), ("positional", trace.positional[layer])]
     prefix = trace.num_prefix[layer]
     num_heads = trace.attention[layer].shape[1]
-    gates = None
-    if trace.gates[layer] is not None:
-        gates = trace.gates[layer].tolist()
-    fig = Figure(figsize=(_PANEL * num_heads, _PANEL * len(parts) + 0.6), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(parts), num_heads, squeeze=False))
-    fig.suptitle(f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""))
-    for row, (name, attention) in enumerate(parts):
+    background, cell = _panel_background(image, trace.grid)
+    panels = []
+    for _, attention in parts:
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
-        for head in range(num_heads):
-            ax = axes[row, head]
-            overlay_map(ax, image, maps[head].float().cpu().numpy(), log_scale, norm=attention_norm(log_scale))
-            if not query.is_cls:
-                _mark_patch(ax, query.patch, patch_size)
-            title = f"{name} h{head}"
-            if gates is not None:
-                title += f"\nσ(λ)={gates[head]:.2f}"
-            ax.set_title(title, fontsize=8)
-    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale)
+        panels.append([_blend(background, maps[h].float().cpu().numpy(), cell, log_scale, query)
+                       for h in range(num_heads)])
+    gates = trace.gates[layer].tolist() if trace.gates[layer] is not None else None
+    heads = [f"head {h}" + (f"\nσ(λ)={gates[h]:.2f}" if gates else "") for h in range(num_heads)]
+    fig = Figure(figsize=(1.1 * num_heads + 2.4, 1.1 * len(parts) + 1.0), layout="constrained")
+    ax = _mosaic_axes(fig, panels, [name for name, _ in parts], heads)
+    ax.set_title(f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""),
+                 fontsize=9)
+    _attention_colour_bar(fig, ax, log_scale, fontsize=8)
     return fig
 
 
@@ -155,12 +149,51 @@ def _blank(ax, text: str, fontsize: float = 7) -> None:
     ax.set_yticks([])
 
 
+def _panel_background(image: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """`image` (height, width, 3) in [0, 1] resized for mosaic panels of `grid` patches: (rows·cell, cols·cell, 3)
+    and `cell`, the pixels per patch (about 72 pixels a panel side)."""
+    rows, cols = grid
+    cell = max(2, 72 // max(rows, cols))
+    resized = Image.fromarray((image * 255).round().astype(np.uint8)).resize((cols * cell, rows * cell),
+                                                                             Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float64) / 255, cell
+
+
+def _mosaic_axes(fig: Figure, panels: list[list[np.ndarray | None]], row_labels: list[str], column_labels: list[str],
+                 gap: int = 3, blank_text: dict[int, str] | None = None):
+    """One axes of `fig` showing `panels` (rows × columns of RGB images (h, w, 3) in [0, 1], all of one size; None
+    is a light gray cell, with `blank_text[row]` in it if given) tiled with `gap` white pixels between them, rows
+    and columns labelled. One image instead of an axes per panel: several times faster to draw and save."""
+    height, width = next(p for row in panels for p in row if p is not None).shape[:2]
+    mosaic = np.ones((len(panels) * (height + gap) - gap, len(panels[0]) * (width + gap) - gap, 3))
+    ax = fig.subplots()
+    for r, row in enumerate(panels):
+        for c, panel in enumerate(row):
+            top, left = r * (height + gap), c * (width + gap)
+            mosaic[top:top + height, left:left + width] = 0.85 if panel is None else panel
+            if panel is None and (blank_text or {}).get(r):
+                ax.text(left + width / 2, top + height / 2, blank_text[r], ha="center", va="center", fontsize=6)
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks([c * (width + gap) + width / 2 for c in range(len(panels[0]))], column_labels, fontsize=7)
+    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(panels))], row_labels, fontsize=7)
+    ax.tick_params(length=0, labeltop=True, labelbottom=False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax
+
+
+def _coloured(values: np.ndarray, norm: Normalize, cmap: str, cell: int,
+              background: np.ndarray | None = None) -> np.ndarray:
+    """`values` (rows, cols) as an RGB panel, each cell `cell` pixels wide, blended over `background` if given."""
+    colours = np.repeat(np.repeat(colormaps[cmap](norm(values))[..., :3], cell, axis=0), cell, axis=1)
+    return colours if background is None else 0.4 * background + 0.6 * colours
+
+
 def _blend(background: np.ndarray, values: np.ndarray, cell: int, log_scale: bool,
            query: Query) -> np.ndarray:
     """One panel of a mosaic: `values` (rows, cols) coloured on the fixed attention scale, each cell `cell` pixels
     wide, over `background` (rows·cell, cols·cell, 3); the query patch framed in cyan."""
-    colours = colormaps["inferno"](attention_norm(log_scale)(values))[..., :3]
-    panel = 0.4 * background + 0.6 * np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
+    panel = _coloured(values, attention_norm(log_scale), "inferno", cell, background)
     if not query.is_cls:
         r, c = query.patch
         frame = panel[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
@@ -180,37 +213,16 @@ def attention_grid_figure(
     Drawn as one mosaic image (a panel per head and block) rather than one axes per panel: several times faster
     to draw, and a click on a patch waits for it.
     """
-    rows, cols = trace.grid
     num_layers = len(trace.attention)
     num_heads = max(a.shape[1] for a in trace.attention)
-    cell = max(2, 72 // max(rows, cols))
-    height, width, gap = rows * cell, cols * cell, 3
-    background = np.asarray(Image.fromarray((image * 255).round().astype(np.uint8)).resize(
-        (width, height), Image.Resampling.BILINEAR), dtype=np.float64) / 255
-    mosaic = np.ones((num_layers * (height + gap) - gap, num_heads * (width + gap) - gap, 3))
-    missing = []
-    for layer in range(num_layers):
-        maps = query_maps(trace, layer, query, index)
-        for head in range(num_heads):
-            top, left = layer * (height + gap), head * (width + gap)
-            if maps is None:
-                mosaic[top:top + height, left:left + width] = 0.85
-                missing.append((top + height / 2, left + width / 2))
-            elif head < maps.shape[0]:
-                values = maps[head].float().cpu().numpy()
-                mosaic[top:top + height, left:left + width] = _blend(background, values, cell, log_scale, query)
+    background, cell = _panel_background(image, trace.grid)
+    maps = [query_maps(trace, layer, query, index) for layer in range(num_layers)]
+    panels = [[None if m is None or head >= m.shape[0] else
+               _blend(background, m[head].float().cpu().numpy(), cell, log_scale, query) for head in range(num_heads)]
+              for m in maps]
     fig = Figure(figsize=(0.95 * num_heads + 2.0, 0.95 * num_layers + 0.8), layout="constrained")  # + colour bar
-    ax = fig.subplots()
-    ax.imshow(mosaic, interpolation="nearest")
-    for y, x in missing:
-        ax.text(x, y, "no class\ntoken", ha="center", va="center", fontsize=6)
-    ax.set_xticks([h * (width + gap) + width / 2 for h in range(num_heads)], [f"head {h}" for h in range(num_heads)],
-                  fontsize=7)
-    ax.set_yticks([b * (height + gap) + height / 2 for b in range(num_layers)],
-                  [f"block {b}" for b in range(num_layers)], fontsize=7)
-    ax.tick_params(length=0, labeltop=True, labelbottom=False)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    ax = _mosaic_axes(fig, panels, [f"block {b}" for b in range(num_layers)], [f"head {h}" for h in range(num_heads)],
+                      blank_text={layer: "no class\ntoken" for layer, m in enumerate(maps) if m is None})
     ax.set_title(f"attention of the {query.label}, every block and head" + (" (log scale)" if log_scale else ""),
                  fontsize=9)
     _attention_colour_bar(fig, ax, log_scale)
@@ -278,20 +290,26 @@ def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
 
 
 def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndarray, index: int = 0) -> Figure:
-    """Per Convpass block (columns): bypass norm and bypass/main ratio per patch, for each branch (rows)."""
+    """Per Convpass block (columns): bypass norm and bypass/main ratio per patch, for each branch (rows), over the
+    model's input, one colour scale per row (blocks compare directly), as one mosaic image."""
     blocks = sorted(maps)
     keys = [(branch, name) for branch in maps[blocks[0]] for name in ("norm", "ratio")]
-    fig = Figure(figsize=(_PANEL * len(blocks), _PANEL * len(keys) + 0.5), layout="constrained")
-    axes = fig.subplots(len(keys), len(blocks), squeeze=False)
-    fig.suptitle("Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it")
+    grid = tuple(maps[blocks[0]][keys[0][0]].norm[index].shape)
+    background, cell = _panel_background(image, grid)
     labels = {"norm": "‖s·bypass‖", "ratio": "÷ ‖frozen branch‖"}
-    for row, (branch, name) in enumerate(keys):
+    panels, norms = [], []
+    for branch, name in keys:
         values = [getattr(maps[block][branch], name)[index].float().cpu().numpy() for block in blocks]
-        shared = _colour_norm(np.stack(values), log_scale=False)  # one scale per row: blocks compare directly
-        for col, block in enumerate(blocks):
-            layer = overlay_map(axes[row, col], image, values[col], log_scale=False, cmap="viridis", norm=shared)
-            axes[row, col].set_title(f"block {block} {branch} {name}", fontsize=8)
-        fig.colorbar(layer, ax=axes[row, :], shrink=0.8, label=f"{branch}: {labels[name]}")
+        norms.append(_colour_norm(np.stack(values), log_scale=False))
+        panels.append([_coloured(v, norms[-1], "viridis", cell, background) for v in values])
+    fig = Figure(figsize=(1.1 * len(blocks) + 2.6, 1.1 * len(keys) + 1.0), layout="constrained")
+    ax = _mosaic_axes(fig, panels, [f"{branch} {name}" for branch, name in keys], [f"block {b}" for b in blocks])
+    ax.set_title("Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it", fontsize=9)
+    for row, ((branch, name), norm) in enumerate(zip(keys, norms, strict=True)):  # each bar beside its row
+        bar = fig.colorbar(ScalarMappable(norm, "viridis"),
+                           cax=ax.inset_axes((1.02, 1 - (row + 0.9) / len(keys), 0.02, 0.8 / len(keys))))
+        bar.set_label(f"{branch}: {labels[name]}", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     return fig
 
 
@@ -327,12 +345,15 @@ def marked_maps_figure(
     `colour_label`), the query patch framed in cyan and the patches `keys` numbered 1, 2, ... in KEY_COLOURS.
 
     Args:
-        limits: (low, high) of a linear scale; default: from the maps (0 to their maximum, or three decades below it
-            on a log scale).
+        limits: (low, high) of the scale (linear or log); default: from the maps (0 to their maximum, or three
+            decades below it on a log scale).
         title_colours: colour of each map's title, by map name (to match the text that refers to it).
     """
     values = {name: m.float().cpu().numpy() for name, m in maps.items()}
-    norm = Normalize(*limits) if limits else _colour_norm(np.stack(list(values.values())), log_scale)
+    if limits:
+        norm = LogNorm(*limits, clip=True) if log_scale else Normalize(*limits)
+    else:
+        norm = _colour_norm(np.stack(list(values.values())), log_scale)
     fig = Figure(figsize=(3.2 * len(values) + 1.0, 3.7), layout="constrained")
     fig.suptitle(title, fontsize=10)
     axes = fig.subplots(1, len(values), squeeze=False)[0]
@@ -352,22 +373,21 @@ def marked_maps_figure(
 
 
 def conv_channels_figure(conv: torch.Tensor, title: str) -> Figure:
-    """The 3×3 convolution's output channels (h, rows, cols) of one bypass, one panel per channel."""
+    """The 3×3 convolution's output channels (h, rows, cols) of one bypass, on one symmetric colour scale (the
+    channels compare directly), as one mosaic image of rows of 4."""
     channels = conv.float().cpu().numpy()
     cols = min(4, len(channels))
     rows = -(-len(channels) // cols)
-    fig = Figure(figsize=(_PANEL * cols, _PANEL * rows + 0.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    fig.suptitle(title)
-    for ax in axes[len(channels):]:
-        ax.set_axis_off()
-    limit = float(np.abs(channels).max()) or 1.0  # one symmetric scale: the channels compare directly
-    for c, ax in enumerate(axes[:len(channels)]):
-        layer = ax.imshow(channels[c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        ax.set_title(f"channel {c}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(layer, ax=axes.tolist(), shrink=0.8, label="3×3 conv output")
+    limit = float(np.abs(channels).max()) or 1.0
+    norm = Normalize(-limit, limit)
+    cell = max(2, 72 // max(channels.shape[1:]))
+    panels = [[_coloured(channels[r * cols + c], norm, "RdBu_r", cell) if r * cols + c < len(channels) else None
+               for c in range(cols)] for r in range(rows)]
+    fig = Figure(figsize=(1.3 * cols + 1.6, 1.3 * rows + 0.8), layout="constrained")
+    ax = _mosaic_axes(fig, panels, [f"channels {r * cols}-{min((r + 1) * cols, len(channels)) - 1}"
+                                    for r in range(rows)], [f"+{c}" for c in range(cols)])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(ScalarMappable(norm, "RdBu_r"), ax=ax, shrink=0.8, label="3×3 conv output")
     return fig
 
 

@@ -103,3 +103,25 @@ def calls_during(page: Page, ms: float) -> list[str]:
     page.wait_for_timeout(ms)
     page.remove_listener("request", record)
     return calls
+
+
+TOAST_RECORDER = """() => {
+    if (window.__toasts) return;
+    window.__toasts = [];
+    new MutationObserver(records => { for (const record of records) for (const node of record.addedNodes) {
+        if (!(node instanceof Element)) continue;
+        const bodies = node.matches("[data-testid='toast-body']") ? [node]
+            : node.querySelectorAll("[data-testid='toast-body']");
+        for (const body of bodies) window.__toasts.push(body.innerText);
+    } }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def record_toasts(page: Page) -> None:
+    """From now on, remember the text of every toast the page shows (Gradio's toasts leave after a few seconds)."""
+    page.evaluate(TOAST_RECORDER)
+
+
+def toasts_shown(page: Page) -> list[str]:
+    """The texts of the toasts shown since `record_toasts`, each once, in order."""
+    return page.evaluate("() => window.__toasts.slice()")

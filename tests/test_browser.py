@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,7 +25,6 @@ from petl_core.examples import task_examples  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.inputs import model_input  # noqa: E402
 from petl_core.query import Query  # noqa: E402
-from scripts.app_server import endpoint_ids  # noqa: E402
 from scripts.browser_page import (  # noqa: E402
     FILE_INPUT,
     chromium_context,
@@ -47,8 +44,6 @@ _ARCH = zoo.ModelCard.load(zoo.ASSETS / zoo.DEFAULT_MODEL).architecture["kwargs"
 GRID = _ARCH["img_size"] // _ARCH["patch_size"]  # the default model's patch grid
 SLOW = 60_000  # ms: the machine may be busy; the first analysis loads and traces the model
 QUIET, REST = 5_000, 180_000  # ms: a page at rest makes no server call for QUIET; it must come to rest within REST
-REDRAWN = {"analyze", "attention_page", "gpsa_page", "bypass_page"}
-"""The endpoints an Analyze click runs: the analysis, then every view that draws it."""
 
 
 @pytest.fixture(scope="module")
@@ -202,28 +197,29 @@ def test_every_tab_renders(page):
     assert _image_src(page, "bypass-maps")
 
 
-def test_every_analysis_redraws_every_view(page, app_server: str):
-    """Analyze twice with the same image and model: after each analysis every view that draws it is computed again
-    (the page counts its analyses in a gr.State whose change the views listen to)."""
-    with httpx.Client() as http:
-        names = {index: name for name, index in endpoint_ids(http, app_server).items()}
-    called = []
+def test_only_the_tab_shown_draws_and_an_opened_tab_draws_what_changed(fresh_page):
+    """The views of hidden tabs do not draw (the page spends its time on the view in sight); the picture of what
+    the model saw follows the query whichever tab is shown; opening a tab draws what changed while it was hidden."""
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    centre = Query.at(GRID // 2, GRID // 2)
+    expect(_plotly(page, "attention-enlarged")).to_contain_text(f"attention of the {centre.label}", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    expect(page.locator("#gpsa-centres .js-plotly-plot")).to_have_count(0)  # its tab was never shown
 
-    def record(request) -> None:
-        if "/queue/join" in request.url:
-            called.append(names.get(request.post_data_json["fn_index"]))
+    open_tab(page, "Content vs position")
+    _plotly(page, "gpsa-centres")
+    picker_before = _image_src(page, "picker")
+    query = page.locator("#query textarea, #query input").first
+    query.fill("1,2")
+    query.press("Enter")
+    assert _new_image_src(page, "picker", picker_before)
+    wait_for_rest(page, QUIET, REST)
+    enlarged = page.locator("#attention-enlarged .js-plotly-plot")
+    expect(enlarged).to_contain_text(f"attention of the {centre.label}")  # hidden: not drawn again
 
-    page.on("request", record)
-    try:
-        for _ in range(2):
-            called.clear()
-            page.locator("#analyze").click()
-            deadline = time.monotonic() + SLOW / 1000
-            while not REDRAWN <= set(called) and time.monotonic() < deadline:
-                page.wait_for_timeout(200)
-            assert REDRAWN <= set(called), called
-    finally:
-        page.remove_listener("request", record)
+    open_tab(page, "Attention")
+    expect(enlarged).to_contain_text(f"attention of the {Query.at(1, 2).label}", timeout=SLOW)
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

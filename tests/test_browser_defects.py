@@ -19,6 +19,8 @@ from scripts.browser_page import (  # noqa: E402
     chromium_context,
     open_tab,
     point_on,
+    record_toasts,
+    toasts_shown,
     wait_for_rest,
     wait_until_idle,
 )
@@ -117,12 +119,14 @@ def test_a_query_off_the_grid_is_refused_once_and_the_views_stay(page):
     enlarged = page.locator("#attention-enlarged")
     before = enlarged.inner_text()
     box = page.locator("#query textarea, #query input").first
+    record_toasts(page)
     box.fill("99,99")
     box.press("Enter")
     toast = page.locator("[data-testid='toast-body']")
     expect(toast.first).to_contain_text("Patch (99, 99) is outside", timeout=SLOW)
     wait_for_rest(page, QUIET, REST)
-    assert len(toast.all()) == 1 and toast.first.inner_text().count("is outside") == 1, toast.all_inner_texts()
+    shown = toasts_shown(page)
+    assert len(shown) == 1 and shown[0].count("is outside") == 1, shown
     assert enlarged.inner_text() == before
     expect(page.locator(".error")).to_have_count(0)
 
@@ -135,11 +139,13 @@ def test_an_unavailable_hub_model_is_said_once_and_keeps_the_results(page):
     option = page.get_by_role("option", name=re.compile(r"\(hub, unavailable now\)")).first
     if not option.count():
         pytest.skip("the hub is reachable from here")
+    record_toasts(page)
     option.click()
     toast = page.locator("[data-testid='toast-body']")
     expect(toast.first).to_contain_text("needs its weights from the Hugging Face hub", timeout=SLOW)
     wait_for_rest(page, QUIET, REST)
-    assert sum(t.count("needs its weights") for t in toast.all_inner_texts()) == 1, toast.all_inner_texts()
+    shown = toasts_shown(page)
+    assert sum(t.count("needs its weights") for t in shown) == 1, shown
     expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1)
     expect(page.locator(".error")).to_have_count(0)
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from app import plots
 from app.service import Service
-from app.tabs import attention, compare, convpass, gates, gpsa, nonlocality, replay
+from app.tabs import attention, compare, convpass, equation, gates, gpsa, nonlocality, replay
 from petl_core import figures, metrics, zoo
 from petl_core.diagnostics import TrainingCurves
 
@@ -66,6 +66,16 @@ def test_grid_and_enlarged_map_share_one_fixed_range_stated_on_their_colour_bars
     # fitted to the map would stretch it over the whole bar
     span = (np.max(heatmap.z) - np.min(heatmap.z)) / (heatmap.zmax - heatmap.zmin)
     assert span < 0.1, span
+
+
+def test_the_equation_maps_use_the_attention_views_fixed_range(service):
+    """The equation's content, positional and mixed maps are attention weights: drawn on the attention views' fixed
+    log range (not one fitted to the head's maps, which made the same weight look different from tab to tab)."""
+    fig, _, _ = equation.EquationView(service).render(SCENE, CONVIT, "center", 1, 2)
+    (bar,) = _colour_bars(fig)
+    assert (bar.norm.vmin, bar.norm.vmax) == figures.ATTENTION_LOG_RANGE
+    assert bar.ax.get_ylabel() == figures.attention_colour_label(True)
+    assert all(ax.images[-1].norm is bar.norm for ax in fig.axes if ax.images and ax is not bar.ax)
 
 
 def test_every_map_has_a_labelled_colour_bar(service):

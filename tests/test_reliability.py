@@ -100,6 +100,13 @@ def test_no_server_file_is_read_through_a_file_parameter(server, http, tmp_path)
     sketch = timed_call(http, url, ids["_use_sketch"], [{"background": None, "layers": [], "composite": {
         "path": "/dev/zero", "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}, "id": None}])
     assert NOT_UPLOADED in sketch["error"]
+    # and the listeners that read the image for the page: the query check, the framed picture, a tab's view
+    passwd = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    for fn, data in (("check_query", [passwd, "convit_fmnist", None, "1,1", True]),
+                     ("frame", [passwd, "convit_fmnist", None, "1,1", True]),
+                     ("attention_page", ["attention", 1, None, passwd, "convit_fmnist", None, "1,1", 0, 0, True,
+                                         True])):
+        assert NOT_UPLOADED in timed_call(http, url, ids[fn], data)["error"], fn
     assert rss_mb(process.pid) - rss < 100  # nothing was read into memory
     assert call(http, url, "analyze", [image, "convit_fmnist", None, "cls"])[2]["top5"]
 
@@ -126,6 +133,30 @@ def test_the_link_helpers_take_any_json_and_set_only_what_the_app_offers(app_ser
     opened = timed_call(http, app_server, ids["open_link"], ["model=convit_scenes&tab=gpsa&block=1", "convit_fmnist",
                                                                None])["output"]
     assert "convit_scenes" in opened and "gpsa" in json.dumps(opened)
+
+
+def test_the_page_listeners_take_any_json(app_server, http):
+    """The page's private listeners of the query and the tabs (the query check, the framed picture, a tab's view),
+    called as anyone can call them with values the page never sends: each is refused in one sentence or leaves its
+    outputs as they are."""
+    ids = endpoint_ids(http, app_server)
+    image = upload(http, app_server, CHELSEA)
+    view = ["convit_fmnist", None, "1,1", 0, 0, True, True]  # model, weights, query, block, head, log scale, invert
+    for fn, data in (("check_query", [image, "../../etc/passwd", None, "1,1", True]),
+                     ("check_query", [image, "convit_fmnist", None, "1;rm -rf /", True]),
+                     ("frame", [image, "convit_fmnist", None, "<script>alert(1)</script>", True]),
+                     ("frame", [image, "convit_fmnist", None, "1,1", "/etc/passwd"]),
+                     ("attention_page", ["<script>", 10**30, None, image, *view]),
+                     ("attention_page", ["attention", 10**30, ["x"] * 3, image, "convit_fmnist", None, "1,1",
+                                         99999999999999, -1, True, True])):
+        answer = timed_call(http, app_server, ids[fn], data)
+        if "error" in answer:  # (Gradio's refusal of a value off a dropdown's choices names the value)
+            assert answer["error"] and "Traceback" not in answer["error"], (fn, answer)
+        else:
+            assert all(value in (None, {"__type__": "update"}) for value in answer["output"]), (fn, answer["output"])
+    # the page's counts are the session's own (gr.State): a caller that claims an analysis draws nothing
+    kept = timed_call(http, app_server, ids["attention_page"], ["attention", 1, None, image, *view])["output"]
+    assert kept == [{"__type__": "update"}] * 2 + [None], kept
 
 
 def test_oversized_bodies_and_images_are_refused_unread(server, http, tmp_path):
@@ -177,7 +208,6 @@ def _zip_bomb(path: Path, inflated: int) -> None:
 
 def test_hostile_weights_get_a_clear_message_and_cost_no_memory(server, http, tmp_path):
     process, url, tmp = server
-    image = upload(http, url, CHELSEA)
     files = {}
     files["bomb.pt"] = tmp_path / "bomb.pt"
     _zip_bomb(files["bomb.pt"], 512 << 20)
@@ -208,6 +238,7 @@ def test_hostile_weights_get_a_clear_message_and_cost_no_memory(server, http, tm
     }
     rss = rss_mb(process.pid)
     for name, path in files.items():
+        image = upload(http, url, CHELSEA)  # (an upload older than the server's sweep age is gone: a busy machine)
         message = _message(http, url, "analyze", [image, "deit_fmnist", upload(http, url, path), "cls"])
         assert expected[name] in message, (name, message)
         assert "weights_only=False" not in message and str(tmp) not in message, message

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from app import plots, scratch
 from app.service import Service, parse_index
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel
 from petl_core import zoo
 from petl_core.atlas import Atlas
 
@@ -227,16 +227,15 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     pick = gr.Textbox(visible="hidden", elem_id="atlas-pick")
     numbers = numbers_panel("Numbers (JSON): per model, block and head, the median, quartiles and every image")
     learn("the locality atlas", LEARN)
-    private = {"api_visibility": "private"}
     # drawn when shown (tracing both probe sets costs seconds, and the figure weighs a megabyte)
     gr.on([shared.tab.change, shared.model.change], view.show, [shared.model, shared.tab],
-          [atlas_plot, numbers, note, index], **EACH_CHANGE, **private)
+          [atlas_plot, numbers, note, index], **EACH_CHANGE, **PRIVATE)
     gr.Button(visible=False).click(view.atlas, shared.model, [atlas_plot, numbers], api_name="atlas")
-    shared.demo.load(None, js=CLICK_JS, **private)
+    shared.demo.load(None, js=CLICK_JS, **PRIVATE)
     picked_image = pick.change(view.atlas_image, [shared.model, pick], shared.image, api_name="atlas_image")
     shared.after_set(picked_image)
-    picked_image.success(view.describe, [shared.model, pick], picked, **private).success(
-        lambda i: int(i), pick, index, **private)
-    loaded_image = gr.on([load.click, index.submit], view.atlas_image, [shared.model, index], shared.image, **private)
+    picked_image.success(view.describe, [shared.model, pick], picked, **PRIVATE).success(
+        lambda i: int(i), pick, index, **PRIVATE)
+    loaded_image = gr.on([load.click, index.submit], view.atlas_image, [shared.model, index], shared.image, **PRIVATE)
     shared.after_set(loaded_image)
-    loaded_image.success(view.describe, [shared.model, index], picked, **private)
+    loaded_image.success(view.describe, [shared.model, index], picked, **PRIVATE)

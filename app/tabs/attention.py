@@ -5,7 +5,7 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, learn, plot, wire_export, wire_view
+from app.tabs.common import Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.figures import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_grid_figure, query_maps
 
 LEARN = f"""
@@ -52,6 +52,11 @@ class AttentionView:
         and block `layer`, head `head` enlarged (interactive)."""
         return _draw(self.service.result_for(image, model, weights, progress, invert), query, layer, head, log_scale)
 
+    def maps(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
+             log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
+        """What the page's tab draws of `render` (the page frames the query itself, whichever tab is shown)."""
+        return self.render(image, model, weights, query, layer, head, log_scale, invert, progress)[1:]
+
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
@@ -80,7 +85,9 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     learn("reading attention maps", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale, shared.invert]
-    wire_view([shared.analyses.change, shared.query.change, shared.log_scale.change, layer.release, head.release],
-              view.render, inputs, [shared.picker, grid_plot, enlarged], "attention")
+    gr.Button(visible=False).click(view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention")
+    wire_page(shared, "attention", [shared.analyses.change, shared.query.change, shared.log_scale.change,
+                                    layer.release, head.release], view.maps, inputs, [grid_plot, enlarged],
+              "attention_page")
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head

@@ -12,7 +12,7 @@ from app.service import QueryError
 from petl_core.models import HubUnavailableError
 
 __all__ = ["EACH_CHANGE", "PRIVATE", "Shared", "export_row", "learn", "numbers_panel", "plot", "quiet", "wire_export",
-           "wire_view"]
+           "wire_page", "wire_view"]
 
 # (a helper's events are not public API)
 PRIVATE = {"api_visibility": "private"}
@@ -86,16 +86,6 @@ analysis), instead of once per view: a query off the grid, a hub model that cann
 def quiet(render: Callable, outputs: int) -> Callable:
     """`render` for the page's own listener: on a refusal the page reports once (REPORTED_ONCE), its `outputs` are
     left as they are (no second toast, no error badge over the last good view)."""
-    if inspect.isgeneratorfunction(render):  # (Gradio streams only what it sees is a generator)
-        @functools.wraps(render)
-        def stream(*args, **kwargs):
-            try:
-                yield from render(*args, **kwargs)
-            except REPORTED_ONCE:
-                yield (gr.skip(),) * outputs if outputs > 1 else gr.skip()
-
-        return stream
-
     @functools.wraps(render)  # (keeps the signature Gradio reads: gr.Progress parameters)
     def call(*args, **kwargs):
         try:
@@ -106,13 +96,62 @@ def quiet(render: Callable, outputs: int) -> Callable:
     return call
 
 
-def wire_view(triggers: list, render: Callable, inputs: list, outputs: list, api_name: str) -> None:
+def wire_view(shared: Shared, tab: str, triggers: list, render: Callable, inputs: list, outputs: list,
+              api_name: str) -> Callable:
     """`render` as the endpoint `api_name`, whose callers get every refusal, and as the page's listener of
-    `triggers` (named `<api_name>_page`), which leaves the view as it is on a refusal the page reports once (see
-    `quiet`)."""
+    `triggers` (named `<api_name>_page`: see `wire_page`); returns what `wire_page` returns."""
     gr.Button(visible=False).click(render, inputs, outputs, api_name=api_name)
-    gr.on(triggers, quiet(render, len(outputs)), inputs, outputs, api_name=f"{api_name}_page", **EACH_CHANGE,
-          **PRIVATE)
+    return wire_page(shared, tab, triggers, render, inputs, outputs, f"{api_name}_page")
+
+
+def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs: list, outputs: list,
+              name: str) -> Callable:
+    """`render` as the page's listener `name` of `triggers` and of the tab switches, which draws only while the tab
+    `tab` is shown, once the page has an analysis, and only what it has not drawn yet (the `inputs` of its last
+    draw are kept): the page then spends its time on the view in sight, and opening a tab draws what changed while
+    it was hidden. On a refusal the page reports once (REPORTED_ONCE) the view is left as it is. Returns
+    `after(dependency)`, which draws the same way once `dependency` succeeded."""
+    drawn = gr.State(None)  # the inputs of the last draw, as text
+    keep = (gr.skip(),) * (len(outputs) + 1)
+
+    def stale(shown: str, analyses: int, last: str | None, args: tuple) -> str | None:
+        """The key of `args` when the view should draw them now, else None."""
+        key = repr(args[:len(inputs)])  # (Gradio puts a gr.Progress argument after them)
+        return key if shown == tab and analyses and key != last else None
+
+    def tupled(drawing) -> tuple:
+        return drawing if len(outputs) > 1 else (drawing,)
+
+    if inspect.isgeneratorfunction(render):  # (Gradio streams only what it sees is a generator)
+        def draw(shown, analyses, last, *args):
+            if (key := stale(shown, analyses, last, args)) is None:
+                yield keep
+                return
+            try:
+                for drawing in render(*args):
+                    yield (*tupled(drawing), key)
+            except REPORTED_ONCE:
+                yield keep
+    else:
+        def draw(shown, analyses, last, *args):
+            if (key := stale(shown, analyses, last, args)) is None:
+                return keep
+            try:
+                return (*tupled(render(*args)), key)
+            except REPORTED_ONCE:
+                return keep
+
+    # the signature Gradio reads (it passes a gr.Progress to the parameter whose default is one)
+    parameters = list(inspect.signature(render).parameters.values())
+    draw.__signature__ = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                            for p in ("shown", "analyses", "last")] + parameters)
+    page_inputs, page_outputs = [shared.tab, shared.analyses, drawn, *inputs], [*outputs, drawn]
+    gr.on([*triggers, shared.tab.change], draw, page_inputs, page_outputs, api_name=name, **EACH_CHANGE, **PRIVATE)
+
+    def after(dependency) -> None:
+        dependency.success(draw, page_inputs, page_outputs, **PRIVATE)
+
+    return after
 
 
 def plot(caption: str, elem_id: str) -> gr.Plot:

@@ -101,7 +101,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
     learn("convolutional bypasses", LEARN)
     inputs = [shared.image, shared.model, shared.weights, block, branch, shared.invert]
-    wire_view([shared.analyses.change, block.input, branch.input], view.render, inputs,
+    wire_view(shared, "bypass", [shared.analyses.change, block.input, branch.input], view.render, inputs,
               [maps, share, channels, numbers], "bypass")
     wire_export(shared, export_button, view.export, inputs, files, "export_bypass")
     return block

@@ -129,6 +129,6 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     learn("the inductive-bias dial", LEARN)
     gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], quiet(view.gates_for, 1),
           [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
-    wire_view([gates.change, shared.analyses.change, shared.query.change], view.dial,
+    wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial,
               [shared.image, shared.model, gates, shared.query, shared.invert],
               [grid, gates_plot, nonlocality, note, numbers], "dial")

@@ -6,9 +6,9 @@ import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
+from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, wire_view
 from petl_core.equation import ConvpassEquation, GpsaEquation, convpass_equation, gpsa_equation
-from petl_core.figures import KEY_COLOURS, marked_maps_figure
+from petl_core.figures import ATTENTION_LOG_RANGE, KEY_COLOURS, attention_colour_label, marked_maps_figure
 from petl_core.query import centre_patch
 
 LEARN = """
@@ -48,8 +48,8 @@ def _gpsa_view(result: Result, eq: GpsaEquation, note: str) -> tuple:
              "attention": "mixed A = (1 − σ)·C + σ·P"}
     figure = marked_maps_figure(
         {names[n]: getattr(eq, n) for n in names}, result.input_image, result.analysis.patch_size, eq.query,
-        "weight of the key for the query (log scale)",
-        f"block {eq.block}, head {eq.head}: attention of the {eq.query.label}", log_scale=True,
+        attention_colour_label(True), f"block {eq.block}, head {eq.head}: attention of the {eq.query.label}",
+        log_scale=True, limits=ATTENTION_LOG_RANGE,  # (the attention views' fixed range: maps compare across views)
         keys=[k.patch for k in keys], title_colours={names[n]: TERM_COLOURS[n] for n in names})
     c, p, a = (_coloured(t, n) for t, n in (("C", "content"), ("P", "positional"), ("A", "attention")))
     lines = [note,
@@ -187,10 +187,9 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
     learn("the equation in numbers", LEARN)
     inputs = [shared.image, shared.model, shared.query, block, head, shared.weights, shared.invert]
     outputs = [figure, text, numbers]
+    after_fit = wire_view(shared, "equation", [shared.query.change, block.input, head.release], view.render, inputs,
+                          outputs, "equation")
     # the controls are fitted to the new model before the view redraws with them
-    shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
-                           [block, head],
-                           api_visibility="private", **EACH_CHANGE).success(quiet(view.render, len(outputs)), inputs,
-                                                                            outputs, api_visibility="private")
-    wire_view([shared.query.change, block.input, head.release], view.render, inputs, outputs, "equation")
+    after_fit(shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
+                                     [block, head], api_visibility="private", **EACH_CHANGE))
     return block, head

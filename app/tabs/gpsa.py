@@ -49,8 +49,7 @@ class GpsaView:
         if q.is_cls:  # GPSA blocks come before the class token joins: use the centre patch
             q = centre_patch(trace.grid)
         block = parse_index(layer, "GPSA block", trace.gated_blocks, optional=True)
-        figure = attention_layer_figure(trace, block, result.input_image, q, result.analysis.patch_size,
-                                        log_scale=log_scale)
+        figure = attention_layer_figure(trace, block, result.input_image, q, log_scale=log_scale)
         gates = trace.gate_matrix.numpy()
         centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
         initial = [h.centres.cpu().numpy() for h in self.service.initial_heads(model, weights)]
@@ -81,7 +80,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     export_button, files = export_row("gpsa", "PNG, HTML, JSON")
     learn("content, position and the gate", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale, shared.invert]
-    wire_view([shared.analyses.change, shared.query.change, shared.log_scale.change, block.input], view.render,
-              inputs, [decomposition, centres, numbers], "gpsa")
+    wire_view(shared, "gpsa", [shared.analyses.change, shared.query.change, shared.log_scale.change, block.input],
+              view.render, inputs, [decomposition, centres, numbers], "gpsa")
     wire_export(shared, export_button, view.export, inputs, files, "export_gpsa")
     return block

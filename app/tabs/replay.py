@@ -7,7 +7,7 @@ import numpy as np
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query, training_pair
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
 from petl_core import zoo
 from petl_core.figures import attention_grid_figure
 from petl_core.metrics import GATE_AT_INIT, GpsaHeads, gpsa_heads
@@ -213,18 +213,16 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
                 numbers = numbers_panel("Numbers (JSON)")
                 sides.append([heading, top5, grid, gates, centres, nonlocality, numbers])
     learn("a model through its training", LEARN)
-    private = {"api_visibility": "private"}
     inputs = [shared.image, shared.model, step, shared.query, shared.invert]
     outputs = [note, *sides[0], *sides[1], shown]
-    render = quiet(view.render, len(outputs))
-    gr.on([shared.model.change, shared.demo.load], view.fit, [shared.model, step], [position, step, timer],
-          **EACH_CHANGE, **private).then(render, inputs, outputs, trigger_mode="always_last", **private)
-    gr.on([step.change, shared.analyses.change, shared.query.change], render, inputs, outputs, **EACH_CHANGE,
-          **private)
-    position.input(view.step_at, [shared.model, position], step, trigger_mode="always_last", **private)
-    step.change(view.index_of, [shared.model, step], position, **EACH_CHANGE, **private)
-    play.click(view.play, [shared.image, shared.model, step], [step, timer], **private)
-    pause.click(lambda: gr.Timer(active=False), None, timer, **private)
-    timer.tick(view.advance, [shared.model, step, shown], [step, timer], **private)
+    after_fit = wire_page(shared, "replay", [step.change, shared.analyses.change, shared.query.change], view.render,
+                          inputs, outputs, "replay_page")
+    after_fit(gr.on([shared.model.change, shared.demo.load], view.fit, [shared.model, step], [position, step, timer],
+                    **EACH_CHANGE, **PRIVATE))
+    position.input(view.step_at, [shared.model, position], step, trigger_mode="always_last", **PRIVATE)
+    step.change(view.index_of, [shared.model, step], position, **EACH_CHANGE, **PRIVATE)
+    play.click(view.play, [shared.image, shared.model, step], [step, timer], **PRIVATE)
+    pause.click(lambda: gr.Timer(active=False), None, timer, **PRIVATE)
+    timer.tick(view.advance, [shared.model, step, shown], [step, timer], **PRIVATE)
     gr.Button(visible=False).click(view.replay, inputs, sides[0][1:], api_name="replay")
     return step, view
