@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from app import plots, scratch
 from app.guide import STEPS, guide_text
@@ -330,14 +330,16 @@ def _whole(value: float | int | str | None) -> int | None:
 
 
 def _use_sketch(sketch: dict | None) -> str:
-    """The drawing as a file the analysis reads: white ink on black, as in Fashion-MNIST and the digits."""
+    """The drawing as a file the analysis reads: black ink on white, as drawn. The analysis inverts it for the
+    light-on-dark models as it does any picture on white (`invert`, petl_core.inputs): one place decides, so a
+    sketch is never inverted twice and a photo model sees it as drawn."""
     if not sketch or sketch.get("composite") is None:
         raise gr.Error("Draw something first.")
     composite = Image.open(sketch["composite"]) if isinstance(sketch["composite"], str) else sketch["composite"]
     drawing = composite.convert("RGBA")
     flat = Image.alpha_composite(Image.new("RGBA", drawing.size, "white"), drawing).convert("L")
     path = scratch.folder("sketch") / "sketch.png"
-    ImageOps.invert(flat).save(path, format="PNG")
+    flat.save(path, format="PNG")
     return str(path)
 
 
@@ -368,9 +370,10 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 gallery = gr.Gallery(files, label=label, columns=6, height="auto", allow_preview=False,
                                      object_fit="contain", elem_id="examples")
                 with gr.Accordion("…or draw a sketch", open=False):
-                    sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch (black on white; used inverted)",
-                                                      canvas_size=(280, 280), elem_id="sketch"),
-                                         MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
+                    gr.Markdown("Black ink on white: the grayscale models see it inverted, as any picture on white "
+                                "(the inversion box below).")
+                    sketch = guard_files(gr.Sketchpad(type="filepath", label="Sketch", canvas_size=(280, 280),
+                                                      elem_id="sketch"), MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 model = gr.Dropdown(service.model_choices(), value=default_model, label="Model", elem_id="model")
                 seen = gr.Markdown(f"*{service.input_line(default_model)}*", elem_id="model-input")

@@ -92,16 +92,23 @@ def test_findings_group_runs_by_method_and_put_the_papers_numbers_beside():
     assert petl["accuracy"]["linear"]["2"]["mean"] is None
 
 
-def test_a_sketch_becomes_white_ink_on_black_like_the_training_data(tmp_path):
+def test_a_sketch_is_inverted_once_by_the_analysis_for_the_light_on_dark_models(tmp_path):
     from PIL import Image, ImageDraw
 
     from app.ui import _use_sketch
+    from petl_core import zoo
+    from petl_core.inputs import model_input
     layer = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # the sketchpad's transparent canvas with black strokes
     ImageDraw.Draw(layer).line([(20, 5), (20, 35)], fill=(0, 0, 0, 255), width=5)
     path = tmp_path / "sketch.png"
     layer.save(path)
-    made = np.asarray(Image.open(_use_sketch({"composite": str(path)})))
-    assert made.shape == (40, 40) and made[20, 20] == 255 and made[20, 5] == 0
+    made = Image.open(_use_sketch({"composite": str(path)}))
+    pixels = np.asarray(made)
+    assert pixels.shape == (40, 40) and pixels[20, 20] == 0 and pixels[20, 5] == 255  # as drawn: black on white
+    _, inverted = model_input(zoo.load("convit_fmnist"), made.convert("RGB"))
+    assert inverted  # the analysis makes it white ink on black, like the training data
+    _, inverted = model_input(zoo.load("convit_fmnist"), made.convert("RGB"), invert=False)
+    assert not inverted
     with pytest.raises(gr.Error, match="Draw something first"):
         _use_sketch({"composite": None})
 
