@@ -207,10 +207,14 @@ class Service:
         return self._load_once(self._examples, name, lambda: task_examples(self.get_model(name), EXAMPLES),
                                size=len(self.model_entries()))
 
-    def input_line(self, name) -> str:
-        """One line on what zoo model `name` sees (petl_core.inputs.describe_input), or why it cannot be used now."""
+    def model_entry(self, name: str) -> zoo.ZooEntry:
+        """The zoo's entry of model `name` (refused in one sentence when the zoo has none)."""
         self._check_name(name)
-        entry = next(e for e in self.model_entries() if e.name == name)
+        return next(e for e in self.model_entries() if e.name == name)
+
+    def input_line(self, name: str) -> str:
+        """One line on what zoo model `name` sees (petl_core.inputs.describe_input), or why it cannot be used now."""
+        entry = self.model_entry(name)
         return describe_input(self.get_model(name)) if entry.available else entry.reason
 
     def _load_once(self, cache: OrderedDict, key, make: Callable, size: int = MODELS_KEPT):

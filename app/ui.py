@@ -296,8 +296,8 @@ class Page:
         """The examples that fit `model` (captioned) and the line on what it sees; a warning when it cannot be used
         now (the page's one word on it: the analysis and the views keep the last model's results)."""
         files, label = self._example_files(model)
-        entry = next((e for e in self.service.model_entries() if e.name == model), None)
-        if entry is not None and not entry.available:
+        entry = self.service.model_entry(model)
+        if not entry.available:
             gr.Warning(entry.reason)
         return gr.Gallery(value=files, label=label, selected_index=None), f"*{self.service.input_line(model)}*"
 
