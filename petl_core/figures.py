@@ -25,9 +25,11 @@ __all__ = [
     "ATTENTION_LINEAR_RANGE",
     "ATTENTION_LOG_RANGE",
     "KEY_COLOURS",
+    "attention_codes",
     "attention_colour_label",
     "attention_grid_figure",
     "attention_layer_figure",
+    "attention_lut",
     "attention_norm",
     "bypass_figure",
     "compare_figure",
@@ -61,6 +63,32 @@ def attention_colour_label(log_scale: bool) -> str:
     """The title of an attention map's colour bar, with its fixed range."""
     low, high = ATTENTION_LOG_RANGE if log_scale else ATTENTION_LINEAR_RANGE
     return f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
+
+
+def attention_codes(trace: Trace, index: int = 0) -> np.ndarray:
+    """Every patch query's attention to every patch key, in every block and head, quantised on the fixed log range:
+    (blocks, heads, P, P) uint8 with P = rows·cols, code 0 for a weight at or below ATTENTION_LOG_RANGE[0] and 255
+    for 1, evenly spaced in log10 between (a page draws any query's maps from it without asking the server again;
+    `attention_lut` colours it). Blocks with fewer heads than the widest are padded with code 0. The weights are the
+    query maps of `query_maps` (raw, prefix tokens not shown) at 1/85 of a decade per code."""
+    low, high = np.log10(ATTENTION_LOG_RANGE)
+    rows, cols = trace.grid
+    codes = np.zeros((len(trace.attention), max(a.shape[1] for a in trace.attention), rows * cols, rows * cols),
+                     np.uint8)
+    for block, attention in enumerate(trace.attention):
+        prefix = trace.num_prefix[block]
+        weights = attention[min(index, attention.shape[0] - 1), :, prefix:, prefix:].float().clamp_min(1e-12)
+        scaled = (weights.log10() - low) / (high - low) * 255
+        codes[block, :attention.shape[1]] = scaled.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return codes
+
+
+def attention_lut(log_scale: bool) -> np.ndarray:
+    """(256, 3) uint8: the colour of each code of `attention_codes` on the attention views' fixed scale (log or
+    linear), as the grid figures colour the same weight."""
+    low, high = np.log10(ATTENTION_LOG_RANGE)
+    weights = 10 ** np.linspace(low, high, 256)
+    return (colormaps["inferno"](attention_norm(log_scale)(weights))[:, :3] * 255).round().astype(np.uint8)
 
 
 def _attention_colour_bar(fig: Figure, axes, log_scale: bool, fontsize: float | None = None) -> None:

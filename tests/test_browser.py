@@ -4,10 +4,13 @@ each other), the last opens its own. A screenshot of each test's final page goes
 pytest temp folder."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,6 +25,7 @@ from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.diagnostics import TrainingCurves  # noqa: E402
 from petl_core.examples import task_examples  # noqa: E402
+from petl_core.figures import attention_codes, attention_lut  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.inputs import model_input  # noqa: E402
 from petl_core.query import Query  # noqa: E402
@@ -220,6 +224,57 @@ def test_only_the_tab_shown_draws_and_an_opened_tab_draws_what_changed(fresh_pag
 
     open_tab(page, "Attention")
     expect(enlarged).to_contain_text(f"attention of the {Query.at(1, 2).label}", timeout=SLOW)
+
+
+def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page):
+    """Moving the pointer over what the model saw redraws every block × head for the patch under it in the page's
+    own canvas, with no server call; the page holds petl_core's attention of this image (quantised on the fixed log
+    range), and a drawn pixel is that code's colour over the model input."""
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    data_box = page.locator("#hover-data textarea, #hover-data input").first
+    page.wait_for_function("() => { const b = document.querySelector('#hover-data textarea, #hover-data input'); "
+                           "return b && b.value.length > 0; }", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    data = json.loads(data_box.input_value())
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
+    expected = attention_codes(trace)
+    codes = np.frombuffer(base64.b64decode(data["codes"]), np.uint8).reshape(expected.shape)
+    assert np.abs(codes.astype(int) - expected).max() <= 1  # (float rounding at a code's edge)
+    assert data["grid"] == [GRID, GRID] and data["blocks"] == len(trace.attention)
+
+    picture = page.locator("#picker img").first
+    box = picture.bounding_box()
+    moves = [(2, 3), (GRID - 1, 0), (5, GRID - 2)]
+
+    def move_over(row: int, col: int) -> None:
+        at = point_on(picture, (col + 0.5) / GRID, (row + 0.5) / GRID)
+        page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
+        page.wait_for_function("([r, c]) => window.__hoverDrawn && window.__hoverDrawn.row === r && "
+                               "window.__hoverDrawn.col === c", arg=[row, col])
+
+    calls = []
+    page.on("request", lambda request: calls.append(request.url) if "/queue/join" in request.url else None)
+    for row, col in moves:
+        move_over(row, col)
+    assert calls == []
+    expect(page.locator("#hover-caption")).to_contain_text(f"attention of the {Query.at(*moves[-1]).label}")
+    # one pixel: block 1, head 2, the key the query attends to most, at the centre of its cell
+    row, col = moves[-1]
+    query = row * GRID + col
+    key = int(codes[1, 2, query].argmax())
+    cell, heads = data["cell"], data["heads"]
+    panel = GRID * cell
+    x = 58 + 2 * (panel + 3) + (key % GRID) * cell + cell // 2  # (hover.js: LEFT 58, TOP 18, gaps of 3)
+    y = 18 + 1 * (panel + 3) + (key // GRID) * cell + cell // 2
+    drawn = page.evaluate("([x, y]) => Array.from(document.getElementById('hover-canvas').getContext('2d')"
+                          ".getImageData(x, y, 1, 1).data.slice(0, 3))", [x, y])
+    lut = attention_lut(True)[codes[1, 2, query, key]]
+    background = np.frombuffer(base64.b64decode(data["background"]), np.uint8).reshape(panel, panel, 3)
+    under = background[(key // GRID) * cell + cell // 2, (key % GRID) * cell + cell // 2]
+    assert np.abs(np.array(drawn) - (0.4 * under + 0.6 * lut)).max() <= 1, (drawn, under, lut)
+    assert heads == max(a.shape[1] for a in trace.attention)
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

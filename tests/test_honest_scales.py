@@ -22,6 +22,7 @@ from app.service import Service
 from app.tabs import attention, compare, convpass, equation, gates, gpsa, nonlocality, replay
 from petl_core import figures, metrics, zoo
 from petl_core.diagnostics import TrainingCurves
+from petl_core.query import Query
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = str(ROOT / "assets" / "examples" / "scene_dress.png")
@@ -76,6 +77,30 @@ def test_the_equation_maps_use_the_attention_views_fixed_range(service):
     assert (bar.norm.vmin, bar.norm.vmax) == figures.ATTENTION_LOG_RANGE
     assert bar.ax.get_ylabel() == figures.attention_colour_label(True)
     assert all(ax.images[-1].norm is bar.norm for ax in fig.axes if ax.images and ax is not bar.ax)
+
+
+def test_the_hover_codes_are_the_query_maps_on_the_fixed_log_range(service):
+    """What the page draws on hover (one byte per weight) decodes to the maps the server's views draw, within half a
+    code (1/170 of a decade) above the range's floor; the colours of the codes are the grid's colours."""
+    result = service.result_for(SCENE, CONVIT)
+    trace = result.trace
+    codes = figures.attention_codes(trace)
+    low, high = np.log10(figures.ATTENTION_LOG_RANGE)
+    rows, cols = trace.grid
+    for block in range(len(trace.attention)):
+        for patch in [(0, 0), (rows // 2, cols // 3), (rows - 1, cols - 1)]:
+            maps = figures.query_maps(trace, block, Query.at(*patch)).numpy()  # (H, rows, cols)
+            decoded = 10 ** (low + codes[block, :, patch[0] * cols + patch[1]].astype(float) / 255 * (high - low))
+            weights = maps.reshape(maps.shape[0], -1)
+            shown = weights > figures.ATTENTION_LOG_RANGE[0]
+            np.testing.assert_allclose(np.log10(decoded[shown]), np.log10(weights[shown]),
+                                       atol=0.5 / 255 * (high - low) + 1e-6)
+            assert (codes[block, :, patch[0] * cols + patch[1]][~shown] == 0).all()
+    for log_scale in (True, False):
+        lut = figures.attention_lut(log_scale)
+        weights = 10 ** np.linspace(low, high, 256)
+        expected = figures.colormaps["inferno"](figures.attention_norm(log_scale)(weights))[:, :3] * 255
+        assert np.abs(lut - expected).max() <= 0.5 and lut.dtype == np.uint8
 
 
 def test_every_map_has_a_labelled_colour_bar(service):

@@ -1,12 +1,31 @@
 """Attention maps: every block and head for the class token or a clicked patch, and one map enlarged."""
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, plot, wire_export, wire_page
-from petl_core.figures import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_grid_figure, query_maps
+from petl_core.figures import (
+    ATTENTION_LINEAR_RANGE,
+    ATTENTION_LOG_RANGE,
+    attention_codes,
+    attention_colour_label,
+    attention_grid_figure,
+    attention_lut,
+    query_maps,
+)
+
+HOVER_JS = (Path(__file__).with_name("hover.js")).read_text()
+"""Draws the hover grid in the page (installed at page load): see `AttentionView.hover_data`."""
+PANEL = 72
+"""Pixels a side of a hover panel (about; a whole number of pixels per patch), as in the grid figure."""
 
 LEARN = f"""
 **What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
@@ -57,6 +76,35 @@ class AttentionView:
         """What the page's tab draws of `render` (the page frames the query itself, whichever tab is shown)."""
         return self.render(image, model, weights, query, layer, head, log_scale, invert, progress)[1:]
 
+    def hover_data(self, image: str | None, model: str, weights: str | None, invert: bool = True,
+                   progress: gr.Progress = gr.Progress()) -> str:
+        """What the page needs to draw every block × head for any patch under the pointer without the server (JSON):
+        every patch query's attention in every block and head quantised to one byte on the fixed log range
+        (petl_core.figures.attention_codes, base64), the colours of the 256 codes on the log and the linear scale,
+        and the model input at panel size as the maps' background (RGB bytes, base64)."""
+        result = self.service.result_for(image, model, weights, progress, invert)
+        trace = result.trace
+        rows, cols = trace.grid
+        cell = max(2, PANEL // max(rows, cols))
+        background = Image.fromarray((result.input_image * 255).round().astype(np.uint8)).resize(
+            (cols * cell, rows * cell), Image.Resampling.BILINEAR)
+
+        def encoded(array: np.ndarray) -> str:
+            return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
+
+        codes = attention_codes(trace)
+        return json.dumps({
+            "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
+            "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
+            "background": encoded(np.asarray(background.convert("RGB"))),
+            "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
+            "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
+            "ticks_log": [[f"{v:g}", (np.log10(v) - np.log10(ATTENTION_LOG_RANGE[0]))
+                           / (np.log10(ATTENTION_LOG_RANGE[1]) - np.log10(ATTENTION_LOG_RANGE[0]))]
+                          for v in (1e-3, 1e-2, 1e-1, 1.0)],
+            "ticks_linear": [[f"{v:g}", v] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+        })
+
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
@@ -79,6 +127,11 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
         layer = gr.Slider(0, shared.max_blocks - 1, value=0, step=1, label="Block of the enlarged map",
                           elem_id="layer")
         head = gr.Slider(0, shared.max_heads - 1, value=0, step=1, label="Head of the enlarged map", elem_id="head")
+    with gr.Accordion("Hover the picture: every block × head for the patch under the pointer, drawn in your "
+                      "browser", open=True):
+        gr.HTML('<div id="hover-caption">Analyse an image, then move the pointer over what the model saw.</div>'
+                '<canvas id="hover-canvas" width="0" height="0"></canvas>', js_on_load=None, elem_id="hover")
+        hover_data = gr.Textbox(visible="hidden", elem_id="hover-data")
     with gr.Row():
         grid_plot = plot("All blocks × heads", "attention-grid")
         enlarged = plot("Enlarged map", "attention-enlarged")
@@ -89,5 +142,8 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     wire_page(shared, "attention", [shared.analyses.change, shared.query.change, shared.log_scale.change,
                                     layer.release, head.release], view.maps, inputs, [grid_plot, enlarged],
               "attention_page")
+    wire_page(shared, "attention", [shared.analyses.change], view.hover_data,
+              [shared.image, shared.model, shared.weights, shared.invert], [hover_data], "hover_page")
+    shared.demo.load(None, js=HOVER_JS, api_visibility="private")
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head

@@ -1,0 +1,120 @@
+() => {
+    // The hover grid: every block × head for the patch under the pointer, drawn from the attention the server sent
+    // once per analysis (#hover-data, app.tabs.attention.AttentionView.hover_data), with no server call per move.
+    const GAP = 3, LEFT = 58, TOP = 18, BAR = 46;
+    const state = {text: null, data: null, shown: null};
+    const bytes = (b64) => {
+        const raw = atob(b64), out = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+        return out;
+    };
+    const current = () => {
+        const box = document.querySelector('#hover-data textarea, #hover-data input');
+        if (!box || !box.value) return null;
+        if (box.value !== state.text) {
+            const data = JSON.parse(box.value);
+            for (const key of ['codes', 'background', 'lut_log', 'lut_linear']) data[key] = bytes(data[key]);
+            state.text = box.value;
+            state.data = data;
+            state.shown = null;
+        }
+        return state.data;
+    };
+    const draw = (data, row, col, logScale, since) => {
+        const canvas = document.getElementById('hover-canvas');
+        if (!canvas) return;
+        const [rows, cols] = data.grid, patches = rows * cols, cell = data.cell;
+        const pw = cols * cell, ph = rows * cell;
+        const mw = data.heads * (pw + GAP) - GAP, mh = data.blocks * (ph + GAP) - GAP;
+        const width = LEFT + mw + 8, height = TOP + mh + BAR;
+        if (canvas.width !== width || canvas.height !== height) {
+            canvas.width = width;
+            canvas.height = height;
+        }
+        const ctx = canvas.getContext('2d');
+        const lut = logScale ? data.lut_log : data.lut_linear, codes = data.codes, bg = data.background;
+        const image = ctx.createImageData(mw, mh), px = image.data;
+        px.fill(255);
+        const query = row * cols + col;
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                const base = ((b * data.heads + h) * patches + query) * patches;
+                const oy = b * (ph + GAP), ox = h * (pw + GAP);
+                for (let y = 0; y < ph; y++) {
+                    const keys = base + ((y / cell) | 0) * cols;
+                    let o = ((oy + y) * mw + ox) * 4, g = y * pw * 3;
+                    for (let x = 0; x < pw; x++, o += 4, g += 3) {
+                        const c = codes[keys + ((x / cell) | 0)] * 3;
+                        px[o] = 0.4 * bg[g] + 0.6 * lut[c];
+                        px[o + 1] = 0.4 * bg[g + 1] + 0.6 * lut[c + 1];
+                        px[o + 2] = 0.4 * bg[g + 2] + 0.6 * lut[c + 2];
+                    }
+                }
+            }
+        }
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, width, height);
+        ctx.putImageData(image, LEFT, TOP);
+        ctx.strokeStyle = '#00ffff';
+        ctx.fillStyle = '#000';
+        ctx.font = '11px sans-serif';
+        ctx.textBaseline = 'middle';
+        for (let b = 0; b < data.blocks; b++) {
+            ctx.textAlign = 'right';
+            ctx.fillText(`block ${b}`, LEFT - 6, TOP + b * (ph + GAP) + ph / 2);
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                ctx.strokeRect(LEFT + h * (pw + GAP) + col * cell + 0.5, TOP + b * (ph + GAP) + row * cell + 0.5,
+                               cell - 1, cell - 1);
+            }
+        }
+        ctx.textAlign = 'center';
+        for (let h = 0; h < data.heads; h++) ctx.fillText(`head ${h}`, LEFT + h * (pw + GAP) + pw / 2, TOP / 2);
+        // the colour bar: the scale's 256 colours, ticked and labelled with its fixed range
+        const barTop = TOP + mh + 10, barWidth = Math.min(256, mw);
+        for (let i = 0; i < barWidth; i++) {
+            const c = Math.round(i * 255 / (barWidth - 1)) * 3;
+            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
+            ctx.fillRect(LEFT + i, barTop, 1, 10);
+        }
+        ctx.fillStyle = '#000';
+        for (const [label, at] of logScale ? data.ticks_log : data.ticks_linear) {
+            ctx.fillText(label, LEFT + at * (barWidth - 1), barTop + 18);
+        }
+        ctx.textAlign = 'left';
+        ctx.fillText(logScale ? data.label_log : data.label_linear, LEFT + barWidth + 12, barTop + 5);
+        const caption = document.getElementById('hover-caption');
+        if (caption) {
+            caption.textContent = `${data.model}: attention of the patch (row ${row}, col ${col}), every block ` +
+                `and head, drawn in your browser (move the pointer over what the model saw; click to make it the ` +
+                `query of the views below)`;
+        }
+        const drawn = window.__hoverDrawn;
+        // (for bench/browser_latency.py: from the pointer event to the drawn canvas)
+        window.__hoverDrawn = {row, col, ms: performance.now() - since, count: drawn ? drawn.count + 1 : 1};
+    };
+    document.addEventListener('mousemove', (event) => {
+        const img = event.target;
+        if (!(img instanceof HTMLImageElement) || !img.closest('#picker') || !img.naturalWidth) return;
+        const data = current();
+        if (!data) return;
+        // the picture sits centred in the element at its own aspect ratio (object-fit contain or scale-down)
+        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+        let w = r.width, h = r.height;
+        if (fit === 'contain' || fit === 'scale-down') {
+            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
+            w = img.naturalWidth * s;
+            h = img.naturalHeight * s;
+        }
+        const fx = (event.clientX - r.left - (r.width - w) / 2) / w;
+        const fy = (event.clientY - r.top - (r.height - h) / 2) / h;
+        if (fx < 0 || fx >= 1 || fy < 0 || fy >= 1) return;
+        const row = Math.min(data.grid[0] - 1, Math.floor(fy * data.grid[0]));
+        const col = Math.min(data.grid[1] - 1, Math.floor(fx * data.grid[1]));
+        const box = document.querySelector('#log-scale input');
+        const logScale = box ? box.checked : true;
+        const shown = `${row},${col},${logScale}`;
+        if (shown === state.shown) return;  // (the same patch: nothing to redraw)
+        state.shown = shown;
+        draw(data, row, col, logScale, event.timeStamp);
+    });
+}

@@ -1,0 +1,104 @@
+"""How fast does the page answer the pointer? A benchmark, not a test (headless Chromium through Playwright).
+
+Against `python app.py` on a free port, one page, one analysed image (a shipped test scene, or --image):
+
+1. hover    the pointer moves onto another patch of the picture of what the model saw; the page redraws every
+            block × head for that patch in its own canvas from the attention it holds (app/tabs/hover.js). Timed in
+            the page, from the pointer event's time stamp to the end of the drawing (window.__hoverDrawn.ms).
+2. click    a click on a patch makes it the query; the server draws the block × head grid figure and the enlarged
+            map. Timed here, from the click until the grid figure's image has changed and loaded (the server's
+            round trip included, as a user waits for it).
+
+Prints `hover_to_update_ms p50=… p95=…` and `click_to_update_ms p50=… p95=…` (targets of issue 13: p95 ≤ 16 ms for
+hover, ≤ 100 ms for click) with the model, its grid, blocks and heads.
+
+    .venv/bin/python bench/browser_latency.py [--model convit_scenes_gpsa50] [--moves 200] [--clicks 15]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from petl_core import zoo  # noqa: E402
+from scripts.app_server import start_app, stop_app  # noqa: E402
+from scripts.browser_page import FILE_INPUT, chromium_context, point_on, wait_for_rest  # noqa: E402
+
+SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    return (f"p50={statistics.median(ordered):.1f} p95={ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]:.1f}"
+            f" (n={len(ordered)}, max {ordered[-1]:.1f})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=zoo.DEFAULT_MODEL)
+    parser.add_argument("--image", type=Path, default=SCENE)
+    parser.add_argument("--moves", type=int, default=200)
+    parser.add_argument("--clicks", type=int, default=15)
+    args = parser.parse_args()
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        process, url = start_app(Path(tmp), 180)
+        try:
+            with chromium_context(Path(tmp) / "chromium", 120_000) as context:
+                page = context.new_page()
+                page.goto(f"{url}?model={args.model}")
+                page.locator("#model input").wait_for()
+                page.set_input_files(FILE_INPUT, str(args.image))
+                page.wait_for_function("() => { const b = document.querySelector('#hover-data textarea, "
+                                       "#hover-data input'); return b && b.value.length > 0; }", timeout=120_000)
+                wait_for_rest(page, 3_000, 120_000)
+                shape = page.evaluate("() => JSON.parse(document.querySelector('#hover-data textarea, "
+                                      "#hover-data input').value)").get
+                rows, cols = shape("grid")
+                print(f"model {args.model}: {rows}×{cols} patches, {shape('blocks')} blocks × {shape('heads')} heads; "
+                      f"image {args.image.name}")
+                picture = page.locator("#picker img").first
+                box = picture.bounding_box()
+                hover = []
+                last = None
+                for _ in range(args.moves):
+                    patch = last
+                    while patch == last:
+                        patch = (rng.randrange(rows), rng.randrange(cols))
+                    last = patch
+                    at = point_on(picture, (patch[1] + 0.5) / cols, (patch[0] + 0.5) / rows)
+                    before = page.evaluate("() => window.__hoverDrawn ? window.__hoverDrawn.count : 0")
+                    page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
+                    page.wait_for_function("n => window.__hoverDrawn && window.__hoverDrawn.count > n", arg=before)
+                    drawn = page.evaluate("() => window.__hoverDrawn")
+                    assert (drawn["row"], drawn["col"]) == patch, (drawn, patch)
+                    hover.append(drawn["ms"])
+                clicks = []
+                for _ in range(args.clicks):
+                    patch = (rng.randrange(rows), rng.randrange(cols))
+                    grid_src = page.locator("#attention-grid img").first.get_attribute("src")
+                    at = point_on(picture, (patch[1] + 0.5) / cols, (patch[0] + 0.5) / rows)
+                    started = time.perf_counter()
+                    picture.click(position=at)
+                    page.wait_for_function(
+                        "before => { const i = document.querySelector('#attention-grid img'); "
+                        "return i && i.getAttribute('src') !== before && i.complete && i.naturalWidth > 0; }",
+                        arg=grid_src, timeout=120_000)
+                    clicks.append((time.perf_counter() - started) * 1000)
+                    wait_for_rest(page, 1_000, 120_000)
+        finally:
+            stop_app(process)
+    print(f"hover_to_update_ms {_percentiles(hover)}")
+    print(f"click_to_update_ms {_percentiles(clicks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
