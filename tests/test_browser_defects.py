@@ -14,6 +14,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect = sync_api.expect
+from app.guide import STEPS  # noqa: E402
 from scripts.browser_page import (  # noqa: E402
     FILE_INPUT,
     chromium_context,
@@ -108,6 +109,34 @@ def test_a_bad_upload_breaks_no_later_event(browser, app_server: str, tmp_path: 
             open_tab(page, tab)
         time.sleep(2)
         assert failed == []
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("opened_by", ["link", "guide"])
+def test_a_bad_upload_after_a_link_or_a_guide_step_set_the_image_is_said(browser, app_server: str, tmp_path: Path,
+                                                                         opened_by: str):
+    """The server setting the image (a shared link's example, a guide step's) leaves the image's errors to show:
+    a file that is not an image, uploaded next, gets its toast (an event that outputs to the image at page load
+    used to swallow them)."""
+    fake = tmp_path / "notes.png"
+    fake.write_text("These are notes, not a picture.\n" * 20)
+    step = next(i for i, s in enumerate(STEPS, 1) if s.view.example)
+    page = browser.new_page()
+    try:
+        if opened_by == "link":
+            view = STEPS[step - 1].view
+            page.goto(f"{app_server}?model={view.model}&example={view.example}")
+        else:
+            page.goto(app_server)
+            page.locator("#guide-step label").nth(step - 1).click()
+        expect(page).to_have_url(re.compile(re.escape(f"example={STEPS[step - 1].view.example}")), timeout=SLOW)
+        expect(page.locator("#top5 [data-testid='label-output-value']")).not_to_have_text("", timeout=SLOW)
+        wait_for_rest(page, QUIET, REST)
+        record_toasts(page)
+        page.set_input_files(FILE_INPUT, str(fake))
+        expect(page.locator("[data-testid='toast-body']").first).to_contain_text("not an image", timeout=SLOW)
+        assert any("not an image" in t for t in toasts_shown(page))
     finally:
         page.close()
 
