@@ -22,17 +22,21 @@ from .models import HubUnavailableError, create_model
 __all__ = ["HUB", "cached_weights", "hub_reachable", "hub_status", "load_hub", "offline"]
 
 HUB: dict[str, dict] = {
-    "convit_tiny.fb_in1k": dict(title="ConViT-Ti, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k"),
-    "convit_small.fb_in1k": dict(title="ConViT-S, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k"),
+    "convit_tiny.fb_in1k": dict(title="ConViT-Ti, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k",
+                                blocks=12, heads=4),
+    "convit_small.fb_in1k": dict(title="ConViT-S, ImageNet-1k (Facebook)", family="convit", data="ImageNet-1k",
+                                 blocks=12, heads=9),
     "deit_tiny_patch16_224.fb_in1k": dict(title="DeiT-Ti/16, ImageNet-1k (Facebook)", family="vit",
-                                          data="ImageNet-1k"),
+                                          data="ImageNet-1k", blocks=12, heads=3),
     "deit_small_patch16_224.fb_in1k": dict(title="DeiT-S/16, ImageNet-1k (Facebook)", family="vit",
-                                           data="ImageNet-1k"),
+                                           data="ImageNet-1k", blocks=12, heads=6),
     "vit_base_patch16_224.orig_in21k": dict(title="ViT-B/16, ImageNet-21k (original, no classifier head): "
                                                   "a backbone for Convpass", family="vit", data="ImageNet-21k",
-                                            convpass_ready=True),
+                                            convpass_ready=True, blocks=12, heads=12),
 }
-"""timm weights offered from the Hugging Face hub (or from a local copy of their file)."""
+"""timm weights offered from the Hugging Face hub (or from a local copy of their file), with their architecture's
+blocks and heads per block (timm's; tests/test_zoo.py checks them against a skeleton of each), so the app can size its
+controls without building five models at start."""
 TIMEOUT_S = 2.0
 """How long `hub_reachable` waits for a connection, DNS included."""
 

@@ -469,3 +469,13 @@ def test_convpass_ships_its_bypasses_and_head_and_refers_to_its_backbone(runs, t
     with pytest.raises(CheckpointError, match="did not adapt other_deit's weights \\(blocks.0.mlp.fc1.weight"):
         zoo.write_entry(runs["tiny_convpass"], "cp", "x", root=tmp_path, backbone="other_deit")
     assert not (tmp_path / "cp").exists()
+
+
+def test_recorded_dimensions_are_those_of_the_architectures():
+    """zoo.dimensions answers without building (HUB's record, a card's builder arguments): each answer is what a
+    skeleton of the architecture has."""
+    for name in zoo.HUB:
+        assert zoo.dimensions(name) == zoo.skeleton_dimensions(create_model, name), name
+    for name in zoo.SHIPPED:
+        card = zoo.ModelCard.load(zoo.ASSETS / name)
+        assert zoo.dimensions(name) == zoo.skeleton_dimensions(building.construct, card), name
