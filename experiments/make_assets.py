@@ -295,8 +295,10 @@ def summarise_petl(suite: Suite) -> dict:
         if "val_images" in row:
             row["chosen"] = cells[(row["method"], row["shots"], row["seed"])] is row
     grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in suite.budget.petl_lr_grid)
-    return {"budget": suite.budget.name,
-            "protocol": f"{suite.budget.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
+    source, target = suite.budget.data_titles
+    return {"budget": suite.budget.name, "data": {"source": source, "target": target},
+            "protocol": f"A DeiT trained here on {source}, frozen and adapted to {target}: "
+                        f"{suite.budget.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
                         "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images. At the "
                         f"1,000-image setting the learning rate of {grids} is chosen by the last-epoch accuracy on "
                         f"{suite.budget.petl_val_images} training images held out for validation (those runs "

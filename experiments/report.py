@@ -207,9 +207,11 @@ def budget_sections(budget: str) -> str:
     sections = [f"## Budget `{budget}`{shipped}\n\nMade by `python -m experiments.make_assets --budget {budget}`.\n",
                 *dynamics_sections(budget)]
     for name, title, make in (("sample_efficiency", "Sample efficiency", sample_efficiency),
-                              ("petl", "PETL on digits from the Fashion-MNIST DeiT", petl)):
+                              ("petl", "PETL: the DeiT frozen and adapted to another task", petl)):
         results = findings.load_results(name, budget, RESULTS)
         if results:
+            if results.get("data"):  # (older results name the data in their protocol only)
+                title = f"{title}: {results['data']['source']} → {results['data']['target']}"
             table, fig = make(results)
             fig.savefig(FIGURES / f"{name}_{budget}.png", dpi=110)
             sections.append(f"### {title} ({budget})\n\n{results['protocol']}.\n\n{table}\n\n"

@@ -63,7 +63,9 @@ def render(budget: str | None = None) -> tuple:
         sample_fig, sample_md = plots.message_figure("sample-efficiency runs not made yet"), ""
     if petl and petl["runs"]:
         summary = findings.petl_summary(petl)
-        petl_fig, petl_md = plots.petl_figure(summary), f"{petl['protocol']}.\n\n{_table_petl(summary)}"
+        data = petl.get("data")  # (older results say it in the protocol only: the Learn note's Fashion-MNIST case)
+        title = f"**{data['source']} → {data['target']}.** " if data else ""
+        petl_fig, petl_md = plots.petl_figure(summary), f"{title}{petl['protocol']}.\n\n{_table_petl(summary)}"
     else:
         petl_fig, petl_md = plots.message_figure("PETL runs not made yet"), ""
     return sample_fig, sample_md, petl_fig, petl_md
@@ -88,7 +90,8 @@ def build_findings_tab(shared: Shared) -> None:
                            "each plot says how long its runs trained", elem_id="findings-budget")
     sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")
     sample_md = gr.Markdown(elem_id="findings-sample-text")
-    petl_fig = plot("Parameter-efficient transfer: the Fashion-MNIST DeiT adapted to digits", "findings-petl")
+    petl_fig = plot("Parameter-efficient transfer: a DeiT trained here, frozen and adapted to another task (which: "
+                    "below)", "findings-petl")
     petl_md = gr.Markdown()
     export_button, files = export_row("findings", "HTML, JSON")
     learn("what these experiments test", LEARN)
