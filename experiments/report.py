@@ -101,7 +101,7 @@ def sample_efficiency(results: dict) -> tuple[str, Figure]:
 def petl(results: dict) -> tuple[str, Figure]:
     summary = findings.petl_summary(results)
     shots = summary["shots"]
-    header = "| method | trainable params | 1,000 images | " + " | ".join(f"{s}-shot" for s in shots) + " |"
+    header = "| method | trainable params | 1,000 images |" + "".join(f" {s}-shot |" for s in shots)
     lines = [header, "|---|---:|" + "---:|" * (1 + len(shots))]
     fig = Figure(figsize=(4.5, 3.2), layout="constrained")
     ax = fig.subplots()
