@@ -273,7 +273,8 @@ def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page)
     lut = attention_lut(True)[codes[1, 2, query, key]]
     background = np.frombuffer(base64.b64decode(data["background"]), np.uint8).reshape(panel, panel, 3)
     under = background[(key // GRID) * cell + cell // 2, (key % GRID) * cell + cell // 2]
-    assert np.abs(np.array(drawn) - (0.4 * under + 0.6 * lut)).max() <= 1, (drawn, under, lut)
+    # (the canvas blends with alpha 0.6 in 8-bit arithmetic: within 2 of the exact blend)
+    assert np.abs(np.array(drawn) - (0.4 * under + 0.6 * lut)).max() <= 2, (drawn, under, lut)
     assert heads == max(a.shape[1] for a in trace.attention)
 
 

@@ -20,6 +20,28 @@
         }
         return state.data;
     };
+    const backgrounds = (data, pw, ph, mw, mh) => {
+        // the model input under every panel (white gaps, and white where a block has fewer heads), once per analysis
+        if (state.backgrounds && state.backgroundsOf === data) return state.backgrounds;
+        const image = new ImageData(mw, mh), px = image.data, bg = data.background;
+        px.fill(255);
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                const oy = b * (ph + GAP), ox = h * (pw + GAP);
+                for (let y = 0; y < ph; y++) {
+                    let o = ((oy + y) * mw + ox) * 4, g = y * pw * 3;
+                    for (let x = 0; x < pw; x++, o += 4, g += 3) {
+                        px[o] = bg[g];
+                        px[o + 1] = bg[g + 1];
+                        px[o + 2] = bg[g + 2];
+                    }
+                }
+            }
+        }
+        state.backgrounds = image;
+        state.backgroundsOf = data;
+        return image;
+    };
     const draw = (data, row, col, logScale, since) => {
         const canvas = document.getElementById('hover-canvas');
         if (!canvas) return;
@@ -32,29 +54,43 @@
             canvas.height = height;
         }
         const ctx = canvas.getContext('2d');
-        const lut = logScale ? data.lut_log : data.lut_linear, codes = data.codes, bg = data.background;
-        const image = ctx.createImageData(mw, mh), px = image.data;
-        px.fill(255);
+        const lut = logScale ? data.lut_log : data.lut_linear, codes = data.codes;
+        // one pixel per key in a small canvas (every panel side by side), drawn scaled by whole cells over the
+        // backgrounds with alpha 0.6: 0.4·background + 0.6·colour, as the server's grid blends them
+        const small = state.small || (state.small = document.createElement('canvas'));
+        if (small.width !== data.heads * cols || small.height !== data.blocks * rows) {
+            small.width = data.heads * cols;
+            small.height = data.blocks * rows;
+        }
+        const sctx = small.getContext('2d'), cells = sctx.createImageData(small.width, small.height), px = cells.data;
         const query = row * cols + col;
         for (let b = 0; b < data.blocks; b++) {
             for (let h = 0; h < data.heads_per_block[b]; h++) {
                 const base = ((b * data.heads + h) * patches + query) * patches;
-                const oy = b * (ph + GAP), ox = h * (pw + GAP);
-                for (let y = 0; y < ph; y++) {
-                    const keys = base + ((y / cell) | 0) * cols;
-                    let o = ((oy + y) * mw + ox) * 4, g = y * pw * 3;
-                    for (let x = 0; x < pw; x++, o += 4, g += 3) {
-                        const c = codes[keys + ((x / cell) | 0)] * 3;
-                        px[o] = 0.4 * bg[g] + 0.6 * lut[c];
-                        px[o + 1] = 0.4 * bg[g + 1] + 0.6 * lut[c + 1];
-                        px[o + 2] = 0.4 * bg[g + 2] + 0.6 * lut[c + 2];
-                    }
+                for (let k = 0; k < patches; k++) {
+                    const c = codes[base + k] * 3, o = (((b * rows + ((k / cols) | 0)) * small.width)
+                                                        + h * cols + (k % cols)) * 4;
+                    px[o] = lut[c];
+                    px[o + 1] = lut[c + 1];
+                    px[o + 2] = lut[c + 2];
+                    px[o + 3] = 255;
                 }
             }
         }
+        sctx.putImageData(cells, 0, 0);
+        ctx.globalAlpha = 1;
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, width, height);
-        ctx.putImageData(image, LEFT, TOP);
+        ctx.putImageData(backgrounds(data, pw, ph, mw, mh), LEFT, TOP);
+        ctx.imageSmoothingEnabled = false;
+        ctx.globalAlpha = 0.6;
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                ctx.drawImage(small, h * cols, b * rows, cols, rows, LEFT + h * (pw + GAP), TOP + b * (ph + GAP),
+                              pw, ph);
+            }
+        }
+        ctx.globalAlpha = 1;
         ctx.strokeStyle = '#00ffff';
         ctx.fillStyle = '#000';
         ctx.font = '11px sans-serif';
