@@ -38,6 +38,7 @@ __all__ = [
     "maps_row_figure",
     "marked_maps_figure",
     "overlay_map",
+    "panel_background",
     "query_maps",
     "save_figure",
 ]
@@ -145,7 +146,7 @@ def attention_layer_figure(
         parts += [("content", trace.content[layer]), ("positional", trace.positional[layer])]
     prefix = trace.num_prefix[layer]
     num_heads = trace.attention[layer].shape[1]
-    background, cell = _panel_background(image, trace.grid)
+    background, cell = panel_background(image, trace.grid)
     panels = []
     for _, attention in parts:
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
@@ -178,7 +179,7 @@ def _blank(ax, text: str, fontsize: float = 7) -> None:
     ax.set_yticks([])
 
 
-def _panel_background(image: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, int]:
+def panel_background(image: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, int]:
     """`image` (height, width, 3) in [0, 1] resized for mosaic panels of `grid` patches: (rows·cell, cols·cell, 3)
     and `cell`, the pixels per patch (about 72 pixels a panel side)."""
     rows, cols = grid
@@ -244,7 +245,7 @@ def attention_grid_figure(
     """
     num_layers = len(trace.attention)
     num_heads = max(a.shape[1] for a in trace.attention)
-    background, cell = _panel_background(image, trace.grid)
+    background, cell = panel_background(image, trace.grid)
     maps = [query_maps(trace, layer, query, index) for layer in range(num_layers)]
     panels = [[None if m is None or head >= m.shape[0] else
                _blend(background, m[head].float().cpu().numpy(), cell, log_scale, query) for head in range(num_heads)]
@@ -324,7 +325,7 @@ def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndar
     blocks = sorted(maps)
     keys = [(branch, name) for branch in maps[blocks[0]] for name in ("norm", "ratio")]
     grid = tuple(maps[blocks[0]][keys[0][0]].norm[index].shape)
-    background, cell = _panel_background(image, grid)
+    background, cell = panel_background(image, grid)
     labels = {"norm": "‖s·bypass‖", "ratio": "÷ ‖frozen branch‖"}
     panels, norms = [], []
     for branch, name in keys:

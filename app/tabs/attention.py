@@ -7,7 +7,6 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
@@ -19,13 +18,13 @@ from petl_core.figures import (
     attention_colour_label,
     attention_grid_figure,
     attention_lut,
+    attention_norm,
+    panel_background,
     query_maps,
 )
 
 HOVER_JS = (Path(__file__).with_name("hover.js")).read_text()
 """Draws the hover grid in the page (installed at page load): see `AttentionView.hover_data`."""
-PANEL = 72
-"""Pixels a side of a hover panel (about; a whole number of pixels per patch), as in the grid figure."""
 
 LEARN = f"""
 **What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
@@ -46,6 +45,13 @@ query leaves those rows blank: click a patch instead.
 def _draw(result: Result, query: str, layer: float, head: float, log_scale: bool) -> tuple:
     """The picture with the query framed, the grid of all blocks × heads and the enlarged map of one analysis."""
     trace = result.trace
+    return (plots.picker_image(result.input_image, trace.grid, parse_query(query, trace.grid)),
+            *_maps(result, query, layer, head, log_scale))
+
+
+def _maps(result: Result, query: str, layer: float, head: float, log_scale: bool) -> tuple:
+    """The grid of all blocks × heads and the enlarged map of one analysis."""
+    trace = result.trace
     q = parse_query(query, trace.grid)
     layer = parse_index(layer, "block", list(range(len(trace.attention))))
     grid_fig = attention_grid_figure(trace, result.input_image, q, log_scale=log_scale)
@@ -56,7 +62,7 @@ def _draw(result: Result, query: str, layer: float, head: float, log_scale: bool
         head = parse_index(head, "head", list(range(maps.shape[0])))
         title = f"block {layer}, head {head}: attention of the {q.label}"
         enlarged = plots.attention_heatmap(maps[head].numpy(), result.input_image, title, log_scale, q)
-    return plots.picker_image(result.input_image, trace.grid, q), grid_fig, enlarged
+    return grid_fig, enlarged
 
 
 class AttentionView:
@@ -74,7 +80,7 @@ class AttentionView:
     def maps(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
              log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """What the page's tab draws of `render` (the page frames the query itself, whichever tab is shown)."""
-        return self.render(image, model, weights, query, layer, head, log_scale, invert, progress)[1:]
+        return _maps(self.service.result_for(image, model, weights, progress, invert), query, layer, head, log_scale)
 
     def hover_data(self, image: str | None, model: str, weights: str | None, invert: bool = True,
                    progress: gr.Progress = gr.Progress()) -> str:
@@ -85,9 +91,7 @@ class AttentionView:
         result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         rows, cols = trace.grid
-        cell = max(2, PANEL // max(rows, cols))
-        background = Image.fromarray((result.input_image * 255).round().astype(np.uint8)).resize(
-            (cols * cell, rows * cell), Image.Resampling.BILINEAR)
+        background, cell = panel_background(result.input_image, trace.grid)  # (as under the grid figure's panels)
 
         def encoded(array: np.ndarray) -> str:
             return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
@@ -96,20 +100,19 @@ class AttentionView:
         return json.dumps({
             "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
             "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
-            "background": encoded(np.asarray(background.convert("RGB"))),
+            "background": encoded((background * 255).round()),
             "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
             "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
-            "ticks_log": [[f"{v:g}", (np.log10(v) - np.log10(ATTENTION_LOG_RANGE[0]))
-                           / (np.log10(ATTENTION_LOG_RANGE[1]) - np.log10(ATTENTION_LOG_RANGE[0]))]
-                          for v in (1e-3, 1e-2, 1e-1, 1.0)],
-            "ticks_linear": [[f"{v:g}", v] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+            # (label, place along the colour bar from 0 to 1) on each fixed scale
+            "ticks_log": [[f"{v:g}", float(attention_norm(True)(v))] for v in (1e-3, 1e-2, 1e-1, 1.0)],
+            "ticks_linear": [[f"{v:g}", float(attention_norm(False)(v))] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
         })
 
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
         result = self.service.result_for(image, model, weights, invert=invert)
-        _, grid_fig, enlarged = _draw(result, query, layer, head, log_scale)
+        grid_fig, enlarged = _maps(result, query, layer, head, log_scale)
         trace = result.trace
         q = parse_query(query, trace.grid)
         arrays = {f"block{b}": m.numpy() for b in range(len(trace.attention))
