@@ -105,9 +105,12 @@ BUDGETS = {
     # Sample stage (--stage sample): 800 steps of batch 64 on 5% and 100% of the scenes. Seed 0 ended level (DeiT
     # 52.6% vs 50.3%, ConViT 70.8% vs 71.6%: optimisation-limited, docs/findings.md), so the default command leaves
     # it out. A run took about 2,400 s (DeiT) or 4,000 s (ConViT), two at a time on the 2 cores.
+    # PETL: seed 0 chose the largest rate of both grids of (1e-2, 3e-3, 1e-3) and (1e-3, 3e-4, 1e-4), so the grids
+    # were widened upwards; a run took 550-730 s (linear), 1,070-1,640 s (finetune), ~1,850 s (Convpass).
     "scenes": Budget("scenes", shipped_epochs=0, shipped_eval_points=15, sample_steps=800, sample_eval_points=6,
                      seeds=(0, 1, 2), petl_epochs=50, sample_fractions=(0.05, 1.0), sample_batch=64,
                      petl_shots=(None,),
+                     petl_lr_grid=(("linear", (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)), ("finetune", (3e-3, 1e-3, 3e-4, 1e-4))),
                      source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=1000,
                      gpsa_lr_scale=50, eval_images=2000, probe_size=512,
                      names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
@@ -147,6 +150,55 @@ class Suite:
     @property
     def backbone(self) -> str:
         return str(self.runs / "shipped" / "deit" / "model.safetensors")
+
+    def results(self, name: str) -> Path:
+        return self.assets / "results" / self.budget.name / f"{name}.json"
+
+    def recipe(self, stage: str) -> str:
+        """How every run of `stage` ("sample" or "petl") trains, in words: rows of a results file written under
+        another recipe are not reused. (A learning-rate grid may grow: each row records its own rate.)"""
+        b = self.budget
+        if stage == "sample":
+            return (f"{b.sample_steps} steps of batch {b.sample_batch} for every fraction "
+                    "(ConViT Table 2 keeps the images seen constant the same way)")
+        source, target = b.data_titles
+        return (f"A DeiT trained here on {source}, frozen and adapted to {target}: "
+                f"{b.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
+                "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images.")
+
+    def protocol(self, stage: str) -> str:
+        """The recipe of `stage`, and for petl how the grids choose learning rates."""
+        if stage == "sample":
+            return self.recipe(stage)
+        grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in self.budget.petl_lr_grid)
+        return (f"{self.recipe(stage)} At the 1,000-image setting the learning rate of {grids} is chosen by the "
+                f"last-epoch accuracy on {self.budget.petl_val_images} training images held out for validation (those "
+                "runs train on the rest); the test set chooses nothing")
+
+    def recorded(self, stage: str) -> dict[str, dict]:
+        """The rows the results file of `stage` holds for this suite's runs, by run folder: what a checkout without
+        runs/ (a fresh clone) knows of the runs an earlier one finished, so that they are neither trained again nor
+        dropped from the results. Rows written under another protocol do not count."""
+        path = self.results("sample_efficiency" if stage == "sample" else "petl")
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if not saved.get("protocol", "").startswith(self.recipe(stage)):
+            return {}
+        if stage == "sample":
+            outs = {(c.method, c.fraction, c.seed): c.out for c in self.sample()}
+            keys = [(r["method"], r["fraction"], r["seed"]) for r in saved["runs"]]
+        else:
+            outs = {(c.method, c.shots, c.seed, c.lr): c.out for c in self.petl()}
+            keys = [(r["method"], r["shots"], r["seed"], r["lr"]) for r in saved["runs"]]
+        return {outs[k]: row for k, row in zip(keys, saved["runs"], strict=True) if k in outs}
+
+    def restore_backbone(self) -> None:
+        """Put the shipped DeiT run back from its assets entry when runs/ lacks it (a fresh clone): zoo.write_entry
+        copied its weights and history there byte for byte, and the petl stage adapts those weights."""
+        run, entry = Path(self.backbone).parent, self.assets / "models" / self.budget.names[1]
+        if not (run / "model.safetensors").is_file() and (entry / "model.safetensors").is_file():
+            run.mkdir(parents=True, exist_ok=True)
+            for file in ("model.safetensors", "history.json"):
+                shutil.copyfile(entry / file, run / file)
 
     def shipped(self) -> list[TrainConfig]:
         """ConViT, DeiT, Convpass on the DeiT (the models the app ships), then the ConViT variant if any."""
@@ -254,55 +306,56 @@ def _load_history(config: TrainConfig) -> dict:
     return json.loads((Path(config.out) / "history.json").read_text())
 
 
+def _sample_row(config: TrainConfig) -> dict:
+    h = _load_history(config)
+    return {"method": config.method, "fraction": config.fraction, "seed": config.seed,
+            "train_images": h["data"]["train_images"], "steps": h["steps"],
+            "test_accuracy": h["entries"][-1]["test_accuracy"],
+            "curve": [[e["step"], e["test_accuracy"]] for e in h["entries"]]}
+
+
+def _petl_row(config: TrainConfig) -> dict:
+    h = _load_history(config)
+    entries = h["entries"]
+    row = {"method": config.method, "shots": config.shots, "seed": config.seed, "lr": config.lr,
+           "train_images": h["data"]["train_images"], "trainable_parameters": h["parameters"]["trainable"],
+           "last_epoch_accuracy": entries[-1]["test_accuracy"],
+           "best_evaluated_accuracy": max(e["test_accuracy"] for e in entries), "chosen": True}
+    if config.val_images:
+        best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))  # ties: the later point
+        row.update(val_images=h["data"]["val_images"], last_epoch_val_accuracy=entries[-1]["val_accuracy"],
+                   validation_chosen_accuracy=best["test_accuracy"], validation_chosen_step=best["step"])
+    return row
+
+
+def _rows(suite: Suite, stage: str) -> list[dict]:
+    """The rows of `stage`'s finished runs, in config order: from each run's history, or else from the results
+    file a checkout without those runs keeps (its rows, written under the same protocol)."""
+    configs, row_of = (suite.sample(), _sample_row) if stage == "sample" else (suite.petl(), _petl_row)
+    recorded = suite.recorded(stage)
+    return [row_of(c) if _finished(c) else recorded[c.out] for c in configs if _finished(c) or c.out in recorded]
+
+
 def summarise_sample(suite: Suite) -> dict:
-    rows = []
-    for config in suite.sample():
-        if _finished(config):
-            h = _load_history(config)
-            rows.append({"method": config.method, "fraction": config.fraction, "seed": config.seed,
-                         "train_images": h["data"]["train_images"], "steps": h["steps"],
-                         "test_accuracy": h["entries"][-1]["test_accuracy"],
-                         "curve": [[e["step"], e["test_accuracy"]] for e in h["entries"]]})
-    return {"budget": suite.budget.name,
-            "protocol": f"{suite.budget.sample_steps} steps of batch {suite.budget.sample_batch} for every fraction "
-                        "(ConViT Table 2 keeps the images seen constant the same way)", "runs": rows}
+    return {"budget": suite.budget.name, "protocol": suite.protocol("sample"), "runs": _rows(suite, "sample")}
 
 
 def summarise_petl(suite: Suite) -> dict:
     """Every finished petl run; in a cell with a learning-rate grid, the run with the best last-epoch validation
-    accuracy is `chosen` (the others are kept for the record)."""
-    rows = []
-    for config in suite.petl():
-        if _finished(config):
-            h = _load_history(config)
-            entries = h["entries"]
-            row = {"method": config.method, "shots": config.shots, "seed": config.seed, "lr": config.lr,
-                   "train_images": h["data"]["train_images"], "trainable_parameters": h["parameters"]["trainable"],
-                   "last_epoch_accuracy": entries[-1]["test_accuracy"],
-                   "best_evaluated_accuracy": max(e["test_accuracy"] for e in entries), "chosen": True}
-            if config.val_images:
-                best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))  # ties: the later point
-                row.update(val_images=h["data"]["val_images"], last_epoch_val_accuracy=entries[-1]["val_accuracy"],
-                           validation_chosen_accuracy=best["test_accuracy"], validation_chosen_step=best["step"])
-            rows.append(row)
-    cells = {}
+    accuracy is `chosen` once the whole grid has run (the others are kept for the record; a cell whose grid is not
+    finished chooses nothing yet)."""
+    rows = _rows(suite, "petl")
+    grids, cells = dict(suite.budget.petl_lr_grid), {}
     for row in rows:
         if "val_images" in row:
-            key = (row["method"], row["shots"], row["seed"])
-            if key not in cells or row["last_epoch_val_accuracy"] > cells[key]["last_epoch_val_accuracy"]:
-                cells[key] = row
-    for row in rows:
-        if "val_images" in row:
-            row["chosen"] = cells[(row["method"], row["shots"], row["seed"])] is row
-    grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in suite.budget.petl_lr_grid)
+            cells.setdefault((row["method"], row["shots"], row["seed"]), []).append(row)
+    for (method, _, _), cell in cells.items():
+        best = max(cell, key=lambda r: r["last_epoch_val_accuracy"])
+        for row in cell:
+            row["chosen"] = row is best and len(cell) == len(grids[method])
     source, target = suite.budget.data_titles
     return {"budget": suite.budget.name, "data": {"source": source, "target": target},
-            "protocol": f"A DeiT trained here on {source}, frozen and adapted to {target}: "
-                        f"{suite.budget.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
-                        "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images. At the "
-                        f"1,000-image setting the learning rate of {grids} is chosen by the last-epoch accuracy on "
-                        f"{suite.budget.petl_val_images} training images held out for validation (those runs "
-                        "train on the rest); the test set chooses nothing", "runs": rows}
+            "protocol": suite.protocol("petl"), "runs": rows}
 
 
 def ship(suite: Suite) -> None:
@@ -369,7 +422,10 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
                *(c for c in suite.sample() if "sample" in stages and c.seed in seeds),
                *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is not None)]
     configs = list({c.out: c for c in configs}.values())  # the shipped Convpass is also a petl run
-    records = run_all(configs, jobs, train)
+    recorded = {**suite.recorded("sample"), **suite.recorded("petl")}
+    if "shipped" not in stages:
+        suite.restore_backbone()
+    records = run_all([c for c in configs if _finished(c) or c.out not in recorded], jobs, train)
     if "shipped" in stages and train:
         ship(suite)
     if "sample" in stages:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
 
-from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_suite
+from experiments.make_assets import BUDGETS, Budget, Suite, main, run_all, run_suite, summarise_petl
 from petl_core import findings, zoo
 
 pytestmark = pytest.mark.slow
@@ -80,9 +81,50 @@ def test_a_second_call_trains_nothing_and_results_only_ships_nothing(suite):
     again = run_suite(suite, jobs=2)
     assert again["trained_now"] == 0 and again["runs"] == 13
     shipped = suite.assets / "models" / "deit_fmnist" / "model.safetensors"
+    weights = shipped.read_bytes()
     shipped.unlink()
     run_suite(suite, jobs=2, train=False)
     assert not shipped.exists() and (suite.assets / "results" / "tiny" / "petl.json").is_file()
+    shipped.write_bytes(weights)  # the module's other tests use it
+
+
+def test_a_fresh_clone_keeps_the_recorded_runs_and_trains_only_new_seeds(suite, tmp_path):
+    """A clone has assets/ but no runs/: the rows of the results files stand for the runs an earlier checkout
+    finished (not trained again, not dropped), and the petl stage adapts the shipped DeiT entry."""
+    suite, _ = suite
+    clone = replace(suite, budget=replace(TINY, seeds=(0, 1)), runs=tmp_path / "runs", assets=tmp_path / "assets")
+    shutil.copytree(suite.assets, clone.assets)
+    petl = json.loads(suite.results("petl").read_text())
+    assert run_suite(clone, stages=("sample", "petl"), jobs=2, seeds=(0,))["trained_now"] == 0
+    assert json.loads(clone.results("petl").read_text()) == petl
+    assert json.loads(clone.results("sample_efficiency").read_text())["runs"] == json.loads(
+        suite.results("sample_efficiency").read_text())["runs"]
+    record = run_suite(clone, stages=("petl",), jobs=2, seeds=(1,))
+    assert record["trained_now"] == 2 * 4 + 1  # 4 methods × 2 shot settings, a linear probe per rate at 1,000
+    rows = json.loads(clone.results("petl").read_text())["runs"]
+    assert [r for r in rows if r["seed"] == 0] == petl["runs"]
+    assert {(r["method"], r["shots"]) for r in rows if r["seed"] == 1} == {
+        (m, s) for m in ("convpass", "convpass_attn", "linear", "finetune") for s in (1, None)}
+    backbone = clone.runs / "shipped" / "deit" / "model.safetensors"
+    assert backbone.read_bytes() == (suite.assets / "models" / "deit_fmnist" / "model.safetensors").read_bytes()
+    adapted = json.loads((clone.runs / "petl" / "convpass_full_s1" / "history.json").read_text())
+    assert adapted["config"]["backbone"] == str(backbone)
+
+
+def test_a_cell_whose_grid_has_not_all_run_chooses_nothing(suite, tmp_path):
+    suite, _ = suite
+    wider = replace(TINY, petl_lr_grid=(("linear", (1e-1, 1e-2, 1e-3)),))
+    clone = replace(suite, budget=wider, runs=tmp_path / "runs", assets=tmp_path / "assets")
+    shutil.copytree(suite.assets, clone.assets)
+    searched = [r for r in summarise_petl(clone)["runs"] if r["method"] == "linear" and r["shots"] is None]
+    assert len(searched) == 2 and not any(r["chosen"] for r in searched)
+
+
+def test_rows_of_another_recipe_are_not_reused(suite, tmp_path):
+    suite, _ = suite
+    clone = replace(suite, budget=replace(TINY, petl_epochs=2), runs=tmp_path / "runs", assets=tmp_path / "assets")
+    shutil.copytree(suite.assets, clone.assets)
+    assert clone.recorded("petl") == {} and len(suite.recorded("petl")) == 8 + 1
 
 
 def test_a_missing_backbone_is_named(tmp_path):
