@@ -14,7 +14,7 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-__all__ = ["Recorder", "active_recorder", "recording"]
+__all__ = ["Recorder", "active_recorder", "recording", "weights_observed"]
 
 
 class Recorder:
@@ -49,3 +49,10 @@ def recording() -> Iterator[Recorder]:
         yield recorder
     finally:
         _ACTIVE.reset(token)
+
+
+def weights_observed(attn_drop: nn.Module, x: object) -> bool:
+    """Whether timm's own tools watch this call's attention weights: a hook on the module's `attn_drop`
+    (timm's `AttentionExtract(method="hook")`) or an FX trace, whose graph must hold the softmax
+    (`method="fx"`). Modules with a fused fast path then materialise the weights, as timm's modules do."""
+    return isinstance(x, torch.fx.Proxy) or bool(attn_drop._forward_hooks or attn_drop._forward_pre_hooks)

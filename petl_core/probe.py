@@ -91,6 +91,10 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
     Runs without gradients and in whatever mode (eval/train) the model is in. Keeps no state between calls;
     several threads may trace the same model at once.
     """
+    parallel = [type(b).__name__ for b in getattr(model, "blocks", []) if not hasattr(b, "attn")]
+    if parallel:
+        raise ValueError(f"trace reads one attention per block, and a {parallel[0]} has several: capture them with "
+                         "petl_core.capture.recording() and Recorder.get(module, 'attention')")
     if not instrument_is_complete(model):
         raise ValueError("the model is not instrumented: build it with petl_core.create_model or call "
                          "petl_core.instrument(model) first")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import timm
+from timm.models._features import FeatureGetterNet  # timm's features_only wrapper of ViTs (not exported)
 from timm.models.convit import ConVit
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -23,8 +24,12 @@ class HubUnavailableError(RuntimeError):
 def instrument(model: nn.Module) -> nn.Module:
     """Make a timm `ConVit` or `VisionTransformer` traceable, in place; returns the same model.
 
-    Idempotent. Raises ValueError for other model families.
+    A timm feature wrapper (`features_only=True`, a `FeatureGetterNet`) has the model it wraps instrumented.
+    Idempotent. Raises ValueError for other model families and for blocks or attention types it does not know.
     """
+    if isinstance(model, FeatureGetterNet):
+        instrument(model.model)
+        return model
     if isinstance(model, ConVit):
         return instrument_convit(model)
     if isinstance(model, VisionTransformer):

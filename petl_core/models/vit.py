@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import torch
 from timm.layers import Attention as TimmAttention
-from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import ParallelThingsBlock, VisionTransformer
+from torch import nn
 
 from ..capture import active_recorder
-from ._adopt import adopt
+from ._adopt import adopt, renamed
 
-__all__ = ["Attention", "instrument_vit"]
+__all__ = ["Attention", "block_attentions", "instrument_vit"]
 
 
 class Attention(TimmAttention):
-    """Multi-head self-attention. Input and output (B, N, D); captures `attention` (B, H, N, N), rows sum to 1."""
+    """Multi-head self-attention. Input and output (B, N, D); captures `attention` (B, H, N, N), rows sum to 1.
+
+    Scripted (torch.jit.script), it is timm's `Attention`: TorchScript compiles timm's forward and never the
+    capture, which needs Python's context variables.
+    """
+
+    _timm_forward = renamed(TimmAttention.forward, "_timm_forward")
 
     def forward(
             self,
@@ -25,9 +32,15 @@ class Attention(TimmAttention):
             attn_mask: torch.Tensor | None = None,
             is_causal: bool = False,
     ) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._timm_forward(x, attn_mask=attn_mask, is_causal=is_causal)
+        return self._forward(x, attn_mask, is_causal)
+
+    @torch.jit.unused
+    def _forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
         recorder = active_recorder()
         if recorder is None:
-            return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
+            return self._timm_forward(x, attn_mask=attn_mask, is_causal=is_causal)
         if attn_mask is not None or is_causal:
             raise NotImplementedError("tracing masked attention is not supported")
         B, N, _ = x.shape
@@ -43,11 +56,31 @@ class Attention(TimmAttention):
         return self.proj_drop(self.proj(x))
 
 
+def block_attentions(block: nn.Module) -> list[nn.Module]:
+    """The attention modules of one ViT block: its `attn`, or one per branch of a `ParallelThingsBlock`."""
+    if isinstance(block, ParallelThingsBlock):
+        return [branch.attn for branch in block.attns]
+    attn = getattr(block, "attn", None)
+    if not isinstance(attn, nn.Module):
+        raise ValueError(f"cannot instrument a {type(block).__name__}: it has no `attn` module")
+    return [attn]
+
+
 def instrument_vit(model: VisionTransformer) -> VisionTransformer:
-    """Swap every block's timm `Attention` for the capturing version, in place."""
-    for block in model.blocks:
-        if type(block.attn) is TimmAttention:
-            block.attn = adopt(block.attn, Attention)
-        elif not isinstance(block.attn, Attention):
-            raise ValueError(f"cannot instrument attention of type {type(block.attn).__name__}")
+    """Swap every timm `Attention` of every block for the capturing version, in place.
+
+    Raises ValueError, leaving the model as it was, for a block or attention type it does not know.
+    """
+    swaps = []
+    for i, block in enumerate(model.blocks):
+        for attn in block_attentions(block):
+            if type(attn) is TimmAttention:
+                swaps.append(attn)
+            elif not isinstance(attn, Attention):
+                raise ValueError(f"cannot instrument attention of type {type(attn).__name__} (block {i})")
+    adopted = {id(attn): adopt(attn, Attention) for attn in swaps}
+    for parent in model.blocks.modules():
+        for name, child in parent.named_children():
+            if id(child) in adopted:
+                setattr(parent, name, adopted[id(child)])
     return model
