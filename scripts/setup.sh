@@ -27,6 +27,10 @@ if [ "${1:-}" = "--test" ]; then
   fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "${requirements[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+# timm's own model tests at the installed version, run on petl_core's models by tests/timm_models/
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/python -m scripts.fetch_timm_tests 2> >(grep -v "^WARNING: Location" >&2)
+fi
 # what a README reader is told to expect: the time this took and the space the environment takes
 nvidia=$(du -sh .venv/lib/python3*/site-packages/nvidia 2>/dev/null | cut -f1 || true)
 echo "setup.sh: done in ${SECONDS} s; .venv takes $(du -sh .venv | cut -f1)${nvidia:+ (${nvidia} of it the NVIDIA CUDA libraries that the torch wheel from PyPI depends on)}"

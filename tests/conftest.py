@@ -17,9 +17,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help=f"also run the tests marked {' or '.join(LONG)} (the README's test command and CI do)")
 
 
+def _chosen(config: pytest.Config) -> bool:
+    """Whether tests were asked for by marker, keyword or node id."""
+    return bool(config.option.markexpr or config.option.keyword or any("::" in arg for arg in config.args))
+
+
+def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
+    # timm's own test file (tests/timm_models) parametrises ~18,000 tests, all `slow` here: the quick selection
+    # does not spend ~15 s collecting them
+    if collection_path.parent.name == "timm_models" and collection_path.name == "test_models.py":
+        if not (config.getoption("--full") or _chosen(config)):
+            return True
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    chosen = config.option.markexpr or config.option.keyword or any("::" in arg for arg in config.args)
-    if config.getoption("--full") or chosen:  # a test asked for by marker, keyword or node id runs
+    if config.getoption("--full") or _chosen(config):  # a test asked for by marker, keyword or node id runs
         return
     left_out = [item for item in items if any(item.get_closest_marker(name) for name in LONG)]
     if left_out:

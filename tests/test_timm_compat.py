@@ -3,6 +3,9 @@ method the capturing modules inherit give timm's numbers; what cannot be instrum
 (timm's own test_models.py runs on these models in tests/timm_models/.)"""
 from __future__ import annotations
 
+from importlib.metadata import version
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -52,6 +55,8 @@ def _logits(output) -> torch.Tensor:
 def test_a_scripted_model_computes_timms_numbers_and_the_eager_model_still_captures(family):
     ours, reference = _pair(family)
     x = _images(ours)
+    with torch.no_grad():
+        ours(x)  # after a forward, as a user would: the Python-side caches are filled
     scripted = torch.jit.script(ours)
     with torch.no_grad():
         assert torch.allclose(_logits(scripted(x)), _logits(reference(x)), atol=1e-5, rtol=0)
@@ -204,3 +209,11 @@ def test_gpsa_get_attention_is_right_at_any_grid_whatever_ran_before():
         ours(torch.randn(1, 9, 48))  # timm's own get_attention would fail here, on 3×3 indices
         reference(x)
         assert _same(ours.get_attention(x), reference.get_attention(x))
+
+
+def test_timms_own_model_tests_are_here_at_the_installed_version():
+    """tests/timm_models/ runs them (scripts/setup.sh --test fetches them): without the file it would pass empty."""
+    here = Path(__file__).parent / "timm_models"
+    assert (here / "test_models.py").is_file(), "run scripts/setup.sh --test (or python -m scripts.fetch_timm_tests)"
+    assert (here / "TIMM_VERSION").read_text().strip() == version("timm")
+    assert "def test_model_forward_torchscript" in (here / "test_models.py").read_text()

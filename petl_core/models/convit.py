@@ -56,6 +56,7 @@ class GPSA(timm_convit.GPSA):
     """
 
     _positional_cache: tuple[tuple, torch.Tensor] | None = None
+    __jit_ignored_attributes__ = ["_positional_cache"]  # (a Python-side cache TorchScript cannot type)
 
     def positional_attention(self, num_tokens: int, dtype: torch.dtype) -> torch.Tensor:
         """softmax_j(v_pos^h · r_ij + b^h) as (1, H, N, N), rows summing to 1."""

@@ -22,6 +22,9 @@ ROUTED = (
 )
 """The timm names whose tests run on petl_core: every ConViT, DeiT and ViT block layout petl_core instruments
 (plain, distilled, registers, hybrid stem, parallel blocks)."""
+NEEDS_HUB = ("test_model_inference", "test_model_load_pretrained", "test_model_features_pretrained")
+"""timm's tests that download pretrained weights: left out, as there is no network here (petl_core.create_model
+raises HubUnavailableError, timm an OSError)."""
 MARKERS = ("base", "forward", "backward", "cfg", "cfg_nonstd", "torchscript", "features", "fxforward", "fxbackward")
 
 
@@ -38,6 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _routed(item: pytest.Item) -> bool:
+    if item.originalname in NEEDS_HUB:
+        return False
     params = getattr(item, "callspec", None)
     name = params.params.get("model_name") if params is not None else None
     if name is not None:
