@@ -174,7 +174,7 @@ class Suite:
         grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in self.budget.petl_lr_grid)
         return (f"{self.recipe(stage)} At the 1,000-image setting the learning rate of {grids} is chosen by the "
                 f"last-epoch accuracy on {self.budget.petl_val_images} training images held out for validation (those "
-                "runs train on the rest); the test set chooses nothing")
+                "runs train on the rest; a tie goes to the rate listed first); the test set chooses nothing")
 
     def recorded(self, stage: str) -> dict[str, dict]:
         """The rows the results file of `stage` holds for this suite's runs, by run folder: what a checkout without
@@ -351,7 +351,7 @@ def summarise_petl(suite: Suite) -> dict:
         if "val_images" in row:
             cells.setdefault((row["method"], row["shots"], row["seed"]), []).append(row)
     for (method, _, _), cell in cells.items():
-        best = max(cell, key=lambda r: r["last_epoch_val_accuracy"])
+        best = max(cell, key=lambda r: r["last_epoch_val_accuracy"])  # a tie: the first of the grid (the largest)
         for row in cell:
             row["chosen"] = row is best and len(cell) == len(grids[method])
     source, target = suite.budget.data_titles
