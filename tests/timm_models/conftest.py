@@ -2,7 +2,8 @@
 scripts/fetch_timm_tests.py) run on petl_core's models: `create_model` in that module is routed to
 `petl_core.create_model` for the families petl_core instruments, and only those models' tests are kept.
 
-Every test here is marked `slow` (about N minutes on the 2-core machine): `pytest --full` runs them, as CI does.
+Every test here is marked `slow` (157 tests; most of their time is timm's pruning contract, which runs each model
+once per block): `pytest --full` runs them, as CI does.
 """
 from __future__ import annotations
 
