@@ -2,6 +2,8 @@
 the same data, side by side at the same step (a slider over the snapshots, or play)."""
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 import numpy as np
 
@@ -110,14 +112,7 @@ class ReplayView:
     def pair(self, model: str | None) -> tuple[dict[str, str], list[int], str]:
         """The ConViT and DeiT shown for `model` (those trained on its data, else the default model's pair), the
         ConViT's snapshot steps (the slider's) and a note when the pair is a stand-in."""
-        pair = {k: v for k, v in training_pair(model).items() if zoo.snapshot_steps(v)}
-        prefix = ""
-        if "convit" not in pair:
-            pair = {k: v for k, v in zoo.shipped_pair(zoo.DEFAULT_MODEL).items() if zoo.snapshot_steps(v)}
-            prefix = f"The models trained on {model}'s data have no training snapshots; showing {zoo.DEFAULT_MODEL}'s. "
-        if "convit" not in pair:
-            raise gr.Error("No shipped ConViT has training snapshots (assets/models/*/snapshots).")
-        return pair, zoo.snapshot_steps(pair["convit"]), prefix
+        return _shown_pair(model)
 
     def fit(self, model: str | None, step: int | str | None) -> tuple:
         """The slider and the step list fitted to the snapshots of `model`'s pair, playing stopped: at `step` when it
@@ -226,3 +221,16 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     timer.tick(view.advance, [shared.model, step, shown], [step, timer], **PRIVATE)
     gr.Button(visible=False).click(view.replay, inputs, sides[0][1:], api_name="replay")
     return step, view
+
+
+@functools.lru_cache(maxsize=32)  # playing asks on every tick; the shipped cards and snapshots do not change
+def _shown_pair(model: str | None) -> tuple[dict[str, str], list[int], str]:
+    """ReplayView.pair (read-only: shared between calls)."""
+    pair = {k: v for k, v in training_pair(model).items() if zoo.snapshot_steps(v)}
+    prefix = ""
+    if "convit" not in pair:
+        pair = {k: v for k, v in zoo.shipped_pair(zoo.DEFAULT_MODEL).items() if zoo.snapshot_steps(v)}
+        prefix = f"The models trained on {model}'s data have no training snapshots; showing {zoo.DEFAULT_MODEL}'s. "
+    if "convit" not in pair:
+        raise gr.Error("No shipped ConViT has training snapshots (assets/models/*/snapshots).")
+    return pair, zoo.snapshot_steps(pair["convit"]), prefix
