@@ -112,7 +112,7 @@ class ReplayView:
     def pair(self, model: str | None) -> tuple[dict[str, str], list[int], str]:
         """The ConViT and DeiT shown for `model` (those trained on its data, else the default model's pair), the
         ConViT's snapshot steps (the slider's) and a note when the pair is a stand-in."""
-        return _shown_pair(model)
+        return _shown_pair(model if isinstance(model, str) else None)  # (any JSON may come: keep the key hashable)
 
     def fit(self, model: str | None, step: int | str | None) -> tuple:
         """The slider and the step list fitted to the snapshots of `model`'s pair, playing stopped: at `step` when it

@@ -14,7 +14,7 @@ from torch import nn
 from ..capture import active_recorder
 from ._adopt import adopt, renamed
 
-__all__ = ["Attention", "block_attentions", "instrument_vit"]
+__all__ = ["Attention", "instrument_vit"]
 
 
 class Attention(TimmAttention):
@@ -56,14 +56,14 @@ class Attention(TimmAttention):
         return self.proj_drop(self.proj(x))
 
 
-def block_attentions(block: nn.Module) -> list[nn.Module]:
-    """The attention modules of one ViT block: its `attn`, or one per branch of a `ParallelThingsBlock`."""
+def _attention_holders(block: nn.Module) -> list[nn.Module]:
+    """The modules of one ViT block whose `attn` is an attention: the block, or each branch of a
+    `ParallelThingsBlock`."""
     if isinstance(block, ParallelThingsBlock):
-        return [branch.attn for branch in block.attns]
-    attn = getattr(block, "attn", None)
-    if not isinstance(attn, nn.Module):
+        return list(block.attns)
+    if not isinstance(getattr(block, "attn", None), nn.Module):
         raise ValueError(f"cannot instrument a {type(block).__name__}: it has no `attn` module")
-    return [attn]
+    return [block]
 
 
 def instrument_vit(model: VisionTransformer) -> VisionTransformer:
@@ -71,16 +71,11 @@ def instrument_vit(model: VisionTransformer) -> VisionTransformer:
 
     Raises ValueError, leaving the model as it was, for a block or attention type it does not know.
     """
-    swaps = []
-    for i, block in enumerate(model.blocks):
-        for attn in block_attentions(block):
-            if type(attn) is TimmAttention:
-                swaps.append(attn)
-            elif not isinstance(attn, Attention):
-                raise ValueError(f"cannot instrument attention of type {type(attn).__name__} (block {i})")
-    adopted = {id(attn): adopt(attn, Attention) for attn in swaps}
-    for parent in model.blocks.modules():
-        for name, child in parent.named_children():
-            if id(child) in adopted:
-                setattr(parent, name, adopted[id(child)])
+    holders = [(i, holder) for i, block in enumerate(model.blocks) for holder in _attention_holders(block)]
+    for i, holder in holders:
+        if type(holder.attn) is not TimmAttention and not isinstance(holder.attn, Attention):
+            raise ValueError(f"cannot instrument attention of type {type(holder.attn).__name__} (block {i})")
+    for _, holder in holders:
+        if type(holder.attn) is TimmAttention:
+            holder.attn = adopt(holder.attn, Attention)
     return model

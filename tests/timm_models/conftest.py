@@ -58,7 +58,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped = [item for item in here if not _routed(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in set(dropped)]
+        left_out = set(dropped)
+        items[:] = [item for item in items if item not in left_out]
     for item in here:
         item.add_marker(pytest.mark.slow)
 
