@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 import gradio as gr
@@ -24,7 +25,7 @@ from app.service import Service
 from app.ui import FILES_TTL_S
 from app.uploads import MAX_WEIGHTS_BYTES
 from petl_core import zoo
-from petl_core.runtime import limit_malloc_arenas, retain_freed_memory
+from petl_core.runtime import heap_in_use, limit_malloc_arenas, retain_freed_memory
 
 SESSIONS_KEPT = 128
 """Sessions whose component state Gradio keeps (its default, 10,000, grows memory by about 0.7 MB per API call)."""
@@ -57,7 +58,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--files-ttl", type=int, default=int(env("EXPLORER_FILES_TTL", str(FILES_TTL_S))),
                         help=f"seconds uploads and exported files are kept [EXPLORER_FILES_TTL] (default "
                              f"{FILES_TTL_S})")
+    parser.add_argument("--memory-log", type=float, default=float(env("EXPLORER_MEMORY_LOG", "0")),
+                        help="every this many seconds, print the server's resident and in-use memory "
+                             "[EXPLORER_MEMORY_LOG] (default 0: never)")
     return parser.parse_args(argv)
+
+
+def _log_memory(every_s: float) -> None:
+    """A daemon thread that prints `memory: rss_mb=… heap_in_use_mb=…` every `every_s` seconds. A leak shows in the
+    memory in use; RSS also holds the freed memory glibc keeps (petl_core.runtime)."""
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def log() -> None:
+        while True:
+            with open("/proc/self/statm") as statm:
+                rss = int(statm.read().split()[1]) * page
+            in_use = heap_in_use()
+            shown = "unknown" if in_use is None else f"{in_use / 2**20:.1f}"
+            print(f"memory: rss_mb={rss:.1f} heap_in_use_mb={shown}", flush=True)
+            time.sleep(every_s)
+
+    if every_s > 0 and os.path.exists("/proc/self/statm"):
+        threading.Thread(target=log, name="memory-log", daemon=True).start()
 
 
 def _stop_on_sigterm(demo: gr.Blocks, flight: Flight) -> None:
@@ -106,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     scratch.start_sweeper(args.files_ttl, demo)
     _stop_on_sigterm(demo, flight)
+    _log_memory(args.memory_log)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]})

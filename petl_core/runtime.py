@@ -9,7 +9,8 @@ gets the same effect from glibc itself. It is opt-in: the CLI and the app call i
 A long-running server needs two more things from glibc (measured by tests/test_reliability.py's soak): few
 malloc arenas (`limit_malloc_arenas`; by default each of Gradio's worker threads may get its own, and memory freed
 in one is not reused by another, so RSS creeps up with every call) and, now and then, the retained free memory
-handed back (`trim_freed_memory`).
+handed back (`trim_freed_memory`). What a leak raises is the memory in use (`heap_in_use`): RSS also holds the
+free memory glibc keeps and cannot return, which wanders by a hundred MB or more from call to call.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 
 import torch
 
-__all__ = ["limit_malloc_arenas", "resolve_device", "retain_freed_memory", "trim_freed_memory"]
+__all__ = ["heap_in_use", "limit_malloc_arenas", "resolve_device", "retain_freed_memory", "trim_freed_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -60,6 +61,22 @@ def trim_freed_memory() -> bool:
     """Hand the free memory glibc keeps back to the kernel (malloc_trim); False where that is not possible."""
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_in_use() -> int | None:
+    """Bytes of memory this process has allocated and not freed, over every malloc arena and the blocks glibc
+    mapped on their own (mallinfo2: uordblks + hblkhd); None where the C library is not glibc 2.33 or later."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
 
 
 def resolve_device(name: str = "auto") -> torch.device:

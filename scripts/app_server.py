@@ -16,7 +16,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["CallError", "call", "endpoint_ids", "rss_mb", "start_app", "stop_app", "timed_call", "upload"]
+__all__ = ["CallError", "call", "endpoint_ids", "logged_memory_mb", "rss_mb", "start_app", "stop_app", "timed_call",
+           "upload"]
 
 
 class CallError(RuntimeError):
@@ -104,6 +105,13 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def logged_memory_mb(tmp: Path) -> dict[str, float]:
+    """The last memory line of the server started with its files under `tmp` (app.py --memory-log), in MB:
+    {"rss_mb", "heap_in_use_mb"}; empty before the first line."""
+    lines = [line for line in (tmp / "server.log").read_text().splitlines() if line.startswith("memory: ")]
+    return {key: float(value) for key, value in (pair.split("=") for pair in lines[-1].split()[1:])} if lines else {}
 
 
 def endpoint_ids(client: httpx.Client, url: str) -> dict[str, int]:
