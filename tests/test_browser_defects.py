@@ -193,3 +193,31 @@ def test_a_model_chosen_right_after_a_click_off_its_grid_moves_the_query_to_the_
     wait_for_rest(page, QUIET, REST)
     expect(query).to_have_value("center")
     assert page.locator("[data-testid='toast-body']").all_inner_texts() == []
+
+
+def test_no_console_error_on_a_walk_through_every_tab(browser, app_server: str):
+    """An upload, a click on a patch, every tab opened and a gallery example analysed: the page logs no error (a
+    newcomer once met `Unexpected token 'd', "data:image"... is not valid JSON` in the console)."""
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text[:300]) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)[:300]))
+    try:
+        page.goto(app_server)
+        page.wait_for_selector(FILE_INPUT, state="attached")
+        page.set_input_files(FILE_INPUT, str(SCENE))
+        expect(page.locator("#attention-enlarged")).to_contain_text("block 0, head 0", timeout=SLOW)
+        picture = page.locator("#picker img").first
+        picture.click(position=point_on(picture, 0.3, 0.6))
+        wait_for_rest(page, QUIET, REST)
+        tabs = page.locator("#views [role=tab]")
+        names = [tabs.nth(i).inner_text().strip() for i in range(tabs.count())]
+        assert len(names) >= 10, names
+        for name in names[1:]:
+            open_tab(page, name)
+            wait_for_rest(page, QUIET, REST)
+        page.locator("#examples img").first.click()
+        wait_for_rest(page, QUIET, REST)
+        assert errors == []
+    finally:
+        page.close()
