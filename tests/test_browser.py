@@ -236,6 +236,9 @@ def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page)
     page.wait_for_function("() => { const b = document.querySelector('#hover-data textarea, #hover-data input'); "
                            "return b && b.value.length > 0; }", timeout=SLOW)
     wait_for_rest(page, QUIET, REST)
+    # at rest, before any move, the canvas shows the query's patch (the centre)
+    assert page.evaluate("() => window.__hoverDrawn && [window.__hoverDrawn.row, window.__hoverDrawn.col]") == [
+        GRID // 2, GRID // 2]
     data = json.loads(data_box.input_value())
     loaded = zoo.load(zoo.DEFAULT_MODEL)
     trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
@@ -276,6 +279,24 @@ def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page)
     # (the canvas blends with alpha 0.6 in 8-bit arithmetic: within 2 of the exact blend)
     assert np.abs(np.array(drawn) - (0.4 * under + 0.6 * lut)).max() <= 2, (drawn, under, lut)
     assert heads == max(a.shape[1] for a in trace.attention)
+
+    # a click draws the clicked patch in the page at once; the server then makes it the query, which the canvas
+    # shows once the pointer leaves the picture; a typed query and the colour scale redraw it too
+    at = point_on(picture, 1.5 / GRID, 1.5 / GRID)
+    picture.click(position=at)
+    clicked = page.evaluate("() => window.__clickDrawn")
+    assert (clicked["row"], clicked["col"]) == (1, 1) and clicked["count"] == 1
+    query_box = page.locator("#query textarea, #query input").first
+    expect(query_box).to_have_value("1,1", timeout=SLOW)
+    page.mouse.move(1, 1)
+    page.wait_for_function("() => window.__hoverDrawn.row === 1 && window.__hoverDrawn.col === 1")
+    query_box.fill("4,6")
+    query_box.press("Enter")
+    page.wait_for_function("() => window.__hoverDrawn.row === 4 && window.__hoverDrawn.col === 6")
+    before = page.evaluate("() => window.__hoverDrawn.count")
+    page.locator("#log-scale input").uncheck()
+    page.wait_for_function("n => window.__hoverDrawn.count > n && window.__hoverDrawn.row === 4", arg=before)
+    page.locator("#log-scale input").check()
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import Shared, export_row, learn, plot, wire_export, wire_page
+from app.tabs.common import PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.figures import (
     ATTENTION_LINEAR_RANGE,
     ATTENTION_LOG_RANGE,
@@ -148,5 +148,12 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     wire_page(shared, "attention", [shared.analyses.change], view.hover_data,
               [shared.image, shared.model, shared.weights, shared.invert], [hover_data], "hover_page")
     shared.demo.load(None, js=HOVER_JS, api_visibility="private")
+    # in the page only (no server call): at rest the canvas shows the query's patch, on the page's colour scale
+    hover_data.change(None, [shared.query, hover_data], None, js="(query, data) => { window.__hoverShowQuery && "
+                      "window.__hoverShowQuery(query, data); }", **PRIVATE)
+    shared.query.change(None, shared.query, None, js="(query) => { window.__hoverShowQuery && "
+                        "window.__hoverShowQuery(query); }", **PRIVATE)
+    shared.log_scale.change(None, shared.log_scale, None, js="(log) => { window.__hoverRescale && "
+                            "window.__hoverRescale(log); }", **PRIVATE)
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head
