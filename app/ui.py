@@ -60,6 +60,16 @@ SLIDER_ENTER_JS = """() => document.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && box.matches && box.matches('input[data-testid="number-input"]')) box.blur();
 })"""
 
+SKETCH_BRUSH_JS = """() => new MutationObserver(() => {
+    // Gradio 6.31's Sketchpad has no default tool and says "select the draw tool to start": pick its brush once,
+    // when the pad first shows, so a drag draws at once
+    const brush = document.querySelector('#sketch button[aria-label="Brush"]');
+    if (brush && !brush.dataset.picked && brush.offsetParent !== null) {
+        brush.dataset.picked = '1';
+        brush.click();
+    }
+}).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ['style', 'class']})"""
+
 
 def _photos() -> list[Path]:
     """The shipped example photos (not the test scenes beside them): the examples of models without a task of ours."""
@@ -453,6 +463,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
         query.change(quiet(page.frame, 1), analysis_inputs, picker, **EACH_CHANGE, **PRIVATE)
         gr.on([query.submit, query.blur], page.check_query, analysis_inputs, None, api_visibility="private")
         shared.after_set(use_sketch.click(_use_sketch, sketch, image, api_visibility="private"))
+        demo.load(None, js=SKETCH_BRUSH_JS, api_visibility="private")
         gr.Button(visible=False).click(page.models, None, gr.JSON(visible=False), api_name="models")
         _optional_inputs(demo, [invert])
         _wire_links(page, shared, Linked(

@@ -221,3 +221,26 @@ def test_no_console_error_on_a_walk_through_every_tab(browser, app_server: str):
         assert errors == []
     finally:
         page.close()
+
+
+def test_the_sketchpad_draws_at_once_and_its_sketch_is_analysed(browser, app_server: str):
+    """Opening the sketch pad picks its brush (Gradio's pad starts with no tool and asks for one), so the first drag
+    draws; "Use this sketch" then analyses the drawing."""
+    page = browser.new_page()
+    page.goto(app_server)
+    page.locator("#model input").wait_for()
+    page.get_by_text("…or draw a sketch").click()
+    brush = page.locator('#sketch button[aria-label="Brush"]')
+    expect(brush).to_be_visible(timeout=SLOW)
+    expect(page.locator("#sketch")).not_to_contain_text("select the draw tool", timeout=SLOW)
+    canvas = page.locator("#sketch canvas").first
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    for step in range(1, 11):  # a stroke down the middle
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.02 * step), box["y"] + box["height"] * (0.2 + 0.06 * step))
+    page.mouse.up()
+    expect(page.locator("#sketch button[aria-label='Undo']")).to_be_enabled(timeout=SLOW)  # (a stroke was drawn)
+    page.get_by_role("button", name="Use this sketch").click()
+    expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_count(1, timeout=SLOW)
+    page.close()
