@@ -10,7 +10,7 @@ import numpy as np
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.figures import (
     ATTENTION_LINEAR_RANGE,
     ATTENTION_LOG_RANGE,
@@ -150,10 +150,10 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     shared.demo.load(None, js=HOVER_JS, api_visibility="private")
     # in the page only (no server call): at rest the canvas shows the query's patch, on the page's colour scale
     hover_data.change(None, [shared.query, hover_data], None, js="(query, data) => { window.__hoverShowQuery && "
-                      "window.__hoverShowQuery(query, data); }", **PRIVATE)
+                      "window.__hoverShowQuery(query, data); }", **EACH_CHANGE, **PRIVATE)
     shared.query.change(None, shared.query, None, js="(query) => { window.__hoverShowQuery && "
-                        "window.__hoverShowQuery(query); }", **PRIVATE)
+                        "window.__hoverShowQuery(query); }", **EACH_CHANGE, **PRIVATE)
     shared.log_scale.change(None, shared.log_scale, None, js="(log) => { window.__hoverRescale && "
-                            "window.__hoverRescale(log); }", **PRIVATE)
+                            "window.__hoverRescale(log); }", **EACH_CHANGE, **PRIVATE)
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head
