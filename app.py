@@ -98,6 +98,20 @@ def _stop_on_sigterm(demo: gr.Blocks, flight: Flight) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def _preload(service: Service, names: list[str]) -> None:
+    """Load `names` once the page is served (the page itself needs only the model it opens with): a request for a
+    model still loading waits for that load (Service.get_model), not for the others."""
+    started, preloaded = time.perf_counter(), []
+    for name in names:
+        try:
+            service.get_model(name)
+            preloaded.append(name)
+        except Exception as e:  # a model that cannot load is reported and left out; the app keeps serving
+            print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
+    print(f"preloaded: {', '.join(preloaded) or 'nothing'}; in {time.perf_counter() - started:.1f} s after the page "
+          "was served", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     retain_freed_memory()
@@ -109,20 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # the error boundary (app.guard) logs failures with their traceback; other libraries' chatter stays off
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    preloaded = []
-    for name in args.preload:
-        try:
-            service.get_model(name)
-            preloaded.append(name)
-        except Exception as e:  # a model that cannot load is reported and left out; the app still starts
-            print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
     known = [e.name for e in service.model_entries()]
     if args.model and args.model not in known:
         print(f"app.py: --model {args.model!r} is not a model of this app; it has {', '.join(known)}", file=sys.stderr)
         return 2
     model = args.model or service.default_model()  # (a hub default is loaded by then)
-    print(f"Inductive Bias Explorer on {service.device}; preloaded: {', '.join(preloaded) or 'nothing'}; opens with "
-          f"{model}", flush=True)
+    print(f"Inductive Bias Explorer on {service.device}; opens with {model}", flush=True)
     flight = Flight()
     demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), args.concurrency, flight)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
@@ -131,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     _log_memory(args.memory_log)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
-                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]})
+                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
+                prevent_thread_lock=True)
+    _preload(service, args.preload)
+    demo.block_thread()
     return 0
 
 

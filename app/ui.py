@@ -22,7 +22,7 @@ from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
 from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
-from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, quiet
+from app.tabs.common import EACH_CHANGE, PRIVATE, Repeats, Shared, quiet
 from app.tabs.compare import build_compare_tab
 from app.tabs.convpass import build_convpass_tab
 from app.tabs.dial import build_dial_tab
@@ -137,6 +137,8 @@ class Page:
         self.tab_ids: list[str] = []
         self.targets: list[gr.Component] = []
         """What a link or a guide step may set, in the order of the updates `_updates` returns."""
+        self._analysed, self._fitted = Repeats(), Repeats()
+        """The page's last automatic analysis and fit of the controls, per session: a repeat of either is skipped."""
 
     def analyze(self, image: str | None, model: str, weights: str | None, query: str = "center",
                 invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -147,15 +149,23 @@ class Page:
         return _views(self.service.result_for(image, model, weights, progress, invert), query)
 
     def _analyze_if_image(self, image: str | None, model: str, weights: str | None, query: str, invert: bool,
-                          progress: gr.Progress = gr.Progress()) -> tuple:
+                          request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
         """`analyze` after the image, the model or the inversion changed, and the query: kept, or back to the centre
-        patch when it does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model)."""
+        patch when it does not fit the new model's patch grid (a 12×12 patch after switching to an 8×8 model).
+        Inputs the session's previous call had (the model list's second `input`: see Repeats) change nothing."""
         if not image:
+            self._analysed.forget(request)
+            return (gr.skip(),) * 7
+        if self._analysed.repeated(request, image, model, weights, bool(invert)):
             return (gr.skip(),) * 7
         try:
             result = self.service.result_for(image, model, weights, progress, invert)
         except HubUnavailableError:  # (said by `examples`) the results of the last model stay, as the views do
+            self._analysed.forget(request)
             return (gr.skip(),) * 7
+        except BaseException:
+            self._analysed.forget(request)
+            raise
         try:
             parse_query(query, result.trace.grid)
         except gr.Error:
@@ -185,12 +195,17 @@ class Page:
 
     def _controls(self, image: str | None, model: str, weights: str | None, layer: float, head: float,
                   compare_layer: float, gpsa_block: int | str | None, bypass_block: int | str | None,
-                  analyses: int, invert: bool = True) -> tuple:
+                  analyses: int, invert: bool = True, request: gr.Request | None = None) -> tuple:
         """Fit the sliders (range and value) and dropdowns to the analysed model (keeping the values that fit it),
-        then count the analysis, which tells every view to redraw."""
-        if not image:
+        then count the analysis, which tells every view to redraw; a repeat of the session's previous fit (after a
+        repeated analysis: see Repeats) changes nothing."""
+        if not image or self._fitted.repeated(request, image, model, weights, bool(invert)):
             return (gr.skip(),) * 6
-        trace = self.service.result_for(image, model, weights, invert=invert).trace
+        try:
+            trace = self.service.result_for(image, model, weights, invert=invert).trace
+        except BaseException:
+            self._fitted.forget(request)
+            raise
         last, heads = len(trace.attention) - 1, max(a.shape[1] for a in trace.attention) - 1
         gated = trace.gated_blocks
         bypassed = [i for i, b in enumerate(trace.bypass) if b]

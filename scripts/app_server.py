@@ -121,11 +121,12 @@ def endpoint_ids(client: httpx.Client, url: str) -> dict[str, int]:
     return {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
 
 
-def timed_call(client: httpx.Client, url: str, fn_index: int, data: list) -> dict:
-    """One call the way the page makes it (queue/join, then the session's event stream), with the times the server
-    started and finished processing it as this client saw them: {"start", "end", "output" or "error"}."""
+def timed_call(client: httpx.Client, url: str, fn_index: int, data: list, session: str | None = None) -> dict:
+    """One call the way the page makes it (queue/join, then the session's event stream), in page session `session`
+    (default: a new one), with the times the server started and finished processing it as this client saw them:
+    {"start", "end", "output" or "error"}."""
     url = url.rstrip("/")
-    session = uuid.uuid4().hex
+    session = session or uuid.uuid4().hex
     client.post(f"{url}/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
                                                       "event_data": None, "trigger_id": None}).raise_for_status()
     result = {"start": None, "end": None}

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import struct
+import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ from petl_core.images import load_image
 from petl_core.inputs import model_input
 from petl_core.metrics import bypass_maps, positional_centres
 from petl_core.query import Query
+from scripts.app_server import endpoint_ids, timed_call, upload
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -408,3 +410,40 @@ def test_no_event_of_the_page_can_keep_firing(app_server: str):
                 file_changes.append(f"{dependency.get('api_name')} on {names.get(target)}.change")
     assert held_back == []
     assert file_changes == []
+
+
+def test_a_page_analysis_that_repeats_the_last_one_changes_nothing(app_server: str):
+    """Gradio 6.31's Dropdown sends the model's `input` twice for one pick (on the click and on the blur after it)
+    and once on any blur: the page's automatic analysis, and the fit of the controls after it, run once per change
+    of their inputs in a page session. A repeat answers with every output left as it is; other inputs, another
+    session, and the first inputs again after others, are analysed."""
+    scene = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+    with httpx.Client(timeout=180) as http:
+        ids = endpoint_ids(http, app_server)
+        image = upload(http, app_server, scene)
+        session = uuid.uuid4().hex
+
+        def analysis(model: str, in_session: str = session) -> list:
+            return timed_call(http, app_server, ids["_analyze_if_image"],
+                              [image, model, None, "center", True], in_session)["output"]
+
+        def fit(model: str) -> list:
+            return timed_call(http, app_server, ids["_controls"],
+                              [image, model, None, 0, 0, 0, None, None, 1, True], session)["output"]
+
+        def shown(output: list) -> list[bool]:
+            return [value != {"__type__": "update"} for value in output]
+
+        first = analysis(zoo.DEFAULT_MODEL)
+        assert all(shown(first)[:6])  # the picture, top-5, summary, card, gates, nonlocality
+        assert shown(analysis(zoo.DEFAULT_MODEL)) == [False] * 7
+        assert all(shown(analysis(zoo.DEFAULT_MODEL, uuid.uuid4().hex))[:6])
+        assert all(shown(analysis("deit_scenes"))[:6])
+        again = analysis(zoo.DEFAULT_MODEL)
+        assert all(shown(again)[:6]) and again[1] == first[1]  # (the same top-5)
+
+        blocks = zoo.dimensions(zoo.DEFAULT_MODEL)[0]
+        fitted = fit(zoo.DEFAULT_MODEL)  # (the analyses' count, a State, does not travel)
+        assert fitted[0]["maximum"] == blocks - 1 and all(shown(fitted)[:5])
+        assert shown(fit(zoo.DEFAULT_MODEL))[:5] == [False] * 5
+        assert all(shown(fit("deit_scenes"))[:5])

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -15,6 +16,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect = sync_api.expect
 from app.guide import STEPS  # noqa: E402
+from scripts.app_server import endpoint_ids  # noqa: E402
 from scripts.browser_page import (  # noqa: E402
     FILE_INPUT,
     chromium_context,
@@ -244,3 +246,43 @@ def test_the_sketchpad_draws_at_once_and_its_sketch_is_analysed(browser, app_ser
     page.get_by_role("button", name="Use this sketch").click()
     expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_count(1, timeout=SLOW)
     page.close()
+
+
+def test_a_model_picked_with_the_pointer_is_analysed_once(page, app_server: str):
+    """Gradio 6.31's Dropdown sends `input` when an option is clicked and again on the blur after it, and on any
+    blur: the page's views redraw once for a pick (the repeated analysis changes nothing: app.tabs.common.Repeats),
+    and not at all when the model list is only opened and left."""
+    ids = endpoint_ids(httpx.Client(timeout=30), app_server)
+    joins: list[int] = []
+    page.on("request", lambda r: joins.append(r.post_data_json["fn_index"]) if "/queue/join" in r.url else None)
+    wait_for_rest(page, QUIET, REST)
+
+    def redraws_of_the_attention_view() -> int:
+        wait_for_rest(page, QUIET, REST)
+        count = joins.count(ids["attention_page"])
+        joins.clear()
+        return count
+
+    joins.clear()
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(r"^deit_scenes ")).click()
+    hover_data_of(page, "deit_scenes")
+    assert ids["_analyze_if_image"] in joins  # (sent twice by the page; analysed once)
+    assert redraws_of_the_attention_view() == 1
+    page.locator("#model input").click()
+    page.keyboard.press("Escape")
+    page.locator("#top5").click()
+    assert redraws_of_the_attention_view() == 0
+    box = page.locator("#model input")  # a pick with the keyboard (one `input`, on the blur after Enter)
+    box.click()
+    box.fill("convit_fmnist")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    hover_data_of(page, "convit_fmnist")
+    assert redraws_of_the_attention_view() == 1
+
+
+def hover_data_of(page, model: str) -> None:
+    """Wait until the page holds the attention of `model` for hovering (the attention view drew its analysis)."""
+    page.wait_for_function("model => (document.querySelector('#hover-data textarea, #hover-data input') || "
+                           "{value: ''}).value.includes(`\"model\": \"${model}\"`)", arg=model, timeout=SLOW)

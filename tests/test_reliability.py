@@ -452,6 +452,6 @@ def test_sigterm_lets_running_requests_finish(tmp_path):
     assert late["error"] == "The server is restarting; try again in a minute."
     log = (tmp_path / "server.log").read_text()
     assert "0 computations cut short" in log
-    # the start line names only what did load
+    # the preload line names only what did load
     assert "preloaded: convit_fmnist, deit_fmnist, convpass_digits;" in log
     assert "not preloading deit_tiny_patch16_224.fb_in1k: deit_tiny_patch16_224.fb_in1k needs its weights" in log

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +13,8 @@ import gradio as gr
 from app.service import QueryError
 from petl_core.models import HubUnavailableError
 
-__all__ = ["EACH_CHANGE", "PRIVATE", "Shared", "export_row", "learn", "numbers_panel", "plot", "quiet", "wire_export",
-           "wire_page", "wire_view"]
+__all__ = ["EACH_CHANGE", "PRIVATE", "Repeats", "Shared", "export_row", "learn", "numbers_panel", "plot", "quiet",
+           "wire_export", "wire_page", "wire_view"]
 
 # (a helper's events are not public API)
 PRIVATE = {"api_visibility": "private"}
@@ -76,6 +78,39 @@ class Shared:
         """Count a server's set of the image (see `sets`) once `dependency`, which made it, succeeded."""
         # (queued: Gradio 6.31 fires no change of a State an unqueued event set)
         dependency.success(lambda sets: sets + 1, self.sets, self.sets, **PRIVATE)
+
+
+class Repeats:
+    """Per page session, the inputs of one listener's last call, noted when the call starts. Gradio 6.31's Dropdown
+    sends `input` when an option is clicked and again on the blur that follows (and on any blur, changed or not), so
+    a listener of the model's input is called twice with the same inputs, at times at once; the second call learns
+    here that it repeats the first and leaves the page as it is."""
+
+    def __init__(self, sessions: int = 1024) -> None:
+        self._last: OrderedDict[str, str] = OrderedDict()
+        self._sessions = sessions  # (the least recently seen are forgotten past this many)
+        self._lock = threading.Lock()
+
+    def repeated(self, request: gr.Request | None, *inputs) -> bool:
+        """Whether `inputs` are those of the session's previous call; if not, they are noted as its last. A call
+        without a session (none to tell apart) never repeats."""
+        session = getattr(request, "session_hash", None)
+        if not session:
+            return False
+        key = repr(inputs)
+        with self._lock:
+            if self._last.get(session) == key:
+                return True
+            self._last[session] = key
+            self._last.move_to_end(session)
+            while len(self._last) > self._sessions:
+                self._last.popitem(last=False)
+        return False
+
+    def forget(self, request: gr.Request | None) -> None:
+        """Let the session's next call run whatever its inputs (its last one showed nothing)."""
+        with self._lock:
+            self._last.pop(getattr(request, "session_hash", None), None)
 
 
 REPORTED_ONCE = (QueryError, HubUnavailableError)
