@@ -1,14 +1,15 @@
 """How fast do the shipped architectures train, at the Fashion-MNIST and the scenes input sizes and at two widths?
 A benchmark, not a test: the numbers that size a training budget.
 
-For ConViT and DeiT (9 heads, depth 6, 4-pixel patches) with 16 or 8 channels per head (the Fashion-MNIST pair and
-the scenes pair) at 32×32 (8×8 grid) and 48×48 (12×12 grid), it times `--steps` training steps of `--batch` images
-exactly as `petl_core.train` makes them (the dataset's augmentation, AdamW, label smoothing, drop path 0.1), after
-`--warmup` untimed steps, interleaving the configurations per repetition. "× 32 px" is the time of a step at 48 px
-over the same model's at 32 px; "× 16 ch" that of 8 channels per head over 16 at the same size.
+For ConViT and DeiT (9 heads, depth 6) with 16 or 8 channels per head (the Fashion-MNIST pair and the scenes pair)
+and 4-pixel patches (or any of `--patch-sizes`) at 32×32 (an 8×8 grid of 4-pixel patches) and 48×48 (12×12), it
+times `--steps` training steps of `--batch` images exactly as `petl_core.train` makes them (the dataset's
+augmentation, AdamW, label smoothing, drop path 0.1), after `--warmup` untimed steps, interleaving the configurations
+per repetition. "× 32 px" is the time of a step at 48 px over the same model's at 32 px; "× 16 ch" that of 8 channels
+per head over 16 at the same size and patches; "× 4 px" that of the row's patches over 4-pixel ones.
 
     .venv/bin/python bench/train_speed.py [--steps 10] [--warmup 3] [--batch 128] [--reps 3] [--threads N]
-                                          [--head-dims 16 8]
+                                          [--head-dims 16 8] [--patch-sizes 4]
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from petl_core.registry import build_model  # noqa: E402
 from petl_core.train import TrainConfig, _param_groups  # noqa: E402
 
 
-def _setup(method: str, data: str, head_dim: int, batch: int):
+def _setup(method: str, data: str, head_dim: int, patch_size: int, batch: int):
     """The model, optimiser and a batch source for one configuration (random uint8 images of the dataset's size)."""
-    config = TrainConfig(method=method, data=data, batch=batch, head_dim=head_dim)
+    config = TrainConfig(method=method, data=data, batch=batch, head_dim=head_dim, patch_size=patch_size)
     spec = DATASETS[data]
     model = build_model(config, num_classes=10)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
@@ -61,11 +62,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--head-dims", type=int, nargs="+", default=[16, 8])
+    parser.add_argument("--patch-sizes", type=int, nargs="+", default=[4])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    configs = [(method, data, width) for width in args.head_dims for method in ("convit", "deit")
-               for data in ("fashion_mnist", "fashion_scenes")]
+    configs = [(method, data, width, patch) for patch in args.patch_sizes for width in args.head_dims
+               for method in ("convit", "deit") for data in ("fashion_mnist", "fashion_scenes")]
     steps = {key: _setup(*key, args.batch) for key in configs}
     generator = torch.Generator().manual_seed(0)
     for step in steps.values():
@@ -80,16 +82,19 @@ def main() -> int:
             seconds[key].append((time.perf_counter() - start) / args.steps)
     print(f"{args.threads} threads, batch {args.batch}, {args.steps} steps × {args.reps} repetitions, "
           f"torch {torch.__version__}\n")
-    print("| model | channels per head | input | grid | ms per step | images/s | × 32 px | × 16 ch |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | channels per head | patch | input | grid | ms per step | images/s | × 32 px | × 16 ch | × 4 px |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     median = {key: statistics.median(values) for key, values in seconds.items()}
-    for method, data, width in configs:
-        size = DATASETS[data].input_size
-        time_ = median[(method, data, width)]
-        wide = median.get((method, data, 16))
-        narrower = f"{time_ / wide:.2f}" if wide else "–"
-        print(f"| {method} | {width} | {size}×{size} | {size // 4}×{size // 4} | {1000 * time_:.0f} | "
-              f"{args.batch / time_:.0f} | {time_ / median[(method, 'fashion_mnist', width)]:.2f} | {narrower} |")
+
+    def ratio(time_: float, key: tuple) -> str:
+        return f"{time_ / median[key]:.2f}" if key in median else "–"
+
+    for method, data, width, patch in configs:
+        size, time_ = DATASETS[data].input_size, median[(method, data, width, patch)]
+        grid = size // patch
+        print(f"| {method} | {width} | {patch} | {size}×{size} | {grid}×{grid} | {1000 * time_:.0f} | "
+              f"{args.batch / time_:.0f} | {ratio(time_, (method, 'fashion_mnist', width, patch))} | "
+              f"{ratio(time_, (method, data, 16, patch))} | {ratio(time_, (method, data, width, 4))} |")
     return 0
 
 

@@ -79,6 +79,8 @@ class Budget:
     """The downstream task the DeiT backbone is adapted to."""
     head_dim: int = 16
     """Channels per head (of 9) of the models trained from scratch."""
+    patch_size: int = 4
+    """Pixels per patch side of the models trained from scratch (TrainConfig.patch_size)."""
     shipped_steps: int | None = None
     """Steps of the shipped pair; overrides shipped_epochs."""
     gpsa_lr_scale: float | None = None
@@ -125,6 +127,13 @@ BUDGETS = {
                             eval_images=2000, probe_size=512, stages=("sample",)),
     # The same at 4× the steps (25.6 epochs of the full set, 512 of the 5% split): for a lent GPU, where the twelve
     # runs train in parallel processes (scripts/device_sample.sh); more than a day on the 2-core CPU.
+    # Sample efficiency that a 2-core CPU can decide in about an hour: 8-pixel patches (a 4×4 grid of the 32×32
+    # input: 16 tokens instead of 64) make a step about 4× cheaper (bench/train_speed.py --patch-sizes 4 8); 4,000
+    # steps of batch 128 are 8.5 epochs of the full set and 171 of the 5% split. The coarser grid leaves GPSA's 3×3
+    # initial offsets within a 4×4 grid: a weaker local prior than at 8×8, said wherever these numbers are quoted.
+    "fmnist_sample_p8": Budget("fmnist_sample_p8", shipped_epochs=0, shipped_eval_points=0, sample_steps=4000,
+                               sample_eval_points=6, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
+                               patch_size=8, eval_images=2000, probe_size=512, stages=("sample",)),
     "fmnist_sample_gpu": Budget("fmnist_sample_gpu", shipped_epochs=0, shipped_eval_points=0, sample_steps=12000,
                                 sample_eval_points=8, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
                                 eval_images=2000, probe_size=512, stages=("sample",)),
@@ -160,7 +169,8 @@ class Suite:
         another recipe are not reused. (A learning-rate grid may grow: each row records its own rate.)"""
         b = self.budget
         if stage == "sample":
-            return (f"{b.sample_steps} steps of batch {b.sample_batch} for every fraction "
+            patches = "" if b.patch_size == 4 else f" at {b.patch_size}-pixel patches"  # 4: what older rows say
+            return (f"{b.sample_steps} steps of batch {b.sample_batch}{patches} for every fraction "
                     "(ConViT Table 2 keeps the images seen constant the same way)")
         source, target = b.data_titles
         return (f"A DeiT trained here on {source}, frozen and adapted to {target}: "
@@ -206,7 +216,7 @@ class Suite:
         b = self.budget
         common = dict(data=self.source, epochs=b.shipped_epochs, steps=b.shipped_steps, batch=128, lr=1e-3, seed=0,
                       eval_points=b.shipped_eval_points, gate_grad_batches=b.gate_grad_batches, head_dim=b.head_dim,
-                      eval_images=b.eval_images, probe_size=b.probe_size, snapshots=True)
+                      patch_size=b.patch_size, eval_images=b.eval_images, probe_size=b.probe_size, snapshots=True)
         pair = [TrainConfig(method=m, out=str(self.runs / "shipped" / m), **common) for m in ("convit", "deit")]
         variant = [TrainConfig(method="convit", gpsa_lr_scale=b.gpsa_lr_scale,
                                out=str(self.runs / "shipped" / "convit_gpsa"), **common)] if b.gpsa_lr_scale else []
@@ -216,6 +226,7 @@ class Suite:
         return [TrainConfig(method=m, data=self.source, fraction=f, steps=self.budget.sample_steps,
                             batch=self.budget.sample_batch,
                             lr=1e-3, seed=s, eval_points=self.budget.sample_eval_points, head_dim=self.budget.head_dim,
+                            patch_size=self.budget.patch_size,
                             out=str(self.runs / "sample" / f"{m}_f{f}_s{s}"), probe_size=self.budget.probe_size,
                             gate_grad_batches=self.budget.gate_grad_batches, eval_images=self.budget.eval_images)
                 for s in self.budget.seeds for m in ("deit", "convit") for f in self.budget.sample_fractions]

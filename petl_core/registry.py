@@ -40,23 +40,25 @@ ARCHITECTURES: dict[str, tuple[str, dict]] = {
 HEADS = 9  # a 3×3 layout of GPSA's initial offsets
 
 
-def architecture(method: str, img_size: int, head_dim: int = 16) -> tuple[str, dict]:
+def architecture(method: str, img_size: int, head_dim: int = 16, patch_size: int = 4) -> tuple[str, dict]:
     """(timm name, kwargs) of the from-scratch `method` (convit, or deit for every other method) at `img_size`
-    with `head_dim` channels per head (16: the Fashion-MNIST pair; narrower models train faster on a CPU)."""
+    with `head_dim` channels per head (16: the Fashion-MNIST pair; narrower models train faster on a CPU) and
+    `patch_size`-pixel patches (larger patches: fewer tokens, a coarser grid, a faster step)."""
     name, kwargs = ARCHITECTURES["convit" if method == "convit" else "deit"]
     width = {"embed_dim": head_dim} if name.startswith("convit") else {"embed_dim": head_dim * HEADS}
-    return name, {**kwargs, **width, "img_size": img_size}
+    return name, {**kwargs, **width, "img_size": img_size, "patch_size": patch_size}
 
 
 def model_architecture(config: TrainConfig) -> tuple[str, dict]:
     """(timm name, kwargs) of the transformer a run trains, before its head is sized: from scratch, the method's
-    at `head_dim`; to adapt, the DeiT whose width (and classes) the backbone file holds."""
+    at `head_dim` and `patch_size`; to adapt, the DeiT whose width, patches (and classes) the backbone file holds."""
     img_size = dataset_spec(config.data).input_size
     if config.method in ("convit", "deit"):
-        return architecture(config.method, img_size, config.head_dim)
+        return architecture(config.method, img_size, config.head_dim, config.patch_size)
     with safe_open(config.backbone, framework="pt") as weights:
         backbone_classes, width = weights.get_slice("head.weight").get_shape()
-    name, kwargs = architecture("deit", img_size, width // HEADS)
+        patch_size = weights.get_slice("patch_embed.proj.weight").get_shape()[-1]
+    name, kwargs = architecture("deit", img_size, width // HEADS, patch_size)
     return name, {**kwargs, "num_classes": backbone_classes}
 
 

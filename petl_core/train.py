@@ -96,6 +96,9 @@ class TrainConfig:
     convpass_dim: int = 8
     head_dim: int = 16
     """Channels per head (of 9) of a model trained from scratch; an adapted model keeps its backbone's."""
+    patch_size: int = 4
+    """Pixels per patch side of a model trained from scratch (4: a 32×32 input is an 8×8 grid; 8: a 4×4 grid, about
+    4× fewer operations per image); an adapted model keeps its backbone's."""
     seed: int = 0
     device: str = "auto"
     eval_points: int = 16
