@@ -371,6 +371,19 @@ def test_narrower_models_are_recorded_and_intermediate_points_may_score_part_of_
     assert card.architecture["kwargs"]["embed_dim"] == 72
 
 
+def test_larger_patches_make_a_coarser_grid_and_an_adapted_model_keeps_its_backbones(tmp_path):
+    """TrainConfig.patch_size sizes the patches of a model trained from scratch (8: a 4×4 grid of the 32×32 input,
+    the sample stage's cheaper step); a model adapted from it takes its patches from the backbone file."""
+    deit = tmp_path / "deit_p8"
+    history = train(TrainConfig(method="deit", data="synthetic", steps=1, batch=16, eval_points=1, probe_size=16,
+                                head_dim=8, patch_size=8, out=str(deit)), progress=False)
+    assert history["architecture"]["kwargs"]["patch_size"] == 8 and history["config"]["patch_size"] == 8
+    assert load_file(str(deit / "model.safetensors"))["pos_embed"].shape == (1, 17, 72)  # 4×4 patches + class
+    convpass = build_model(TrainConfig(method="convpass", data="digits", backbone=str(deit / "model.safetensors")), 10)
+    assert convpass.patch_embed.grid_size == (4, 4)
+    assert build_model(TrainConfig(method="convit", data="synthetic", patch_size=8), 4).patch_embed.grid_size == (4, 4)
+
+
 def test_a_validation_split_is_held_out_class_by_class_and_scored_at_every_point(tmp_path):
     labels = digits()[0].labels
     kept, held = validation_split(labels, 200, seed=0)
