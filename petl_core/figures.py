@@ -92,6 +92,11 @@ def attention_lut(log_scale: bool) -> np.ndarray:
     return (colormaps["inferno"](attention_norm(log_scale)(weights))[:, :3] * 255).round().astype(np.uint8)
 
 
+def _attention_bar(log_scale: bool) -> tuple[Normalize, str, str]:
+    """The colour bar of a mosaic of attention maps: (norm, colour map, label) for `_mosaic_figure`."""
+    return attention_norm(log_scale), "inferno", attention_colour_label(log_scale)
+
+
 def _attention_colour_bar(fig: Figure, axes, log_scale: bool, fontsize: float | None = None) -> None:
     """One colour bar for the attention maps on `axes` (drawn with attention_norm), labelled with its range."""
     bar = fig.colorbar(ScalarMappable(attention_norm(log_scale), "inferno"), ax=axes, shrink=0.8)
@@ -154,12 +159,9 @@ def attention_layer_figure(
                        for h in range(num_heads)])
     gates = trace.gates[layer].tolist() if trace.gates[layer] is not None else None
     heads = [f"head {h}" + (f"\nσ(λ)={gates[h]:.2f}" if gates else "") for h in range(num_heads)]
-    fig = Figure(figsize=(1.1 * num_heads + 2.4, 1.1 * len(parts) + 1.0), layout="constrained")
-    ax = _mosaic_axes(fig, panels, [name for name, _ in parts], heads)
-    ax.set_title(f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""),
-                 fontsize=9)
-    _attention_colour_bar(fig, ax, log_scale, fontsize=8)
-    return fig
+    return _mosaic_figure(panels, [name for name, _ in parts], heads,
+                          f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""),
+                          bar=_attention_bar(log_scale))
 
 
 def query_maps(trace: Trace, layer: int, query: Query, index: int = 0,
@@ -189,27 +191,78 @@ def panel_background(image: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarr
     return np.asarray(resized, dtype=np.float64) / 255, cell
 
 
-def _mosaic_axes(fig: Figure, panels: list[list[np.ndarray | None]], row_labels: list[str], column_labels: list[str],
-                 gap: int = 3, blank_text: dict[int, str] | None = None):
-    """One axes of `fig` showing `panels` (rows × columns of RGB images (h, w, 3) in [0, 1], all of one size; None
-    is a light gray cell, with `blank_text[row]` in it if given) tiled with `gap` white pixels between them, rows
-    and columns labelled. One image instead of an axes per panel: several times faster to draw and save."""
+_PT = 1 / 72  # inches per point
+
+
+def _text_inches(text: str, size: float) -> tuple[float, float]:
+    """A generous (width, height) in inches of `text` at `size` points: DejaVu Sans averages under 0.62 em a
+    character, lines are 1.25 em apart. Enough to lay a figure out without asking the renderer, whose text
+    measuring (constrained layout's) cost more than drawing the figure."""
+    lines = text.split("\n")
+    return max(map(len, lines)) * 0.62 * size * _PT, len(lines) * 1.25 * size * _PT
+
+
+def _mosaic_figure(panels: list[list[np.ndarray | None]], row_labels: list[str], column_labels: list[str],
+                   title: str, bar: tuple[Normalize, str, str] | None = None,
+                   row_bars: list[tuple[Normalize, str, str]] | None = None, panel_inches: float = 1.1,
+                   gap: int = 3, blank_text: dict[int, str] | None = None) -> Figure:
+    """A figure of one image tiling `panels` (rows × columns of RGB images (h, w, 3) in [0, 1], all of one size, each
+    shown `panel_inches` wide; None is a light gray cell, with `blank_text[row]` in it if given) with `gap` white
+    pixels between them, rows and columns labelled, `title` above; with `bar` (norm, colour map, label) one colour
+    bar under the image, with `row_bars` one beside each row. Laid out by hand from the labels' lengths: one image
+    instead of an axes per panel, and no layout engine, make it several times faster to draw and save, and every
+    label (a colour bar's too) lies inside the figure whatever the number of rows."""
     height, width = next(p for row in panels for p in row if p is not None).shape[:2]
-    mosaic = np.ones((len(panels) * (height + gap) - gap, len(panels[0]) * (width + gap) - gap, 3))
-    ax = fig.subplots()
+    rows, cols = len(panels), len(panels[0])
+    mosaic = np.ones((rows * (height + gap) - gap, cols * (width + gap) - gap, 3))
+    scale = panel_inches / width  # inches per mosaic pixel
+    image_w, image_h = mosaic.shape[1] * scale, mosaic.shape[0] * scale
+    label_size, title_size, pad = 7, 9, 0.08
+    left = pad + max(_text_inches(label, label_size)[0] for label in row_labels) + 0.05
+    top = pad + _text_inches(title, title_size)[1] + max(_text_inches(c, label_size)[1] for c in column_labels) + 0.1
+    bottom, right = pad, pad
+    # under a bar: its tick labels (a log scale's 10⁻³ stands 1.7 em tall) and its label
+    under_bar = 0.05 + 1.7 * label_size * _PT + 0.04 + 1.5 * (label_size + 1) * _PT
+    if bar:  # a gap, the bar, what is under it
+        bottom += 0.12 + 0.12 + under_bar
+    if row_bars:  # a gap, the bar, tick labels of up to 5 characters at 6 pt, the label (turned)
+        right += 0.08 + 0.12 + _text_inches("-0.00", 6)[0] + 0.05 + _text_inches("x", label_size)[1]
+    # a title or bar label wider than the rest widens the figure on both sides
+    widest = max(_text_inches(title, title_size)[0], _text_inches(bar[2], label_size + 1)[0] if bar else 0)
+    spare = max(0.0, widest + 2 * pad - (left + image_w + right)) / 2
+    left, right = left + spare, right + spare
+    fig_w, fig_h = left + image_w + right, top + image_h + bottom
+    fig = Figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
     for r, row in enumerate(panels):
         for c, panel in enumerate(row):
-            top, left = r * (height + gap), c * (width + gap)
-            mosaic[top:top + height, left:left + width] = 0.85 if panel is None else panel
+            top_px, left_px = r * (height + gap), c * (width + gap)
+            mosaic[top_px:top_px + height, left_px:left_px + width] = 0.85 if panel is None else panel
             if panel is None and (blank_text or {}).get(r):
-                ax.text(left + width / 2, top + height / 2, blank_text[r], ha="center", va="center", fontsize=6)
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.set_xticks([c * (width + gap) + width / 2 for c in range(len(panels[0]))], column_labels, fontsize=7)
-    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(panels))], row_labels, fontsize=7)
+                ax.text(left_px + width / 2, top_px + height / 2, blank_text[r], ha="center", va="center",
+                        fontsize=6)
+    ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+    ax.set_xticks([c * (width + gap) + width / 2 for c in range(cols)], column_labels, fontsize=label_size)
+    ax.set_yticks([r * (height + gap) + height / 2 for r in range(rows)], row_labels, fontsize=label_size)
     ax.tick_params(length=0, labeltop=True, labelbottom=False)
     for side in ax.spines.values():
         side.set_visible(False)
-    return ax
+    ax.set_title(title, fontsize=title_size)
+    if bar:
+        norm, cmap, label = bar
+        bar_w = min(image_w, 4.0)
+        cax = fig.add_axes(((left + (image_w - bar_w) / 2) / fig_w, (pad + under_bar) / fig_h, bar_w / fig_w,
+                            0.12 / fig_h))
+        colour_bar = fig.colorbar(ScalarMappable(norm, cmap), cax=cax, orientation="horizontal")
+        colour_bar.minorticks_off()  # (the decades say a log scale)
+        colour_bar.set_label(label, fontsize=label_size + 1)
+        colour_bar.ax.tick_params(labelsize=label_size)
+    for row, (norm, cmap, label) in enumerate(row_bars or []):
+        colour_bar = fig.colorbar(ScalarMappable(norm, cmap), cax=ax.inset_axes(
+            (1 + 0.08 / image_w, 1 - (row + 0.9) / rows, 0.12 / image_w, 0.8 / rows)))
+        colour_bar.set_label(label, fontsize=label_size)
+        colour_bar.ax.tick_params(labelsize=6)
+    return fig
 
 
 def _coloured(values: np.ndarray, norm: Normalize, cmap: str, cell: int,
@@ -250,13 +303,10 @@ def attention_grid_figure(
     panels = [[None if m is None or head >= m.shape[0] else
                _blend(background, m[head].float().cpu().numpy(), cell, log_scale, query) for head in range(num_heads)]
               for m in maps]
-    fig = Figure(figsize=(0.95 * num_heads + 2.0, 0.95 * num_layers + 0.8), layout="constrained")  # + colour bar
-    ax = _mosaic_axes(fig, panels, [f"block {b}" for b in range(num_layers)], [f"head {h}" for h in range(num_heads)],
-                      blank_text={layer: "no class\ntoken" for layer, m in enumerate(maps) if m is None})
-    ax.set_title(f"attention of the {query.label}, every block and head" + (" (log scale)" if log_scale else ""),
-                 fontsize=9)
-    _attention_colour_bar(fig, ax, log_scale)
-    return fig
+    return _mosaic_figure(panels, [f"block {b}" for b in range(num_layers)], [f"head {h}" for h in range(num_heads)],
+                          f"attention of the {query.label}, every block and head" +
+                          (" (log scale)" if log_scale else ""), bar=_attention_bar(log_scale), panel_inches=0.95,
+                          blank_text={layer: "no class\ntoken" for layer, m in enumerate(maps) if m is None})
 
 
 def compare_figure(
@@ -326,21 +376,16 @@ def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndar
     keys = [(branch, name) for branch in maps[blocks[0]] for name in ("norm", "ratio")]
     grid = tuple(maps[blocks[0]][keys[0][0]].norm[index].shape)
     background, cell = panel_background(image, grid)
-    labels = {"norm": "‖s·bypass‖", "ratio": "÷ ‖frozen branch‖"}
+    labels = {"norm": "‖s·bypass‖", "ratio": "÷ ‖frozen‖"}  # (short: a bar's label fits its row's height)
     panels, norms = [], []
     for branch, name in keys:
         values = [getattr(maps[block][branch], name)[index].float().cpu().numpy() for block in blocks]
         norms.append(_colour_norm(np.stack(values), log_scale=False))
         panels.append([_coloured(v, norms[-1], "viridis", cell, background) for v in values])
-    fig = Figure(figsize=(1.1 * len(blocks) + 2.6, 1.1 * len(keys) + 1.0), layout="constrained")
-    ax = _mosaic_axes(fig, panels, [f"{branch} {name}" for branch, name in keys], [f"block {b}" for b in blocks])
-    ax.set_title("Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it", fontsize=9)
-    for row, ((branch, name), norm) in enumerate(zip(keys, norms, strict=True)):  # each bar beside its row
-        bar = fig.colorbar(ScalarMappable(norm, "viridis"),
-                           cax=ax.inset_axes((1.02, 1 - (row + 0.9) / len(keys), 0.02, 0.8 / len(keys))))
-        bar.set_label(f"{branch}: {labels[name]}", fontsize=7)
-        bar.ax.tick_params(labelsize=6)
-    return fig
+    return _mosaic_figure(panels, [f"{branch} {name}" for branch, name in keys], [f"block {b}" for b in blocks],
+                          "Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it",
+                          row_bars=[(norm, "viridis", labels[name])  # each bar beside its row
+                                    for (branch, name), norm in zip(keys, norms, strict=True)])
 
 
 def maps_row_figure(maps: dict[str, torch.Tensor], image: np.ndarray, title: str) -> Figure:
@@ -413,12 +458,9 @@ def conv_channels_figure(conv: torch.Tensor, title: str) -> Figure:
     cell = max(2, 72 // max(channels.shape[1:]))
     panels = [[_coloured(channels[r * cols + c], norm, "RdBu_r", cell) if r * cols + c < len(channels) else None
                for c in range(cols)] for r in range(rows)]
-    fig = Figure(figsize=(1.3 * cols + 1.6, 1.3 * rows + 0.8), layout="constrained")
-    ax = _mosaic_axes(fig, panels, [f"channels {r * cols}-{min((r + 1) * cols, len(channels)) - 1}"
-                                    for r in range(rows)], [f"+{c}" for c in range(cols)])
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(ScalarMappable(norm, "RdBu_r"), ax=ax, shrink=0.8, label="3×3 conv output")
-    return fig
+    return _mosaic_figure(panels, [f"channels {r * cols}-{min((r + 1) * cols, len(channels)) - 1}"
+                                   for r in range(rows)], [f"+{c}" for c in range(cols)], title,
+                          bar=(norm, "RdBu_r", "3×3 conv output"), panel_inches=1.3)
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from app import plots
 from app.service import Service
@@ -42,6 +43,11 @@ def _colour_bars(fig: Figure) -> list:
     return [ax._colorbar for ax in fig.axes if hasattr(ax, "_colorbar")]
 
 
+def _label(bar) -> str:
+    """A colour bar's label, whichever way the bar lies."""
+    return bar.ax.get_xlabel() if bar.orientation == "horizontal" else bar.ax.get_ylabel()
+
+
 def _initial_gate(name: str) -> float:
     """σ(λ) of the GPSA heads of `name`'s architecture at initialisation, read from the model (all equal)."""
     model = zoo.initial_model(zoo.load(name).card)
@@ -62,7 +68,7 @@ def test_grid_and_enlarged_map_share_one_fixed_range_stated_on_their_colour_bars
     shown = (np.log10(low), np.log10(high)) if log_scale else (low, high)
     assert (heatmap.zmin, heatmap.zmax) == pytest.approx(shown)
     label = f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
-    assert bar.ax.get_ylabel() == label and heatmap.colorbar.title.text == label
+    assert _label(bar) == label and heatmap.colorbar.title.text == label
     # DeiT's block 0 is near-uniform: on the fixed scale its map spans a sliver of the colour bar, where a range
     # fitted to the map would stretch it over the whole bar
     span = (np.max(heatmap.z) - np.min(heatmap.z)) / (heatmap.zmax - heatmap.zmin)
@@ -75,7 +81,7 @@ def test_the_equation_maps_use_the_attention_views_fixed_range(service):
     fig, _, _ = equation.EquationView(service).render(SCENE, CONVIT, "center", 1, 2)
     (bar,) = _colour_bars(fig)
     assert (bar.norm.vmin, bar.norm.vmax) == figures.ATTENTION_LOG_RANGE
-    assert bar.ax.get_ylabel() == figures.attention_colour_label(True)
+    assert _label(bar) == figures.attention_colour_label(True)
     assert all(ax.images[-1].norm is bar.norm for ax in fig.axes if ax.images and ax is not bar.ax)
 
 
@@ -109,11 +115,35 @@ def test_every_map_has_a_labelled_colour_bar(service):
     compared, _ = compare.CompareView(service).render(SCENE, [DEIT, CONVIT], 0, "center", True)
     label = figures.attention_colour_label(True)
     for fig in (attention._draw(convit, "center", 0, 0, True)[1], decomposition, compared):
-        assert [b.ax.get_ylabel() for b in _colour_bars(fig)] == [label]
+        assert [_label(b) for b in _colour_bars(fig)] == [label]
     maps, _, channels, _ = convpass.ConvpassView(service).render(DIGIT_SCENE, CONVPASS, None, 0, "attn")
     panels = [ax.get_title() for ax in maps.axes if not hasattr(ax, "_colorbar")]
-    assert [b.ax.get_ylabel() for b in _colour_bars(maps)] == panels and len(panels) == 3
-    assert [b.ax.get_ylabel() for b in _colour_bars(channels)] == ["3×3 conv output"]
+    assert [_label(b) for b in _colour_bars(maps)] == panels and len(panels) == 3
+    assert [_label(b) for b in _colour_bars(channels)] == ["3×3 conv output"]
+
+
+@pytest.mark.parametrize("model", [CONVIT, DEIT, CONVPASS])
+def test_every_label_of_a_mosaic_figure_lies_inside_it(service, model):
+    """The mosaic figures (the grid of the page, the CLI's per-block and bypass figures) are laid out by hand: every
+    title, row and column label, colour bar tick and colour bar label is drawn inside the figure, for one-row
+    blocks too (a colour bar's label once ran off a one-row block figure)."""
+    result = service.result_for(DIGIT_SCENE if model == CONVPASS else SCENE, model)
+    trace, image, query = result.trace, result.input_image, Query.at(3, 4)
+    drawn = [figures.attention_layer_figure(trace, block, image, query) for block in range(len(trace.attention))]
+    drawn.append(figures.attention_grid_figure(trace, image, query))
+    maps = {i: metrics.bypass_maps(entry, trace.grid, trace.num_prefix[i]) for i, entry in enumerate(trace.bypass)
+            if entry}
+    if maps:
+        drawn += [figures.bypass_figure(maps, image), figures.conv_channels_figure(maps[0]["attn"].conv[0], "conv")]
+    for fig in drawn:
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        inside = fig.bbox.padded(1)
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        assert len(texts) > 5
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), text.get_text()
 
 
 def test_gates_are_coloured_against_their_initial_value(service):
