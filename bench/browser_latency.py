@@ -14,11 +14,20 @@ Against `python app.py` on a free port, one page, one analysed image (a shipped 
 Prints `hover_to_update_ms p50=… p95=…`, `click_to_update_ms p50=… p95=…` (targets of issue 13: p95 ≤ 16 ms for
 hover, ≤ 100 ms for click) and `click_to_server_figures_ms p50=… p95=…`, with the model, its grid, blocks and heads.
 
+With `--size BLOCKS HEADS GRID` (ViT-B/16: 12 12 14) the hover is timed on attention of that size instead: after the
+analysis the page's hover data is replaced by codes of that shape (random: drawing costs the same whatever the
+weights), with the model's colour scales and a background of the grid's panel size, and only the hover is timed
+(the server knows nothing of that attention, so a click would not match it). For the size of a model the app cannot
+load here (the hub is off).
+
     .venv/bin/python bench/browser_latency.py [--model convit_scenes_gpsa50] [--moves 200] [--clicks 15]
+                                              [--size 12 12 14]
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import random
 import statistics
 import sys
@@ -28,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
 
 from petl_core import zoo  # noqa: E402
 from scripts.app_server import start_app, stop_app  # noqa: E402
@@ -42,12 +53,28 @@ def _percentiles(values: list[float]) -> str:
             f" (n={len(ordered)}, max {ordered[-1]:.1f})")
 
 
+def _synthetic(data: dict, blocks: int, heads: int, grid: int, rng: np.random.Generator) -> dict:
+    """The page's hover data `data` with random attention codes of `blocks` × `heads` on a `grid` × `grid` patch grid
+    and a gray background of that grid's panel size (cell as app.tabs.attention.AttentionView.hover_data sizes it)."""
+    cell = max(2, 72 // grid)
+
+    def encoded(array: np.ndarray) -> str:
+        return base64.b64encode(array.astype(np.uint8).tobytes()).decode("ascii")
+
+    codes = rng.integers(0, 256, (blocks, heads, grid * grid, grid * grid), dtype=np.uint8)
+    return {**data, "grid": [grid, grid], "cell": cell, "blocks": blocks, "heads": heads,
+            "heads_per_block": [heads] * blocks, "codes": encoded(codes),
+            "background": encoded(np.full((grid * cell, grid * cell, 3), 128))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=zoo.DEFAULT_MODEL)
     parser.add_argument("--image", type=Path, default=SCENE)
     parser.add_argument("--moves", type=int, default=200)
     parser.add_argument("--clicks", type=int, default=15)
+    parser.add_argument("--size", type=int, nargs=3, metavar=("BLOCKS", "HEADS", "GRID"),
+                        help="time the hover on random attention of this size (no clicks)")
     args = parser.parse_args()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,8 +88,15 @@ def main() -> int:
                 page.wait_for_function("() => { const b = document.querySelector('#hover-data textarea, "
                                        "#hover-data input'); return b && b.value.length > 0; }", timeout=120_000)
                 wait_for_rest(page, 3_000, 120_000)
-                shape = page.evaluate("() => JSON.parse(document.querySelector('#hover-data textarea, "
-                                      "#hover-data input').value)").get
+                box_js = "document.querySelector('#hover-data textarea, #hover-data input')"
+                if args.size:
+                    data = _synthetic(page.evaluate(f"() => JSON.parse({box_js}.value)"), *args.size,
+                                      np.random.default_rng(0))
+                    text = json.dumps(data)
+                    page.evaluate(f"text => {{ {box_js}.value = text; }}", text)
+                    print(f"hover data replaced: {len(text) / 2**20:.1f} MB of JSON (codes "
+                          f"{np.prod(args.size[:2]) * args.size[2] ** 4 / 2**20:.1f} MB before base64)")
+                shape = page.evaluate(f"() => JSON.parse({box_js}.value)").get
                 rows, cols = shape("grid")
                 print(f"model {args.model}: {rows}×{cols} patches, {shape('blocks')} blocks × {shape('heads')} heads; "
                       f"image {args.image.name}")
@@ -85,7 +119,7 @@ def main() -> int:
                     drawing.append(drawn["draw_ms"])
                 clicks, server = [], []
                 query = (rows // 2, cols // 2)  # (the page's first query)
-                for _ in range(args.clicks):
+                for _ in range(0 if args.size else args.clicks):
                     patch = query
                     while patch == query:  # (the query must change, or the server's figure would not)
                         patch = (rng.randrange(rows), rng.randrange(cols))
@@ -109,8 +143,9 @@ def main() -> int:
             stop_app(process)
     print(f"hover_to_update_ms {_percentiles(hover)}")
     print(f"  of which drawing the canvas: {_percentiles(drawing)}")
-    print(f"click_to_update_ms {_percentiles(clicks)}")
-    print(f"click_to_server_figures_ms {_percentiles(server)}")
+    if clicks:
+        print(f"click_to_update_ms {_percentiles(clicks)}")
+        print(f"click_to_server_figures_ms {_percentiles(server)}")
     return 0
 
 
