@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 from PIL import Image
 
 from . import metrics
@@ -255,6 +256,8 @@ def _mosaic_figure(panels: list[list[np.ndarray | None]], row_labels: list[str],
                             0.12 / fig_h))
         colour_bar = fig.colorbar(ScalarMappable(norm, cmap), cax=cax, orientation="horizontal")
         colour_bar.minorticks_off()  # (the decades say a log scale)
+        # plain numbers (0.001 … 1, as the page's hover canvas writes them): no mathtext to parse for 10⁻³
+        colour_bar.ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         colour_bar.set_label(label, fontsize=label_size + 1)
         colour_bar.ax.tick_params(labelsize=label_size)
     for row, (norm, cmap, label) in enumerate(row_bars or []):
