@@ -356,8 +356,17 @@ def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
     on a diverging scale over [0, 1], white at the initial value σ(1) (marked on the colour bar): red heads became
     more positional than at init, blue ones more content-based."""
     values = gates.float().cpu().numpy()
-    fig = Figure(figsize=(max(4.5, 1.5 + 0.55 * values.shape[1]), 1.2 + 0.4 * values.shape[0]), layout="constrained")
-    ax = fig.subplots()
+    rows, cols = values.shape
+    init_label = f"{metrics.GATE_AT_INIT:.3f} = σ(1), init"
+    # laid out by hand (see _text_inches): the block labels, the cells, the bar with its tick labels and label
+    left = 0.1 + _text_inches(f"block {max(gated_blocks)}", 10)[0] + 0.1
+    top, bottom = 0.1 + _text_inches("g", 10)[1] + 0.1, 0.1 + 2 * _text_inches("0", 10)[1] + 0.15
+    cells_w, cells_h = 0.55 * cols, max(0.4 * rows, 1.4)  # (tall enough for the bar's four ticks)
+    right = 0.15 + 0.15 + 0.1 + _text_inches(init_label, 10)[0] + 0.1 + _text_inches("σ", 10)[1] + 0.1
+    fig_w, fig_h = left + cells_w + right, top + cells_h + bottom
+    fig = Figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, cells_w / fig_w, cells_h / fig_h))
+    cax = fig.add_axes(((left + cells_w + 0.15) / fig_w, bottom / fig_h, 0.15 / fig_w, cells_h / fig_h))
     image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(metrics.GATE_AT_INIT, 0.0, 1.0), aspect="auto")
     for (r, c), v in np.ndenumerate(values):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
@@ -366,9 +375,8 @@ def gates_figure(gates: torch.Tensor, gated_blocks: list[int]) -> Figure:
     ax.set_yticks(range(values.shape[0]), [f"block {b}" for b in gated_blocks])
     ax.set_xlabel("head")
     ax.set_title("gates σ(λ): weight of positional attention", fontsize=10)
-    bar = fig.colorbar(image, ax=ax, label="σ(λ)")
-    bar.set_ticks([0.0, 0.5, metrics.GATE_AT_INIT, 1.0],
-                  labels=["0", "0.5", f"{metrics.GATE_AT_INIT:.3f} = σ(1), init", "1"])
+    bar = fig.colorbar(image, cax=cax, label="σ(λ)")
+    bar.set_ticks([0.0, 0.5, metrics.GATE_AT_INIT, 1.0], labels=["0", "0.5", init_label, "1"])
     return fig
 
 

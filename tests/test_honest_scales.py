@@ -123,8 +123,9 @@ def test_every_map_has_a_labelled_colour_bar(service):
 
 
 @pytest.mark.parametrize("model", [CONVIT, DEIT, CONVPASS])
-def test_every_label_of_a_mosaic_figure_lies_inside_it(service, model):
-    """The mosaic figures (the grid of the page, the CLI's per-block and bypass figures) are laid out by hand: every
+def test_every_label_of_a_figure_laid_out_by_hand_lies_inside_it(service, model):
+    """The mosaic figures (the grid of the page, the CLI's per-block and bypass figures) and the gates' heatmap are
+    laid out by hand: every
     title, row and column label, colour bar tick and colour bar label is drawn inside the figure, for one-row
     blocks too (a colour bar's label once ran off a one-row block figure)."""
     result = service.result_for(DIGIT_SCENE if model == CONVPASS else SCENE, model)
@@ -135,6 +136,9 @@ def test_every_label_of_a_mosaic_figure_lies_inside_it(service, model):
             if entry}
     if maps:
         drawn += [figures.bypass_figure(maps, image), figures.conv_channels_figure(maps[0]["attn"].conv[0], "conv")]
+    if trace.gated_blocks:
+        drawn += [figures.gates_figure(trace.gate_matrix, trace.gated_blocks),
+                  figures.gates_figure(trace.gate_matrix[:1], trace.gated_blocks[:1])]
     for fig in drawn:
         renderer = FigureCanvasAgg(fig).get_renderer()
         fig.draw(renderer)
