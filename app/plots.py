@@ -280,9 +280,9 @@ def bypass_ratio_figure(means: dict[str, dict[str, float]]) -> go.Figure:
 
 
 # --------------------------------------------------------------------------------------------------- findings
-def sample_efficiency_figure(rows: list[dict]) -> go.Figure:
-    """Test accuracy against the fraction of training data: ours (Fashion-MNIST, dots = seeds) and the paper's."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("this project: Fashion-MNIST, same steps",
+def sample_efficiency_figure(rows: list[dict], data: str) -> go.Figure:
+    """Test accuracy against the fraction of training data: ours (on `data`, dots = seeds) and the paper's."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"this project: {data}, same steps",
                                                         "ConViT paper, Table 2: ImageNet"))
     colours = {"deit": "#1f77b4", "convit": "#d62728"}
     for method, label in (("deit", "DeiT"), ("convit", "ConViT")):

@@ -352,7 +352,8 @@ def _rows(suite: Suite, stage: str) -> list[dict]:
 
 
 def summarise_sample(suite: Suite) -> dict:
-    return {"budget": suite.budget.name, "protocol": suite.protocol("sample"), "runs": _rows(suite, "sample")}
+    return {"budget": suite.budget.name, "data": {"source": suite.budget.data_titles[0]},
+            "protocol": suite.protocol("sample"), "runs": _rows(suite, "sample")}
 
 
 def summarise_petl(suite: Suite) -> dict:

@@ -92,7 +92,7 @@ def sample_efficiency(results: dict) -> tuple[str, Figure]:
             lines.append(f"| {r['method']} | {r['fraction']:.0%} | "
                          + " | ".join(f"{100 * accuracy[s]:.1f}" for s in steps) + " |")
     ax.set_xscale("log")
-    ax.set_xlabel("fraction of Fashion-MNIST")
+    ax.set_xlabel(f"fraction of {results['data']['source']}")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
     return "\n".join(lines), fig
@@ -211,7 +211,8 @@ def budget_sections(budget: str) -> str:
         results = findings.load_results(name, budget, RESULTS)
         if results:
             if results.get("data"):  # (older results name the data in their protocol only)
-                title = f"{title}: {results['data']['source']} → {results['data']['target']}"
+                data = results["data"]
+                title = f"{title}: {data['source']}" + (f" → {data['target']}" if "target" in data else "")
             table, fig = make(results)
             fig.savefig(FIGURES / f"{name}_{budget}.png", dpi=110)
             sections.append(f"### {title} ({budget})\n\n{results['protocol']}.\n\n{table}\n\n"

@@ -58,7 +58,8 @@ def render(budget: str | None = None) -> tuple:
     sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
     if sample and sample["runs"]:
         rows = findings.sample_efficiency_summary(sample)
-        sample_fig, sample_md = plots.sample_efficiency_figure(rows), f"{sample['protocol']}.\n\n{_table_sample(rows)}"
+        sample_fig = plots.sample_efficiency_figure(rows, sample["data"]["source"])
+        sample_md = f"{sample['protocol']}.\n\n{_table_sample(rows)}"
     else:
         sample_fig, sample_md = plots.message_figure("sample-efficiency runs not made yet"), ""
     if petl and petl["runs"]:
