@@ -127,6 +127,9 @@ BUDGETS = {
                             eval_images=2000, probe_size=512, stages=("sample",)),
     # The same at 4× the steps (25.6 epochs of the full set, 512 of the 5% split): for a lent GPU, where the twelve
     # runs train in parallel processes (scripts/device_sample.sh); more than a day on the 2-core CPU.
+    "fmnist_sample_gpu": Budget("fmnist_sample_gpu", shipped_epochs=0, shipped_eval_points=0, sample_steps=12000,
+                                sample_eval_points=8, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
+                                eval_images=2000, probe_size=512, stages=("sample",)),
     # Sample efficiency on the scenes at 8-pixel patches (a 6×6 grid of the 48×48 scenes: 36 tokens instead of 144,
     # a step about 5× cheaper: bench/train_speed.py --patch-sizes 4 8), 8,000 steps of batch 64: 8.5 epochs of the
     # full set, 171 of the 5% split. Chosen after the same protocol on plain Fashion-MNIST at 8-pixel patches
@@ -137,9 +140,6 @@ BUDGETS = {
                             sample_eval_points=6, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), sample_batch=64,
                             source="fashion_scenes", head_dim=8, patch_size=8, eval_images=2000, probe_size=512,
                             data_titles=("Fashion-MNIST scenes", "digit scenes"), stages=("sample",)),
-    "fmnist_sample_gpu": Budget("fmnist_sample_gpu", shipped_epochs=0, shipped_eval_points=0, sample_steps=12000,
-                                sample_eval_points=8, seeds=(0, 1, 2), sample_fractions=(0.05, 1.0), head_dim=8,
-                                eval_images=2000, probe_size=512, stages=("sample",)),
 }
 PETL_METHODS = ("convpass", "convpass_attn", "linear", "finetune")
 

@@ -100,9 +100,10 @@ def _attention_bar(log_scale: bool) -> tuple[Normalize, str, str]:
 
 def _attention_colour_bar(fig: Figure, axes, log_scale: bool, fontsize: float | None = None) -> None:
     """One colour bar for the attention maps on `axes` (drawn with attention_norm), labelled with its range."""
-    bar = fig.colorbar(ScalarMappable(attention_norm(log_scale), "inferno"), ax=axes, shrink=0.8)
+    norm, cmap, label = _attention_bar(log_scale)
+    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.8)
     bar.minorticks_off()  # (the decades say the scale; a log bar's minor labels cost a third of a figure's layout)
-    bar.set_label(attention_colour_label(log_scale), fontsize=fontsize)
+    bar.set_label(label, fontsize=fontsize)
     if fontsize:
         bar.ax.tick_params(labelsize=fontsize * 0.8)
 
@@ -222,7 +223,7 @@ def _mosaic_figure(panels: list[list[np.ndarray | None]], row_labels: list[str],
     left = pad + max(_text_inches(label, label_size)[0] for label in row_labels) + 0.05
     top = pad + _text_inches(title, title_size)[1] + max(_text_inches(c, label_size)[1] for c in column_labels) + 0.1
     bottom, right = pad, pad
-    # under a bar: its tick labels (a log scale's 10⁻³ stands 1.7 em tall) and its label
+    # under a bar: its tick labels (1.7 em: room for an exponent, should a formatter write one) and its label
     under_bar = 0.05 + 1.7 * label_size * _PT + 0.04 + 1.5 * (label_size + 1) * _PT
     if bar:  # a gap, the bar, what is under it
         bottom += 0.12 + 0.12 + under_bar
