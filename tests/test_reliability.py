@@ -158,7 +158,13 @@ def test_the_page_listeners_take_any_json(app_server, http):
                      ("frame", [image, "convit_fmnist", None, "1,1", "/etc/passwd"]),
                      ("attention_page", ["<script>", 10**30, None, image, *view]),
                      ("attention_page", ["attention", 10**30, ["x"] * 3, image, "convit_fmnist", None, "1,1",
-                                         99999999999999, -1, True, True])):
+                                         99999999999999, -1, True, True]),
+                     # the automatic analysis and the fit after it (both keep the session's last inputs: Repeats)
+                     ("_analyze_if_image", [{"path": "/etc/passwd"}, "convit_fmnist", None, "1,1", True]),
+                     ("_analyze_if_image", [image, "../../etc/passwd", None, "center", True]),
+                     ("_analyze_if_image", [image, "convit_fmnist", ["x"], 10**30, "yes"]),
+                     ("_controls", [image, "convit_fmnist", None, "nan", 1e308, -5, "x", [1], "many", True]),
+                     ("_controls", [{"path": "/etc/passwd"}, "convit_fmnist", None, 0, 0, 0, None, None, 0, True])):
         answer = timed_call(http, app_server, ids[fn], data)
         if "error" in answer:  # (Gradio's refusal of a value off a dropdown's choices names the value)
             assert answer["error"] and "Traceback" not in answer["error"], (fn, answer)
