@@ -30,7 +30,7 @@ from petl_core import zoo
 from petl_core.analysis import Analysis, analyze
 from petl_core.atlas import Atlas, locality_atlas
 from petl_core.data import ImageSet
-from petl_core.dial import parse_gates, probe_accuracy, probe_set, set_gates
+from petl_core.dial import DialProbe, parse_gates, probe_set, set_gates
 from petl_core.examples import Example, task_examples
 from petl_core.images import load_image, to_display
 from petl_core.inputs import describe_input, model_input
@@ -156,6 +156,7 @@ class Service:
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
         self._probe_scores: OrderedDict[tuple, float] = OrderedDict()
+        self._dial_probes: OrderedDict[tuple, DialProbe] = OrderedDict()
         self._atlases: OrderedDict[str, Atlas] = OrderedDict()
         self._examples: OrderedDict[str, list[Example] | None] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
@@ -367,9 +368,9 @@ class Service:
             analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
             accuracy, key = None, (model_name, json.dumps(setting))
             if probe and score:  # scored once per model and setting: stepping back to a preset answers at once
-                accuracy = self._load_once(self._probe_scores, key,
-                                           lambda: probe_accuracy(loaded.model, probe, loaded.card.preprocessing),
-                                           size=256)
+                scorer = self._load_once(self._dial_probes, (model_name, id(loaded.model)),
+                                         lambda: DialProbe(loaded.model, probe, loaded.card.preprocessing), size=2)
+                accuracy = self._load_once(self._probe_scores, key, lambda: scorer.accuracy(setting), size=256)
             elif probe:
                 with self._lock:
                     accuracy = self._probe_scores.get(key)

@@ -9,6 +9,7 @@ through the same model each see their own dial, and the model's parameters are n
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,7 +21,7 @@ from torch import nn
 if TYPE_CHECKING:
     from .data import ImageSet
 
-__all__ = ["PROBE_IMAGES", "gate_override", "parse_gates", "probe_accuracy", "probe_set", "set_gates"]
+__all__ = ["PROBE_IMAGES", "DialProbe", "gate_override", "parse_gates", "probe_accuracy", "probe_set", "set_gates"]
 
 PROBE_IMAGES = 256
 """How many test images of its own task the dial scores a model on."""
@@ -103,3 +104,70 @@ def probe_accuracy(model: nn.Module, probe: ImageSet, preprocessing: dict) -> fl
     device = next(model.parameters()).device
     return evaluate(model, probe, (float(preprocessing["mean"]), float(preprocessing["std"])), device,
                     batch=PROBE_BATCH, base_size=preprocessing["base_size"], pad=preprocessing["pad"])
+
+
+class DialProbe:
+    """A ConViT's probe accuracy under dial settings, re-running only what a change can reach.
+
+    A setting that agrees with one scored before on GPSA blocks 0..k-1 leaves the residual stream entering block k
+    as it was, so only blocks k onward run again: a change of the last GPSA block costs about half a pass, of the
+    first the whole pass. The probe's inputs are prepared once, and for the last `kept` settings scored the stream
+    entering each GPSA block (256 × N × D floats a block) is kept. The numbers are those of `probe_accuracy`, whose
+    pass this is, split at the blocks (the same batches, the same operations).
+
+    >>> probe = DialProbe(model, probe_set(data), card.preprocessing)
+    >>> probe.accuracy([None, [0.0] * 9, None, None])   # blocks 1-5 run again; block 0's input is kept
+    """
+
+    def __init__(self, model: nn.Module, probe: ImageSet, preprocessing: dict, kept: int = 2) -> None:
+        from .preprocess import prepare
+
+        self.model, self.labels, self.kept = model, probe.labels, kept
+        self._gpsa = [i for i, block in enumerate(model.blocks) if hasattr(block.attn, "gating_param")]
+        device = next(model.parameters()).device
+        inputs = prepare(probe.images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
+                         float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],
+                         pad=preprocessing["pad"]).to(device)
+        with torch.no_grad():  # timm's ConVit.forward_features up to its blocks; the stream entering block 0
+            self._entry = [self._embed(x) for x in inputs.split(PROBE_BATCH)]
+        self._scored: list[tuple[list[tuple[float, ...]], list[list[torch.Tensor]], float]] = []
+        self._lock = threading.Lock()  # one scoring at a time: they share the kept streams
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) images → (B, N, D) patch tokens entering block 0."""
+        model = self.model
+        x = model.patch_embed(x)
+        if model.use_pos_embed:
+            x = x + model.pos_embed
+        return model.pos_drop(x)
+
+    def accuracy(self, gates: Sequence[Sequence[float] | None]) -> float:
+        """Top-1 accuracy on the probe with GPSA block i mixing at σ = gates[i] (None: as trained), as
+        `probe_accuracy` under `set_gates(model, gates)` gives it. Check `gates` with `parse_gates`."""
+        model = self.model
+        with self._lock, set_gates(model, gates) as applied, torch.no_grad():
+            key = [tuple(g.tolist()) for g in applied]
+            shared, streams = 0, None  # the kept setting agreeing on the most leading GPSA blocks
+            for kept_key, kept_streams, score in self._scored:
+                agree = next((i for i, (a, b) in enumerate(zip(key, kept_key, strict=True)) if a != b), len(key))
+                if agree == len(key):
+                    return score
+                if agree > shared:
+                    shared, streams = agree, kept_streams
+            start = self._gpsa[shared] if shared else 0
+            new_streams, correct = [], 0
+            for batch, entry in enumerate(self._entry):
+                x = streams[batch][shared - 1] if shared else entry
+                kept = list(streams[batch][:shared - 1]) if shared else []  # entering GPSA blocks 1..shared-1
+                for u in range(start, len(model.blocks)):  # the rest of timm's ConVit.forward_features
+                    if u in self._gpsa[1:]:
+                        kept.append(x)
+                    if u == model.local_up_to_layer and model.cls_token is not None:
+                        x = torch.cat((model.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+                    x = model.blocks[u](x)
+                logits = model.forward_head(model.norm(x))
+                correct += (logits.argmax(-1).cpu() == self.labels[batch * PROBE_BATCH:][:len(x)]).sum().item()
+                new_streams.append(kept)
+            score = correct / len(self.labels)
+            self._scored = [*self._scored, (key, new_streams, score)][-self.kept:]
+            return score

@@ -13,7 +13,7 @@ from PIL import Image
 
 from petl_core import create_model, trace, zoo
 from petl_core.analysis import analyze
-from petl_core.dial import gate_override, parse_gates, probe_accuracy, probe_set, set_gates
+from petl_core.dial import DialProbe, gate_override, parse_gates, probe_accuracy, probe_set, set_gates
 from petl_core.images import load_image
 
 pytest.importorskip("gradio_client")
@@ -111,6 +111,34 @@ def test_the_probe_set_is_fixed_and_scored_like_the_card():
     with set_gates(loaded.model, [[0.0] * 9] * 4):
         content_only = probe_accuracy(loaded.model, probe, loaded.card.preprocessing)
     assert content_only != accuracy
+
+
+def test_a_dial_change_reruns_only_the_blocks_it_reaches_and_scores_as_a_whole_pass():
+    loaded = zoo.load("convit_fmnist")
+    model, pre = loaded.model, loaded.card.preprocessing
+    probe = probe_set(loaded.card.recipe["data"])
+    scorer = DialProbe(model, probe, pre)
+    runs = [0] * len(model.blocks)
+    hooks = [block.register_forward_hook(lambda *_, i=i: runs.__setitem__(i, runs[i] + 1))
+             for i, block in enumerate(model.blocks)]
+    heads, batches = model.blocks[0].attn.num_heads, -(-len(probe) // 64)
+    # each setting, then the blocks it must run again: from the first GPSA block where it differs from the
+    # closest of the last two settings scored
+    steps = [([None] * 4, 0), ([None, None, None, [0.0] * heads], 3), ([None, [0.5] * heads, None, [0.0] * heads], 1),
+             ([None, [0.5] * heads, [1.0] * heads, [0.0] * heads], 2), ([None, None, None, [1.0] * heads], 1),
+             ([[0.0] * heads] * 4, 0)]
+    try:
+        for gates, first in steps:
+            runs[:] = [0] * len(runs)
+            score = scorer.accuracy(gates)
+            assert runs == [0] * first + [batches] * (len(runs) - first), gates
+            with set_gates(model, gates):
+                assert score == probe_accuracy(model, probe, pre)
+        runs[:] = [0] * len(runs)
+        assert scorer.accuracy(steps[-1][0]) == score and runs == [0] * len(runs)  # scored just now: nothing runs
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_dialling_by_hand_adds_up_head_by_head():
