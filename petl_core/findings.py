@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "DECIDING_BUDGETS",
     "PAPER_CONVPASS_VTAB",
     "PAPER_SAMPLE_EFFICIENCY",
     "RESULTS",
     "SHIPPED_BUDGETS",
     "budgets",
-    "first_budget_with",
+    "budgets_with",
     "load_results",
     "petl_summary",
     "sample_efficiency_summary",
@@ -28,6 +29,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "assets" / "results"
 SHIPPED_BUDGETS = ("scenes", "2h")
 """The budgets whose models ship (those of the app's default model first): what `experiments.make_assets` trains by
 default."""
+DECIDING_BUDGETS = {"sample_efficiency": "scenes_sample", "petl": "scenes"}
+"""Per finding, the budget whose runs decide it (docs/findings.md says why): the one the app opens on."""
 
 PAPER_SAMPLE_EFFICIENCY = {0.05: (34.8, 47.8), 0.1: (48.0, 59.6), 0.3: (66.1, 73.7), 0.5: (74.6, 78.2),
                            1.0: (79.9, 81.4)}
@@ -45,9 +48,11 @@ def budgets(root: str | Path | None = None) -> list[str]:
     return sorted(found, key=lambda name: order.get(name, len(order)))
 
 
-def first_budget_with(name: str, root: str | Path | None = None) -> str | None:
-    """The first budget (in `budgets` order, shipped ones first) that has `name` results, or None."""
-    return next((b for b in budgets(root) if load_results(name, b, root) is not None), None)
+def budgets_with(name: str, root: str | Path | None = None) -> list[str]:
+    """The budgets that have `name` results (a finding: "sample_efficiency" or "petl"): the one that decides it
+    (`DECIDING_BUDGETS`) first, then in `budgets` order."""
+    found = [b for b in budgets(root) if load_results(name, b, root) is not None]
+    return sorted(found, key=lambda b: b != DECIDING_BUDGETS.get(name))
 
 
 def load_results(name: str, budget: str = SHIPPED_BUDGETS[0], root: str | Path | None = None) -> dict | None:

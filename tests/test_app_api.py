@@ -196,23 +196,35 @@ def test_compare_runs_each_model_on_the_same_image(client):
 
 def test_findings_show_the_measured_results(client):
     sample_plot, sample_md, petl_plot, petl_md = client.predict(api_name="/findings")
-    shown = findings.first_budget_with("sample_efficiency")  # the scenes budget has no such stage yet
-    rows = findings.sample_efficiency_summary(findings.load_results("sample_efficiency", shown))
+    # each finding opens on the budget that decides it (docs/findings.md), where the 5% and 100% runs differ
+    sample_budget, petl_budget = findings.budgets_with("sample_efficiency")[0], findings.budgets_with("petl")[0]
+    assert (sample_budget, petl_budget) == (findings.DECIDING_BUDGETS["sample_efficiency"],
+                                            findings.DECIDING_BUDGETS["petl"])
+    sample = findings.load_results("sample_efficiency", sample_budget)
+    rows = findings.sample_efficiency_summary(sample)
+    assert rows[-1]["deit"]["mean"] - rows[0]["deit"]["mean"] >= 5  # 100% of the data beats 5%
     first = rows[0]
     assert f"{first['convit']['mean']:.1f}" in sample_md and f"{first['deit']['mean']:.1f}" in sample_md
+    assert sample["data"]["source"] in sample_md and sample["protocol"] in sample_md
     assert "+37%" in sample_md  # the paper's gap at 5%, beside ours
     ours = [t for t in _plotly(sample_plot)["data"] if t["name"] == "ConViT (ours)"][0]
     np.testing.assert_allclose(_array(ours["y"]), [r["convit"]["mean"] for r in rows if r["convit"]["mean"]])
-    summary = findings.petl_summary(findings.load_results("petl", shown))
-    assert f"{summary['parameters']['convpass']:,}" in petl_md
+    petl = findings.load_results("petl", petl_budget)
+    summary = findings.petl_summary(petl)
+    assert f"{summary['parameters']['convpass']:,}" in petl_md and petl["data"]["target"] in petl_md
     assert len(_plotly(petl_plot)["data"]) >= 4
-    for budget in findings.budgets():  # every budget's own results, with its own protocol
-        sample_md = client.predict(budget, api_name="/findings")[1]
-        results = findings.load_results("sample_efficiency", budget)
-        assert results["protocol"] in sample_md if results else sample_md == ""
-    choices = re.escape(str(findings.budgets()))  # (every budget with results, the shipped ones first)
+    for budget in findings.budgets_with("sample_efficiency"):  # every budget's own results, with its own protocol
+        shown = client.predict(budget, petl_budget, api_name="/findings")[1]
+        assert findings.load_results("sample_efficiency", budget)["protocol"] in shown
+    for budget in findings.budgets_with("petl"):
+        shown = client.predict(sample_budget, budget, api_name="/findings")[3]
+        assert findings.load_results("petl", budget)["protocol"] in shown
+    choices = re.escape(str(findings.budgets_with("petl")))
     with pytest.raises(AppError, match=f"'nonexistent'.* not in the list of choices: {choices}"):
-        client.predict("nonexistent", api_name="/findings")
+        client.predict(sample_budget, "nonexistent", api_name="/findings")
+    without = next(b for b in findings.budgets() if b not in findings.budgets_with("sample_efficiency"))
+    with pytest.raises(AppError, match=f"'{without}'.* not in the list of choices"):  # a budget with PETL runs only
+        client.predict(without, petl_budget, api_name="/findings")
 
 
 def test_models_lists_the_zoo_and_why_hub_models_are_unavailable(client):
@@ -380,7 +392,7 @@ def test_every_view_exports_its_figures_and_numbers(client):
     np.testing.assert_allclose(numbers["/export_nonlocality"]["trained_per_head"],
                                [v[0].numpy() for v in direct.nonlocality], atol=1e-4)
     expected = findings.sample_efficiency_summary(findings.load_results("sample_efficiency",
-                                                                        findings.first_budget_with("sample_efficiency")))
+                                                                        findings.budgets_with("sample_efficiency")[0]))
     assert numbers["/export_findings"]["sample_efficiency"] == json.loads(json.dumps(expected))
 
 

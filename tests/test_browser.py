@@ -186,10 +186,14 @@ def test_every_tab_renders(page):
     open_tab(page, "Findings")
     expect(page.locator("#findings-sample .js-plotly-plot svg.main-svg, #findings-sample img").first).to_be_visible()
     protocol = page.locator("#findings-sample-text")
-    shown = findings.first_budget_with("sample_efficiency")
+    shown = findings.budgets_with("sample_efficiency")[0]
     expect(protocol).to_contain_text(findings.load_results("sample_efficiency", shown)["protocol"])
-    page.locator("#findings-budget").get_by_text("long", exact=True).click()  # another budget redraws both
+    page.locator("#findings-sample-budget").get_by_text("long", exact=True).click()  # another budget redraws
     expect(protocol).to_contain_text(findings.load_results("sample_efficiency", "long")["protocol"])
+    petl = page.locator("#findings-petl-text")
+    expect(petl).to_contain_text(findings.load_results("petl", findings.budgets_with("petl")[0])["protocol"])
+    page.locator("#findings-petl-budget").get_by_text("2h (shipped models)", exact=True).click()
+    expect(petl).to_contain_text(findings.load_results("petl", "2h")["protocol"])
 
     open_tab(page, "Convpass")
     expect(_plotly(page, "bypass-maps")).to_contain_text("no Convpass bypasses")

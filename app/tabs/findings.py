@@ -9,14 +9,17 @@ from petl_core import findings
 
 LEARN = """
 **Sample efficiency** (ConViT paper, Table 2): with less data, a convolutional prior should help more. Each point is
-a ConViT and a DeiT of the same size trained here for the same number of steps on a fraction of Fashion-MNIST
-(left), next to the paper's ConViT-S vs DeiT-S on ImageNet (right). Fashion-MNIST is far easier than ImageNet, so
-the absolute numbers differ; compare the *gap*.
+a ConViT and a DeiT of the same size trained here for the same number of steps on a fraction of a training set
+(which one, and for how long: under the plot), next to the paper's ConViT-S vs DeiT-S on ImageNet. Our tasks are
+far smaller than ImageNet, so the absolute numbers differ; compare the *gap*, and how it changes with the data.
 
-**Parameter-efficient transfer** (Convpass paper): a DeiT trained on Fashion-MNIST (clothes) is frozen and adapted to
-handwritten digits with a linear probe, Convpass on attention only, Convpass on attention and MLP, or full
-fine-tuning; at 1,000 training digits and at 1 to 16 per class. We report the accuracy after the last epoch (the
-official code reports the best test epoch, which flatters). Error bars: standard deviation over seeds.
+**Parameter-efficient transfer** (Convpass paper): a DeiT trained here on one task is frozen and adapted to another
+(which: under the plot) with a linear probe, Convpass on attention only, Convpass on attention and MLP, or full
+fine-tuning; on the whole training split and at 1 to 16 images per class. We report the accuracy after the last
+epoch (the official code reports the best test epoch, which flatters). Error bars: standard deviation over seeds.
+
+Each finding has its own choice of training budget: the list opens on the runs that decide it; the others are the
+shorter or older runs, kept for the record.
 """
 
 
@@ -46,25 +49,31 @@ def _table_petl(summary: dict) -> str:
     return "\n".join(lines) + f"\n\nConvpass paper, VTAB-1K average on ViT-B/16: {paper}."
 
 
-def _default_budget() -> str | None:
-    """The first budget (shipped ones first) with sample-efficiency results, else with PETL results."""
-    return findings.first_budget_with("sample_efficiency") or findings.first_budget_with("petl")
+def _choices(finding: str) -> list[tuple[str, str]]:
+    """The budgets with `finding` results as (label, value), the one that decides it first."""
+    return [(f"{b} (shipped models)" if b in findings.SHIPPED_BUDGETS else b, b)
+            for b in findings.budgets_with(finding)]
 
 
-def render(budget: str | None = None) -> tuple:
-    """Both findings of one training budget (default: `_default_budget`) as interactive plots and Markdown tables,
-    read from assets/results."""
-    budget = budget or _default_budget()
-    sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
+def _first(finding: str) -> str | None:
+    return next((b for _, b in _choices(finding)), None)
+
+
+def render(sample_budget: str | None = None, petl_budget: str | None = None) -> tuple:
+    """The sample-efficiency results of `sample_budget` and the PETL results of `petl_budget` (each by default the
+    budget that decides it) as interactive plots and Markdown tables, read from assets/results."""
+    sample = findings.load_results("sample_efficiency", sample_budget or _first("sample_efficiency") or "")
+    petl = findings.load_results("petl", petl_budget or _first("petl") or "")
     if sample and sample["runs"]:
         rows = findings.sample_efficiency_summary(sample)
-        sample_fig = plots.sample_efficiency_figure(rows, sample["data"]["source"])
-        sample_md = f"{sample['protocol']}.\n\n{_table_sample(rows)}"
+        source = sample["data"]["source"]
+        sample_fig = plots.sample_efficiency_figure(rows, source)
+        sample_md = f"**{source}.** {sample['protocol']}.\n\n{_table_sample(rows)}"
     else:
         sample_fig, sample_md = plots.message_figure("sample-efficiency runs not made yet"), ""
     if petl and petl["runs"]:
         summary = findings.petl_summary(petl)
-        data = petl.get("data")  # (older results say it in the protocol only: the Learn note's Fashion-MNIST case)
+        data = petl.get("data")  # (older results say it in the protocol only)
         title = f"**{data['source']} → {data['target']}.** " if data else ""
         petl_fig, petl_md = plots.petl_figure(summary), f"{title}{petl['protocol']}.\n\n{_table_petl(summary)}"
     else:
@@ -72,12 +81,15 @@ def render(budget: str | None = None) -> tuple:
     return sample_fig, sample_md, petl_fig, petl_md
 
 
-def export(budget: str | None = None) -> list[str]:
+def export(sample_budget: str | None = None, petl_budget: str | None = None) -> list[str]:
     """Both findings as files: the plots (HTML) and the grouped results with the papers' numbers (JSON)."""
-    budget = budget or _default_budget()
-    sample_fig, _, petl_fig, _ = render(budget)
-    sample, petl = findings.load_results("sample_efficiency", budget), findings.load_results("petl", budget)
-    numbers = {"budget": budget, "sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
+    sample_budget = sample_budget or _first("sample_efficiency")
+    petl_budget = petl_budget or _first("petl")
+    sample_fig, _, petl_fig, _ = render(sample_budget, petl_budget)
+    sample = findings.load_results("sample_efficiency", sample_budget or "")
+    petl = findings.load_results("petl", petl_budget or "")
+    numbers = {"sample_efficiency_budget": sample_budget, "petl_budget": petl_budget,
+               "sample_efficiency": findings.sample_efficiency_summary(sample) if sample else None,
                "petl": findings.petl_summary(petl) if petl else None,
                "paper_convpass_vtab_params_millions_and_average": findings.PAPER_CONVPASS_VTAB}
     return plots.export_view("findings", {"sample_efficiency": sample_fig, "petl": petl_fig}, numbers)
@@ -85,18 +97,23 @@ def export(budget: str | None = None) -> list[str]:
 
 def build_findings_tab(shared: Shared) -> None:
     """The tab's layout and endpoints (/findings, /export_findings): it shows files, so it needs no service."""
-    budget = gr.Radio([(f"{b} (shipped models)" if b in findings.SHIPPED_BUDGETS else b, b)
-                       for b in findings.budgets()], value=_default_budget(), label="Training budget",
-                      info="each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under "
-                           "each plot says how long its runs trained", elem_id="findings-budget")
-    sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of Fashion-MNIST", "findings-sample")
+    how = ("each is a whole `python -m experiments.make_assets --budget NAME`; the protocol under the plot says how "
+           "long its runs trained")
+    sample_budget = gr.Radio(_choices("sample_efficiency"), value=_first("sample_efficiency"),
+                             label="Sample efficiency: runs of the training budget", info=how,
+                             elem_id="findings-sample-budget")
+    sample_fig = plot("Sample efficiency: ConViT vs DeiT on fractions of a training set (which: below)",
+                      "findings-sample")
     sample_md = gr.Markdown(elem_id="findings-sample-text")
+    petl_budget = gr.Radio(_choices("petl"), value=_first("petl"), label="Parameter-efficient transfer: runs of the "
+                           "training budget", info=how, elem_id="findings-petl-budget")
     petl_fig = plot("Parameter-efficient transfer: a DeiT trained here, frozen and adapted to another task (which: "
                     "below)", "findings-petl")
-    petl_md = gr.Markdown()
+    petl_md = gr.Markdown(elem_id="findings-petl-text")
     export_button, files = export_row("findings", "HTML, JSON")
     learn("what these experiments test", LEARN)
-    outputs = [sample_fig, sample_md, petl_fig, petl_md]
-    shared.demo.load(render, budget, outputs, api_name="findings")
-    budget.change(render, budget, outputs, api_visibility="private", **EACH_CHANGE)
-    wire_export(shared, export_button, export, [budget], files, "export_findings")
+    outputs, budgets = [sample_fig, sample_md, petl_fig, petl_md], [sample_budget, petl_budget]
+    shared.demo.load(render, budgets, outputs, api_name="findings")
+    gr.on([sample_budget.change, petl_budget.change], render, budgets, outputs, api_visibility="private",
+          **EACH_CHANGE)
+    wire_export(shared, export_button, export, budgets, files, "export_findings")
