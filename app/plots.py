@@ -306,30 +306,34 @@ def sample_efficiency_figure(rows: list[dict], data: str) -> go.Figure:
     return fig
 
 
-def petl_figure(summary: dict) -> go.Figure:
-    """Last-epoch accuracy per method: against shots per class (left) and on the 1,000-image split (right, with
-    trainable parameters)."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
-                        subplot_titles=("few-shot: digits per class", "1,000 training digits"))
+def petl_figure(summary: dict, target: str) -> go.Figure:
+    """Last-epoch accuracy per method: against shots per class (left, when few-shot runs were made) and on the whole
+    training split (right, with trainable parameters). `target`: what the methods were adapted to."""
+    few_shot = bool(summary["shots"])
+    whole = f"{summary['full_images']:,} training images of {target}"
+    fig = make_subplots(rows=1, cols=2 if few_shot else 1, column_widths=[0.6, 0.4] if few_shot else None,
+                        subplot_titles=(f"few-shot: images of {target} per class", whole) if few_shot else (whole,))
     shots = summary["shots"]
     palette = ["#636efa", "#00cc96", "#ef553b", "#ab63fa", "#ffa15a", "#19d3f3"]
     for i, method in enumerate(summary["methods"]):
         colour = palette[i % len(palette)]  # the same colour for a method in both panels
         cells = summary["accuracy"][method]
         measured = [s for s in shots if cells[str(s)]["mean"] is not None]
-        fig.add_trace(go.Scatter(
-            x=measured, y=[cells[str(s)]["mean"] for s in measured], mode="lines+markers", name=method,
-            legendgroup=method, line={"color": colour},
-            error_y={"type": "data", "array": [cells[str(s)]["sd"] or 0 for s in measured]},
-            hovertemplate=f"{method}, %{{x}} shots: %{{y:.1f}}%<extra></extra>"), row=1, col=1)
+        if few_shot:
+            fig.add_trace(go.Scatter(
+                x=measured, y=[cells[str(s)]["mean"] for s in measured], mode="lines+markers", name=method,
+                legendgroup=method, line={"color": colour},
+                error_y={"type": "data", "array": [cells[str(s)]["sd"] or 0 for s in measured]},
+                hovertemplate=f"{method}, %{{x}} shots: %{{y:.1f}}%<extra></extra>"), row=1, col=1)
         full = cells["full"]
         if full["mean"] is not None:
             fig.add_trace(go.Bar(
                 x=[f"{method}<br>{summary['parameters'][method]:,} params"], y=[full["mean"]], name=method,
-                legendgroup=method, showlegend=False, marker={"color": colour},
+                legendgroup=method, showlegend=not few_shot, marker={"color": colour},
                 error_y={"type": "data", "array": [full["sd"] or 0]},
-                hovertemplate=f"{method}: %{{y:.1f}}%<extra></extra>"), row=1, col=2)
-    fig.update_xaxes(type="log", tickvals=shots, ticktext=[str(s) for s in shots], title="shots", row=1, col=1)
+                hovertemplate=f"{method}: %{{y:.1f}}%<extra></extra>"), row=1, col=2 if few_shot else 1)
+    if few_shot:
+        fig.update_xaxes(type="log", tickvals=shots, ticktext=[str(s) for s in shots], title="shots", row=1, col=1)
     fig.update_yaxes(title="last-epoch test accuracy (%)", row=1, col=1)
     fig.update_layout(height=440, margin={"t": 50})
     return fig

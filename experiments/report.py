@@ -101,16 +101,20 @@ def sample_efficiency(results: dict) -> tuple[str, Figure]:
 def petl(results: dict) -> tuple[str, Figure]:
     summary = findings.petl_summary(results)
     shots = summary["shots"]
-    header = "| method | trainable params | 1,000 images |" + "".join(f" {s}-shot |" for s in shots)
+    full = f"{summary['full_images']:,} images"
+    header = f"| method | trainable params | {full} |" + "".join(f" {s}-shot |" for s in shots)
     lines = [header, "|---|---:|" + "---:|" * (1 + len(shots))]
     fig = Figure(figsize=(4.5, 3.2), layout="constrained")
     ax = fig.subplots()
-    for m in summary["methods"]:
+    for i, m in enumerate(summary["methods"]):
         cells = summary["accuracy"][m]
         text = [_mean_sd(cells["full"])] + [_mean_sd(cells[str(s)]) for s in shots]
         lines.append(f"| {m} | {summary['parameters'][m]:,} | " + " | ".join(text) + " |")
-        means = [cells[str(s)]["mean"] for s in shots]
-        ax.plot(shots, [np.nan if v is None else v for v in means], marker="o", label=m)
+        if shots:
+            means = [cells[str(s)]["mean"] for s in shots]
+            ax.plot(shots, [np.nan if v is None else v for v in means], marker="o", label=m)
+        elif cells["full"]["mean"] is not None:  # no few-shot runs: the whole split, one bar per method
+            ax.bar(i, cells["full"]["mean"], yerr=cells["full"]["sd"] or 0, capsize=3, label=m)
     chosen = [r for r in results["runs"] if r.get("chosen", True) and "validation_chosen_accuracy" in r]
     if chosen:
         lines += ["", "Where the learning rate was chosen on the validation split (1,000-image setting; test accuracy "
@@ -120,8 +124,12 @@ def petl(results: dict) -> tuple[str, Figure]:
                   f"{100 * r['validation_chosen_accuracy']:.1f} (step {r['validation_chosen_step']}) | "
                   f"{100 * r['best_evaluated_accuracy']:.1f} |" for r in sorted(chosen, key=lambda r: (r['method'],
                                                                                                   r['seed']))]
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("training images per class")
+    if shots:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training images per class")
+    else:
+        ax.set_xticks(range(len(summary["methods"])), summary["methods"], fontsize=8)
+        ax.set_xlabel(f"{full}; error bars: sd over seeds")
     ax.set_ylabel("last-epoch test accuracy (%)")
     ax.legend(fontsize=8)
     return "\n".join(lines), fig

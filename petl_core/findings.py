@@ -87,17 +87,21 @@ def petl_summary(results: dict) -> dict:
     """Methods (fewest trainable parameters first), shots, and last-epoch accuracy per (method, shots).
 
     Returns:
-        {"methods": [...], "shots": [1, 2, ...], "parameters": {method: trainable},
-         "accuracy": {method: {"full" | "<k>": stats}}} where "full" is the 1,000-image split.
+        {"methods": [...], "shots": [1, 2, ...] (empty when no few-shot runs were made), "parameters": {method:
+         trainable}, "full_images": training images of the whole split (a method's validation images included),
+         "accuracy": {method: {"full" | "<k>": stats}}} where "full" is that whole split.
     """
     by = defaultdict(list)
-    parameters = {}
+    parameters, full_images = {}, set()
     for row in results["runs"]:
         if not row.get("chosen", True):  # a learning rate the validation split did not choose
             continue
         by[(row["method"], row["shots"])].append(100 * row["last_epoch_accuracy"])
         parameters[row["method"]] = row["trainable_parameters"]
+        if row["shots"] is None:
+            full_images.add(row["train_images"] + row.get("val_images", 0))
     methods = sorted(parameters, key=parameters.get)
     shots = sorted({s for _, s in by if s is not None})
     accuracy = {m: {("full" if s is None else str(s)): _stats(by[(m, s)]) for s in [None, *shots]} for m in methods}
-    return {"methods": methods, "shots": shots, "parameters": parameters, "accuracy": accuracy}
+    return {"methods": methods, "shots": shots, "parameters": parameters,
+            "full_images": max(full_images) if full_images else None, "accuracy": accuracy}

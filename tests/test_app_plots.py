@@ -84,10 +84,13 @@ def test_findings_group_runs_by_method_and_put_the_papers_numbers_beside():
     assert rows[0]["paper"] == {"deit": 34.8, "convit": 47.8, "relative_gap": pytest.approx(100 * 13 / 34.8)}
     assert rows[1]["convit"]["mean"] is None and rows[1]["relative_gap"] is None
     petl = findings.petl_summary({"runs": [
-        {"method": "linear", "shots": None, "seed": 0, "trainable_parameters": 10, "last_epoch_accuracy": 0.5},
-        {"method": "convpass", "shots": 2, "seed": 0, "trainable_parameters": 99, "last_epoch_accuracy": 0.6},
+        {"method": "linear", "shots": None, "seed": 0, "trainable_parameters": 10, "last_epoch_accuracy": 0.5,
+         "train_images": 800, "val_images": 200},
+        {"method": "convpass", "shots": 2, "seed": 0, "trainable_parameters": 99, "last_epoch_accuracy": 0.6,
+         "train_images": 20},
     ]})
     assert petl["methods"] == ["linear", "convpass"] and petl["shots"] == [2]
+    assert petl["full_images"] == 1000  # the whole split: a method's validation images are part of it
     assert petl["accuracy"]["linear"]["full"]["mean"] == pytest.approx(50.0)
     assert petl["accuracy"]["linear"]["2"]["mean"] is None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import pickle
 import signal
 import struct
@@ -382,8 +383,17 @@ def test_sixteen_clients_all_served_with_bounded_memory(app_process, tmp_path):
 
 
 def _disk_mb(*folders: Path) -> float:
-    return sum(f.stat().st_size for folder in folders if folder.exists() for f in folder.rglob("*") if f.is_file()) \
-        / 2**20
+    """MB of the files under `folders`, read while the server's sweeper deletes them: a file or folder gone between
+    listing and reading counts as gone (rglob raised FileNotFoundError on such a folder)."""
+    total = 0
+    for folder in folders:
+        for root, _, files in os.walk(folder):  # (os.walk skips a folder that vanishes under it)
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except FileNotFoundError:
+                    pass
+    return total / 2**20
 
 
 @pytest.mark.slow

@@ -38,8 +38,8 @@ def _table_sample(rows: list[dict]) -> str:
 
 def _table_petl(summary: dict) -> str:
     shots = summary["shots"]
-    lines = ["| method | trainable params | 1,000 images | " + " | ".join(f"{s}-shot" for s in shots) + " |",
-             "|---|---:|---:|" + "---:|" * len(shots)]
+    header = f"| method | trainable params | {summary['full_images']:,} images |"
+    lines = [header + "".join(f" {s}-shot |" for s in shots), "|---|---:|---:|" + "---:|" * len(shots)]
     for m in summary["methods"]:
         cells = summary["accuracy"][m]
         text = [f"{cells[k]['mean']:.1f}" if cells[k]["mean"] is not None else "–"
@@ -75,7 +75,8 @@ def render(sample_budget: str | None = None, petl_budget: str | None = None) -> 
         summary = findings.petl_summary(petl)
         data = petl.get("data")  # (older results say it in the protocol only)
         title = f"**{data['source']} → {data['target']}.** " if data else ""
-        petl_fig, petl_md = plots.petl_figure(summary), f"{title}{petl['protocol']}.\n\n{_table_petl(summary)}"
+        petl_fig = plots.petl_figure(summary, data["target"] if data else "the target task")
+        petl_md = f"{title}{petl['protocol']}.\n\n{_table_petl(summary)}"
     else:
         petl_fig, petl_md = plots.message_figure("PETL runs not made yet"), ""
     return sample_fig, sample_md, petl_fig, petl_md
