@@ -212,6 +212,9 @@ def test_findings_show_the_measured_results(client):
     petl = findings.load_results("petl", petl_budget)
     summary = findings.petl_summary(petl)
     assert f"{summary['parameters']['convpass']:,}" in petl_md and petl["data"]["target"] in petl_md
+    table = [line for line in petl_md.splitlines() if line.startswith("|")]  # a Markdown table: every row as wide
+    assert len(table) == 2 + len(summary["methods"]) and len({line.count("|") for line in table}) == 1, table
+    assert f"{summary['full_images']:,} images" in table[0]
     assert len(_plotly(petl_plot)["data"]) >= 4
     for budget in findings.budgets_with("sample_efficiency"):  # every budget's own results, with its own protocol
         shown = client.predict(budget, petl_budget, api_name="/findings")[1]
