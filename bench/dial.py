@@ -11,6 +11,13 @@ nothing captured): on the one image, and on the 256 probe images at once. "× ti
 reference's. The issue's target is 0.5 s of server time per change; the page gets the first part, drawn (the
 "first answer" row: `app.tabs.dial.DialView`, figures included), before the probe accuracy.
 
+Last, per model, the floor under any exact scorer after a change of GPSA block 0: the blocks it cannot skip, 1 to
+depth - 2, over the 256 probe images (a changed block 0 changes every token entering block 1, and the last block
+needs every token's keys and values). Timed on our blocks (faster than timm's, whose GPSA materialises its
+attention), with the process's 2 intra-op threads, and as two Python threads of one intra-op thread each, half the
+probe each (the best split of the 2 cores found; not what a server can do, as torch's thread count is process state
+shared with every other request). Its reference is the whole pass of `probe_accuracy`.
+
     .venv/bin/python bench/dial.py [--reps 5]
 """
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,7 +100,40 @@ def _measure(name: str, card: zoo.ModelCard, reps: int) -> dict[str, float]:
     return {"maps": _median_ms(maps, reps), "timm_image": _median_ms(timm_on(image), reps),
             "first": _median_ms(first_answer, reps), "probe": _median_ms(score, reps),
             "timm_probe": _median_ms(timm_on(batch), reps), "images": len(probe),
-            "changes": [_median_ms(change(block), reps) for block in range(gpsa)]}
+            "changes": [_median_ms(change(block), reps) for block in range(gpsa)], **_floor(loaded.model, scorer, reps)}
+
+
+def _floor(model: torch.nn.Module, scorer: DialProbe, reps: int) -> dict[str, float]:
+    """Median ms of blocks 1 .. depth-2 of `model` over the probe's streams after block 0, in this thread and split
+    over two threads of one intra-op thread each."""
+    with torch.no_grad():
+        streams = [model.blocks[0](x) for x in scorer._entry]
+
+    def blocks(part: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for x in part:
+                for u in range(1, len(model.blocks) - 1):
+                    if u == model.local_up_to_layer:
+                        x = torch.cat((model.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+                    x = model.blocks[u](x)
+
+    def one_thread_each(part: list[torch.Tensor]) -> None:
+        torch.set_num_threads(1)  # this thread's intra-op threads (and the default of threads made after it)
+        blocks(part)
+
+    def split() -> None:
+        half = len(streams) // 2
+        workers = [threading.Thread(target=one_thread_each, args=(part,)) for part in (streams[:half], streams[half:])]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    threads = torch.get_num_threads()
+    floor = {"floor": _median_ms(lambda: blocks(streams), reps), "floor_split": _median_ms(split, reps),
+             "last": len(model.blocks) - 2}
+    torch.set_num_threads(threads)
+    return floor
 
 
 def main() -> int:
@@ -114,6 +155,10 @@ def main() -> int:
             for block, changed in enumerate(ms["changes"]):
                 print(f"| {name} | probe accuracy after a change of GPSA block {block} (DialProbe) | {changed:.0f} | "
                       f"{ms['timm_probe']:.0f} | {changed / ms['timm_probe']:.2f} |")
+            for key, how in (("floor", "2 intra-op threads"), ("floor_split", "two threads of 1 intra-op thread")):
+                print(f"| {name} | floor after a change of GPSA block 0: blocks 1-{ms['last']} alone, {how} (ours vs "
+                      f"probe_accuracy's whole pass) | {ms[key]:.0f} | {ms['probe']:.0f} | "
+                      f"{ms[key] / ms['probe']:.2f} |")
     return 0
 
 

@@ -197,7 +197,9 @@
         const data = current();
         if (data && state.last) show(data, state.last[0], state.last[1], logScale, performance.now());
     };
-    document.addEventListener('mousemove', (event) => {
+    // pointerrawupdate (Chromium, secure pages) comes as the input arrives; mousemove waits for the next frame
+    const moves = 'onpointerrawupdate' in window ? 'pointerrawupdate' : 'mousemove';
+    document.addEventListener(moves, (event) => {
         const data = current();
         if (!data) return;
         const patch = patchUnder(event, data);
