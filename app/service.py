@@ -157,6 +157,7 @@ class Service:
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
         self._probe_scores: OrderedDict[tuple, float] = OrderedDict()
         self._dial_probes: OrderedDict[tuple, DialProbe] = OrderedDict()
+        self._prescored: set[tuple[str, int]] = set()
         self._atlases: OrderedDict[str, Atlas] = OrderedDict()
         self._examples: OrderedDict[str, list[Example] | None] = OrderedDict()
         self._entries: list[zoo.ZooEntry] | None = None
@@ -368,14 +369,44 @@ class Service:
             analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
             accuracy, key = None, (model_name, json.dumps(setting))
             if probe and score:  # scored once per model and setting: stepping back to a preset answers at once
-                scorer = self._load_once(self._dial_probes, (model_name, id(loaded.model)),
-                                         lambda: DialProbe(loaded.model, probe, loaded.card.preprocessing), size=2)
+                scorer = self._dial_probe(model_name, loaded, probe)
                 accuracy = self._load_once(self._probe_scores, key, lambda: scorer.accuracy(setting), size=256)
             elif probe:
                 with self._lock:
                     accuracy = self._probe_scores.get(key)
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
+
+    def _dial_probe(self, model_name: str, loaded: zoo.Loaded, probe: ImageSet) -> DialProbe:
+        """The probe scorer of model `model_name` as loaded now, made once."""
+        return self._load_once(self._dial_probes, (model_name, id(loaded.model)),
+                               lambda: DialProbe(loaded.model, probe, loaded.card.preprocessing), size=2)
+
+    def prescore(self, model_name: str, settings: list[str]) -> threading.Thread | None:
+        """Score the probe accuracy of each of `settings` (gates JSON, as `dial` takes them) not scored yet, in a
+        background thread, once per model: the dial's presets then answer at once. The user's own scores go first
+        (one scoring at a time per model), and the settings they scored last stay kept. Returns the thread, or None
+        when this model's were started before or it has no probe set."""
+        loaded = self.get_model(model_name)
+        data = (loaded.card.recipe or {}).get("data")
+        with self._lock:
+            if not data or (model_name, id(loaded.model)) in self._prescored:
+                return None
+            self._prescored.add((model_name, id(loaded.model)))
+        parsed = [parse_gates(json.loads(gates) if gates else None, loaded.model) for gates in settings]
+
+        def score_all() -> None:
+            try:
+                scorer = self._dial_probe(model_name, loaded, self.probe(data))
+                for setting in parsed:
+                    self._load_once(self._probe_scores, (model_name, json.dumps(setting)),
+                                    lambda setting=setting: scorer.accuracy(setting, keep=False), size=256)
+            except Exception as e:  # (a request scoring the same setting reports the error to its user)
+                log.warning("scoring the dial's presets of %s: %s", model_name, e)
+
+        worker = threading.Thread(target=score_all, name=f"prescore-{model_name}", daemon=True)
+        worker.start()
+        return worker
 
     def probe(self, data: str) -> ImageSet:
         """The probe set of dataset `data` (petl_core.dial.probe_set), read once."""

@@ -141,9 +141,10 @@ class DialProbe:
             x = x + model.pos_embed
         return model.pos_drop(x)
 
-    def accuracy(self, gates: Sequence[Sequence[float] | None]) -> float:
+    def accuracy(self, gates: Sequence[Sequence[float] | None], keep: bool = True) -> float:
         """Top-1 accuracy on the probe with GPSA block i mixing at σ = gates[i] (None: as trained), as
-        `probe_accuracy` under `set_gates(model, gates)` gives it. Check `gates` with `parse_gates`."""
+        `probe_accuracy` under `set_gates(model, gates)` gives it. Check `gates` with `parse_gates`. With `keep`
+        False the setting's streams are not kept (scoring in the background leaves the user's kept settings)."""
         model = self.model
         with self._lock, set_gates(model, gates) as applied, torch.no_grad():
             key = [tuple(g.tolist()) for g in applied]
@@ -169,5 +170,6 @@ class DialProbe:
                 correct += (logits.argmax(-1).cpu() == self.labels[batch * PROBE_BATCH:][:len(x)]).sum().item()
                 new_streams.append(kept)
             score = correct / len(self.labels)
-            self._scored = [*self._scored, (key, new_streams, score)][-self.kept:]
+            if keep:
+                self._scored = [*self._scored, (key, new_streams, score)][-self.kept:]
             return score

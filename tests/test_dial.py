@@ -136,6 +136,14 @@ def test_a_dial_change_reruns_only_the_blocks_it_reaches_and_scores_as_a_whole_p
                 assert score == probe_accuracy(model, probe, pre)
         runs[:] = [0] * len(runs)
         assert scorer.accuracy(steps[-1][0]) == score and runs == [0] * len(runs)  # scored just now: nothing runs
+        # scores in the background keep nothing: two of them (kept, they would push out the all-content setting) ...
+        for value in (1.0, 0.5):
+            background = [[value] * heads] * 4
+            with set_gates(model, background):
+                assert scorer.accuracy(background, keep=False) == probe_accuracy(model, probe, pre)
+        runs[:] = [0] * len(runs)
+        scorer.accuracy([[0.0] * heads] * 3 + [[0.5] * heads])  # ... so this resumes from it, at GPSA block 3
+        assert runs == [0] * 3 + [batches] * (len(runs) - 3)
     finally:
         for hook in hooks:
             hook.remove()
@@ -160,6 +168,29 @@ def test_dialling_by_hand_adds_up_head_by_head():
     # a setting that does not fit (another model's, or half typed) starts again from the trained gates
     assert json.loads(view.gates_for(MODEL, by_hand, 0, 0, 0.25, "[[0.5, "))[1:] == [None] * 3
     assert view.gates_for(MODEL, PRESETS[0], 1, 3, 0.0, json.dumps(third)) == ""
+
+
+def test_the_presets_are_scored_in_the_background_after_the_first_dial():
+    """After a first turn of the dial on a model, its presets' probe accuracies are scored in the background, so
+    choosing one answers at once (one yield, the accuracy in it) with what a whole pass gives."""
+    from app.service import Service
+    from app.tabs.dial import PRESETS, DialView
+
+    service = Service("cpu")
+    view = DialView(service)
+    assert len(list(view.dial(str(SCENE), MODEL, "", "center"))) == 2  # as trained: not scored yet, then scored
+    worker = next(t for t in threading.enumerate() if t.name == f"prescore-{MODEL}")
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert service.prescore(MODEL, [view.preset_gates(MODEL, p) for p in PRESETS[:3]]) is None  # once per model
+    loaded = service.get_model(MODEL)
+    probe = probe_set(loaded.card.recipe["data"])
+    for preset in PRESETS[1:3]:
+        gates = view.preset_gates(MODEL, preset)
+        answers = list(view.dial(str(SCENE), MODEL, gates, "center"))
+        assert len(answers) == 1, preset
+        with set_gates(loaded.model, json.loads(gates)):
+            assert answers[0][-1]["probe_accuracy"] == probe_accuracy(loaded.model, probe, loaded.card.preprocessing)
 
 
 # --------------------------------------------------------------------------------------------------- /dial

@@ -43,12 +43,9 @@ class DialView:
         (as trained where it has none, or does not fit `model`) with head `head` (or all heads) of GPSA block
         `block` set to `sigma`, so that settings add up head by head."""
         blocks, gates = self.service.checkpoint_gates(model)
-        if gates is None or preset == PRESETS[0]:
-            return ""
+        if gates is None or preset in PRESETS[:3]:
+            return self.preset_gates(model, preset)
         heads = gates.shape[1]
-        if preset in PRESETS[1:3]:
-            value = 1.0 if preset == PRESETS[1] else 0.0
-            return json.dumps([[value] * heads for _ in blocks])
         chosen = blocks.index(parse_index(block, "GPSA block", blocks, optional=True))
         try:
             setting = parse_gates(json.loads(current) if current and current.strip() else None,
@@ -63,23 +60,37 @@ class DialView:
         setting[chosen] = entry
         return json.dumps(setting)
 
+    def preset_gates(self, model: str, preset: str) -> str:
+        """The gates JSON of one of the first three presets: empty (as trained), every head at 1 or at 0; empty for a
+        model without gates."""
+        blocks, gates = self.service.checkpoint_gates(model)
+        if gates is None or preset == PRESETS[0]:
+            return ""
+        value = 1.0 if preset == PRESETS[1] else 0.0
+        return json.dumps([[value] * gates.shape[1] for _ in blocks])
+
     def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
         the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
         nonlocality per head dialled vs as trained (interactive), and the numbers (JSON: gates, top5, nonlocality,
         probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy. Yields twice for a
-        setting whose probe accuracy is not known yet: first without it (null), then with it."""
+        setting whose probe accuracy is not known yet: first without it (null), then with it; then the presets' probe
+        accuracies are scored in the background (Service.prescore), once per model."""
         if self.service.checkpoint_gates(model)[1] is None:
             note = f"{model} has no GPSA blocks: the dial is for ConViT models."
             yield (*(plots.message_figure(note),) * 3, note, {})
             return
         # first what one forward pass of this image gives (at once), then the probe accuracy (a pass over the probe
         # set, scored once per setting)
-        dialled = self.service.dial(image, model, gates, score=False, invert=invert)
-        yield self._draw(dialled, model, query)
-        if dialled.probe_accuracy is None and dialled.probe_images:
-            yield self._draw(self.service.dial(image, model, gates, invert=invert), model, query)
+        first = self.service.dial(image, model, gates, score=False, invert=invert)
+        yield self._draw(first, model, query)
+        known = first.probe_accuracy is not None or not first.probe_images
+        scored = first if known else self.service.dial(image, model, gates, invert=invert)
+        if scored.probe_images:  # then the presets, in the background: choosing one answers at once
+            self.service.prescore(model, [self.preset_gates(model, preset) for preset in PRESETS[:3]])
+        if scored is not first:
+            yield self._draw(scored, model, query)
 
     def _draw(self, dialled: Dialled, model: str, query: str) -> tuple:
         """What `dial` shows of `dialled`."""
