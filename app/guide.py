@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from app.links import ViewLink
 from app.service import Service, training_pair
 from petl_core import zoo
-from petl_core.diagnostics import TrainingCurves
-from petl_core.metrics import GATE_AT_INIT as INIT_GATE
+from petl_core.curves import GATE_AT_INIT as INIT_GATE
+from petl_core.curves import TrainingCurves
 
 __all__ = ["STEPS", "GuideStep", "guide_text"]
 

@@ -18,11 +18,10 @@ from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
 from app import scratch
-from petl_core.diagnostics import TrainingCurves
-from petl_core.figures import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
+from petl_core.curves import GATE_AT_INIT, TrainingCurves
 from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
-from petl_core.metrics import GATE_AT_INIT
 from petl_core.query import CLS, Query
+from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
 
 __all__ = [
     "attention_heatmap",

@@ -7,21 +7,37 @@ that hand attention, GPSA content/positional parts and Convpass bypass outputs t
 >>> model = create_model("convit_tiny").eval()
 >>> t = trace(model, images)
 >>> metrics.nonlocality(t.attention[3], t.grid, t.num_prefix[3])   # (B, H) in patches
-"""
-from . import metrics
-from .convpass import ConvpassConfig, add_convpass, load_convpass, save_convpass
-from .models import HubUnavailableError, create_model, instrument
-from .probe import Trace, trace
 
-__all__ = [
-    "ConvpassConfig",
-    "HubUnavailableError",
-    "Trace",
-    "add_convpass",
-    "create_model",
-    "instrument",
-    "load_convpass",
-    "metrics",
-    "save_convpass",
-    "trace",
-]
+The names below are imported on first use (PEP 562), so that the torch-free modules (`errors`, `query`, `runtime`,
+`findings`) load without torch: a page that only names models need not wait for it.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ConvpassConfig": "convpass",
+    "HubUnavailableError": "errors",
+    "Trace": "probe",
+    "add_convpass": "convpass",
+    "create_model": "models",
+    "instrument": "models",
+    "load_convpass": "convpass",
+    "metrics": None,
+    "save_convpass": "convpass",
+    "trace": "probe",
+}
+"""Each exported name and the module it lives in (None: the name is that module)."""
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_EXPORTS[name] or name}", __name__)
+    return module if _EXPORTS[name] is None else getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from .errors import CheckpointError
+
 __all__ = ["MAX_HEADER_BYTES", "MAX_WEIGHTS_BYTES", "CheckpointError", "check_finite", "check_weights_file",
            "load_checkpoint", "read_state_dict"]
 
@@ -26,10 +28,6 @@ MAX_WEIGHTS_BYTES = 350 * 2**20
 MAX_HEADER_BYTES = 16 * 2**20
 """Largest safetensors JSON header (a ViT-B header is about 20 kB)."""
 PYTORCH_SUFFIXES = (".pth", ".pt", ".bin")
-
-
-class CheckpointError(ValueError):
-    """A weights file that is missing, unreadable or does not fit the model, with a message for the user."""
 
 
 def check_weights_file(path: str | Path, max_bytes: int = MAX_WEIGHTS_BYTES) -> Path:

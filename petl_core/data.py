@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DatasetMissingError
 from .preprocess import BASE_SIZE, PAD
 
 __all__ = [
@@ -53,10 +54,6 @@ __all__ = [
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]
-
-
-class DatasetMissingError(FileNotFoundError):
-    """A dataset's files are not where they should be; the message says how to get them."""
 
 
 @dataclass

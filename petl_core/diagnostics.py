@@ -1,48 +1,25 @@
 """What a training run measures of its model at every evaluation point: top-1 accuracy (`evaluate`), the training
 dynamics (`dynamics`: nonlocality per layer and head, and ConViT's gates and positional centres and strengths), and
 at its first and last step the gate-gradient diagnostic (`gate_gradients`: how hard the loss pushes each GPSA gate).
-`TrainingCurves.of(history)` reads the dynamics back from a run's history.json as arrays (the app and the report
-draw them).
+`TrainingCurves.of(history)` (petl_core.curves, torch-free; here too) reads the dynamics back from a run's
+history.json as arrays (the app and the report draw them).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import metrics
+from .curves import TrainingCurves
 from .data import ImageSet
 from .models import GPSA
 from .preprocess import BASE_SIZE, PAD, prepare
 from .probe import trace
 
 __all__ = ["TrainingCurves", "dynamics", "evaluate", "gate_gradients", "gpsa_gates", "predict"]
-
-
-@dataclass(frozen=True)
-class TrainingCurves:
-    """The dynamics of one run over its T evaluation points, from its history."""
-
-    steps: np.ndarray
-    """(T,) optimisation steps."""
-    epochs: np.ndarray
-    """(T,) epochs (steps over steps per epoch)."""
-    nonlocality: np.ndarray
-    """(T, layers): nonlocality per layer, mean over heads and the probe images, in patches."""
-    gates: np.ndarray | None
-    """(T, GPSA blocks, H): σ(λ) per block and head; None for a model without GPSA."""
-
-    @classmethod
-    def of(cls, history: dict) -> TrainingCurves:
-        entries = history["entries"]
-        gates = [e.get("gates") for e in entries]
-        return cls(steps=np.array([e["step"] for e in entries]), epochs=np.array([e["epoch"] for e in entries]),
-                   nonlocality=np.array([[np.mean(layer) for layer in e["nonlocality"]] for e in entries]),
-                   gates=np.array(gates) if all(gates) else None)
 
 
 def gpsa_gates(model: nn.Module) -> list[nn.Parameter]:

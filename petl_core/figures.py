@@ -21,6 +21,7 @@ from PIL import Image
 from . import metrics
 from .probe import Trace
 from .query import Query
+from .scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
 
 __all__ = [
     "ATTENTION_LINEAR_RANGE",
@@ -48,23 +49,9 @@ _PANEL = 1.9  # inches per map panel
 COMPARE_LABEL_SCALE = 0.8
 """Font size of the compare figure's labels, in points per inch of figure width."""
 
-ATTENTION_LOG_RANGE = (1e-3, 1.0)
-"""Colour range of every attention map on a log scale: from 0.001 (weaker weights take the bottom colour) to 1 (all of
-a query's attention on one key). Fixed, never fitted to the map: near-uniform attention (1/P on every key, 0.016 on
-an 8×8 grid) is one flat colour, in the grid, the enlarged map and every other view alike."""
-ATTENTION_LINEAR_RANGE = (0.0, 1.0)
-"""Colour range of every attention map on a linear scale (fixed, as ATTENTION_LOG_RANGE)."""
-
-
 def attention_norm(log_scale: bool) -> Normalize:
     """The fixed colour scale of attention maps (ATTENTION_LOG_RANGE or ATTENTION_LINEAR_RANGE)."""
     return LogNorm(*ATTENTION_LOG_RANGE, clip=True) if log_scale else Normalize(*ATTENTION_LINEAR_RANGE, clip=True)
-
-
-def attention_colour_label(log_scale: bool) -> str:
-    """The title of an attention map's colour bar, with its fixed range."""
-    low, high = ATTENTION_LOG_RANGE if log_scale else ATTENTION_LINEAR_RANGE
-    return f"attention weight ({'log' if log_scale else 'linear'} scale, fixed {low:g} to {high:g})"
 
 
 def attention_codes(trace: Trace, index: int = 0) -> np.ndarray:

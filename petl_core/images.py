@@ -12,14 +12,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 
+from .errors import ImageError
+
 __all__ = ["MAX_PIXELS", "ImageError", "data_config", "image_transform", "load_image", "to_display"]
 
 MAX_PIXELS = 40_000_000
 """Largest image (width × height) accepted; larger ones, decompression bombs included, are refused unread."""
-
-
-class ImageError(ValueError):
-    """An upload that cannot be used as an image, with a message meant for the user."""
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:

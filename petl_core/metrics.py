@@ -6,7 +6,6 @@ values and leave averaging to the caller. Distances are in patches unless the na
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .curves import GATE_AT_INIT
 from .grid import patch_distances
 from .models import GPSA
 from .query import CLS, Query
@@ -196,10 +196,6 @@ def positional_centres(pos_proj_weight: torch.Tensor) -> tuple[torch.Tensor, tor
     centres = w[:, :2] / (2 * strengths[:, None])
     centres[strengths <= 0] = float("nan")
     return centres, strengths
-
-
-GATE_AT_INIT = 1 / (1 + math.exp(-1))
-"""σ(1) ≈ 0.731: the gate σ(λ) of every GPSA head at initialisation (timm's GPSA starts each λ at 1)."""
 
 
 @dataclass

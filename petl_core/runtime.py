@@ -17,8 +17,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["heap_in_use", "limit_malloc_arenas", "resolve_device", "retain_freed_memory", "trim_freed_memory"]
 
@@ -85,6 +87,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     Raises:
         ValueError: CUDA was asked for and there is none.
     """
+    import torch  # (here, not above: the rest of this module is torch-free, and the app sets it before torch loads)
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -8,8 +8,9 @@ from app import plots
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, wire_view
 from petl_core.equation import ConvpassEquation, GpsaEquation, convpass_equation, gpsa_equation
-from petl_core.figures import ATTENTION_LOG_RANGE, KEY_COLOURS, attention_colour_label, marked_maps_figure
+from petl_core.figures import KEY_COLOURS, marked_maps_figure
 from petl_core.query import centre_patch
+from petl_core.scales import ATTENTION_LOG_RANGE, attention_colour_label
 
 LEARN = """
 **GPSA.** For a query patch i, a head's attention to each key patch j mixes two rows that each sum to 1:

@@ -6,8 +6,7 @@ import gradio as gr
 from app import plots
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
-from petl_core.diagnostics import TrainingCurves
-from petl_core.metrics import GATE_AT_INIT
+from petl_core.curves import GATE_AT_INIT, TrainingCurves
 
 LEARN = f"""
 **The gate σ(λ)** of a GPSA head is a single learned number per head: the weight of positional attention in the

@@ -7,7 +7,7 @@ import numpy as np
 from app import plots
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
-from petl_core.diagnostics import TrainingCurves
+from petl_core.curves import TrainingCurves
 
 LEARN = """
 **Nonlocality** (ConViT paper, Eq. 8) is how far, on average, a head looks: the attention-weighted distance between

@@ -11,8 +11,9 @@ from app import plots
 from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
 from petl_core import zoo
+from petl_core.curves import GATE_AT_INIT
 from petl_core.figures import attention_grid_figure
-from petl_core.metrics import GATE_AT_INIT, GpsaHeads, gpsa_heads
+from petl_core.metrics import GpsaHeads, gpsa_heads
 
 PLAY_S = 1.5
 """Seconds between two snapshots while playing."""

@@ -11,14 +11,11 @@ from timm.models.convit import ConVit
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from ..errors import HubUnavailableError
 from .convit import GPSA, MHSA, instrument_convit
 from .vit import Attention, instrument_vit
 
 __all__ = ["GPSA", "MHSA", "Attention", "HubUnavailableError", "create_model", "instrument", "instrument_is_complete"]
-
-
-class HubUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but could not be fetched."""
 
 
 def instrument(model: nn.Module) -> nn.Module:

@@ -1,0 +1,41 @@
+"""petl_core's torch-free part loads without torch (the first step to an app page served before torch loads: issue
+13's cold start), and the package's lazy exports are the objects of the modules they name."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import petl_core
+from petl_core import checkpoint, data, images, models, probe
+from petl_core import errors as errors_module
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_FREE = ["petl_core", "petl_core.curves", "petl_core.errors", "petl_core.findings", "petl_core.query",
+              "petl_core.runtime", "petl_core.scales"]
+
+
+def test_the_torch_free_modules_load_without_torch_or_timm():
+    code = (f"import sys, json\nfor m in {TORCH_FREE!r}: __import__(m)\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    # and what the app catches is the class the library raises
+    from petl_core.runtime import limit_malloc_arenas, retain_freed_memory  # noqa: F401 (importable, torch-free)
+    assert checkpoint.CheckpointError is errors_module.CheckpointError
+    assert images.ImageError is errors_module.ImageError
+    assert data.DatasetMissingError is errors_module.DatasetMissingError
+    assert models.HubUnavailableError is petl_core.HubUnavailableError is errors_module.HubUnavailableError
+
+
+def test_the_lazy_exports_are_the_modules_objects():
+    assert petl_core.trace is probe.trace and petl_core.Trace is probe.Trace
+    assert petl_core.create_model is models.create_model and petl_core.instrument is models.instrument
+    assert petl_core.metrics is sys.modules["petl_core.metrics"]
+    assert set(petl_core.__all__) <= set(dir(petl_core))
+    try:
+        petl_core.not_a_name  # noqa: B018
+    except AttributeError as e:
+        assert "not_a_name" in str(e)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
