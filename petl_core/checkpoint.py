@@ -4,7 +4,8 @@ pickles).
 A weights file may come from anyone (the app's "own weights" upload), so `check_weights_file` vets it before a
 byte is decompressed or unpickled: its size is bounded, a PyTorch archive must hold its members stored (as
 `torch.save` writes them: a deflated member is a zip bomb's tool) with declared sizes that fit in the file, and a
-safetensors header is bounded. Loaded tensors must be finite.
+safetensors header is bounded. Loaded tensors must be finite. Vetting is torch-free (torch is imported where tensors
+are read), so a server can refuse a file before it loads torch.
 """
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_WEIGHTS_BYTES", "CheckpointError", "check_finite", "check_weights_file",
            "load_checkpoint", "read_state_dict"]
@@ -72,6 +73,8 @@ def check_weights_file(path: str | Path, max_bytes: int = MAX_WEIGHTS_BYTES) -> 
 
 def check_finite(tensors: dict[str, torch.Tensor], name: str) -> None:
     """Raise CheckpointError when any floating-point tensor holds NaN or ±Inf, naming how many and the first."""
+    import torch
+
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{name} holds NaN or infinite values in {len(bad)} of {len(tensors)} tensors "
@@ -81,6 +84,10 @@ def check_finite(tensors: dict[str, torch.Tensor], name: str) -> None:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a `.safetensors` file or of a `.pth`/`.pt`/`.bin` file (timm, DeiT and ConViT layouts),
     vetted first (`check_weights_file`)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = check_weights_file(path)
     if path.suffix == ".safetensors":
         try:
