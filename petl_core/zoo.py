@@ -11,7 +11,8 @@ backbone, the bypasses and the head), `card.json` (a saved ModelCard) and
 the run's `history.json`. The root is `root=` if given, else the `PETL_ASSETS` environment variable, else
 `ASSETS`. `write_entry(run_dir, name, title)` makes one from a finished `petl_core.train` run.
 
-Cards are `petl_core.cards.ModelCard`s; hub access is `petl_core.hub`, building from a card `petl_core.building`.
+Cards are `petl_core.cards.ModelCard`s; which hub models can be had now is `petl_core.hub`, building from a card
+`petl_core.building`.
 
 Nothing is cached: every `load` builds a fresh model, so callers may change it (add_convpass, reset_classifier).
 A shipped model loads in a fraction of a second: it is built on the meta device (no random initialisation), then
@@ -34,7 +35,8 @@ from .building import Loaded, build, construct, initial_model
 from .cards import NOT_MEASURED, ModelCard, card_from_history
 from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
 from .convpass import load_convpass, save_convpass
-from .hub import HUB, cached_weights, hub_reachable, hub_status, load_hub, offline
+from .errors import HubUnavailableError
+from .hub import HUB, cached_weights, hub_reachable, hub_status, offline
 from .images import data_config, image_transform
 from .models import create_model
 from .preprocess import card_transform
@@ -187,6 +189,54 @@ def _load_entry(directory: Path, name: str, source: str) -> Loaded:
                               f"{card.convpass}")
     model.label_names = list(card.classes)
     return Loaded(name, source, model.eval(), card, _transform(card))
+
+
+def _why_not(name: str, weights: Path, timm_kwargs: dict, error: BaseException) -> str:
+    """One clause on why timm could not load `weights` as `name`: the file's tensors against the architecture's."""
+    with torch.device("meta"):  # no memory, no init: only names and shapes matter
+        skeleton = create_model(name, **timm_kwargs)
+    try:
+        load_checkpoint(skeleton, weights)
+    except CheckpointError as e:
+        return str(e).split(": ", 1)[-1]
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
+    """The hub entry `name` with timm's pretrained weights: from `file` when given (a timm-format
+    .safetensors/.pth), from the Hugging Face cache when they are there, else downloaded. HubUnavailableError at
+    once when none of these can be had; CheckpointError when `file` does not hold these weights."""
+    info = HUB[name]
+    if file is not None:
+        weights = check_weights_file(file)  # vetted before timm unzips or unpickles a byte of it
+    else:
+        cached = cached_weights(name)
+        if cached is None:
+            available, reason = hub_status(name)
+            if not available:
+                raise HubUnavailableError(reason)
+        weights = Path(cached) if cached else None  # cached: read the file directly, no network at all
+    if weights is None:
+        model = create_model(name, pretrained=True, **timm_kwargs)
+    else:
+        try:
+            model = create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                                 **timm_kwargs)
+        except Exception as e:  # timm and torch raise many kinds for a file that is not these weights
+            cause = e.__cause__ if isinstance(e, HubUnavailableError) and e.__cause__ else e
+            why = _why_not(name, weights, timm_kwargs, cause)
+            raise CheckpointError(f"{weights.name} does not hold weights of {name}: {why}") from e
+        check_finite(model.state_dict(), weights.name)
+    model.eval()
+    cfg = model.pretrained_cfg
+    card = ModelCard(
+        name=name, title=info["title"], source="hub", method=info["family"],
+        architecture={"timm_name": name, "kwargs": dict(timm_kwargs)},
+        weights=weights.name if weights else f"https://huggingface.co/{cfg.get('hf_hub_id')}",
+        classes=class_names(model) if model.num_classes else [], preprocessing=data_config(model),
+        accuracy=dict(NOT_MEASURED), data=info["data"], license=cfg.get("license"),
+        convpass_ready=info.get("convpass_ready", False))
+    return Loaded(name, "hub", model, card, image_transform(model))
 
 
 # --------------------------------------------------------------------------------------------------- public API

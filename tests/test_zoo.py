@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from timm.models import get_pretrained_cfg
 
 from petl_core import ConvpassConfig, add_convpass, building, create_model, hub, zoo
 from petl_core.analysis import class_names
@@ -262,7 +263,7 @@ def test_hub_entries_are_listed_and_unavailable_offline(no_hub, connections):
 
 
 def test_hub_load_offline_fails_at_once_in_one_sentence(no_hub, connections, monkeypatch):
-    monkeypatch.setattr(hub, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
+    monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
     with pytest.raises(HubUnavailableError) as error:
         zoo.load("convit_tiny.fb_in1k")
     assert connections == []
@@ -280,7 +281,7 @@ def test_hub_load_unreachable_fails_fast_without_the_offline_flag(monkeypatch, t
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
-    monkeypatch.setattr(hub, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
+    monkeypatch.setattr(zoo, "create_model", lambda *a, **k: pytest.fail("timm must not be asked"))
     opened, connect = [], socket.create_connection
 
     def counted(address, timeout=None, *args, **kwargs):
@@ -476,6 +477,8 @@ def test_recorded_dimensions_are_those_of_the_architectures():
     skeleton of the architecture has."""
     for name in zoo.HUB:
         assert zoo.dimensions(name) == zoo.skeleton_dimensions(create_model, name), name
+        cfg = get_pretrained_cfg(name)  # where the weights are: the cache is looked up without timm
+        assert (zoo.HUB[name]["hub_id"], cfg.hf_hub_filename) == (cfg.hf_hub_id, None), name
     for name in zoo.SHIPPED:
         card = zoo.ModelCard.load(zoo.ASSETS / name)
         assert zoo.dimensions(name) == zoo.skeleton_dimensions(building.construct, card), name
