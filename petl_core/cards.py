@@ -28,13 +28,9 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
-from .convpass import ConvpassConfig
-from .data import DatasetMissingError, dataset_spec
-from .preprocess import BASE_SIZE, PAD
-from .registry import ADAPTED, FAMILY
+from .errors import CheckpointError, DatasetMissingError
+from .registry import ADAPTED, BASE_SIZE, FAMILY, PAD
 from .registry import architecture as architecture_of
-from .train import TrainConfig
 
 __all__ = ["NOT_MEASURED", "ModelCard", "card_from_history"]
 
@@ -172,6 +168,8 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
 
 def _command(config: dict, processes: int) -> str:
     """The command line that reproduces a run: the method and the options that differ from its defaults."""
+    from .train import TrainConfig  # (making a card from a run reads the training code; reading a card does not)
+
     defaults = asdict(TrainConfig(method=config["method"], backbone=config.get("backbone")))
     launcher = f"torchrun --nproc_per_node {processes} -m" if processes > 1 else "python -m"
     options = []
@@ -187,6 +185,8 @@ def _command(config: dict, processes: int) -> str:
 
 def _describe(data: str) -> str:
     """A dataset's description (what its images show), or its name when it declares none."""
+    from .data import dataset_spec
+
     try:
         return dataset_spec(data).description or data
     except DatasetMissingError:
@@ -219,6 +219,8 @@ def card_from_history(history: dict, name: str, title: str, *, backbone: str | N
                                                    "kwargs": {**kwargs, "num_classes": len(classes)}}
     convpass = None
     if method.startswith("convpass"):
+        from .convpass import ConvpassConfig
+
         convpass = asdict(ConvpassConfig(dim=config["convpass_dim"], scale=config["convpass_scale"],
                                          where="both" if method == "convpass" else "attn"))
     return ModelCard(

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .registry import BASE_SIZE, PAD
+
 if TYPE_CHECKING:
     from .data import Augmentation
 
 __all__ = ["BASE_SIZE", "PAD", "card_transform", "prepare"]
 
-BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
 
 def prepare(images: torch.Tensor, in_chans: int, mean: float, std: float, train: bool,

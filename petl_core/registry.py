@@ -1,24 +1,25 @@
 """The methods a training run can use and the model each trains: the from-scratch architectures (`ARCHITECTURES`,
 sized by `architecture`), the transformer a run's configuration implies (`model_architecture`), and that model built
-with its method's trainable parts (`build_model`).
+with its method's trainable parts (`build_model`). Its tables are torch-free (a model's card reads them); building
+imports the models.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from safetensors import safe_open
-from torch import nn
 
 from .checkpoint import load_checkpoint
-from .convpass import add_convpass
-from .data import dataset_spec
-from .models import create_model
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .train import TrainConfig
 
-__all__ = ["ADAPTED", "ARCHITECTURES", "FAMILY", "HEADS", "METHODS", "architecture", "architecture_record",
-           "build_model", "model_architecture"]
+__all__ = ["ADAPTED", "ARCHITECTURES", "BASE_SIZE", "FAMILY", "HEADS", "METHODS", "PAD", "architecture",
+           "architecture_record", "build_model", "model_architecture"]
+
+BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
 METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
 """convit / deit train from scratch; the others adapt a `deit` backbone."""
@@ -52,6 +53,8 @@ def architecture(method: str, img_size: int, head_dim: int = 16, patch_size: int
 def model_architecture(config: TrainConfig) -> tuple[str, dict]:
     """(timm name, kwargs) of the transformer a run trains, before its head is sized: from scratch, the method's
     at `head_dim` and `patch_size`; to adapt, the DeiT whose width, patches (and classes) the backbone file holds."""
+    from .data import dataset_spec
+
     img_size = dataset_spec(config.data).input_size
     if config.method in ("convit", "deit"):
         return architecture(config.method, img_size, config.head_dim, config.patch_size)
@@ -64,6 +67,9 @@ def model_architecture(config: TrainConfig) -> tuple[str, dict]:
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     """The model a run trains, at its dataset's input size, with `requires_grad` set for its method."""
+    from .convpass import add_convpass
+    from .models import create_model
+
     name, kwargs = model_architecture(config)
     if config.method in ("convit", "deit"):
         return create_model(name, num_classes=num_classes, drop_path_rate=config.drop_path, **kwargs)

@@ -10,8 +10,9 @@ from petl_core import checkpoint, data, images, models, probe
 from petl_core import errors as errors_module
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["petl_core", "petl_core.checkpoint", "petl_core.curves", "petl_core.errors", "petl_core.findings",
-              "petl_core.hub", "petl_core.query", "petl_core.runtime", "petl_core.scales"]
+TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.checkpoint", "petl_core.curves", "petl_core.errors",
+              "petl_core.findings", "petl_core.hub", "petl_core.query", "petl_core.registry", "petl_core.runtime",
+              "petl_core.scales"]
 
 
 def test_the_torch_free_modules_load_without_torch_or_timm():
