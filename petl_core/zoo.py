@@ -1,4 +1,6 @@
-"""The models the explorer offers: shipped (trained here, in `assets/models/`), hub (timm weights) and local files.
+"""Loading the models the explorer offers: shipped (trained here, in `assets/models/`), hub (timm weights) and local
+files. What is offered (`list_models`, `dimensions`, histories, snapshots) is `petl_core.catalog`, torch-free and
+re-exported here.
 
 >>> from petl_core import zoo
 >>> [(m.name, m.source, m.available) for m in zoo.list_models()]
@@ -22,21 +24,33 @@ its weights are loaded strictly. `list_models` never lists local files (the user
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from .analysis import class_names
-from .building import Loaded, build, construct, initial_model
+from .building import Loaded, build, initial_model
 from .cards import NOT_MEASURED, ModelCard, card_from_history
+from .catalog import (
+    ADAPTERS,
+    ASSETS,
+    DEFAULT_MODEL,
+    SHIPPED,
+    ZooEntry,
+    _entry,
+    _weights,
+    dimensions,
+    list_models,
+    read_history,
+    shipped_pair,
+    snapshot_steps,
+)
 from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
 from .convpass import load_convpass, save_convpass
 from .errors import HubUnavailableError
-from .hub import HUB, cached_weights, hub_reachable, hub_status, offline
+from .hub import HUB, cached_weights, hub_status
 from .images import data_config, image_transform
 from .models import create_model
 from .preprocess import card_transform
@@ -61,55 +75,6 @@ __all__ = [
     "snapshot_steps",
     "write_entry",
 ]
-
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
-"""Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
-
-SHIPPED = {"convit_scenes_gpsa50": "convit", "convit_scenes": "convit", "deit_scenes": "vit",
-           "convpass_digit_scenes": "convpass", "convit_fmnist": "convit", "deit_fmnist": "vit",
-           "convpass_digits": "convpass"}
-"""The entries this project ships (name: family), the scenes task first, then the simpler Fashion-MNIST one; listed
-even while they are missing (as unavailable)."""
-DEFAULT_MODEL = "convit_scenes_gpsa50"
-"""The model the app and the CLI open with."""
-
-ADAPTERS = "adapters.safetensors"
-"""An adapted entry's own tensors (bypasses and head) when it refers to its backbone entry instead of a copy."""
-
-
-@dataclass
-class ZooEntry:
-    """One model the app can offer."""
-
-    name: str
-    title: str
-    source: str
-    """'shipped' or 'hub' ('local' is the source of what `load_local` returns)."""
-    family: str
-    """'convit', 'vit' or 'convpass'."""
-    available: bool
-    reason: str = ""
-    """Why it is unavailable now (empty when available)."""
-    convpass_ready: bool = False
-    """A plain ViT backbone meant to be adapted with `add_convpass`."""
-
-
-def _root(root: str | Path | None) -> Path:
-    return Path(root or os.environ.get("PETL_ASSETS") or ASSETS)
-
-
-def _entry(name: str, root: str | Path | None) -> Path:
-    """The folder of entry `name` under the root; a name that is not a plain folder name is an unknown model (never
-    a way out of the root)."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
-        raise ValueError(f"unknown model {str(name)[:60]!r}")
-    return _root(root) / name
-
-
-def read_history(name: str, root: str | Path | None = None) -> dict | None:
-    """The training history (history.json) of the entry `name`, or None when it has none (hub models)."""
-    path = _entry(name, root) / "history.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | None = None,
@@ -154,11 +119,6 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
     card.save(entry)
     ModelCard.load(entry)  # what was written loads
     return entry
-
-
-def _weights(directory: Path) -> Path:
-    """The weights file of an entry folder: model.safetensors, or the adapters of one that refers to its backbone."""
-    return directory / ADAPTERS if (directory / ADAPTERS).is_file() else directory / "model.safetensors"
 
 
 def _transform(card: ModelCard):
@@ -240,90 +200,11 @@ def load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
 
 
 # --------------------------------------------------------------------------------------------------- public API
-def list_models(root: str | Path | None = None) -> list[ZooEntry]:
-    """Every model the app can offer: the shipped entries (and any other entry folder under the root), then the
-    hub entries; each says whether it can be loaded now. Checks the hub at most once (≤ 2 s when unreachable)."""
-    base = _root(root)
-    found = sorted(p.parent.name for p in base.glob("*/card.json")) if base.is_dir() else []
-    entries = []
-    for name in [*SHIPPED, *(n for n in found if n not in SHIPPED)]:
-        directory = base / name
-        try:
-            card = ModelCard.load(directory)
-        except CheckpointError as e:
-            reason = f"{name} is not shipped yet (no {directory})" if not directory.exists() else str(e)
-            entries.append(ZooEntry(name, name, "shipped", SHIPPED.get(name, "vit"), False, reason))
-            continue
-        weights = _weights(directory)
-        reason = "" if weights.is_file() else f"{weights} is missing"
-        if not reason and weights.name == ADAPTERS and not (base / card.backbone / "model.safetensors").is_file():
-            reason = f"its backbone {card.backbone} is missing"
-        entries.append(ZooEntry(name, card.title, "shipped", card.family, not reason, reason))
-    reachable = None
-    for name, info in HUB.items():
-        if reachable is None and not cached_weights(name) and not offline():
-            reachable = hub_reachable()
-        available, reason = hub_status(name, reachable)
-        entries.append(ZooEntry(name, info["title"], "hub", info["family"], available, reason,
-                                info.get("convpass_ready", False)))
-    return entries
-
-
-def dimensions(name: str, root: str | Path | None = None) -> tuple[int, int]:
-    """(blocks, heads per block) of the zoo model `name`'s architecture: as HUB records it, as its card's builder
-    arguments say (timm builds `depth` blocks of `num_heads` heads), else from a skeleton on the meta device (about
-    0.3 s, random init included). No weights are read or downloaded. Raises ValueError (unknown name) or
-    CheckpointError (a shipped card)."""
-    if name in HUB:
-        return HUB[name]["blocks"], HUB[name]["heads"]
-    if not (name in SHIPPED or (_entry(name, root) / "card.json").is_file()):
-        raise ValueError(f"unknown model {name!r}")
-    card = ModelCard.load(_entry(name, root))
-    kwargs = card.architecture["kwargs"]
-    if isinstance(kwargs.get("depth"), int) and isinstance(kwargs.get("num_heads"), int):
-        return kwargs["depth"], kwargs["num_heads"]
-    return skeleton_dimensions(construct, card)
-
-
 def skeleton_dimensions(make, *args) -> tuple[int, int]:
     """(blocks, heads per block) of `make(*args)` built on the meta device."""
     with torch.device("meta"):
         model = make(*args)
     return len(model.blocks), max(block.attn.num_heads for block in model.blocks)
-
-
-def shipped_pair(name: str, root: str | Path | None = None) -> dict[str, str]:
-    """The shipped ConViT and DeiT trained on the data `name` was trained on (for an adapted model, the data of its
-    backbone), as {"convit": name, "deit": name}: `name` itself where it is one, else the first in `SHIPPED` order.
-    Empty for hub models and names without a card; a key is missing when no such model is shipped."""
-    def card(entry: str) -> ModelCard | None:
-        try:
-            return ModelCard.load(_entry(entry, root))
-        except (CheckpointError, ValueError):
-            return None
-
-    own = card(name) if name not in HUB else None
-    if own is None:
-        return {}
-    if own.adapted:
-        own = card(own.backbone) or own
-    data = (own.recipe or {}).get("data")
-    base = _root(root)
-    found = sorted(p.parent.name for p in base.glob("*/card.json")) if base.is_dir() else []
-    pair = {}
-    for entry in [name, *SHIPPED, *found]:
-        other = card(entry)
-        if other and other.method in ("convit", "deit") and (other.recipe or {}).get("data") == data:
-            pair.setdefault(other.method, entry)
-    return pair
-
-
-def snapshot_steps(name: str, root: str | Path | None = None) -> list[int]:
-    """The training steps at which the shipped entry `name` has a snapshot (`petl_core train --snapshots`), in
-    order; empty for entries without snapshots and for hub models."""
-    folder = _entry(name, root) / "snapshots"
-    return sorted(int(p.stem.removeprefix("step")) for p in folder.glob("step*.safetensors")) if folder.is_dir() \
-        else []
 
 
 def _with_snapshot(loaded: Loaded, directory: Path, step: int) -> Loaded:

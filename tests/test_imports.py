@@ -1,26 +1,40 @@
 """petl_core's torch-free part loads without torch (the first step to an app page served before torch loads: issue
 13's cold start), and the package's lazy exports are the objects of the modules they name."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import petl_core
-from petl_core import checkpoint, data, images, models, probe
+from petl_core import checkpoint, data, images, models, probe, zoo
 from petl_core import errors as errors_module
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.checkpoint", "petl_core.curves", "petl_core.errors",
-              "petl_core.findings", "petl_core.hub", "petl_core.query", "petl_core.registry", "petl_core.runtime",
-              "petl_core.scales"]
+TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.catalog", "petl_core.checkpoint", "petl_core.curves",
+              "petl_core.errors", "petl_core.findings", "petl_core.hub", "petl_core.query", "petl_core.registry",
+              "petl_core.runtime", "petl_core.scales"]
 
 
 def test_the_torch_free_modules_load_without_torch_or_timm():
+    # imported, and the catalogue used as a page listing the models uses it (offline: no network wait)
     code = (f"import sys, json\nfor m in {TORCH_FREE!r}: __import__(m)\n"
-            "print(json.dumps(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+            "from petl_core import catalog\n"
+            "entries = catalog.list_models()\n"
+            "sizes = [catalog.dimensions(e.name) for e in entries]\n"
+            "steps = [catalog.snapshot_steps(e.name) for e in entries]\n"
+            "histories = [catalog.read_history(e.name) is not None for e in entries]\n"
+            "print(json.dumps([sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules),\n"
+            "                  [e.name for e in entries], sizes, histories, [bool(s) for s in steps]]))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    loaded, names, sizes, histories, snapshots = json.loads(result.stdout)
+    assert loaded == []
+    assert names == [e.name for e in zoo.list_models()] and [tuple(s) for s in sizes] == [zoo.dimensions(n)
+                                                                                         for n in names]
+    assert histories == [n in zoo.SHIPPED for n in names]  # the shipped models have their histories
+    assert any(snapshots)
     # and what the app catches is the class the library raises
     from petl_core.runtime import limit_malloc_arenas, retain_freed_memory  # noqa: F401 (importable, torch-free)
     assert checkpoint.CheckpointError is errors_module.CheckpointError
