@@ -8,8 +8,9 @@ that hand attention, GPSA content/positional parts and Convpass bypass outputs t
 >>> t = trace(model, images)
 >>> metrics.nonlocality(t.attention[3], t.grid, t.num_prefix[3])   # (B, H) in patches
 
-The names below are imported on first use (PEP 562), so that the torch-free modules (`errors`, `query`, `runtime`,
-`findings`) load without torch: a page that only names models need not wait for it.
+The names below are imported on first use (PEP 562), so that the torch-free modules (`catalog`, `cards`, `errors`,
+`curves`, `scales`, ...: tests/test_imports.py lists them) load without torch: a page that only lists the models
+need not wait for it.
 """
 from __future__ import annotations
 
