@@ -24,7 +24,7 @@ from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
 from app.service import Service
 from app.ui import FILES_TTL_S
 from app.uploads import MAX_WEIGHTS_BYTES
-from petl_core import zoo
+from petl_core import catalog
 from petl_core.runtime import heap_in_use, limit_malloc_arenas, retain_freed_memory
 
 SESSIONS_KEPT = 128
@@ -45,12 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also open a public gradio.live link [EXPLORER_SHARE=1] (needs internet)")
     parser.add_argument("--device", default=env("EXPLORER_DEVICE", "auto"),
                         help="auto (CUDA when present), cpu, cuda or cuda:N [EXPLORER_DEVICE]")
-    parser.add_argument("--preload", nargs="*", default=(env("EXPLORER_PRELOAD") or " ".join(zoo.SHIPPED)).split(),
+    parser.add_argument("--preload", nargs="*", default=(env("EXPLORER_PRELOAD") or " ".join(catalog.SHIPPED)).split(),
                         help="models to load at start [EXPLORER_PRELOAD, space-separated] (default: the shipped "
                              "ones)")
     parser.add_argument("--model", default=env("EXPLORER_MODEL") or None,
                         help=f"model selected when the page opens [EXPLORER_MODEL] (default: the hub's ConViT when the "
-                             f"hub answers and it loads, else {zoo.DEFAULT_MODEL})")
+                             f"hub answers and it loads, else {catalog.DEFAULT_MODEL})")
     parser.add_argument("--concurrency", type=int, default=int(env("EXPLORER_CONCURRENCY", "2")),
                         help="requests computed at once; the rest wait in the queue [EXPLORER_CONCURRENCY]")
     parser.add_argument("--max-queue", type=int, default=int(env("EXPLORER_MAX_QUEUE", "64")),
@@ -98,18 +98,18 @@ def _stop_on_sigterm(demo: gr.Blocks, flight: Flight) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _preload(service: Service, names: list[str]) -> None:
-    """Load `names` once the page is served (the page itself needs only the model it opens with): a request for a
-    model still loading waits for that load (Service.get_model), not for the others."""
-    started, preloaded = time.perf_counter(), []
+def _preload(service: Service, names: list[str], served: float) -> None:
+    """Load `names` once the page is served (`served`: its time.perf_counter()); the page itself needs only the model it
+    opens with: a request for a model still loading waits for that load (Service.get_model), not for the others."""
+    preloaded = []
     for name in names:
         try:
             service.get_model(name)
             preloaded.append(name)
         except Exception as e:  # a model that cannot load is reported and left out; the app keeps serving
             print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
-    print(f"preloaded: {', '.join(preloaded) or 'nothing'}; in {time.perf_counter() - started:.1f} s after the page "
-          "was served", flush=True)
+    print(f"preloaded: {', '.join(preloaded) or 'nothing'}; {time.perf_counter() - served:.1f} s after the page was "
+          "served", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model and args.model not in known:
         print(f"app.py: --model {args.model!r} is not a model of this app; it has {', '.join(known)}", file=sys.stderr)
         return 2
-    model = args.model or service.default_model()  # (a hub default is loaded by then)
-    print(f"Inductive Bias Explorer on {service.device}; opens with {model}", flush=True)
-    flight = Flight()
+    model = args.model or service.default_model()  # (a hub default is loaded by then, with torch)
+    print(f"Inductive Bias Explorer opens with {model}", flush=True)
+    flight = Flight(opened=False)  # the page is served first; computations wait until the backend is imported
     demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), args.concurrency, flight)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     scratch.start_sweeper(args.files_ttl, demo)
@@ -139,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
                 prevent_thread_lock=True)
-    _preload(service, args.preload)
+    served = time.perf_counter()
+    device = service.start()
+    flight.open()
+    print(f"computing on {device}: torch and the models' code imported {time.perf_counter() - served:.1f} s after "
+          "the page was served", flush=True)
+    _preload(service, args.preload, served)
     demo.block_thread()
     return 0
 

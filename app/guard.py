@@ -10,6 +10,8 @@
   length (a 1 MB input is not echoed back) and their HTML characters escaped;
 - **concurrency**: every event joins one concurrency group, so `concurrency` computations run at once in the
   whole app (Gradio's default is a limit per event);
+- **opening**: a `Flight(opened=False)` holds every computation until `Flight.open()` (app.py serves the page
+  first and opens once torch and the models' code are imported), so an early request waits rather than fails;
 - **drain**: `Flight.drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM
   handlers;
 - **bodies**: `BodyLimit` (ASGI middleware) refuses request bodies over MAX_BODY_BYTES before they are read.
@@ -31,9 +33,7 @@ from gradio.exceptions import InvalidPathError
 from pydantic import ValidationError
 
 from app.uploads import MAX_WEIGHTS_BYTES, NOT_UPLOADED, check_paths
-from petl_core.checkpoint import CheckpointError
-from petl_core.images import ImageError
-from petl_core.models import HubUnavailableError
+from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
 
 __all__ = ["MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "Flight", "guard", "shorten", "user_errors"]
 
@@ -86,16 +86,25 @@ def user_errors() -> Iterator[None]:
 
 
 class Flight:
-    """The computations running now, and whether the server is draining (refusing new ones): one per app."""
+    """The computations running now, whether they may start yet (`opened`) and whether the server is draining
+    (refusing new ones): one per app."""
 
-    def __init__(self) -> None:
+    def __init__(self, opened: bool = True) -> None:
         self._condition = threading.Condition()
         self._running = 0
         self._draining = False
+        self._opened = threading.Event()
+        if opened:
+            self._opened.set()
+
+    def open(self) -> None:
+        """Let computations start; those that came before wait until now."""
+        self._opened.set()
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """Count a computation as running; refuse it once the server is draining."""
+        """Count a computation as running, once the flight is open; refuse it once the server is draining."""
+        self._opened.wait()
         with self._condition:
             if self._draining:
                 raise _error("The server is restarting; try again in a minute.")

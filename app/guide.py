@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from app.links import ViewLink
 from app.service import Service, training_pair
-from petl_core import zoo
+from petl_core import catalog
+from petl_core.cards import ModelCard
 from petl_core.curves import GATE_AT_INIT as INIT_GATE
 from petl_core.curves import TrainingCurves
 
@@ -26,8 +27,8 @@ class GuideStep:
     """What to notice, as Markdown, with the numbers read from the models `service` loads."""
 
 
-def _card(name: str) -> zoo.ModelCard:
-    return zoo.ModelCard.load(zoo.ASSETS / name)
+def _card(name: str) -> ModelCard:
+    return ModelCard.load(catalog.ASSETS / name)
 
 
 def _input(service: Service) -> str:

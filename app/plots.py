@@ -10,10 +10,10 @@ import functools
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
@@ -22,6 +22,9 @@ from petl_core.curves import GATE_AT_INIT, TrainingCurves
 from petl_core.findings import PAPER_SAMPLE_EFFICIENCY
 from petl_core.query import CLS, Query
 from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "attention_heatmap",
@@ -394,12 +397,12 @@ def export_view(stem: str, figures: dict[str, Figure | go.Figure], numbers: dict
     folder = scratch.folder(stem)
     paths = []
     for name, fig in figures.items():
-        if isinstance(fig, Figure):
-            path = folder / f"{stem}_{name}.png"
-            fig.savefig(path, format="png", dpi=120)
-        else:
+        if isinstance(fig, go.Figure):
             path = folder / f"{stem}_{name}.html"
             write_html(fig, path)
+        else:
+            path = folder / f"{stem}_{name}.png"
+            fig.savefig(path, format="png", dpi=120)
         paths.append(str(path))
     path = folder / f"{stem}.json"
     path.write_text(json.dumps(numbers, indent=1, default=_jsonable))

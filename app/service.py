@@ -11,6 +11,7 @@ cached by the image's bytes, so clicking a patch or switching a tab re-renders w
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -18,32 +19,41 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
-import torch
-from torch import nn
 
 from app.guard import shorten
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, allowed_file, read_upload
-from petl_core import zoo
-from petl_core.analysis import Analysis, analyze
-from petl_core.atlas import Atlas, locality_atlas
-from petl_core.data import ImageSet
-from petl_core.dial import DialProbe, parse_gates, probe_set, set_gates
-from petl_core.examples import Example, task_examples
-from petl_core.images import load_image, to_display
-from petl_core.inputs import describe_input, model_input
-from petl_core.metrics import GpsaHeads, gpsa_heads
-from petl_core.probe import Trace
+from petl_core import catalog
+from petl_core.hub import HUB
 from petl_core.query import Query
 from petl_core.query import parse_query as query_from_text
 from petl_core.runtime import resolve_device
 
-__all__ = ["Dialled", "QueryError", "Result", "Service", "parse_index", "parse_query", "training_pair"]
+if TYPE_CHECKING:  # the rest of petl_core, and torch, are imported where they are used: the page is served first
+    import torch
+    from torch import nn
+
+    from petl_core.analysis import Analysis
+    from petl_core.atlas import Atlas
+    from petl_core.data import ImageSet
+    from petl_core.dial import DialProbe
+    from petl_core.examples import Example
+    from petl_core.metrics import GpsaHeads
+    from petl_core.probe import Trace
+    from petl_core.zoo import Loaded
+
+__all__ = ["BACKEND", "Dialled", "QueryError", "Result", "Service", "parse_index", "parse_query", "training_pair"]
 
 log = logging.getLogger("explorer")
 
+BACKEND = ("petl_core.zoo", "petl_core.analysis", "petl_core.atlas", "petl_core.dial", "petl_core.equation",
+           "petl_core.examples", "petl_core.figures", "petl_core.images", "petl_core.inputs", "petl_core.metrics")
+"""The modules the app computes with, which it imports where they are used (so the page is served before torch
+loads): `Service.start` imports them all in one thread before any request runs, so that requests never import them
+at the same time (tests/test_imports.py checks that the app imports no other petl_core module that way)."""
 RESULTS_KEPT = 16
 """Analyses kept for re-rendering (a few MB each for the shipped models)."""
 MODELS_KEPT = 6
@@ -99,6 +109,8 @@ except ImportError:
 @_gpu
 def _forward(model: nn.Module, initial: nn.Module, inputs: torch.Tensor, device: torch.device) -> Analysis:
     """Both forward passes of an analysis (the part a ZeroGPU Space runs on its lent GPU)."""
+    from petl_core.analysis import analyze
+
     analysis = analyze(model, inputs.to(device), initial)
     bad = analysis.non_finite()
     if bad:  # finite weights can still overflow: say so rather than draw empty maps
@@ -142,16 +154,24 @@ class Service:
     """The zoo's models on one device, loaded once, and the analyses made with them, cached: one per app, shared by
     every tab and request.
 
+    Made without torch, so the page can be served before torch loads: the device is resolved, and torch and the models
+    imported, by the first call that needs them (`device`); calls made meanwhile wait for it.
+
     Args:
-        device: auto (CUDA when present), cpu, cuda or cuda:N. Raises ValueError for CUDA without one.
+        device: auto (CUDA when present), cpu, cuda or cuda:N. Raises ValueError for CUDA without one: a device that
+            may be missing is resolved at once.
     """
 
     def __init__(self, device: str = "auto") -> None:
-        self.device = resolve_device(device)
+        self._device_wanted = device
+        self._device: torch.device | None = None
+        self._device_lock = threading.Lock()
+        if device not in ("auto", "cpu"):
+            self.device  # noqa: B018 (resolved now: it raises here, not in a user's request)
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
-        self._models: OrderedDict[tuple[str, str | None], zoo.Loaded] = OrderedDict()
-        self._snapshots: OrderedDict[tuple[str, int], zoo.Loaded] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str | None], Loaded] = OrderedDict()
+        self._snapshots: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
         self._initial: OrderedDict[tuple[str, str | None], nn.Module] = OrderedDict()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._probes: OrderedDict[str, ImageSet] = OrderedDict()
@@ -160,15 +180,30 @@ class Service:
         self._prescored: set[tuple[str, int]] = set()
         self._atlases: OrderedDict[str, Atlas] = OrderedDict()
         self._examples: OrderedDict[str, list[Example] | None] = OrderedDict()
-        self._entries: list[zoo.ZooEntry] | None = None
+        self._entries: list[catalog.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
 
+    def start(self) -> torch.device:
+        """Import BACKEND (with it torch and timm) and resolve the device, in the calling thread; returns the device.
+        Calls work without it (each imports what it needs), but a server runs it before it takes requests."""
+        for module in BACKEND:
+            importlib.import_module(module)
+        return self.device
+
+    @property
+    def device(self) -> torch.device:
+        """The device the models run on, resolved on first use (which imports torch)."""
+        with self._device_lock:
+            if self._device is None:
+                self._device = resolve_device(self._device_wanted)
+            return self._device
+
     # ----------------------------------------------------------------------------------------------- models
-    def model_entries(self, refresh: bool = False) -> list[zoo.ZooEntry]:
+    def model_entries(self, refresh: bool = False) -> list[catalog.ZooEntry]:
         """The zoo's entries (the hub is checked once per service unless `refresh`)."""
         if self._entries is None or refresh:
-            self._entries = zoo.list_models()
+            self._entries = catalog.list_models()
         return self._entries
 
     def model_choices(self, refresh: bool = False) -> list[tuple[str, str]]:
@@ -183,39 +218,43 @@ class Service:
         """(blocks, heads) of the deepest and the widest zoo model: the API's limits for block and head numbers
         (each view then checks the analysed model's own)."""
         if self._dimensions is None:
-            sizes = [zoo.dimensions(e.name) for e in self.model_entries()]
+            sizes = [catalog.dimensions(e.name) for e in self.model_entries()]
             self._dimensions = max(b for b, _ in sizes), max(h for _, h in sizes)
         return self._dimensions
 
     def default_model(self) -> str:
         """The model a page opens with when nobody chose one: the hub's first ConViT when it can be had now (its
-        weights cached, or the hub answering) and loads (it is then loaded), else zoo.DEFAULT_MODEL."""
+        weights cached, or the hub answering) and loads (it is then loaded), else catalog.DEFAULT_MODEL."""
         hub_convit = next((e for e in self.model_entries() if e.source == "hub" and e.family == "convit"), None)
         if hub_convit is None or not hub_convit.available:
-            return zoo.DEFAULT_MODEL
+            return catalog.DEFAULT_MODEL
         try:
             self.get_model(hub_convit.name)
         except Exception as e:  # a download cut short, a full disk, ...: the shipped default still works
             log.warning("not opening with %s, which did not load: %s", hub_convit.name, getattr(e, "message", e))
-            return zoo.DEFAULT_MODEL
+            return catalog.DEFAULT_MODEL
         return hub_convit.name
 
     def examples(self, name) -> list[Example] | None:
         """The shipped test images of model `name`'s own task that it gets right, then wrong (petl_core.examples),
         with its answers; worked out once per model. None for models without such images (hub models)."""
         self._check_name(name)
-        if name in zoo.HUB or not next(e for e in self.model_entries() if e.name == name).available:
+        if name in HUB or not next(e for e in self.model_entries() if e.name == name).available:
             return None  # (hub models have no task of ours, and no download just to find that out)
+        from petl_core.examples import task_examples
+
         return self._load_once(self._examples, name, lambda: task_examples(self.get_model(name), EXAMPLES),
                                size=len(self.model_entries()))
 
-    def model_entry(self, name: str) -> zoo.ZooEntry:
+    def model_entry(self, name: str) -> catalog.ZooEntry:
         """The zoo's entry of model `name` (refused in one sentence when the zoo has none)."""
         self._check_name(name)
         return next(e for e in self.model_entries() if e.name == name)
 
     def input_line(self, name: str) -> str:
         """One line on what zoo model `name` sees (petl_core.inputs.describe_input), or why it cannot be used now."""
+        from petl_core.inputs import describe_input
+
         entry = self.model_entry(name)
         return describe_input(self.get_model(name)) if entry.available else entry.reason
 
@@ -243,13 +282,15 @@ class Service:
         if not isinstance(name, str) or name not in known:
             raise gr.Error(f"{shorten(repr(name), 60)} is not a model of this app; it has {', '.join(known)}.")
 
-    def get_model(self, name: str, file: str | None = None) -> zoo.Loaded:
+    def get_model(self, name: str, file: str | None = None) -> Loaded:
         """The zoo model `name` (with `file`: that architecture with the file's weights), loaded once and shared,
         on the service's device; the least recently used of more than MODELS_KEPT models is let go."""
         self._check_name(name)
         key = _weights_key(file)
 
-        def make() -> zoo.Loaded:
+        def make() -> Loaded:
+            from petl_core import zoo
+
             loaded = zoo.load(name, file=key) if key else zoo.load(name)
             loaded.model.to(self.device).requires_grad_(False)
             return loaded
@@ -260,18 +301,20 @@ class Service:
         """The steps at which zoo model `name` has a training snapshot; gr.Error for an unknown name or a model
         without snapshots (hub models, shipped models trained without --snapshots)."""
         self._check_name(name)
-        steps = zoo.snapshot_steps(name) if name not in zoo.HUB else []
+        steps = catalog.snapshot_steps(name) if name not in HUB else []
         if not steps:
-            having = [e.name for e in self.model_entries() if e.source == "shipped" and zoo.snapshot_steps(e.name)]
+            having = [e.name for e in self.model_entries() if e.source == "shipped" and catalog.snapshot_steps(e.name)]
             raise gr.Error(f"{name} has no training snapshots; these models have them: {', '.join(having)}.")
         return steps
 
-    def snapshot_model(self, name: str, step) -> zoo.Loaded:
+    def snapshot_model(self, name: str, step) -> Loaded:
         """Zoo model `name` as it was at training step `step` (one of `snapshot_steps`, else a gr.Error naming
         them), loaded once and shared; the least recently used of more than SNAPSHOTS_KEPT are let go."""
         step = parse_index(step, "snapshot step", self.snapshot_steps(name))
 
-        def make() -> zoo.Loaded:
+        def make() -> Loaded:
+            from petl_core import zoo
+
             loaded = zoo.load(name, snapshot=step)
             loaded.model.to(self.device).requires_grad_(False)
             return loaded
@@ -290,13 +333,19 @@ class Service:
         return self._analysed(key, data, name, lambda: (loaded, self.snapshot_model(name, steps[0]).model), progress,
                               invert)
 
-    def _initial_model(self, name: str, loaded: zoo.Loaded, file_key: str | None) -> nn.Module:
+    def _initial_model(self, name: str, loaded: Loaded, file_key: str | None) -> nn.Module:
+        from petl_core import zoo
+
         return self._load_once(self._initial, (name, file_key),
                                lambda: zoo.initial_model(loaded.card).to(self.device).requires_grad_(False))
 
     def checkpoint_gates(self, name: str) -> tuple[list[int], np.ndarray | None]:
         """The GPSA blocks of zoo model `name` and their σ(λ) (blocks, H) as loaded, without an image; None for a
         model without GPSA."""
+        import torch
+
+        from petl_core.metrics import gpsa_heads
+
         heads = gpsa_heads(self.get_model(name).model)
         if not heads:
             return [], None
@@ -305,6 +354,8 @@ class Service:
     def initial_heads(self, name: str, weights: str | None = None) -> list[GpsaHeads]:
         """The GPSA heads of zoo model `name`'s architecture at initialisation (the analyses' reference at init):
         where its trained gates and positional centres started."""
+        from petl_core.metrics import gpsa_heads
+
         return gpsa_heads(self._initial_model(name, self.get_model(name, weights), _weights_key(weights)))
 
     # ----------------------------------------------------------------------------------------------- analyses
@@ -318,7 +369,7 @@ class Service:
         weights_key = _weights_key(weights)
         invert = _checked_invert(invert)
 
-        def models() -> tuple[zoo.Loaded, nn.Module]:
+        def models() -> tuple[Loaded, nn.Module]:
             if progress:
                 progress(0.2, desc=f"loading {model_name}")
             loaded = self.get_model(model_name, weights)
@@ -327,7 +378,7 @@ class Service:
         return self._analysed((hashlib.sha1(data).hexdigest(), model_name, weights_key, invert), data, model_name,
                               models, progress, invert)
 
-    def _analysed(self, key: tuple, data: bytes, name: str, models: Callable[[], tuple[zoo.Loaded, nn.Module]],
+    def _analysed(self, key: tuple, data: bytes, name: str, models: Callable[[], tuple[Loaded, nn.Module]],
                   progress: Callable | None, invert: bool = True) -> Result:
         """The result cached under `key` (which says whether to `invert`), else the image `data` through `models()`
         (the model and its reference at init), remembered."""
@@ -335,6 +386,9 @@ class Service:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
+        from petl_core.images import load_image, to_display
+        from petl_core.inputs import model_input
+
         picture = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
         loaded, initial = models()
         if progress:
@@ -353,6 +407,9 @@ class Service:
         """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
         σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task:
         scored once per model and setting, and only when `score` (else None unless scored before)."""
+        from petl_core.analysis import analyze
+        from petl_core.dial import parse_gates, set_gates
+
         trained = self.result_for(image, model_name, invert=invert)  # the image checked, read and prepared once, here
         loaded = self.get_model(model_name)
         if len(str(gates or "")) > 20_000:
@@ -377,8 +434,10 @@ class Service:
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
 
-    def _dial_probe(self, model_name: str, loaded: zoo.Loaded, probe: ImageSet) -> DialProbe:
+    def _dial_probe(self, model_name: str, loaded: Loaded, probe: ImageSet) -> DialProbe:
         """The probe scorer of model `model_name` as loaded now, made once."""
+        from petl_core.dial import DialProbe
+
         return self._load_once(self._dial_probes, (model_name, id(loaded.model)),
                                lambda: DialProbe(loaded.model, probe, loaded.card.preprocessing), size=2)
 
@@ -387,6 +446,8 @@ class Service:
         background thread, once per model: the dial's presets then answer at once. The user's own scores go first
         (one scoring at a time per model), and the settings they scored last stay kept. Returns the thread, or None
         when this model's were started before or it has no probe set."""
+        from petl_core.dial import parse_gates
+
         loaded = self.get_model(model_name)
         data = (loaded.card.recipe or {}).get("data")
         with self._lock:
@@ -410,6 +471,8 @@ class Service:
 
     def probe(self, data: str) -> ImageSet:
         """The probe set of dataset `data` (petl_core.dial.probe_set), read once."""
+        from petl_core.dial import probe_set
+
         return self._load_once(self._probes, data, lambda: probe_set(data), size=4)
 
     def atlas_pair(self, model) -> dict[str, str]:
@@ -421,6 +484,8 @@ class Service:
     def atlas(self, name: str) -> tuple[Atlas, ImageSet]:
         """The locality atlas of shipped model `name` over the probe set of its own task (computed once per model),
         and that probe set; gr.Error for a model trained elsewhere (no task of ours to probe)."""
+        from petl_core.atlas import locality_atlas
+
         loaded = self.get_model(name)
         data = (loaded.card.recipe or {}).get("data")
         if not data:
@@ -432,7 +497,7 @@ class Service:
     def history(self, name: str) -> dict | None:
         """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""
         if name not in self._histories:
-            self._histories[name] = zoo.read_history(name)
+            self._histories[name] = catalog.read_history(name)
         return self._histories[name]
 
 
@@ -466,10 +531,10 @@ def parse_index(value, what: str, valid: list[int], optional: bool = False) -> i
 
 
 def training_pair(name: str | None) -> dict[str, str]:
-    """The shipped ConViT and DeiT trained on the same data as model `name` (`zoo.shipped_pair`), or the default
+    """The shipped ConViT and DeiT trained on the same data as model `name` (`catalog.shipped_pair`), or the default
     model's pair when `name` has none (hub models, unknown names)."""
     try:
-        pair = zoo.shipped_pair(name) if isinstance(name, str) else {}
+        pair = catalog.shipped_pair(name) if isinstance(name, str) else {}
     except ValueError:
         pair = {}
-    return pair or zoo.shipped_pair(zoo.DEFAULT_MODEL)
+    return pair or catalog.shipped_pair(catalog.DEFAULT_MODEL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 import gradio as gr
@@ -33,12 +34,12 @@ from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
 from app.tabs.replay import ReplayView, build_replay_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files, read_upload
-from petl_core import zoo
-from petl_core.checkpoint import CheckpointError
-from petl_core.examples import Example
-from petl_core.images import ImageError
-from petl_core.models import HubUnavailableError
+from petl_core import catalog
+from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
 from petl_core.query import CLS, Query
+
+if TYPE_CHECKING:
+    from petl_core.examples import Example
 
 __all__ = ["FILES_TTL_S", "Linked", "Page", "build_demo", "image_input"]
 
@@ -129,7 +130,7 @@ class Page:
     """The handlers of the page's own inputs (analyse, fit the controls, pick a patch, open and make links, walk the
     guide), on the analyses of `service`."""
 
-    def __init__(self, service: Service, default_model: str = zoo.DEFAULT_MODEL) -> None:
+    def __init__(self, service: Service, default_model: str = catalog.DEFAULT_MODEL) -> None:
         self.service = service
         self.default_model = default_model
         self.shared: Shared | None = None
@@ -368,7 +369,7 @@ def _use_sketch(sketch: dict | None) -> str:
     return str(path)
 
 
-def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
+def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
     """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`
     seconds."""
@@ -391,9 +392,10 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                 image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
                                           f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
                                     sources=["upload", "clipboard"], height=260, elem_id="image-input")
-                files, label = page._example_files(default_model)
-                gallery = gr.Gallery(files, label=label, columns=6, height="auto", allow_preview=False,
-                                     object_fit="contain", elem_id="examples")
+                # the examples, and the line on what the model sees, come with the page's first event (`opened`):
+                # they need the model, and the page is served before torch loads
+                gallery = gr.Gallery(label="Examples (loading the model…)", columns=6, height="auto",
+                                     allow_preview=False, object_fit="contain", elem_id="examples")
                 with gr.Accordion("…or draw a sketch", open=False):
                     gr.Markdown("Black ink on white: the grayscale models see it inverted, as any picture on white "
                                 "(the inversion box below).")
@@ -401,7 +403,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
                                                       elem_id="sketch"), MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 model = gr.Dropdown(service.model_choices(), value=default_model, label="Model", elem_id="model")
-                seen = gr.Markdown(f"*{service.input_line(default_model)}*", elem_id="model-input")
+                seen = gr.Markdown(elem_id="model-input")
                 invert = gr.Checkbox(True, label="Invert light backgrounds", elem_id="invert",
                                      info="for the grayscale models, which saw light objects on dark backgrounds")
                 with gr.Accordion("Your own weights (optional)", open=False):
@@ -472,6 +474,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
               [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
             quiet(page._controls, len(controls)), control_inputs, controls, api_visibility="private")
         model.change(page.examples, model, [gallery, seen], api_name="examples", **EACH_CHANGE)
+        opened = demo.load(page.examples, model, [gallery, seen], **PRIVATE)
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
@@ -486,7 +489,7 @@ def build_demo(service: Service, default_model: str = zoo.DEFAULT_MODEL,
             pending=gr.Textbox(visible="hidden"),
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
-            heads={"attention": attention_head, "equation": equation_head}), link, back, forward)
+            heads={"attention": attention_head, "equation": equation_head}), link, back, forward, opened)
     return demo
 
 
@@ -507,9 +510,10 @@ def _optional_inputs(demo: gr.Blocks, optional: list[gr.Component]) -> None:
 
 
 def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, back: gr.Button,
-                forward: gr.Button) -> None:
-    """Shared links and the guide: the page's URL opens a view; every change of the view rewrites the URL (and the
-    link box) without reloading; the guide's steps open theirs."""
+                forward: gr.Button, opened: gr.events.Dependency) -> None:
+    """Shared links and the guide: the page's URL opens a view (after `opened`, the page's first event, so that a
+    link's model is set after the default model's examples are shown); every change of the view rewrites the URL (and
+    the link box) without reloading; the guide's steps open theirs."""
     page.shared, page.linked = shared, linked
     page.tab_ids = [tab.id for tab in linked.tabs.children]
     # Enter in a slider's number box commits the number: Gradio sends `release` (which the views redraw on) only on
@@ -522,7 +526,7 @@ def _wire_links(page: Page, shared: Shared, linked: Linked, link: gr.Textbox, ba
                     linked.guide, linked.guide_text, *linked.blocks.values(), *linked.heads.values()]
     targets = page.targets
     address = gr.Textbox(visible="hidden")
-    shared.demo.load(_address, None, address, **PRIVATE)
+    opened.then(_address, None, address, **PRIVATE)
     address.change(page.read_link, address, [linked.guide, linked.pending], **PRIVATE)
     linked.pending.change(page.open_link, [linked.pending, shared.model, shared.sets], targets, **PRIVATE)
     linked.guide.change(page.open_step, [linked.guide, shared.model, shared.sets], targets, **EACH_CHANGE, **PRIVATE)

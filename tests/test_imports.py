@@ -1,5 +1,6 @@
 """petl_core's torch-free part loads without torch (the first step to an app page served before torch loads: issue
 13's cold start), and the package's lazy exports are the objects of the modules they name."""
+import ast
 import json
 import os
 import subprocess
@@ -54,3 +55,51 @@ def test_the_lazy_exports_are_the_modules_objects():
         assert "not_a_name" in str(e)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_page_is_built_and_served_code_imported_without_torch():
+    # issue 13's cold start: app.py serves the page before torch loads (then imports the backend: Service.start)
+    code = ("import importlib.util, json, sys\n"
+            "spec = importlib.util.spec_from_file_location('app_main', 'app.py')\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "from app import build_demo\nfrom app.service import Service\n"
+            "service = Service('auto')\n"
+            "demo = build_demo(service)\n"
+            "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'timm', 'torchvision', "
+            "'matplotlib'}), len(demo.fns)]))\n"
+            "service.start()\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'timm', 'matplotlib') if m in sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    built, started = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+    assert built[0] == [] and built[1] > 50  # the whole page (every view's events), and none of them
+    assert started == ["matplotlib", "timm", "torch"]  # and what Service.start imports, it does
+
+
+def _imports_in_functions(path: Path) -> set[str]:
+    """The petl_core modules `path` imports inside functions (`from petl_core.x import y`, `from petl_core import
+    x`)."""
+    modules = set()
+    for function in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom) and node.module == "petl_core":
+                modules |= {f"petl_core.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("petl_core."):
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names if alias.name.startswith("petl_core")}
+    return modules
+
+
+def test_every_module_the_app_imports_where_it_is_used_is_imported_before_requests_run():
+    # Service.start imports BACKEND in one thread before the server takes requests: no two requests import a module
+    # at the same time (a torch-free module needs no such care)
+    from app.service import BACKEND
+
+    used = set().union(*(_imports_in_functions(p) for p in [ROOT / "app.py", *(ROOT / "app").rglob("*.py")]))
+    assert {"petl_core.zoo", "petl_core.figures", "petl_core.dial"} <= used  # (the scan finds them)
+    assert used - set(TORCH_FREE) <= set(BACKEND), sorted(used - set(TORCH_FREE) - set(BACKEND))
+    assert set(BACKEND) <= used  # and BACKEND lists nothing the app does not use

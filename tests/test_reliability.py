@@ -27,6 +27,8 @@ from safetensors.torch import save_file
 
 from app import guard
 from petl_core import zoo
+from petl_core.images import load_image
+from petl_core.inputs import model_input
 from petl_core.models import create_model
 from scripts.app_server import (
     CallError,
@@ -439,6 +441,37 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
         left = _disk_mb(*folders)
     assert left < 30 and left < written / 4, (written, disk[-5:], left)
     assert call(http, url, "analyze", [upload(http, url, CHELSEA), "convit_fmnist", None, "cls"])[2]["top5"]
+
+
+def test_requests_made_before_the_backend_is_imported_wait_for_it(tmp_path):
+    # app.py serves the page before torch loads (issue 13); calls that come meanwhile wait, then answer as always
+    process, url = start_app(tmp_path, 180, forced=SERVER_ENV)
+    try:
+        with httpx.Client(timeout=180) as http:
+            page = http.get(url)
+            early_log = (tmp_path / "server.log").read_text()
+            image = upload(http, url, CHELSEA)
+            calls = {"convit_fmnist": [image, "convit_fmnist", None, "cls"],
+                     "deit_fmnist": [image, "deit_fmnist", None, "cls"]}
+            with ThreadPoolExecutor(3) as pool:  # at once: they import the models' code at the same time
+                answers = {name: pool.submit(call, http, url, "analyze", data) for name, data in calls.items()}
+                examples = pool.submit(call, http, url, "examples", [zoo.DEFAULT_MODEL])
+                answers = {name: answer.result()[2]["top5"][0] for name, answer in answers.items()}
+                examples = examples.result()
+    finally:
+        stop_app(process)
+    assert page.status_code == 200 and "Inductive Bias Explorer" in page.text
+    assert "computing on" not in early_log  # the page answered before the backend was imported
+    assert "computing on cpu" in (tmp_path / "server.log").read_text()
+    for name, top in answers.items():  # the same answer as the library's, in this process
+        loaded = zoo.load(name)
+        inputs, _ = model_input(loaded, load_image(CHELSEA))
+        with torch.no_grad():
+            probabilities = loaded.model(inputs[None]).softmax(-1)[0]
+        best = int(probabilities.argmax())
+        assert top["label"] == loaded.card.classes[best]
+        assert abs(top["probability"] - float(probabilities[best])) < 1e-4
+    assert len(examples[0]["value"]) == 6 and zoo.DEFAULT_MODEL in examples[1]
 
 
 @pytest.mark.slow

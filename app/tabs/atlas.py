@@ -2,6 +2,8 @@
 the same data, as distributions; clicking a point (or typing its number) loads that probe image into the page."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
@@ -12,8 +14,10 @@ from plotly.subplots import make_subplots
 from app import plots, scratch
 from app.service import Service, parse_index
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel
-from petl_core import zoo
-from petl_core.atlas import Atlas
+from petl_core import catalog
+
+if TYPE_CHECKING:
+    from petl_core.atlas import Atlas
 
 SIDES = (("convit", "ConViT"), ("deit", "DeiT"))
 SLOT = 0.8
@@ -129,7 +133,7 @@ def _summary(name: str, atlas: Atlas) -> dict:
 def _has_pair(model: str | None) -> bool:
     """Whether `model` has a shipped ConViT or DeiT trained on its own data (else the atlas shows a stand-in)."""
     try:
-        return isinstance(model, str) and bool(zoo.shipped_pair(model))
+        return isinstance(model, str) and bool(catalog.shipped_pair(model))
     except ValueError:
         return False
 
@@ -145,7 +149,7 @@ class AtlasView:
         label, and a sentence when the pair is a stand-in."""
         pair = self.service.atlas_pair(model)
         prefix = "" if _has_pair(model) else f"{model} has no ConViT or DeiT of its task shipped: showing those of " \
-                                              f"{zoo.DEFAULT_MODEL}. "
+                                              f"{catalog.DEFAULT_MODEL}. "
         missing = [f"no shipped {label} for this task. " for key, label in SIDES if key not in pair]
         atlases = {label: (pair[key], self.service.atlas(pair[key])[0]) for key, label in SIDES if key in pair}
         return atlases, prefix + "".join(missing)

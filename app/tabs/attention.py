@@ -11,17 +11,7 @@ import numpy as np
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
-from petl_core.figures import (
-    ATTENTION_LINEAR_RANGE,
-    ATTENTION_LOG_RANGE,
-    attention_codes,
-    attention_colour_label,
-    attention_grid_figure,
-    attention_lut,
-    attention_norm,
-    panel_background,
-    query_maps,
-)
+from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
 
 HOVER_JS = (Path(__file__).with_name("hover.js")).read_text()
 """Draws the hover grid in the page (installed at page load): see `AttentionView.hover_data`."""
@@ -51,6 +41,8 @@ def _draw(result: Result, query: str, layer: float, head: float, log_scale: bool
 
 def _maps(result: Result, query: str, layer: float, head: float, log_scale: bool) -> tuple:
     """The grid of all blocks × heads and the enlarged map of one analysis."""
+    from petl_core.figures import attention_grid_figure, query_maps
+
     trace = result.trace
     q = parse_query(query, trace.grid)
     layer = parse_index(layer, "block", list(range(len(trace.attention))))
@@ -88,6 +80,8 @@ class AttentionView:
         every patch query's attention in every block and head quantised to one byte on the fixed log range
         (petl_core.figures.attention_codes, base64), the colours of the 256 codes on the log and the linear scale,
         and the model input at panel size as the maps' background (RGB bytes, base64)."""
+        from petl_core.figures import attention_codes, attention_lut, attention_norm, panel_background
+
         result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         rows, cols = trace.grid
@@ -111,6 +105,8 @@ class AttentionView:
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""
+        from petl_core.figures import query_maps
+
         result = self.service.result_for(image, model, weights, invert=invert)
         grid_fig, enlarged = _maps(result, query, layer, head, log_scale)
         trace = result.trace

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.service import QueryError
-from petl_core.models import HubUnavailableError
+from petl_core.errors import HubUnavailableError
 
 __all__ = ["EACH_CHANGE", "PRIVATE", "Repeats", "Shared", "export_row", "learn", "numbers_panel", "plot", "quiet",
            "wire_export", "wire_page", "wire_view"]

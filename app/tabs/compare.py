@@ -6,8 +6,7 @@ import gradio as gr
 from app import plots
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
-from petl_core import zoo
-from petl_core.figures import compare_figure
+from petl_core import catalog
 
 LEARN = """
 **Same image, same block, same query, three inductive biases.** DeiT has none beyond patching: its attention is
@@ -17,7 +16,7 @@ Each model sees the image through its own preprocessing (the shipped models see 
 scenes models, 32×32 for the Fashion-MNIST ones; a patch query needs models of the same grid).
 """
 
-DEFAULT_MODELS = ["deit_scenes", zoo.DEFAULT_MODEL, "convpass_digit_scenes"]
+DEFAULT_MODELS = ["deit_scenes", catalog.DEFAULT_MODEL, "convpass_digit_scenes"]
 
 
 class CompareView:
@@ -49,6 +48,8 @@ class CompareView:
         if not q.is_cls and len(grids) > 1:
             raise gr.Error("These models cut the image into different patch grids: compare them with the class "
                            "token as the query.")
+        from petl_core.figures import compare_figure
+
         return compare_figure(panels, layer, q, log_scale), numbers
 
     def export(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,

@@ -8,9 +8,7 @@ from app import plots
 from app.guard import shorten
 from app.service import Result, Service, parse_index
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
-from petl_core import zoo
-from petl_core.figures import conv_channels_figure, maps_row_figure
-from petl_core.metrics import attention_map, bypass_maps
+from petl_core import catalog
 from petl_core.query import CLS
 
 LEARN = """
@@ -35,10 +33,13 @@ digits; try a digit sketch). Their cards say which backbone each adapts.
 def _draw(result: Result, block: str | float, branch: str) -> tuple:
     """Bypass maps (figure), mean ‖s·bypass‖ / ‖frozen branch‖ per block (interactive), conv channels (figure), the
     numbers and the maps as arrays of Convpass block `block` and `branch` ('attn' or 'mlp') in one analysis."""
+    from petl_core.figures import conv_channels_figure, maps_row_figure
+    from petl_core.metrics import attention_map, bypass_maps
+
     trace = result.trace
     blocks = [i for i, entry in enumerate(trace.bypass) if entry]
     if not blocks:
-        shipped = [name for name, family in zoo.SHIPPED.items() if family == "convpass"]
+        shipped = [name for name, family in catalog.SHIPPED.items() if family == "convpass"]
         note = f"{result.model_name} has no Convpass bypasses: choose {' or '.join(shipped)} (or a Convpass checkpoint)"
         return plots.message_figure(note), plots.message_figure(note), plots.message_figure(note), {}, {}
     b = parse_index(block, "block with a bypass", blocks, optional=True)

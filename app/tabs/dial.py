@@ -11,8 +11,6 @@ import numpy as np
 from app import plots
 from app.service import Dialled, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
-from petl_core.dial import parse_gates
-from petl_core.figures import attention_grid_figure
 
 LEARN = """
 **What the dial does.** Every head of a GPSA block mixes two attention maps,
@@ -42,6 +40,8 @@ class DialView:
         """The gates JSON of a preset: null (as trained), every head at 1 or 0, or by hand: the `current` setting
         (as trained where it has none, or does not fit `model`) with head `head` (or all heads) of GPSA block
         `block` set to `sigma`, so that settings add up head by head."""
+        from petl_core.dial import parse_gates
+
         blocks, gates = self.service.checkpoint_gates(model)
         if gates is None or preset in PRESETS[:3]:
             return self.preset_gates(model, preset)
@@ -94,6 +94,8 @@ class DialView:
 
     def _draw(self, dialled: Dialled, model: str, query: str) -> tuple:
         """What `dial` shows of `dialled`."""
+        from petl_core.figures import attention_grid_figure
+
         trace = dialled.analysis.trace
         q = parse_query(query, trace.grid)
         grid = attention_grid_figure(trace, dialled.trained.input_image, q)

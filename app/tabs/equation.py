@@ -2,15 +2,18 @@
 each term linked to its map."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from app import plots
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, wire_view
-from petl_core.equation import ConvpassEquation, GpsaEquation, convpass_equation, gpsa_equation
-from petl_core.figures import KEY_COLOURS, marked_maps_figure
 from petl_core.query import centre_patch
 from petl_core.scales import ATTENTION_LOG_RANGE, attention_colour_label
+
+if TYPE_CHECKING:
+    from petl_core.equation import ConvpassEquation, GpsaEquation
 
 LEARN = """
 **GPSA.** For a query patch i, a head's attention to each key patch j mixes two rows that each sum to 1:
@@ -36,6 +39,8 @@ def _coloured(text: str, term: str) -> str:
 
 def _badge(number: int) -> str:
     """Key `number` (from 1) as on the maps: white on its marker's colour."""
+    from petl_core.figures import KEY_COLOURS
+
     colour = KEY_COLOURS[(number - 1) % len(KEY_COLOURS)]
     return (f'<span style="background:{colour};color:white;border-radius:9px;padding:0 6px;font-weight:bold">'
             f'{number}</span>')
@@ -43,6 +48,8 @@ def _badge(number: int) -> str:
 
 def _gpsa_view(result: Result, eq: GpsaEquation, note: str) -> tuple:
     """Figure, Markdown and numbers of one GPSA head's mix."""
+    from petl_core.figures import marked_maps_figure
+
     s, keys = eq.sigma, eq.top
     row, col = eq.query.patch
     names = {"content": f"content C (× 1 − σ = {1 - s:.4f})", "positional": f"positional P (× σ = {s:.4f})",
@@ -90,6 +97,8 @@ def _gpsa_view(result: Result, eq: GpsaEquation, note: str) -> tuple:
 
 def _convpass_view(result: Result, eq: ConvpassEquation) -> tuple:
     """Figure, Markdown and numbers of one Convpass block's update."""
+    from petl_core.figures import marked_maps_figure
+
     where = {"attn": "beside attention", "mlp": "beside the MLP"}
     off_grid = " (the class token is not on the patch grid: its shares are in the table)" if eq.query.is_cls else ""
     figure = marked_maps_figure({f"{b.branch} bypass share, {where[b.branch]}": b.share_map for b in eq.branches},
@@ -145,6 +154,8 @@ class EquationView:
         """For `query` ('cls', 'center' or 'row,col'), block `block` and head `head` (ConViT: a GPSA block; Convpass:
         a block with a bypass, `head` unused): the maps with the top keys numbered (figure), the formula with this
         image's numbers (Markdown) and the numbers (JSON)."""
+        from petl_core.equation import convpass_equation, gpsa_equation
+
         result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         q = parse_query(query, trace.grid)

@@ -7,7 +7,6 @@ import numpy as np
 from app import plots
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
-from petl_core.figures import attention_layer_figure
 from petl_core.query import centre_patch
 
 LEARN = """
@@ -40,6 +39,8 @@ class GpsaView:
         """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),
         the positional centres of every GPSA block over those of the model at init (interactive), and the gates and
         centres as numbers."""
+        from petl_core.figures import attention_layer_figure
+
         result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
         if not trace.gated_blocks:

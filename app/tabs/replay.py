@@ -3,6 +3,7 @@ the same data, side by side at the same step (a slider over the snapshots, or pl
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
@@ -10,10 +11,11 @@ import numpy as np
 from app import plots
 from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
-from petl_core import zoo
+from petl_core import catalog
 from petl_core.curves import GATE_AT_INIT
-from petl_core.figures import attention_grid_figure
-from petl_core.metrics import GpsaHeads, gpsa_heads
+
+if TYPE_CHECKING:
+    from petl_core.metrics import GpsaHeads
 
 PLAY_S = 1.5
 """Seconds between two snapshots while playing."""
@@ -52,6 +54,8 @@ def _numbers(result: Result, steps: list[int]) -> dict:
 def _views(result: Result, steps: list[int], query: str, first: list[GpsaHeads]) -> tuple:
     """Top-5, attention grid, gates, centres, nonlocality (against the run's first snapshot, whose GPSA heads are
     `first`) and the numbers."""
+    from petl_core.figures import attention_grid_figure
+
     trace, name = result.trace, result.model_name
     step = result.card["snapshot"]["step"]
     grid = attention_grid_figure(trace, result.input_image, parse_query(query, trace.grid))
@@ -108,6 +112,8 @@ class ReplayView:
 
     def _first_heads(self, name: str) -> list[GpsaHeads]:
         """The GPSA heads of `name`'s first training snapshot: where the shown centres started."""
+        from petl_core.metrics import gpsa_heads
+
         return gpsa_heads(self.service.snapshot_model(name, self.service.snapshot_steps(name)[0]).model)
 
     def pair(self, model: str | None) -> tuple[dict[str, str], list[int], str]:
@@ -184,7 +190,7 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     """The tab's layout and endpoints (/replay; the page's pair view is private); returns the training step control
     and the view (for links to a step)."""
     view = ReplayView(service)
-    _, steps, _ = view.pair(zoo.DEFAULT_MODEL)
+    _, steps, _ = view.pair(catalog.DEFAULT_MODEL)
     with gr.Row():
         position = gr.Slider(0, len(steps) - 1, value=len(steps) - 1, step=1, label="Snapshot (drag through training)",
                              elem_id="replay-position", scale=3)
@@ -227,11 +233,11 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
 @functools.lru_cache(maxsize=32)  # playing asks on every tick; the shipped cards and snapshots do not change
 def _shown_pair(model: str | None) -> tuple[dict[str, str], list[int], str]:
     """ReplayView.pair (read-only: shared between calls)."""
-    pair = {k: v for k, v in training_pair(model).items() if zoo.snapshot_steps(v)}
+    pair = {k: v for k, v in training_pair(model).items() if catalog.snapshot_steps(v)}
     prefix = ""
     if "convit" not in pair:
-        pair = {k: v for k, v in zoo.shipped_pair(zoo.DEFAULT_MODEL).items() if zoo.snapshot_steps(v)}
-        prefix = f"The models trained on {model}'s data have no training snapshots; showing {zoo.DEFAULT_MODEL}'s. "
+        pair = {k: v for k, v in catalog.shipped_pair(catalog.DEFAULT_MODEL).items() if catalog.snapshot_steps(v)}
+        prefix = f"The models trained on {model}'s data have no training snapshots; showing {catalog.DEFAULT_MODEL}'s. "
     if "convit" not in pair:
         raise gr.Error("No shipped ConViT has training snapshots (assets/models/*/snapshots).")
-    return pair, zoo.snapshot_steps(pair["convit"]), prefix
+    return pair, catalog.snapshot_steps(pair["convit"]), prefix
