@@ -154,8 +154,9 @@ class Service:
     """The zoo's models on one device, loaded once, and the analyses made with them, cached: one per app, shared by
     every tab and request.
 
-    Made without torch, so the page can be served before torch loads: the device is resolved, and torch and the models
-    imported, by the first call that needs them (`device`); calls made meanwhile wait for it.
+    Made without torch, so the page can be served before torch loads: `start` imports torch and the models' code and
+    resolves the device (a server runs it before it takes requests: app.py, app.guard.Flight); without it each call
+    imports what it needs.
 
     Args:
         device: auto (CUDA when present), cpu, cuda or cuda:N. Raises ValueError for CUDA without one: a device that

@@ -393,8 +393,9 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                                           f"{MAX_IMAGE_PIXELS // 10**6} megapixels)",
                                     sources=["upload", "clipboard"], height=260, elem_id="image-input")
                 # the examples, and the line on what the model sees, come with the page's first event (`opened`):
-                # they need the model, and the page is served before torch loads
-                gallery = gr.Gallery(label="Examples (loading the model…)", columns=6, height="auto",
+                # they need the model, and the page is served before torch loads; a fixed height, so that nothing
+                # below moves when they come (a sketch being drawn)
+                gallery = gr.Gallery(label="Examples (loading the model…)", columns=6, height=200,
                                      allow_preview=False, object_fit="contain", elem_id="examples")
                 with gr.Accordion("…or draw a sketch", open=False):
                     gr.Markdown("Black ink on white: the grayscale models see it inverted, as any picture on white "
@@ -403,7 +404,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                                                       elem_id="sketch"), MAX_IMAGE_BYTES, "sketch", MAX_IMAGE_PIXELS)
                     use_sketch = gr.Button("Use this sketch", size="sm")
                 model = gr.Dropdown(service.model_choices(), value=default_model, label="Model", elem_id="model")
-                seen = gr.Markdown(elem_id="model-input")
+                seen = gr.Markdown("*What the model sees: loading it…*", elem_id="model-input")
                 invert = gr.Checkbox(True, label="Invert light backgrounds", elem_id="invert",
                                      info="for the grayscale models, which saw light objects on dark backgrounds")
                 with gr.Accordion("Your own weights (optional)", open=False):

@@ -236,6 +236,7 @@ def test_the_sketchpad_draws_at_once_and_its_sketch_is_analysed(browser, app_ser
     expect(brush).to_be_visible(timeout=SLOW)
     expect(page.locator("#sketch")).not_to_contain_text("select the draw tool", timeout=SLOW)
     canvas = page.locator("#sketch canvas").first
+    canvas.scroll_into_view_if_needed()  # (the pad opens below the fold, as for a user, who scrolls to it)
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
     page.mouse.down()
