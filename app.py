@@ -140,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
                 prevent_thread_lock=True)
     served = time.perf_counter()
-    device = service.start()
+    try:
+        device = service.start()
+    except Exception as e:  # a broken torch or timm install: say so and stop, rather than hold every request
+        print(f"app.py: cannot compute: importing torch, timm and the models' code failed ({type(e).__name__}: {e})",
+              file=sys.stderr, flush=True)
+        demo.close()
+        return 1
     flight.open()
     print(f"computing on {device}: torch and the models' code imported {time.perf_counter() - served:.1f} s after "
           "the page was served", flush=True)

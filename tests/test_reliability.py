@@ -11,6 +11,8 @@ import os
 import pickle
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -32,6 +34,7 @@ from petl_core.inputs import model_input
 from petl_core.models import create_model
 from scripts.app_server import (
     CallError,
+    _free_port,
     call,
     endpoint_ids,
     logged_memory_mb,
@@ -472,6 +475,23 @@ def test_requests_made_before_the_backend_is_imported_wait_for_it(tmp_path):
         assert top["label"] == loaded.card.classes[best]
         assert abs(top["probability"] - float(probabilities[best])) < 1e-4
     assert len(examples[0]["value"]) == 6 and zoo.DEFAULT_MODEL in examples[1]
+
+
+def test_a_broken_torch_install_stops_the_server_with_one_sentence(tmp_path):
+    # the page is served before torch loads: a torch that cannot be imported must stop the server, not leave every
+    # request waiting for a backend that never comes
+    broken = tmp_path / "broken" / "torch"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this torch is broken (a test)')\n")
+    env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(broken.parent), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    result = subprocess.run([sys.executable, "app.py", "--port", str(_free_port())], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Running on local URL" in result.stdout  # (the page was served first)
+    assert result.stderr.strip().splitlines()[-1] == (
+        "app.py: cannot compute: importing torch, timm and the models' code failed (ImportError: this torch is "
+        "broken (a test))")
 
 
 @pytest.mark.slow
