@@ -17,8 +17,16 @@ TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.catalog", "petl_core.ch
               "petl_core.runtime", "petl_core.scales"]
 
 
+def _fresh_interpreter(code: str) -> str:
+    """What `code` prints, run by this venv's Python in a fresh process, offline (no network wait)."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_the_torch_free_modules_load_without_torch_or_timm():
-    # imported, and the catalogue used as a page listing the models uses it (offline: no network wait)
+    # imported, and the catalogue used as a page listing the models uses it
     code = (f"import sys, json\nfor m in {TORCH_FREE!r}: __import__(m)\n"
             "from petl_core import catalog\n"
             "entries = catalog.list_models()\n"
@@ -27,10 +35,7 @@ def test_the_torch_free_modules_load_without_torch_or_timm():
             "histories = [catalog.read_history(e.name) is not None for e in entries]\n"
             "print(json.dumps([sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules),\n"
             "                  [e.name for e in entries], sizes, histories, [bool(s) for s in steps]]))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
-    loaded, names, sizes, histories, snapshots = json.loads(result.stdout)
+    loaded, names, sizes, histories, snapshots = json.loads(_fresh_interpreter(code))
     assert loaded == []
     assert names == [e.name for e in zoo.list_models()] and [tuple(s) for s in sizes] == [zoo.dimensions(n)
                                                                                          for n in names]
@@ -69,10 +74,7 @@ def test_the_page_is_built_and_served_code_imported_without_torch():
             "'matplotlib'}), len(demo.fns)]))\n"
             "service.start()\n"
             "print(json.dumps(sorted(m for m in ('torch', 'timm', 'matplotlib') if m in sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
-    built, started = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+    built, started = (json.loads(line) for line in _fresh_interpreter(code).splitlines()[-2:])
     assert built[0] == [] and built[1] > 50  # the whole page (every view's events), and none of them
     assert started == ["matplotlib", "timm", "torch"]  # and what Service.start imports, it does
 
