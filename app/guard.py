@@ -117,11 +117,12 @@ class Flight:
                 self._condition.notify_all()
 
     def drain(self, timeout: float) -> int:
-        """Refuse new computations and wait up to `timeout` seconds for those running; returns how many still
-        run."""
+        """Refuse new computations (those waiting for the flight to open too) and wait up to `timeout` seconds for
+        those running; returns how many still run."""
         deadline = time.monotonic() + timeout
         with self._condition:
             self._draining = True
+            self._opened.set()  # (the waiting ones are refused now, not held until the process ends)
             while self._running and time.monotonic() < deadline:
                 self._condition.wait(deadline - time.monotonic())
             return self._running

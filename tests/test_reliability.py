@@ -477,6 +477,30 @@ def test_requests_made_before_the_backend_is_imported_wait_for_it(tmp_path):
     assert len(examples[0]["value"]) == 6 and zoo.DEFAULT_MODEL in examples[1]
 
 
+def test_computations_wait_for_the_flight_to_open_and_a_drain_refuses_the_waiting_ones():
+    outcomes = []
+
+    def compute(flight: guard.Flight) -> None:
+        try:
+            with flight.running():
+                outcomes.append("ran")
+        except gr.Error as e:
+            outcomes.append(e.message)
+
+    for drained in (False, True):
+        flight, outcomes[:] = guard.Flight(opened=False), []
+        waiting = threading.Thread(target=compute, args=(flight,))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and outcomes == []  # held
+        if drained:
+            assert flight.drain(1.0) == 0
+        else:
+            flight.open()
+        waiting.join(5)
+        assert outcomes == (["The server is restarting; try again in a minute."] if drained else ["ran"])
+
+
 def test_a_broken_torch_install_stops_the_server_with_one_sentence(tmp_path):
     # the page is served before torch loads: a torch that cannot be imported must stop the server, not leave every
     # request waiting for a backend that never comes
