@@ -34,10 +34,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(tmp: Path, timeout: float, defaults: dict | None = None,
-              forced: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_app(tmp: Path, timeout: float, defaults: dict | None = None, forced: dict | None = None,
+              settled: bool = True) -> tuple[subprocess.Popen, str]:
     """`python app.py` on a free port, its temp files and log (server.log) under `tmp`; returns the process and its
-    URL once it answers. `defaults`: environment the caller's environment may override; `forced`: may not."""
+    URL once it answers and, when `settled`, has imported its backend and preloaded its models (its log says
+    `preloaded:`; the page is served before both: measures of memory or speed start from a server at rest).
+    `defaults`: environment the caller's environment may override; `forced`: may not."""
     port = _free_port()
     env = {**(defaults or {}), **os.environ, **(forced or {}), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(tmp / "gradio"), "TMPDIR": str(tmp),
@@ -52,7 +54,7 @@ def start_app(tmp: Path, timeout: float, defaults: dict | None = None,
             raise RuntimeError(f"app.py exited with {process.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as response:
-                if response.status == 200:
+                if response.status == 200 and (not settled or "preloaded:" in (tmp / "server.log").read_text()):
                     return process, url
         except OSError:
             pass
