@@ -61,9 +61,12 @@ def grid(model: str) -> int:
 
 # --------------------------------------------------------------------------------------------------- waiting
 def settle(page: Page, timeout: float) -> None:
-    """Wait until no component shows Gradio's loading indicator and every visible image has loaded."""
+    """Wait until no component shows Gradio's loading indicator or its border of an answer still streaming in (the
+    dial answers twice), and every visible image has loaded."""
     try:
         wait_until_idle(page, min(timeout, 30) * 1000)
+        page.wait_for_function("() => ![...document.querySelectorAll('.generating')]"
+                               ".some(e => e.offsetParent !== null)", timeout=min(timeout, 30) * 1000)
     except PlaywrightTimeout:
         print("screenshots.py: the page still looks busy; taking the screenshot anyway", file=sys.stderr)
     page.wait_for_timeout(700)  # plotly's first layout pass and the fade of the loading overlays
@@ -82,17 +85,23 @@ def plotly_in(page: Page, elem_id: str, timeout: float) -> None:
 # --------------------------------------------------------------------------------------------------- saving
 def save(page: Page, path: Path, max_kb: int) -> Path:
     """The full page as PNG of at most `max_kb` KiB: as is, else in 256, 160 or 96 colours, else only from the tabs
-    down."""
-    full = png = page.screenshot(full_page=True)
-    for colours in (256, 160, 96):
-        if len(png) <= max_kb * 1024:
-            break
-        png = _fewer_colours(full, colours)
-    if len(png) > max_kb * 1024:
-        top = page.locator("[role=tablist]").first.bounding_box()
-        height = page.evaluate("() => document.documentElement.scrollHeight")
-        clip = {"x": 0, "y": top["y"] - 8, "width": VIEWPORT["width"], "height": height - top["y"] + 8}
-        png = _fewer_colours(page.screenshot(full_page=True, clip=clip), 160)
+    down. The window is made as tall as the page first: a full-page screenshot of a shorter window resizes it while
+    shooting, and plotly redraws on a resize (a colour bar was caught half drawn)."""
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+    page.wait_for_timeout(1500)  # plotly's redraw after the resize
+    try:
+        full = png = page.screenshot(full_page=True)
+        for colours in (256, 160, 96):
+            if len(png) <= max_kb * 1024:
+                break
+            png = _fewer_colours(full, colours)
+        if len(png) > max_kb * 1024:
+            top = page.locator("[role=tablist]").first.bounding_box()
+            clip = {"x": 0, "y": top["y"] - 8, "width": VIEWPORT["width"], "height": height - top["y"] + 8}
+            png = _fewer_colours(page.screenshot(full_page=True, clip=clip), 160)
+    finally:
+        page.set_viewport_size(VIEWPORT)
     path.write_bytes(png)
     print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {len(png) // 1024} KB", flush=True)
     return path
@@ -117,8 +126,13 @@ def _findings_drawn(page: Page, ms: float) -> None:
 
 
 def _all_content(page: Page, ms: float) -> None:
+    # the tab opens on the model as trained, whose note has a probe accuracy too: wait for the preset's own
+    note = page.locator("#dial-note")
+    expect(note).to_contain_text("Probe accuracy", timeout=ms)
+    before = note.inner_text()
     page.get_by_text("all content (σ = 0): a ViT", exact=True).click()
-    expect(page.locator("#dial-note")).to_contain_text("Probe accuracy", timeout=ms)
+    page.wait_for_function("before => { const t = document.querySelector('#dial-note').innerText; "
+                           "return t !== before && t.includes('Probe accuracy'); }", arg=before, timeout=ms)
 
 
 def _equation_written(page: Page, ms: float) -> None:
