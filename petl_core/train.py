@@ -49,6 +49,10 @@ from .runtime import resolve_device
 
 __all__ = ["TrainConfig", "train"]
 
+CHECKPOINT_SECONDS = 300.0
+"""Between evaluation points, a checkpoint at least this often (wall time): a long run on a machine lent by the
+hour, or a session that ends hard, loses at most this much work."""
+
 
 @dataclass
 class TrainConfig:
@@ -297,12 +301,15 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
     in_chans = inner.patch_embed.proj.in_channels
     started = time.perf_counter() - wall_offset
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+    last_checkpoint = time.perf_counter()
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=total, initial=step, desc=f"{config.method} on {config.data}", unit="step", dynamic_ncols=True)
 
     def save_checkpoint(wall_time: float) -> None:
+        nonlocal last_checkpoint
+        last_checkpoint = time.perf_counter()
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_file(_state_dict(model), str(ckpt_dir / "model.safetensors"))
         torch.save(optimizer.state_dict(), ckpt_dir / "optimizer.pt")
@@ -385,6 +392,8 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         for group in optimizer.param_groups:
             lr_sum[group["name"]] += group["lr"]
         step += 1
+        if rank == 0 and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS and step not in evals:
+            save_checkpoint(time.perf_counter() - started)
         window_loss += loss.item()
         window_count += 1
         window_images += len(batch_idx)

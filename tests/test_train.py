@@ -31,6 +31,7 @@ from petl_core.models import GPSA
 from petl_core.preprocess import prepare
 from petl_core.registry import build_model
 from petl_core.scenes import digits_scenes
+import petl_core.train as train_module
 from petl_core.train import TrainConfig, _param_groups, eval_steps, learning_rate, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +137,31 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert [e["lr_sum"] for e in resumed["entries"]] == [e["lr_sum"] for e in whole["entries"]]
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(out=str(tmp_path / "resumed"), **{**common, "lr": 5e-3}), progress=False)
+
+
+def test_a_run_killed_between_evaluation_points_resumes_from_its_timed_checkpoint(tmp_path, monkeypatch):
+    common = dict(method="deit", data="synthetic", steps=12, batch=16, eval_points=1, probe_size=32)
+    whole = train(TrainConfig(out=str(tmp_path / "whole"), **common), progress=False)
+    monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
+    calls, cross_entropy = [], train_module.F.cross_entropy
+
+    def dies_at_step_9(*args, **kwargs):  # the machine goes away in the middle of step 9 (points: 0, 6, 12)
+        calls.append(1)
+        if len(calls) == 9 + 1:
+            raise KeyboardInterrupt
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", dies_at_step_9)
+    config = TrainConfig(out=str(tmp_path / "killed"), **common)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    assert json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())["step"] == 9
+    monkeypatch.setattr(train_module.F, "cross_entropy", cross_entropy)
+    resumed = train(config, progress=False)
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [e["lr_sum"] for e in resumed["entries"]] == [e["lr_sum"] for e in whole["entries"]]
 
 
 def test_adaptation_methods_train_only_what_they_should(tmp_path):
