@@ -19,7 +19,7 @@ import time
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import build_demo, scratch
+from app import build_demo, queue_policy, scratch
 from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
 from app.service import Service
 from app.ui import FILES_TTL_S
@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"model selected when the page opens [EXPLORER_MODEL] (default: the hub's ConViT when the "
                              f"hub answers and it loads, else {catalog.DEFAULT_MODEL})")
     parser.add_argument("--concurrency", type=int, default=int(env("EXPLORER_CONCURRENCY", "2")),
-                        help="requests computed at once; the rest wait in the queue [EXPLORER_CONCURRENCY]")
+                        help="light requests computed at once, and half as many heavy ones (at least one) beside "
+                             "them; the rest wait in the queue [EXPLORER_CONCURRENCY]")
     parser.add_argument("--max-queue", type=int, default=int(env("EXPLORER_MAX_QUEUE", "64")),
                         help="requests that may wait; more are refused at once [EXPLORER_MAX_QUEUE]")
     parser.add_argument("--files-ttl", type=int, default=int(env("EXPLORER_FILES_TTL", str(FILES_TTL_S))),
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or service.default_model()  # (a hub default is loaded by then, with torch)
     print(f"Inductive Bias Explorer opens with {model}", flush=True)
     flight = Flight(opened=False)  # the page is served first; computations wait until the backend is imported
-    demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), args.concurrency, flight)
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
+    demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), flight)
+    queue_policy.install(demo.queue(max_size=args.max_queue), args.concurrency)
     scratch.start_sweeper(args.files_ttl, demo)
     _stop_on_sigterm(demo, flight)
     _log_memory(args.memory_log)

@@ -1,20 +1,23 @@
-"""What stands between a request and the server: one error boundary, one concurrency limit, a drain on shutdown.
+"""What stands between a request and the server: one error boundary, a drain on shutdown, bounded bodies.
+(The lanes, the limits per caller and what Gradio's queue keeps per session: `app.queue_policy`.)
 
-`guard(demo, concurrency)` wraps every event of a built app once:
+`guard(demo)` wraps every event of a built app once:
 
 - **errors**: a failure a user can cause (bad image, unfitting or non-finite weights, offline hub, a value out of
-  range) leaves as `gr.Error` with one sentence; anything else is logged here with its traceback and reaches the
-  caller as one sentence with a reference to the log line, never the traceback or a server path. Every input's
-  preprocessing is wrapped too: any file path it carries must be an upload (`app.uploads`), and Gradio's own checks
-  (data models, dropdown choices, slider ranges) never answer with a bare "Error". Messages are cut to a readable
-  length (a 1 MB input is not echoed back) and their HTML characters escaped;
-- **concurrency**: every event joins one concurrency group, so `concurrency` computations run at once in the
-  whole app (Gradio's default is a limit per event);
+  range) leaves as `gr.Error` with one sentence; anything else is logged here with its traceback (the same failure
+  again within FAILURE_WINDOW_S only counted, then summarised in one line) and reaches the caller as one sentence
+  with a reference to the log line, never the traceback or a server path. Every input's preprocessing is wrapped
+  too: before Gradio's own preprocessing, every file an input names must be a local upload (`app.uploads`: a URL
+  is refused there, before Gradio would download it), inputs a REST caller leaves out at the end take their
+  component's default, and Gradio's own checks (data models, dropdown choices, slider ranges) never answer with a
+  bare "Error". Messages are cut to a readable length (a 1 MB input is not echoed back) and their HTML characters
+  escaped;
 - **opening**: a `Flight(opened=False)` holds every computation until `Flight.open()` (app.py serves the page
   first and opens once torch and the models' code are imported), so an early request waits rather than fails;
 - **drain**: `Flight.drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM
   handlers;
-- **bodies**: `BodyLimit` (ASGI middleware) refuses request bodies over MAX_BODY_BYTES before they are read.
+- **bodies**: `BodyLimit` (ASGI middleware) refuses request bodies over MAX_BODY_BYTES before they are read, and a
+  client that hangs up mid-request costs one log line, not a traceback.
 """
 from __future__ import annotations
 
@@ -31,19 +34,60 @@ from contextlib import contextmanager
 import gradio as gr
 from gradio.exceptions import InvalidPathError
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from app.uploads import MAX_WEIGHTS_BYTES, NOT_UPLOADED, check_paths
 from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
 
-__all__ = ["MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "Flight", "guard", "shorten", "user_errors"]
+__all__ = ["FAILURE_WINDOW_S", "MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "Flight", "guard", "shorten",
+           "user_errors"]
 
 MAX_MESSAGE = 300
 """Longest error message sent to a caller, in characters."""
 MAX_BODY_BYTES = 4 * 2**20
 """Largest request body outside the upload route (the app's JSON inputs are a few hundred bytes)."""
-CONCURRENCY_GROUP = "compute"
+FAILURE_WINDOW_S = 60.0
+"""An unexpected failure is logged with its traceback once per this many seconds; repeats are counted meanwhile."""
 
 log = logging.getLogger("explorer")
+
+
+class _Failures:
+    """The unexpected failures logged lately, by kind (exception type, message, where it was raised): the first
+    of a kind is logged whole; repeats within FAILURE_WINDOW_S are counted and summarised in one line when the
+    kind comes again after the window, so a caller repeating a request that fails cannot flood the log."""
+
+    def __init__(self, kinds: int = 256) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple, list] = {}  # kind -> [first time, repeats since, reference of the first]
+        self._kinds = kinds
+
+    def reference(self, error: BaseException) -> str:
+        """Log `error` (or count it) and return the reference the caller's message quotes."""
+        frame = error.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else ""
+        kind = (type(error).__name__, str(error)[:200], where)
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(kind)
+            if seen is not None and now - seen[0] < FAILURE_WINDOW_S:
+                seen[1] += 1
+                return seen[2]
+            reference = uuid.uuid4().hex[:8]
+            if seen is not None and seen[1]:
+                log.error("request failed [%s] %d more times in %.0f s (%s; the traceback was not repeated)",
+                          seen[2], seen[1], now - seen[0], kind[0])
+            self._seen.pop(kind, None)
+            self._seen[kind] = [now, 0, reference]
+            while len(self._seen) > self._kinds:
+                self._seen.pop(next(iter(self._seen)))
+        log.error("request failed [%s]", reference, exc_info=error)
+        return reference
+
+
+_failures = _Failures()
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -78,9 +122,10 @@ def user_errors() -> Iterator[None]:
     except MemoryError:
         log.exception("out of memory")
         raise _error("The server ran out of memory for this request; try a smaller image or model.") from None
-    except Exception:  # a bug, not the user's doing: the details stay in the server's log
-        reference = uuid.uuid4().hex[:8]
-        log.exception("request failed [%s]", reference)
+    except RecursionError:  # an input nested thousands deep, met by a parser that recurses
+        raise _error("An input is nested too deeply to be read.") from None
+    except Exception as e:  # a bug, not the user's doing: the details stay in the server's log
+        reference = _failures.reference(e)
         raise _error(f"Something went wrong on the server (reference {reference}); the details are in its "
                      f"log.") from None
 
@@ -163,13 +208,20 @@ def _guarded_preprocess(component: gr.components.Component) -> None:
 
 
 def _guarded_validation(demo: gr.Blocks) -> None:
-    """Gradio validates file inputs against their data model before any preprocess (an image given as a number,
+    """Before Gradio's own preprocessing of an event's inputs (Gradio 6.31's `Blocks.preprocess_data`): fill the
+    inputs a REST caller left out at the end with their components' defaults (Gradio would refuse the call with
+    "didn't receive enough input values" where its API page calls them optional), and check every file they name
+    (`check_paths`): Gradio would download a URL given as a file's path, whole and into memory, before any
+    component's preprocess runs. Gradio validates file inputs against their data model (an image given as a number,
     a file without its `meta` marker) and answers a failure with a bare 'Error': name the problem instead."""
     preprocess_data = demo.preprocess_data
 
-    async def checked(*args, **kwargs):
+    async def checked(block_fn, inputs, *args, **kwargs):
         try:
-            return await preprocess_data(*args, **kwargs)
+            if isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
+                inputs = inputs + [getattr(c, "value", None) for c in block_fn.inputs[len(inputs):]]
+            check_paths(inputs, MAX_WEIGHTS_BYTES)
+            return await preprocess_data(block_fn, inputs, *args, **kwargs)
         except gr.Error as e:
             if getattr(e, "final", False):
                 raise
@@ -184,9 +236,9 @@ def _guarded_validation(demo: gr.Blocks) -> None:
     demo.preprocess_data = checked
 
 
-def guard(demo: gr.Blocks, concurrency: int, flight: Flight | None = None) -> gr.Blocks:
-    """Put every event of `demo` behind the error boundary and in one concurrency group of `concurrency`; `flight`
-    (a fresh one by default) counts its computations, for a drain."""
+def guard(demo: gr.Blocks, flight: Flight | None = None) -> gr.Blocks:
+    """Put every event of `demo` behind the error boundary; `flight` (a fresh one by default) counts its
+    computations, for a drain."""
     flight = flight or Flight()
     _guarded_validation(demo)
     inputs = {}
@@ -194,14 +246,16 @@ def guard(demo: gr.Blocks, concurrency: int, flight: Flight | None = None) -> gr
         if block_fn.fn is not None and not getattr(block_fn.fn, "_guarded", False):
             block_fn.fn = _guarded(block_fn.fn, flight)
             block_fn.fn._guarded = True
-        block_fn.concurrency_id = CONCURRENCY_GROUP
-        block_fn.concurrency_limit = concurrency
         inputs.update({id(c): c for c in block_fn.inputs})
     for component in inputs.values():
         if hasattr(component, "preprocess") and not getattr(component.preprocess, "_guarded", False):
             _guarded_preprocess(component)
             component.preprocess._guarded = True
     return demo
+
+
+class _BodyTooLarge(Exception):
+    """A body without a declared length grew over the limit while read."""
 
 
 class BodyLimit:
@@ -212,22 +266,34 @@ class BodyLimit:
         self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limited = not scope["path"].startswith(self.exempt)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if limited and declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await self._refuse(send)
-        received = 0
+        received, started = 0, False
 
         async def counted():
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:  # a chunked body without a length: stop reading it
-                raise ValueError("request body over the limit")
+                raise _BodyTooLarge
             return message
 
-        return await self.app(scope, counted, send)
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            return await self.app(scope, counted if limited else receive, sending)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+        except ClientDisconnect:  # the caller hung up (e.g. mid-upload): nobody to answer, nothing to debug
+            log.info("client %s hung up during %s", (scope.get("client") or ("?",))[0], scope["path"][:100])
 
     async def _refuse(self, send) -> None:
         body = f'{{"error": "request body over {self.max_bytes // 2**20} MiB"}}'.encode()

@@ -409,16 +409,12 @@ class Service:
         σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task:
         scored once per model and setting, and only when `score` (else None unless scored before)."""
         from petl_core.analysis import analyze
-        from petl_core.dial import parse_gates, set_gates
+        from petl_core.dial import read_gates, set_gates
 
         trained = self.result_for(image, model_name, invert=invert)  # the image checked, read and prepared once, here
         loaded = self.get_model(model_name)
-        if len(str(gates or "")) > 20_000:
-            raise gr.Error("The gates JSON is too long: give one list of σ values per GPSA block.")
         try:
-            setting = parse_gates(json.loads(gates) if gates and str(gates).strip() else None, loaded.model)
-        except json.JSONDecodeError:
-            raise gr.Error("The gates are not valid JSON: give one list of σ values per GPSA block, or null.") from None
+            setting = read_gates(gates, loaded.model)
         except ValueError as e:
             raise gr.Error(f"{model_name}: {e}.") from None
         data = (loaded.card.recipe or {}).get("data")
@@ -447,7 +443,7 @@ class Service:
         background thread, once per model: the dial's presets then answer at once. The user's own scores go first
         (one scoring at a time per model), and the settings they scored last stay kept. Returns the thread, or None
         when this model's were started before or it has no probe set."""
-        from petl_core.dial import parse_gates
+        from petl_core.dial import read_gates
 
         loaded = self.get_model(model_name)
         data = (loaded.card.recipe or {}).get("data")
@@ -455,7 +451,7 @@ class Service:
             if not data or (model_name, id(loaded.model)) in self._prescored:
                 return None
             self._prescored.add((model_name, id(loaded.model)))
-        parsed = [parse_gates(json.loads(gates) if gates else None, loaded.model) for gates in settings]
+        parsed = [read_gates(gates, loaded.model) for gates in settings]
 
         def score_all() -> None:
             try:

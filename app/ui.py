@@ -7,6 +7,7 @@ steps' views.
 """
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from app import plots, scratch
+from app.guard import shorten
 from app.guide import STEPS, guide_text
 from app.links import ViewLink, example_name, example_path
 from app.service import Result, Service, parse_query
@@ -266,7 +268,8 @@ class Page:
         names what was dropped: a guide step for the guide, else the checked link to open (see Linked.pending)."""
         link, dropped = self._parse_link(query_string)
         for sentence in dropped:
-            gr.Warning(sentence[0].upper() + sentence[1:] + "; it was left out.")
+            # the page renders warnings as HTML, and a sentence may quote the link's own text
+            gr.Warning(html.escape(shorten(sentence[0].upper() + sentence[1:] + "; it was left out."), quote=False))
         if link.guide is not None:
             return link.guide, gr.skip()
         return gr.skip(), link.query_string().lstrip("?") or gr.skip()

@@ -8,6 +8,7 @@ through the same model each see their own dial, and the model's parameters are n
 """
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,10 +22,14 @@ from torch import nn
 if TYPE_CHECKING:
     from .data import ImageSet
 
-__all__ = ["PROBE_IMAGES", "DialProbe", "gate_override", "parse_gates", "probe_accuracy", "probe_set", "set_gates"]
+__all__ = ["MAX_GATES_TEXT", "PROBE_IMAGES", "DialProbe", "gate_override", "parse_gates", "probe_accuracy", "probe_set",
+           "read_gates", "set_gates"]
 
 PROBE_IMAGES = 256
 """How many test images of its own task the dial scores a model on."""
+
+MAX_GATES_TEXT = 20_000
+"""Longest dial setting read as JSON text, in characters (ConViT-S's 10 blocks × 9 heads take about 700)."""
 
 PROBE_BATCH = 64
 """Images per forward pass when scoring the probe: on the CPU, batches of 64 of the shipped models run about 1.3×
@@ -66,6 +71,21 @@ def parse_gates(value: object, model: nn.Module) -> list[list[float] | None]:
             raise ValueError(f"gates of GPSA block {block} must be null or {module.num_heads} numbers in [0, 1]")
         parsed.append([float(v) for v in entry])
     return parsed
+
+
+def read_gates(text: str | None, model: nn.Module) -> list[list[float] | None]:
+    """`parse_gates` of a setting given as JSON text (empty or None: as trained). ValueError, in one sentence, for
+    text that is too long or not JSON (a number too long to convert and nesting deeper than Python's stack
+    included: json raises ValueError and RecursionError for those) or not a setting of `model`."""
+    text = "" if text is None else str(text)
+    if len(text) > MAX_GATES_TEXT:
+        raise ValueError(f"the gates JSON is over {MAX_GATES_TEXT:,} characters: give one list of σ values per GPSA "
+                         "block")
+    try:
+        value = json.loads(text) if text.strip() else None
+    except (ValueError, RecursionError):
+        raise ValueError("the gates are not valid JSON: give one list of σ values per GPSA block, or null") from None
+    return parse_gates(value, model)
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """A public Space takes any JSON on any endpoint: the hostile requests of issue 9, made over raw HTTP against
 `python app.py`, each answered with a clear message (or refused unread) while the server keeps serving, its memory
-and disk bounded; plus a bounded load test, a soak, one concurrency limit for the whole app and a drain on SIGTERM.
+and disk bounded; plus a bounded load test, a soak, the two lanes of the whole app and a drain on SIGTERM. (Round
+two, issue 28: tests/test_public_space.py.)
 """
 from __future__ import annotations
 
@@ -330,7 +331,7 @@ def test_unexpected_failures_are_logged_not_shown(caplog):
 
     with gr.Blocks() as demo:
         gr.Button().click(broken, None, None, api_name="broken")
-    guard.guard(demo, 1)
+    guard.guard(demo)
     fn = next(f.fn for f in demo.fns.values() if f.api_name == "broken")
     with caplog.at_level(logging.ERROR, logger="explorer"), pytest.raises(gr.Error) as failure:
         fn()
@@ -339,22 +340,35 @@ def test_unexpected_failures_are_logged_not_shown(caplog):
     assert reference in caplog.text and str(ROOT) in caplog.records[-1].exc_text
 
 
+def test_repeated_failures_are_logged_once_then_summarised(caplog, monkeypatch):
+    """A caller repeating a request that hits a bug cannot flood the log: one traceback per FAILURE_WINDOW_S, the
+    repeats counted and summarised in one line, every caller quoting the reference of the logged one."""
+    bug = f"the same bug {time.monotonic()}"
+
+    def broken() -> None:
+        raise RuntimeError(bug)
+
+    with gr.Blocks() as demo:
+        gr.Button().click(broken, None, None, api_name="broken")
+    guard.guard(demo)
+    fn = next(f.fn for f in demo.fns.values() if f.api_name == "broken")
+    references = set()
+    with caplog.at_level(logging.ERROR, logger="explorer"):
+        for _ in range(50):
+            with pytest.raises(gr.Error) as failure:
+                fn()
+            references.add(failure.value.message.split("reference ")[1].split(")")[0])
+        assert len(references) == 1 and sum(1 for r in caplog.records if r.exc_info) == 1
+        monkeypatch.setattr(guard, "FAILURE_WINDOW_S", 0.0)  # the window has passed
+        with pytest.raises(gr.Error):
+            fn()
+    assert f"[{references.pop()}] 49 more times" in caplog.text
+    assert sum(1 for r in caplog.records if r.exc_info) == 2
+
+
 # --------------------------------------------------------------------------------------------------- load
-def test_one_concurrency_limit_for_the_whole_app(app_server, http, tmp_path):
-    """`--concurrency 2` (the default) means two computations at once in the whole app, whatever the endpoints."""
-    ids = endpoint_ids(http, app_server)
-    images = [upload(http, app_server, _image(tmp_path, seed)) for seed in range(8)]
-    calls = [(ids["analyze"], [images[0], "convit_fmnist", None, "cls"]),
-             (ids["analyze"], [images[1], "deit_fmnist", None, "cls"]),
-             (ids["gpsa"], [images[2], "convit_fmnist", None, "3,4", 1, True]),
-             (ids["bypass"], [images[3], "convpass_digits", None, 1, "attn"]),
-             (ids["compare"], [images[4], ["deit_fmnist", "convit_fmnist"], 2, "cls", True]),
-             (ids["attention"], [images[5], "convit_fmnist", None, "3,4", 2, 1, True]),
-             (ids["analyze"], [images[6], "convpass_digits", None, "cls"]),
-             (ids["export_gpsa"], [images[7], "convit_fmnist", None, "3,4", 0, True])]
-    with ThreadPoolExecutor(len(calls)) as pool:
-        results = list(pool.map(lambda c: timed_call(httpx.Client(timeout=180), app_server, *c), calls))
-    assert all("output" in r for r in results), [r.get("error") for r in results]
+def _peak(results: list[dict]) -> int:
+    """The most calls running at once, from their start and end times as the clients saw them."""
     # a slot frees when a call completes; its 'completed' message may reach this client a little after the next
     # call's 'starts' message reaches another, so the ends are taken up to 150 ms early (half a call at most)
     ends = [r["end"] - min(0.15, (r["end"] - r["start"]) / 2) for r in results]
@@ -363,7 +377,30 @@ def test_one_concurrency_limit_for_the_whole_app(app_server, http, tmp_path):
     for _, step in events:
         running += step
         peak = max(peak, running)
-    assert peak == 2, sorted((round(r["start"] - events[0][0], 3), round(r["end"] - events[0][0], 3)) for r in results)
+    return peak
+
+
+def test_two_lanes_for_the_whole_app(app_server, http, tmp_path):
+    """`--concurrency 2` (the default) means two light computations at once in the whole app, whatever the
+    endpoints, and beside them one heavy one (app.queue_policy): eight callers of their own each."""
+    ids = endpoint_ids(http, app_server)
+    images = [upload(http, app_server, _image(tmp_path, seed)) for seed in range(10)]
+    light = [(ids["analyze"], [images[0], "convit_fmnist", None, "cls"]),
+             (ids["analyze"], [images[1], "deit_fmnist", None, "cls"]),
+             (ids["gpsa"], [images[2], "convit_fmnist", None, "3,4", 1, True]),
+             (ids["bypass"], [images[3], "convpass_digits", None, 1, "attn"]),
+             (ids["attention"], [images[5], "convit_fmnist", None, "3,4", 2, 1, True]),
+             (ids["analyze"], [images[6], "convpass_digits", None, "cls"])]
+    heavy = [(ids["compare"], [images[4], ["deit_fmnist", "convit_fmnist"], 2, "cls", True]),
+             (ids["export_gpsa"], [images[7], "convit_fmnist", None, "3,4", 0, True]),
+             (ids["compare"], [images[8], ["convit_fmnist", "deit_fmnist"], 1, "cls", True]),
+             (ids["export_gpsa"], [images[9], "convit_fmnist", None, "2,2", 1, True])]
+    with ThreadPoolExecutor(len(light) + len(heavy)) as pool:
+        results = list(pool.map(lambda c: timed_call(httpx.Client(timeout=180), app_server, *c), light + heavy))
+    assert all("output" in r for r in results), [r.get("error") for r in results]
+    timeline = sorted((round(r["start"] - results[0]["start"], 3), round(r["end"] - results[0]["start"], 3))
+                      for r in results)
+    assert _peak(results[:len(light)]) == 2 and _peak(results[len(light):]) == 1, timeline
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from app import plots, scratch
+from app.queue_policy import slow
 from app.service import Service, parse_index
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel
 from petl_core import catalog
@@ -154,6 +155,7 @@ class AtlasView:
         atlases = {label: (pair[key], self.service.atlas(pair[key])[0]) for key, label in SIDES if key in pair}
         return atlases, prefix + "".join(missing)
 
+    @slow
     def atlas(self, model: str | None, progress: gr.Progress = gr.Progress()) -> tuple[go.Figure, dict]:
         """The ConViT and the DeiT trained on `model`'s data on the probe set of their task: nonlocality per block
         and head over the probe images (figure), and as JSON per model, block and head the median, quartiles and
@@ -168,6 +170,7 @@ class AtlasView:
                    "models": {label: _summary(name, atlas) for label, (name, atlas) in atlases.items()}}
         return _figure(atlases), numbers
 
+    @slow
     def show(self, model: str | None, tab: str, progress: gr.Progress = gr.Progress()) -> tuple:
         """The figure, numbers, note and image-number box of `atlas` and `fit`, when the atlas tab is the one shown;
         else nothing (the page draws it when the tab is opened)."""

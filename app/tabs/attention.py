@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
@@ -102,6 +103,7 @@ class AttentionView:
             "ticks_linear": [[f"{v:g}", float(attention_norm(False)(v))] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
         })
 
+    @slow
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The attention view as files: the grid (PNG), the enlarged map (HTML), the maps of every block (NPZ)."""

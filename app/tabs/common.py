@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from app.queue_policy import lane_of
 from app.service import QueryError
 from petl_core.errors import HubUnavailableError
 
@@ -176,6 +177,7 @@ def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs
             except REPORTED_ONCE:
                 return keep
 
+    draw.lane = lane_of(render)
     # the signature Gradio reads (it passes a gr.Progress to the parameter whose default is one)
     parameters = list(inspect.signature(render).parameters.values())
     draw.__signature__ = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)

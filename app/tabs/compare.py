@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
 from petl_core import catalog
@@ -25,6 +26,7 @@ class CompareView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
+    @slow
     def render(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
                invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each
@@ -52,6 +54,7 @@ class CompareView:
 
         return compare_figure(panels, layer, q, log_scale), numbers
 
+    @slow
     def export(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
                invert: bool = True) -> list[str]:
         """The comparison as files: the figure (PNG) and the numbers (JSON)."""

@@ -6,6 +6,7 @@ import numpy as np
 
 from app import plots
 from app.guard import shorten
+from app.queue_policy import slow
 from app.service import Result, Service, parse_index
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core import catalog
@@ -76,6 +77,7 @@ class ConvpassView:
         conv channels (figure) and the numbers."""
         return _draw(self.service.result_for(image, model, weights, progress, invert), block, branch)[:4]
 
+    @slow
     def export(self, image: str | None, model: str, weights: str | None, block: str | float,
                branch: str, invert: bool = True) -> list[str]:
         """The bypass view as files: maps and channels (PNG), ratios per block (HTML), numbers (JSON), conv channels

@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Dialled, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
 
@@ -40,7 +41,7 @@ class DialView:
         """The gates JSON of a preset: null (as trained), every head at 1 or 0, or by hand: the `current` setting
         (as trained where it has none, or does not fit `model`) with head `head` (or all heads) of GPSA block
         `block` set to `sigma`, so that settings add up head by head."""
-        from petl_core.dial import parse_gates
+        from petl_core.dial import read_gates
 
         blocks, gates = self.service.checkpoint_gates(model)
         if gates is None or preset in PRESETS[:3]:
@@ -48,9 +49,8 @@ class DialView:
         heads = gates.shape[1]
         chosen = blocks.index(parse_index(block, "GPSA block", blocks, optional=True))
         try:
-            setting = parse_gates(json.loads(current) if current and current.strip() else None,
-                                  self.service.get_model(model).model)
-        except ValueError:  # (json's errors are ValueErrors too) a setting of another model, or half typed
+            setting = read_gates(current, self.service.get_model(model).model)
+        except ValueError:  # a setting of another model, or half typed
             setting = [None] * len(blocks)
         entry = setting[chosen] or [round(float(g), 3) for g in gates[chosen]]
         chosen_heads = (range(heads) if str(head) == ALL_HEADS
@@ -69,6 +69,7 @@ class DialView:
         value = 1.0 if preset == PRESETS[1] else 0.0
         return json.dumps([[value] * gates.shape[1] for _ in blocks])
 
+    @slow
     def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
+from app.queue_policy import slow
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core import findings
 
@@ -82,6 +83,7 @@ def render(sample_budget: str | None = None, petl_budget: str | None = None) -> 
     return sample_fig, sample_md, petl_fig, petl_md
 
 
+@slow
 def export(sample_budget: str | None = None, petl_budget: str | None = None) -> list[str]:
     """Both findings as files: the plots (HTML) and the grouped results with the papers' numbers (JSON)."""
     sample_budget = sample_budget or _first("sample_efficiency")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core.curves import GATE_AT_INIT, TrainingCurves
@@ -63,6 +64,7 @@ class GatesView:
                                                     f"{len(history['entries'])} evaluation points over "
                                                     f"{history['steps']} steps.")
 
+    @slow
     def export(self, model: str) -> list[str]:
         """The gates as files: of the loaded checkpoint and over training (HTML), and their values (JSON)."""
         figure, note = self.render(model)

@@ -5,6 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core.query import centre_patch
@@ -61,6 +62,7 @@ class GpsaView:
                    "strengths_alpha": [np.round(s, 4).tolist() for _, s in centres]}
         return figure, centres_fig, numbers
 
+    @slow
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
                log_scale: bool, invert: bool = True) -> list[str]:
         """The GPSA view as files: decomposition (PNG), centres (HTML), gates and centres (JSON)."""

@@ -5,6 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
 from petl_core.curves import TrainingCurves
@@ -47,6 +48,7 @@ class NonlocalityView:
             lines.append(f"**{label}**, {history['steps']} steps, blocks 0-{len(start) - 1}: {change} patches.")
         return plots.nonlocality_over_training(histories), "\n\n".join(lines)
 
+    @slow
     def export(self, image: str | None, model: str, weights: str | None, invert: bool = True) -> list[str]:
         """Both nonlocality views as files (HTML) and the numbers per block and head (JSON)."""
         result = self.service.result_for(image, model, weights, invert=invert)

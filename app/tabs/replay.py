@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
 from petl_core import catalog
@@ -101,6 +102,7 @@ class ReplayView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
+    @slow
     def replay(self, image: str | None, model: str, step: int | str, query: str = "center", invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """Zoo model `model` as it was at training snapshot `step` (gr.Error naming the snapshot steps otherwise) on
@@ -134,6 +136,7 @@ class ReplayView:
         """The snapshot step of `model`'s pair nearest to `step`."""
         return _nearest(self.pair(model)[1], step)
 
+    @slow
     def render(self, image: str | None, model: str | None, step: int | str, query: str, invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """The note, both models of `model`'s pair at snapshot `step` (the DeiT at its nearest snapshot), and the
