@@ -15,7 +15,7 @@ from .checkpoint import load_checkpoint
 from .convpass import add_convpass
 from .models import create_model
 
-__all__ = ["Loaded", "build", "construct", "initial_model"]
+__all__ = ["Loaded", "build", "construct", "initial_model", "materialised"]
 
 
 @dataclass
@@ -50,6 +50,23 @@ def initial_model(card: ModelCard, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def materialised(model: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
+    """`model`, as `make()` built it on the meta device, given CPU memory for a strict load to fill: parameters and
+    persistent buffers uninitialised (a weights file holds them all), computed buffers computed. A model with a
+    non-persistent buffer nothing can compute is built again the ordinary (slower) way, by `make()` on the CPU."""
+    persistent = set(model.state_dict())
+    unknown = [n for n, _ in model.named_buffers()
+               if n not in persistent and not hasattr(model.get_submodule(n.rpartition(".")[0]),
+                                                      "init_non_persistent_buffers")]
+    if unknown:
+        return make()
+    model.to_empty(device="cpu")
+    for module in model.modules():  # timm's convention for computed buffers (ConViT's rel_indices)
+        if hasattr(module, "init_non_persistent_buffers"):
+            module.init_non_persistent_buffers()
+    return model
+
+
 def build(card: ModelCard, weights: Path) -> nn.Module:
     """The card's architecture with the file's weights, loaded strictly (CheckpointError when they do not fit).
 
@@ -57,17 +74,7 @@ def build(card: ModelCard, weights: Path) -> nn.Module:
     """
     with torch.device("meta"):
         model = construct(card)
-    persistent = set(model.state_dict())
-    unknown = [n for n, _ in model.named_buffers()
-               if n not in persistent and not hasattr(model.get_submodule(n.rpartition(".")[0]),
-                                                      "init_non_persistent_buffers")]
-    if unknown:  # a buffer neither in the file nor recomputable: build the ordinary (slower) way
-        model = construct(card)
-    else:
-        model.to_empty(device="cpu")
-        for module in model.modules():  # timm's convention for computed buffers (ConViT's rel_indices)
-            if hasattr(module, "init_non_persistent_buffers"):
-                module.init_non_persistent_buffers()
+    model = materialised(model, lambda: construct(card))
     load_checkpoint(model, weights)
     model.label_names = list(card.classes)
     return model.eval()

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .analysis import class_names
-from .building import Loaded, build, initial_model
+from .building import Loaded, build, initial_model, materialised
 from .cards import NOT_MEASURED, ModelCard, card_from_history
 from .catalog import (
     ADAPTERS,
@@ -47,7 +47,7 @@ from .catalog import (
     shipped_pair,
     snapshot_steps,
 )
-from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, read_state_dict
+from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, misfit, read_state_dict
 from .convpass import load_convpass, save_convpass
 from .errors import HubUnavailableError
 from .hub import HUB, cached_weights, hub_status
@@ -155,20 +155,34 @@ def _why_not(name: str, weights: Path, timm_kwargs: dict, error: BaseException) 
     """One clause on why timm could not load `weights` as `name`: the file's tensors against the architecture's."""
     with torch.device("meta"):  # no memory, no init: only names and shapes matter
         skeleton = create_model(name, **timm_kwargs)
-    try:
-        load_checkpoint(skeleton, weights)
-    except CheckpointError as e:
-        return str(e).split(": ", 1)[-1]
-    return " ".join(str(error).split())[:300] or type(error).__name__
+    return misfit(skeleton, weights) or " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def _hub_from_file(name: str, weights: Path, timm_kwargs: dict) -> torch.nn.Module:
+    """The architecture of hub entry `name` (its pretrained config, for the card and the transform) with the weights
+    of a caller's file, which must fit it exactly: names and shapes are checked on the meta device before a tensor
+    is read. Not timm's pretrained loader: it adapts what does not fit (a patch embedding of any size is resampled
+    through an identity matrix of (S²)² floats for an S×S kernel), and a file that fits needs no adapting."""
+    def make() -> torch.nn.Module:
+        return create_model(name, **timm_kwargs)  # pretrained=False still sets the tag's pretrained_cfg
+
+    with torch.device("meta"):
+        skeleton = make()
+    problem = misfit(skeleton, weights)
+    if problem:
+        raise CheckpointError(f"{weights.name} does not hold weights of {name}: {problem}")
+    return load_checkpoint(materialised(skeleton, make), weights)
 
 
 def load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
     """The hub entry `name` with timm's pretrained weights: from `file` when given (a timm-format
-    .safetensors/.pth), from the Hugging Face cache when they are there, else downloaded. HubUnavailableError at
-    once when none of these can be had; CheckpointError when `file` does not hold these weights."""
+    .safetensors/.pth whose tensors fit the architecture `timm_kwargs` make exactly), from the Hugging Face cache
+    when they are there, else downloaded. HubUnavailableError at once when none of these can be had;
+    CheckpointError when `file` does not hold these weights."""
     info = HUB[name]
     if file is not None:
-        weights = check_weights_file(file)  # vetted before timm unzips or unpickles a byte of it
+        weights = check_weights_file(file)  # vetted before torch unzips or unpickles a byte of it
+        model = _hub_from_file(name, weights, timm_kwargs)
     else:
         cached = cached_weights(name)
         if cached is None:
@@ -176,17 +190,17 @@ def load_hub(name: str, file: str | Path | None, timm_kwargs: dict) -> Loaded:
             if not available:
                 raise HubUnavailableError(reason)
         weights = Path(cached) if cached else None  # cached: read the file directly, no network at all
-    if weights is None:
-        model = create_model(name, pretrained=True, **timm_kwargs)
-    else:
-        try:
-            model = create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
-                                 **timm_kwargs)
-        except Exception as e:  # timm and torch raise many kinds for a file that is not these weights
-            cause = e.__cause__ if isinstance(e, HubUnavailableError) and e.__cause__ else e
-            why = _why_not(name, weights, timm_kwargs, cause)
-            raise CheckpointError(f"{weights.name} does not hold weights of {name}: {why}") from e
-        check_finite(model.state_dict(), weights.name)
+        if weights is None:
+            model = create_model(name, pretrained=True, **timm_kwargs)
+        else:  # timm's loader for timm's own files: they may need its adapting (e.g. another num_classes)
+            try:
+                model = create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                                     **timm_kwargs)
+            except Exception as e:  # timm and torch raise many kinds for a file that is not these weights
+                cause = e.__cause__ if isinstance(e, HubUnavailableError) and e.__cause__ else e
+                why = _why_not(name, weights, timm_kwargs, cause)
+                raise CheckpointError(f"{weights.name} does not hold weights of {name}: {why}") from e
+            check_finite(model.state_dict(), weights.name)
     model.eval()
     cfg = model.pretrained_cfg
     card = ModelCard(
@@ -235,7 +249,8 @@ def load(name: str, *, file: str | Path | None = None, root: str | Path | None =
     Hub names load through timm: from `file` when given (a
     timm-format .safetensors/.pth), from the Hugging Face cache when the weights are there, else from the hub;
     with none of these, HubUnavailableError says so in one sentence, at once. `timm_kwargs` (hub only) go to
-    timm's create_model (e.g. num_classes).
+    timm's create_model (e.g. num_classes); a `file` must fit the architecture they make exactly (names and shapes,
+    checked before a tensor is read: nothing is adapted).
 
     Raises:
         ValueError: unknown name. CheckpointError: missing or unfitting weights or card. HubUnavailableError.
@@ -285,7 +300,12 @@ def load_local(path: str | Path, timm_name: str | None = None, **timm_kwargs) ->
         else:
             raise ValueError(f"{path.name} has no card.json or history.json beside it: pass timm_name")
         return Loaded(card.name, "local", build(card, path), card, _transform(card))
-    model = load_checkpoint(create_model(timm_name, **timm_kwargs), path).eval()
+    def make() -> torch.nn.Module:
+        return create_model(timm_name, **timm_kwargs)
+
+    with torch.device("meta"):  # no random init: the file must hold every tensor (checked before one is read)
+        skeleton = make()
+    model = load_checkpoint(materialised(skeleton, make), path).eval()
     card = ModelCard(name=path.stem, title=f"{timm_name} from {path.name}", source="local",
                      method="convit" if "convit" in timm_name else "vit",
                      architecture={"timm_name": timm_name, "kwargs": dict(timm_kwargs)}, weights=str(path),

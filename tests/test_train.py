@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+import petl_core.train as train_module
 from petl_core import zoo
 from petl_core.data import (
     DATASETS,
@@ -31,7 +32,6 @@ from petl_core.models import GPSA
 from petl_core.preprocess import prepare
 from petl_core.registry import build_model
 from petl_core.scenes import digits_scenes
-import petl_core.train as train_module
 from petl_core.train import TrainConfig, _param_groups, eval_steps, learning_rate, train
 
 ROOT = Path(__file__).resolve().parents[1]
