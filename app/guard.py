@@ -10,7 +10,7 @@
   too: before Gradio's own preprocessing, every file an input names must be a local upload (`app.uploads`: a URL
   is refused there, before Gradio would download it), inputs a REST caller leaves out at the end take their
   component's default, and Gradio's own checks (data models, dropdown choices, slider ranges) never answer with a
-  bare "Error". Messages are cut to a readable length (a 1 MB input is not echoed back) and their HTML characters
+  bare "Error"; nor does Gradio's postprocessing of the outputs. Messages are cut to a readable length (a 1 MB input is not echoed back) and their HTML characters
   escaped;
 - **opening**: a `Flight(opened=False)` holds every computation until `Flight.open()` (app.py serves the page
   first and opens once torch and the models' code are imported), so an early request waits rather than fails;
@@ -234,6 +234,13 @@ def _guarded_validation(demo: gr.Blocks) -> None:
                          f"lists what each input takes.") from None
 
     demo.preprocess_data = checked
+    postprocess_data = demo.postprocess_data
+
+    async def answered(*args, **kwargs):  # an output a component cannot take: a sentence too, never a bare null
+        with user_errors():
+            return await postprocess_data(*args, **kwargs)
+
+    demo.postprocess_data = answered
 
 
 def guard(demo: gr.Blocks, flight: Flight | None = None) -> gr.Blocks:
