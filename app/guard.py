@@ -10,8 +10,8 @@
   too: before Gradio's own preprocessing, every file an input names must be a local upload (`app.uploads`: a URL
   is refused there, before Gradio would download it), inputs a REST caller leaves out at the end take their
   component's default, and Gradio's own checks (data models, dropdown choices, slider ranges) never answer with a
-  bare "Error"; nor does Gradio's postprocessing of the outputs. Messages are cut to a readable length (a 1 MB input is not echoed back) and their HTML characters
-  escaped;
+  bare "Error"; nor does Gradio's postprocessing of the outputs. Messages are cut to a readable length (a 1 MB
+  input is not echoed back) and their HTML characters escaped;
 - **opening**: a `Flight(opened=False)` holds every computation until `Flight.open()` (app.py serves the page
   first and opens once torch and the models' code are imported), so an early request waits rather than fails;
 - **drain**: `Flight.drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import gradio as gr
+from gradio.caching import CacheMissError
 from gradio.exceptions import InvalidPathError
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
@@ -109,6 +110,8 @@ def user_errors() -> Iterator[None]:
     """Turn the failures a user can cause into a gr.Error with their message; log and hide everything else."""
     try:
         yield
+    except CacheMissError:  # Gradio's probe of a shared answer at join time (app.answers): not an error
+        raise
     except gr.Error as e:
         if getattr(e, "final", False):
             raise

@@ -101,7 +101,11 @@ class _Policy:
             if event is not None:
                 event.caller = caller
                 self.joined[event.session_hash] = time.monotonic()
-                self._take_turns(queue.event_queue_per_concurrency_id[event.concurrency_id].queue)
+                waiting = queue.event_queue_per_concurrency_id[event.concurrency_id].queue
+                if event in waiting:
+                    self._take_turns(waiting)
+                else:  # answered at the join from a shared answer (app.answers): Gradio leaves it in its table
+                    queue.event_ids_to_events.pop(event_id, None)
         return success, event_id, state
 
     def _sweep(self) -> None:
