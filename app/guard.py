@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import gradio as gr
-from gradio.caching import CacheMissError
+from gradio.caching import CacheMissError, _probe_mode_active
 from gradio.exceptions import InvalidPathError
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
@@ -103,6 +103,20 @@ def _error(text: str, title: str = "Error") -> gr.Error:
     error = gr.Error(html.escape(shorten(text), quote=False), title=title, print_exception=False)
     error.final = True  # outer boundaries pass it on as it is
     return error
+
+
+@contextmanager
+def _probe_misses() -> Iterator[None]:
+    """In Gradio's probe of a shared answer when a call is joined (app.answers), any failure is a miss: the call is
+    then queued and its failure reported the usual way (raised in the probe, it would answer the join with a 500)."""
+    try:
+        yield
+    except CacheMissError:
+        raise
+    except Exception:
+        if _probe_mode_active.get():
+            raise CacheMissError from None
+        raise
 
 
 @contextmanager
@@ -180,14 +194,14 @@ def _guarded(fn: Callable, flight: Flight) -> Callable:
     if inspect.isgeneratorfunction(fn):  # a view that answers in parts: Gradio streams it only if it sees a generator
         @functools.wraps(fn)
         def stream(*args, **kwargs):
-            with flight.running(), user_errors():
+            with _probe_misses(), flight.running(), user_errors():
                 yield from fn(*args, **kwargs)
 
         return stream
 
     @functools.wraps(fn)  # keeps the signature Gradio reads (gr.Progress, gr.SelectData parameters)
     def call(*args, **kwargs):
-        with flight.running(), user_errors():
+        with _probe_misses(), flight.running(), user_errors():
             return fn(*args, **kwargs)
 
     return call
@@ -220,6 +234,10 @@ def _guarded_validation(demo: gr.Blocks) -> None:
     preprocess_data = demo.preprocess_data
 
     async def checked(block_fn, inputs, *args, **kwargs):
+        with _probe_misses():
+            return await _preprocessed(block_fn, inputs, *args, **kwargs)
+
+    async def _preprocessed(block_fn, inputs, *args, **kwargs):
         try:
             if isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
                 inputs = inputs + [getattr(c, "value", None) for c in block_fn.inputs[len(inputs):]]
@@ -240,7 +258,7 @@ def _guarded_validation(demo: gr.Blocks) -> None:
     postprocess_data = demo.postprocess_data
 
     async def answered(*args, **kwargs):  # an output a component cannot take: a sentence too, never a bare null
-        with user_errors():
+        with _probe_misses(), user_errors():
             return await postprocess_data(*args, **kwargs)
 
     demo.postprocess_data = answered
