@@ -37,15 +37,12 @@ import json
 import os
 import random
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -66,45 +63,12 @@ from scripts.app_server import (  # noqa: E402
     timed_call,
     upload,
 )
+from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E402
 
 CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
 SCENE, DIGIT_SCENE = ROOT / "assets/examples/scene_dress.png", ROOT / "assets/examples/digit_scene_0.png"
-TRAINING = "experiments.make_assets"
 ENDPOINTS = ("upload", "analyze", "attention", "gpsa", "equation", "dial", "replay", "nonlocality_history", "atlas",
              "compare", "bypass")
-
-
-@contextmanager
-def paused(enabled: bool):
-    """The running training processes SIGSTOPped for the block, and SIGCONTed after it whatever happens (processes
-    someone else had stopped already are left alone)."""
-    pids = []
-    if enabled:
-        for pid in map(int, subprocess.run(["pgrep", "-f", TRAINING], capture_output=True, text=True).stdout.split()):
-            try:
-                if pid not in (os.getpid(), os.getppid()) and Path(f"/proc/{pid}/stat").read_text().rsplit(
-                        ")", 1)[1].split()[0] != "T":
-                    os.kill(pid, signal.SIGSTOP)
-                    pids.append(pid)
-            except OSError as e:
-                print(f"could not pause {pid}: {e}")
-        print(f"paused {TRAINING} (SIGSTOP): pids {pids or 'none running'}", flush=True)
-    else:
-        print(f"--no-pause: {TRAINING} runs left running", flush=True)
-    try:
-        yield
-    finally:
-        if pids:  # a second Ctrl-C or SIGTERM must not leave them stopped
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            resumed = []
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                    resumed.append(pid)
-                except ProcessLookupError:
-                    pass
-            print(f"resumed {TRAINING} (SIGCONT): pids {resumed}", flush=True)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def cpu_s(pid: int) -> float:
@@ -241,10 +205,7 @@ def main() -> int:
     parser.add_argument("--no-pause", action="store_true", help=f"leave the {TRAINING} runs running")
     args = parser.parse_args()
 
-    def interrupt(signum: int, _frame) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    stop_on_sigterm()
     folder = Path(tempfile.mkdtemp(prefix="app-classroom-"))
     with paused(not args.no_pause):
         process, url = start_app(folder, 300, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})

@@ -32,8 +32,6 @@ import argparse
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,10 +58,10 @@ from scripts.app_server import (  # noqa: E402
     timed_call,
     upload,
 )
+from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E402
 
 TARGET_S = 2.0
 """The target: the light client's /analyze p95 while another session's heavy calls are queued."""
-TRAINING = "experiments.make_assets"
 """The command line of the teammates' training runs, paused for the bench."""
 COMPARED = ["deit_scenes", "convit_scenes_gpsa50", "convit_scenes", "convpass_digit_scenes"]
 """The 4 models of each heavy /compare call."""
@@ -89,54 +87,6 @@ def _message(error: object) -> str:
     return " ".join(str(error).split())[:300]
 
 
-# --------------------------------------------------------------------------------------------------- training runs
-class Paused:
-    """The training runs, SIGSTOPped on entry and always SIGCONTed on exit (`pkill -STOP/-CONT -f`, by their ids)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.pids: list[int] = []
-
-    def __enter__(self) -> Paused:
-        if not self.enabled:
-            print(f"--no-pause: {TRAINING} runs left running")
-            return self
-        found = subprocess.run(["pgrep", "-f", TRAINING], capture_output=True, text=True).stdout.split()
-        mine = {os.getpid(), os.getppid()}
-        for pid in (int(p) for p in found if int(p) not in mine):
-            try:
-                os.kill(pid, signal.SIGSTOP)
-                self.pids.append(pid)
-            except ProcessLookupError:
-                pass
-            except PermissionError as e:
-                print(f"could not pause {pid}: {e}")
-        print(f"paused {TRAINING} (SIGSTOP): pids {self.pids or 'none running'}", flush=True)
-        return self
-
-    def resume(self) -> None:
-        if not self.pids:
-            return
-        # a second Ctrl-C must not leave them stopped
-        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
-        resumed = []
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-                resumed.append(pid)
-            except ProcessLookupError:
-                pass
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        print(f"resumed {TRAINING} (SIGCONT): pids {resumed}", flush=True)
-        self.pids = []
-
-    def __exit__(self, *exc) -> None:
-        self.resume()
-
-
-def _interrupt(signum: int, _frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # --------------------------------------------------------------------------------------------------- heavy client
@@ -340,11 +290,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the numbers to this file")
     parser.add_argument("--no-pause", action="store_true", help=f"leave the {TRAINING} runs running")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_sigterm()
     folder = Path(tempfile.mkdtemp(prefix="app-fairness-"))
     phases: dict[str, dict] = {}
-    with Paused(not args.no_pause):
+    with paused(not args.no_pause):
         process, url = start_app(folder, 300, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
                                                       "EXPLORER_CONCURRENCY": str(args.concurrency)})
         heavies: list[Heavy] = []

@@ -16,8 +16,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["CallError", "call", "endpoint_ids", "logged_memory_mb", "rss_mb", "start_app", "stop_app", "timed_call",
-           "upload"]
+__all__ = ["CallError", "call", "endpoint_ids", "logged_memory_mb", "refusal", "rss_mb", "start_app", "stop_app",
+           "timed_call", "upload"]
 
 
 class CallError(RuntimeError):
@@ -92,6 +92,18 @@ def call(client: httpx.Client, url: str, endpoint: str, data: list) -> list:
                     raise CallError(endpoint, payload)
                 return payload
     raise CallError(endpoint, "the event stream ended without a result")
+
+
+def refusal(client: httpx.Client, url: str, endpoint: str, data: list) -> str:
+    """The message a user of `endpoint` reads for `data`: the call must fail with one (AssertionError if it succeeds
+    or fails without a message, e.g. a bare HTTP 500 or `{"error": null}`)."""
+    try:
+        call(client, url, endpoint, data)
+    except CallError as failure:
+        message = failure.message
+        assert isinstance(message, dict) and message.get("error"), f"a bare error without a message: {message}"
+        return message["error"]
+    raise AssertionError(f"{endpoint} answered {str(data)[:200]} instead of refusing it")
 
 
 def upload(client: httpx.Client, url: str, path: Path) -> dict:

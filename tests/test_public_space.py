@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from app import queue_policy
-from scripts.app_server import CallError, call, endpoint_ids, rss_mb, start_app, stop_app, upload
+from scripts.app_server import call, endpoint_ids, refusal, rss_mb, start_app, stop_app, upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "assets" / "examples" / "scene_dress.png"
@@ -57,14 +57,6 @@ def _within_bound(space) -> None:
     process, _, _, settled = space
     assert process.poll() is None, "the server died"
     assert rss_mb(process.pid) - settled < RSS_BOUND_MB, (rss_mb(process.pid), settled)
-
-
-def _message(client: httpx.Client, url: str, endpoint: str, data: list) -> str:
-    with pytest.raises(CallError) as failure:
-        call(client, url, endpoint, data)
-    message = failure.value.message
-    assert isinstance(message, dict) and message.get("error"), f"a bare error without a message: {message}"
-    return message["error"]
 
 
 def _join(client: httpx.Client, url: str, fn_index: int, data: list, session: str) -> httpx.Response:
@@ -111,7 +103,7 @@ class _CountingServer:
                 self.end_headers()
                 self.wfile.write(b"GIF8")
 
-            def log_message(self, *args):
+            def logrefusal(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -140,7 +132,7 @@ def test_a_url_given_as_a_file_is_refused_before_any_connection(space, http):
                  "a dial's image": ("dial", [remote, MODEL, None, "cls"])}
         for case, (endpoint, data) in cases.items():
             started = time.monotonic()
-            assert NOT_UPLOADED in _message(http, url, endpoint, data), case
+            assert NOT_UPLOADED in refusal(http, url, endpoint, data), case
             assert time.monotonic() - started < 5, case
         ids = endpoint_ids(http, url)  # the page's own way in: queue/join, which Gradio treats as a page call
         session = uuid.uuid4().hex[:11]
@@ -162,7 +154,7 @@ def test_a_weights_file_is_checked_against_the_architecture_before_any_library_r
     image = upload(http, url, SCENE)
     for model in ("deit_tiny_patch16_224.fb_in1k", "deit_scenes"):
         started = time.monotonic()
-        message = _message(http, url, "analyze", [image, model, upload(http, url, path), "cls"])
+        message = refusal(http, url, "analyze", [image, model, upload(http, url, path), "cls"])
         assert "patch_embed.proj.weight" in message and "(1, 1, 150, 150)" in message, message
         assert time.monotonic() - started < 10
     _within_bound(space)
@@ -232,10 +224,10 @@ def test_every_failure_is_one_sentence_and_the_log_stays_short(space, http):
     process, url, tmp, _ = space
     image = upload(http, url, SCENE)
     nul = {"path": "/tmp/a\x00b.png", "meta": {"_type": "gradio.FileData"}}
-    assert NOT_UPLOADED in _message(http, url, "analyze", [nul, MODEL, None, "cls"])
+    assert NOT_UPLOADED in refusal(http, url, "analyze", [nul, MODEL, None, "cls"])
     deep = "[" * 9999 + "]" * 9999
-    assert "not valid JSON" in _message(http, url, "dial", [image, MODEL, deep, "cls"])
-    digits = _message(http, url, "dial", [image, MODEL, "[[" + "9" * 5000 + "]]", "cls"])
+    assert "not valid JSON" in refusal(http, url, "dial", [image, MODEL, deep, "cls"])
+    digits = refusal(http, url, "dial", [image, MODEL, "[[" + "9" * 5000 + "]]", "cls"])
     assert "not valid JSON" in digits and "int_max_str_digits" not in digits
     # optional trailing inputs may be left out over REST, on every endpoint that has them
     assert call(http, url, "equation", [image, MODEL, "3,4", 0, 0])

@@ -34,11 +34,11 @@ from petl_core.images import load_image
 from petl_core.inputs import model_input
 from petl_core.models import create_model
 from scripts.app_server import (
-    CallError,
     _free_port,
     call,
     endpoint_ids,
     logged_memory_mb,
+    refusal,
     rss_mb,
     start_app,
     stop_app,
@@ -68,15 +68,6 @@ def server(tmp_path_factory):
     stop_app(process)
 
 
-def _message(http: httpx.Client, url: str, endpoint: str, data: list) -> str:
-    """The error message a user of `endpoint` reads for `data` (the call must fail)."""
-    with pytest.raises(CallError) as failure:
-        call(http, url, endpoint, data)
-    message = failure.value.message
-    assert isinstance(message, dict) and message.get("error"), f"a bare error without a message: {message}"
-    return message["error"]
-
-
 def _image(folder: Path, seed: int, size: tuple[int, int] = (64, 48)) -> Path:
     path = folder / f"image{seed}.png"
     Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path)
@@ -100,15 +91,15 @@ def test_no_server_file_is_read_through_a_file_parameter(server, http, tmp_path)
              {"path": "/tmp"}, {"path": "/no/such/file.png"}, {"path": str(outside)},
              {"path": f"{upload_dir}/../../../../etc/passwd"}, {"path": str(link)},
              {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]
-    messages = {_message(http, url, "analyze", [p, "convit_fmnist", None, "cls"]) for p in paths}
+    messages = {refusal(http, url, "analyze", [p, "convit_fmnist", None, "cls"]) for p in paths}
     # the same sentence for each, so no answer tells missing, directory, device or image apart
     assert len(messages) == 1 and NOT_UPLOADED in messages.pop()
     image = upload(http, url, CHELSEA)
     for weights in ({"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
                     {"path": str(link), "meta": {"_type": "gradio.FileData"}}):
-        assert NOT_UPLOADED in _message(http, url, "analyze", [image, "deit_fmnist", weights, "cls"])
+        assert NOT_UPLOADED in refusal(http, url, "analyze", [image, "deit_fmnist", weights, "cls"])
     # without its marker Gradio's data model refuses a weights file first, naming what is missing
-    assert "'meta' field must be explicitly provided" in _message(
+    assert "'meta' field must be explicitly provided" in refusal(
         http, url, "analyze", [image, "deit_fmnist", {"path": "/etc/passwd"}, "cls"])
     # the page's private helpers take files too: the click handler's picture, the sketch pad
     ids = endpoint_ids(http, url)
@@ -190,7 +181,7 @@ def test_oversized_bodies_and_images_are_refused_unread(server, http, tmp_path):
     assert response.status_code == 413
     big = tmp_path / "big.png"
     big.write_bytes(CHELSEA.read_bytes() + b"\x00" * (21 << 20))  # a valid PNG with 21 MiB of trailing bytes
-    message = _message(http, url, "analyze", [upload(http, url, big), "convit_fmnist", None, "cls"])
+    message = refusal(http, url, "analyze", [upload(http, url, big), "convit_fmnist", None, "cls"])
     assert message == "This image is 21 MiB; the limit is 20 MiB."
     assert rss_mb(process.pid) - rss < 100
 
@@ -206,7 +197,7 @@ def test_pixel_bombs_are_refused_from_their_header(server, http, tmp_path):
     rss = rss_mb(process.pid)
     limit = "This image is 12000x12000 pixels; the limit is 25,000,000 pixels."
     file = upload(http, url, bomb)
-    assert _message(http, url, "analyze", [file, "convit_fmnist", None, "cls"]) == limit
+    assert refusal(http, url, "analyze", [file, "convit_fmnist", None, "cls"]) == limit
     sketch = {"background": None, "layers": [], "composite": file, "id": None}
     assert timed_call(http, url, ids["_use_sketch"], [sketch])["error"] == limit
     image = upload(http, url, CHELSEA)
@@ -262,14 +253,14 @@ def test_hostile_weights_get_a_clear_message_and_cost_no_memory(server, http, tm
     rss = rss_mb(process.pid)
     for name, path in files.items():
         image = upload(http, url, CHELSEA)  # (an upload older than the server's sweep age is gone: a busy machine)
-        message = _message(http, url, "analyze", [image, "deit_fmnist", upload(http, url, path), "cls"])
+        message = refusal(http, url, "analyze", [image, "deit_fmnist", upload(http, url, path), "cls"])
         assert expected[name] in message, (name, message)
         assert "weights_only=False" not in message and str(tmp) not in message, message
         if name == "overflow.safetensors":  # every view that draws the model says so too
             weights = upload(http, url, path)
             for endpoint, args in {"attention": ["cls", 0, 0, True], "export_attention": ["cls", 0, 0, True],
                                    "bypass": [0, "attn"]}.items():
-                assert expected[name] in _message(http, url, endpoint, [image, "deit_fmnist", weights, *args])
+                assert expected[name] in refusal(http, url, endpoint, [image, "deit_fmnist", weights, *args])
     assert rss_mb(process.pid) - rss < 100, "a refused file was inflated or loaded"
     assert call(http, url, "analyze", [image, "deit_fmnist", None, "cls"])[2]["top5"]
 
@@ -288,7 +279,7 @@ def test_a_hub_model_runs_from_its_real_size_weights_file(server, http, tmp_path
     assert card["weights"] == "deit_tiny.safetensors" and len(summary["nonlocality"]["per_head"]) == 12
     _, _, enlarged = call(http, url, "attention", [image, "deit_tiny_patch16_224.fb_in1k", file, "cls", 11, 2, True])
     assert "block 11, head 2" in json.dumps(enlarged)
-    assert "head 3 does not exist here; choose one of 0-2" in _message(
+    assert "head 3 does not exist here; choose one of 0-2" in refusal(
         http, url, "attention", [image, "deit_tiny_patch16_224.fb_in1k", file, "cls", 11, 3, True])
 
 
@@ -317,10 +308,10 @@ def test_malformed_parameters_each_get_a_sentence(server, http):
         ("analyze", "a query of 1 MB"): ([image, "convit_fmnist", None, "<b>" + "9" * (1 << 20)], "is not 'cls'"),
     }
     for (endpoint, case), (data, expected) in cases.items():
-        message = _message(http, url, endpoint, data)
+        message = refusal(http, url, endpoint, data)
         assert expected in message, (case, message)
         assert len(message) <= guard.MAX_MESSAGE + 20 and str(tmp) not in message, (case, message[:200])
-    assert "&lt;b&gt;" in _message(http, url, "analyze", cases[("analyze", "a query of 1 MB")][0])  # shown as text
+    assert "&lt;b&gt;" in refusal(http, url, "analyze", cases[("analyze", "a query of 1 MB")][0])  # shown as text
 
 
 def test_unexpected_failures_are_logged_not_shown(caplog):
