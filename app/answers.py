@@ -1,10 +1,11 @@
 """Answers that are the same for everyone, computed once and shared by every caller (a class following the guided
 path asks the same questions of the same example scene).
 
-`ANSWERS.shared(key)` memoizes a view across callers: `key(*args)` says what its outputs depend on (the model, the
-image's content, the query, block, step, ...), or None for a call not to share (a caller's own weights file). The
-outputs are kept as Gradio sends them: a figure becomes `PlotData` once (a matplotlib figure's image encoded once,
-a plotly figure's JSON), so a repeat costs no drawing and no encoding. The cache is an LRU bounded in bytes.
+A view marked `@shares(key)` answers its endpoints from `ANSWERS` (`app.guard` and `app.tabs.common.wire_page` wrap
+what they register with `ANSWERS.answering`): `key(*args)` says what its outputs depend on (the model, the image's
+content, the query, block, step, ...), or None for a call not to share. The outputs are kept as Gradio sends them: a
+figure becomes `PlotData` once (a matplotlib figure's image encoded once, a plotly figure's JSON), so a repeat costs
+no drawing and no encoding. The cache is an LRU bounded in bytes.
 
 A repeat is also answered without waiting in the queue. Gradio 6.31 probes a function that has a `cache`
 attribute when its call is joined (`queueing.Queue.push`, inside `gradio.caching.ProbeCache`): the function runs at
@@ -28,7 +29,7 @@ import gradio as gr
 from gradio.caching import CacheMissError, _probe_mode_active
 from gradio.components.plot import PlotData
 
-__all__ = ["ANSWERS", "MAX_BYTES", "SharedAnswers", "by_image_and_inputs", "by_inputs", "content_key"]
+__all__ = ["ANSWERS", "MAX_BYTES", "SharedAnswers", "by_image_and_inputs", "by_inputs", "content_key", "shares"]
 
 MAX_BYTES = 128 * 2**20
 """Bytes of answers kept (a view's answer is 0.05-2 MB: a figure's image or plotly JSON and its numbers)."""
@@ -68,16 +69,27 @@ def _plain(values) -> str:
     return repr([v for v in values if not isinstance(v, (gr.Progress, gr.Request))])
 
 
-def by_inputs(view: object, *args, **kwargs) -> tuple:
+def shares(key: Callable[..., Hashable | None]) -> Callable[[Callable], Callable]:
+    """Mark a view whose answers the endpoints share (`SharedAnswers.answering`): `key(*args, **kwargs)`, given the
+    view's inputs, says what its answer depends on, or None for a call not to share. Called from Python, the view
+    is unchanged (its figures stay figures)."""
+    def mark(fn: Callable) -> Callable:
+        fn.shared_key = key
+        return fn
+
+    return mark
+
+
+def by_inputs(*args, **kwargs) -> tuple:
     """The key of a view's answer that depends on its inputs alone (a model's atlas or history)."""
-    return id(view), _plain(args), _plain(sorted(kwargs.items()))
+    return _plain(args), _plain(sorted(kwargs.items()))
 
 
-def by_image_and_inputs(view: object, image: str | None, *args, **kwargs) -> tuple | None:
+def by_image_and_inputs(image: str | None, *args, **kwargs) -> tuple | None:
     """The key of a view of an image: the image's content and the other inputs (a caller's own weights file is an
     upload at a content-addressed path: its path names it); None without a readable image."""
     digest = content_key(image)
-    return None if digest is None else (id(view), digest, _plain(args), _plain(sorted(kwargs.items())))
+    return None if digest is None else (digest, _plain(args), _plain(sorted(kwargs.items())))
 
 
 def _as_sent(value: Any) -> Any:
@@ -111,36 +123,37 @@ class SharedAnswers:
     def bytes(self) -> int:
         return self._bytes
 
-    def shared(self, key: Callable[..., Hashable | None]) -> Callable[[Callable], Callable]:
-        """Decorate a view (a plain function or method, not a generator) so that its answer for `key(*args)` is
-        computed once: see the module's docstring."""
-        def decorate(fn: Callable) -> Callable:
-            if inspect.isgeneratorfunction(fn):
-                raise TypeError(f"{fn.__qualname__} answers in parts: its parts cannot be shared")
+    def answering(self, fn: Callable) -> Callable:
+        """`fn` answering from this cache when it is marked `@shares(key)` (a function or bound method, not a
+        generator); else `fn` itself. Answers are keyed by `fn` (its owner, for a method) and `key(*args)`."""
+        key = getattr(fn, "shared_key", None)
+        if key is None:
+            return fn
+        if inspect.isgeneratorfunction(fn):
+            raise TypeError(f"{fn.__qualname__} answers in parts: its parts cannot be shared")
+        owner = id(getattr(fn, "__self__", None))
 
-            @functools.wraps(fn)
-            def answer(*args, **kwargs):
-                k = key(*args, **kwargs)
-                if k is None:
-                    return fn(*args, **kwargs)
-                k = (fn.__qualname__, k)
-                with self._lock:
-                    entry = self._entries.get(k)
-                    if entry is not None:
-                        self._entries.move_to_end(k)
-                        self.hits += 1
-                        return entry[0]
-                if _probe_mode_active.get():  # Gradio asks at join time: not known, so the call is queued
-                    raise CacheMissError
-                value = fn(*args, **kwargs)
-                value = tuple(_as_sent(v) for v in value) if isinstance(value, tuple) else _as_sent(value)
-                self._put(k, value)
-                return value
+        @functools.wraps(fn)
+        def answer(*args, **kwargs):
+            k = key(*args, **kwargs)
+            if k is None:
+                return fn(*args, **kwargs)
+            k = (owner, fn.__qualname__, k)
+            with self._lock:
+                entry = self._entries.get(k)
+                if entry is not None:
+                    self._entries.move_to_end(k)
+                    self.hits += 1
+                    return entry[0]
+            if _probe_mode_active.get():  # Gradio asks at join time: not known, so the call is queued
+                raise CacheMissError
+            value = fn(*args, **kwargs)
+            value = tuple(_as_sent(v) for v in value) if isinstance(value, tuple) else _as_sent(value)
+            self._put(k, value)
+            return value
 
-            answer.cache = self  # the mark Gradio probes for
-            return answer
-
-        return decorate
+        answer.cache = self  # the mark Gradio probes for
+        return answer
 
     def _put(self, key: Hashable, value: Any) -> None:
         size = _size(value)

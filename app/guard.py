@@ -37,6 +37,7 @@ from gradio.exceptions import InvalidPathError
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from app.answers import ANSWERS
 from app.uploads import MAX_WEIGHTS_BYTES, NOT_UPLOADED, check_paths
 from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
 
@@ -265,14 +266,14 @@ def _guarded_validation(demo: gr.Blocks) -> None:
 
 
 def guard(demo: gr.Blocks, flight: Flight | None = None) -> gr.Blocks:
-    """Put every event of `demo` behind the error boundary; `flight` (a fresh one by default) counts its
-    computations, for a drain."""
+    """Put every event of `demo` behind the error boundary, answering from the shared answers where its view shares
+    them (app.answers); `flight` (a fresh one by default) counts its computations, for a drain."""
     flight = flight or Flight()
     _guarded_validation(demo)
     inputs = {}
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and not getattr(block_fn.fn, "_guarded", False):
-            block_fn.fn = _guarded(block_fn.fn, flight)
+            block_fn.fn = _guarded(ANSWERS.answering(block_fn.fn), flight)
             block_fn.fn._guarded = True
         inputs.update({id(c): c for c in block_fn.inputs})
     for component in inputs.values():

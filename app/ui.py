@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from app import plots, scratch
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.guard import shorten
 from app.guide import STEPS, guide_text
 from app.links import ViewLink, example_name, example_path
@@ -144,7 +144,7 @@ class Page:
         self._analysed, self._fitted = Repeats(), Repeats()
         """The page's last automatic analysis and fit of the controls, per session: a repeat of either is skipped."""
 
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def analyze(self, image: str | None, model: str, weights: str | None, query: str = "center",
                 invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Run `model` on `image` once (with `invert`, a light background is inverted first for the light-on-dark

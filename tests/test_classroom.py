@@ -13,7 +13,7 @@ import pytest
 from gradio.caching import CacheMissError, ProbeCache
 from gradio.components.plot import PlotData
 
-from app.answers import SharedAnswers, by_image_and_inputs, by_inputs
+from app.answers import SharedAnswers, by_image_and_inputs, by_inputs, shares
 from scripts.app_server import endpoint_ids, upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +62,7 @@ class _View:
     def __init__(self) -> None:
         self.calls = 0
 
+    @shares(by_inputs)
     def history(self, model: str) -> tuple:
         self.calls += 1
         figure, axes = plt.subplots()
@@ -72,22 +73,25 @@ class _View:
 def test_answers_are_kept_as_sent_within_their_bytes():
     answers = SharedAnswers(max_bytes=10**6)
     view = _View()
-    history = answers.shared(by_inputs)(_View.history)
-    first = history(view, "a")
+    assert isinstance(view.history("a")[0], plt.Figure)  # called from Python, a view is unchanged
+    plt.close("all")
+    view.calls = 0
+    history = answers.answering(view.history)
+    first = history("a")
     assert isinstance(first[0], PlotData) and isinstance(first[1], PlotData) and first[2] == {"model": "a"}
     assert not plt.get_fignums()  # the matplotlib figure was encoded once and closed
-    assert history(view, "a") is first and view.calls == 1 and answers.hits == 1
+    assert history("a") is first and view.calls == 1 and answers.hits == 1
     with ProbeCache(), pytest.raises(CacheMissError):  # Gradio's probe at join time: not known yet
-        history(view, "b")
+        history("b")
     assert view.calls == 1
-    history(view, "b")
+    history("b")
     assert view.calls == 2 and 0 < answers.bytes <= answers.max_bytes
     one = answers.bytes // 2
     small = SharedAnswers(max_bytes=8 * one + one // 2)  # room for 8 answers: the ninth pushes out the oldest
-    history = small.shared(by_inputs)(_View.history)
+    history = small.answering(view.history)
     for i in range(9):
-        history(view, f"m{i}")
-    history(view, "m8"), history(view, "m0")
+        history(f"m{i}")
+    history("m8"), history("m0")
     assert view.calls == 2 + 9 + 1 and small.hits == 1 and small.bytes <= small.max_bytes
 
 
@@ -96,8 +100,7 @@ def test_a_view_of_an_image_is_keyed_by_its_content(tmp_path):
     a.write_bytes(SCENE.read_bytes())
     b.write_bytes(SCENE.read_bytes())
     c.write_bytes(SCENE.read_bytes() + b"\0")
-    view = object()
-    assert by_image_and_inputs(view, str(a), MODEL, "3,4") == by_image_and_inputs(view, str(b), MODEL, "3,4")
-    assert by_image_and_inputs(view, str(a), MODEL, "3,4") != by_image_and_inputs(view, str(c), MODEL, "3,4")
-    assert by_image_and_inputs(view, str(a), MODEL, "3,4") != by_image_and_inputs(view, str(a), MODEL, "3,5")
-    assert by_image_and_inputs(view, str(tmp_path / "gone.png"), MODEL) is None
+    assert by_image_and_inputs(str(a), MODEL, "3,4") == by_image_and_inputs(str(b), MODEL, "3,4")
+    assert by_image_and_inputs(str(a), MODEL, "3,4") != by_image_and_inputs(str(c), MODEL, "3,4")
+    assert by_image_and_inputs(str(a), MODEL, "3,4") != by_image_and_inputs(str(a), MODEL, "3,5")
+    assert by_image_and_inputs(str(tmp_path / "gone.png"), MODEL) is None

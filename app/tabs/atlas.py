@@ -12,7 +12,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from app import plots, scratch
-from app.answers import ANSWERS, by_inputs
+from app.answers import ANSWERS, by_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, parse_index
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel
@@ -157,7 +157,7 @@ class AtlasView:
         return atlases, prefix + "".join(missing)
 
     @slow
-    @ANSWERS.shared(by_inputs)
+    @shares(by_inputs)
     def atlas(self, model: str | None, progress: gr.Progress = gr.Progress()) -> tuple[go.Figure, dict]:
         """The ConViT and the DeiT trained on `model`'s data on the probe set of their task: nonlocality per block
         and head over the probe images (figure), and as JSON per model, block and head the median, quartiles and
@@ -178,7 +178,7 @@ class AtlasView:
         else nothing (the page draws it when the tab is opened)."""
         if tab != "atlas":
             return (gr.skip(),) * 4
-        return (*self.atlas(model, progress), *self.fit(model))
+        return (*ANSWERS.answering(self.atlas)(model, progress), *self.fit(model))
 
     def fit(self, model: str | None) -> tuple:
         """The note under the plot (the numbers of the models shown) and the image-number box fitted to the probe

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
@@ -65,7 +65,7 @@ class AttentionView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),

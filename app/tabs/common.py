@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from app.answers import ANSWERS
 from app.queue_policy import lane_of
 from app.service import QueryError
 from petl_core.errors import HubUnavailableError
@@ -147,6 +148,7 @@ def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs
     draw are kept): the page then spends its time on the view in sight, and opening a tab draws what changed while
     it was hidden. On a refusal the page reports once (REPORTED_ONCE) the view is left as it is. Returns
     `after(dependency)`, which draws the same way once `dependency` succeeded."""
+    render = ANSWERS.answering(render)  # (a view of what others asked already answers at once)
     drawn = gr.State(None)  # the inputs of the last draw, as text
     keep = (gr.skip(),) * (len(outputs) + 1)
 

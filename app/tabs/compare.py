@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export
@@ -28,7 +28,7 @@ class CompareView:
         self.service = service
 
     @slow
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, models: list[str], layer: float, query: str, log_scale: bool,
                invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Block `layer`, query 'cls' or 'row,col', for each of `models` (2 to 4 zoo names) as one figure, and each

@@ -5,7 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.guard import shorten
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index
@@ -71,7 +71,7 @@ class ConvpassView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str, weights: str | None, block: str | float, branch: str,
                invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the

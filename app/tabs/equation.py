@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, wire_view
 from petl_core.query import centre_patch
@@ -150,7 +150,7 @@ class EquationView:
                 gr.Slider(maximum=heads - 1, value=min(int(head), heads - 1),
                           visible=True if trace.gated_blocks else "hidden"))
 
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str, query: str, block: str | float, head: str | float,
                weights: str | None = None, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For `query` ('cls', 'center' or 'row,col'), block `block` and head `head` (ConViT: a GPSA block; Convpass:

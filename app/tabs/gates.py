@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.answers import ANSWERS, by_inputs
+from app.answers import by_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
@@ -55,7 +55,7 @@ class GatesView:
         return shown, history, (f"{model} has no shipped training history with gates; showing the shipped ConViT "
                                 f"{shown}. ")
 
-    @ANSWERS.shared(by_inputs)
+    @shares(by_inputs)
     def render(self, model: str) -> tuple:
         """σ(λ) over training (interactive, slider over evaluation points) from the shipped history of `model` or of
         its stand-in (`_shown`), and a note saying which, with what the gates did."""

@@ -5,7 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, parse_index, parse_query
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
@@ -36,7 +36,7 @@ class GpsaView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
                log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),

@@ -5,7 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_inputs
+from app.answers import by_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
@@ -34,7 +34,7 @@ class NonlocalityView:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    @ANSWERS.shared(by_inputs)
+    @shares(by_inputs)
     def render_training(self, model: str | None = None) -> tuple:
         """Nonlocality per block over training: the shipped ConViT next to the shipped DeiT trained on the same data
         as `model` (interactive), and a note with the measured change per block."""

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs
+from app.answers import by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
@@ -104,7 +104,7 @@ class ReplayView:
         self.service = service
 
     @slow
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def replay(self, image: str | None, model: str, step: int | str, query: str = "center", invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """Zoo model `model` as it was at training snapshot `step` (gr.Error naming the snapshot steps otherwise) on
@@ -139,7 +139,7 @@ class ReplayView:
         return _nearest(self.pair(model)[1], step)
 
     @slow
-    @ANSWERS.shared(by_image_and_inputs)
+    @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str | None, step: int | str, query: str, invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
         """The note, both models of `model`'s pair at snapshot `step` (the DeiT at its nearest snapshot), and the
