@@ -57,11 +57,12 @@ def lane_of(fn: Callable | None) -> str:
 
 def caller_of(session_hash: str | None, request) -> str:
     """Who a call comes from, for fairness: the session the caller named, else its address (the REST route
-    `/gradio_api/call/<name>` names no session: each call would be a caller of its own)."""
+    `/gradio_api/call/<name>` names no session: each call would be a caller of its own). Behind a proxy (a Space)
+    the address is the last one X-Forwarded-For lists, the one the proxy saw (the others are the caller's word)."""
     if session_hash:
         return f"session:{session_hash}"
     forwarded = request.headers.get("x-forwarded-for", "") if request is not None else ""
-    host = forwarded.split(",")[0].strip() or (request.client.host if request is not None and request.client else "")
+    host = forwarded.split(",")[-1].strip() or (request.client.host if request is not None and request.client else "")
     return f"address:{host or 'unknown'}"
 
 
