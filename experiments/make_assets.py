@@ -18,6 +18,8 @@ interrupted one resumes, so the command can be repeated until it is done):
 3. petl         Convpass, Convpass-attn, linear probe and full fine-tuning of the DeiT on the target, at 1,000
                 images and at 1/2/4/8/16 shots, last-epoch accuracy. Its seed-0 Convpass at 1,000 images is the
                 shipped Convpass run.
+4. ablation     (a budget with ablation_steps) the GPSA variant with pos_proj's weight decay kept: its history goes
+                to histories/convit_gpsa_wd.json beside the shipped runs'.
 
 Each budget runs its own stages by default (`Budget.stages`: "scenes" only ships so far).
 All runs share one pool of `--jobs` workers (the machine's threads divided between them); a run that adapts
@@ -45,7 +47,7 @@ from petl_core.data import load_test_set
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("shipped", "sample", "petl")
+STAGES = ("shipped", "sample", "petl", "ablation")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class Budget:
     """How cards name source and target."""
     stages: tuple[str, ...] = ("shipped", "sample", "petl")
     """The stages the command runs for this budget unless --stage says otherwise."""
+    ablation_steps: int | None = None
+    """With a value (and gpsa_lr_scale), stage 'ablation' trains the GPSA variant this many steps with pos_proj's
+    weight decay kept (TrainConfig.gpsa_weight_decay): which of its two changes moves the gates (results only)."""
 
 
 # Measured on this project's 2-core CPU machine with 2 jobs (assets/results/<budget>/suite.json, docs/results.md).
@@ -119,7 +124,7 @@ BUDGETS = {
                      source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=5000,
                      gpsa_lr_scale=50, eval_images=2000, probe_size=512,
                      names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
-                     data_titles=("Fashion-MNIST scenes", "digit scenes"), stages=("shipped",)),
+                     data_titles=("Fashion-MNIST scenes", "digit scenes"), stages=("shipped",), ablation_steps=1000),
     # Sample efficiency alone, on plain Fashion-MNIST at 8 channels per head: 3,000 steps of batch 128 are 128 epochs
     # of the 5% split and 6.4 of the full set. bench/train_speed.py: 0.93 s (DeiT) and 1.06 s (ConViT) per step on one
     # thread; the seed-0 DeiT runs took 6,270 s each, two at a time beside other work. They ended level (82.9% at 5%,
@@ -216,12 +221,25 @@ class Suite:
             for file in ("model.safetensors", "history.json"):
                 shutil.copyfile(entry / file, run / file)
 
+    def _shipped_recipe(self) -> dict:
+        b = self.budget
+        return dict(data=self.source, epochs=b.shipped_epochs, steps=b.shipped_steps, batch=128, lr=1e-3, seed=0,
+                    eval_points=b.shipped_eval_points, gate_grad_batches=b.gate_grad_batches, head_dim=b.head_dim,
+                    patch_size=b.patch_size, eval_images=b.eval_images, probe_size=b.probe_size, snapshots=True)
+
+    def ablation(self) -> list[TrainConfig]:
+        """The GPSA variant with pos_proj's weight decay kept, `ablation_steps` long (none without a variant)."""
+        b = self.budget
+        if not (b.ablation_steps and b.gpsa_lr_scale):
+            return []
+        recipe = {**self._shipped_recipe(), "steps": b.ablation_steps, "eval_points": 15, "snapshots": False}
+        return [TrainConfig(method="convit", gpsa_lr_scale=b.gpsa_lr_scale, gpsa_weight_decay=True,
+                            out=str(self.runs / "ablation" / "convit_gpsa_wd"), **recipe)]
+
     def shipped(self) -> list[TrainConfig]:
         """ConViT, DeiT, Convpass on the DeiT (the models the app ships), then the ConViT variant if any."""
         b = self.budget
-        common = dict(data=self.source, epochs=b.shipped_epochs, steps=b.shipped_steps, batch=128, lr=1e-3, seed=0,
-                      eval_points=b.shipped_eval_points, gate_grad_batches=b.gate_grad_batches, head_dim=b.head_dim,
-                      patch_size=b.patch_size, eval_images=b.eval_images, probe_size=b.probe_size, snapshots=True)
+        common = self._shipped_recipe()
         pair = [TrainConfig(method=m, out=str(self.runs / "shipped" / m), **common) for m in ("convit", "deit")]
         variant = [TrainConfig(method="convit", gpsa_lr_scale=b.gpsa_lr_scale,
                                out=str(self.runs / "shipped" / "convit_gpsa"), **common)] if b.gpsa_lr_scale else []
@@ -438,6 +456,7 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
     # The DeiT before the ConViTs (Convpass and the petl stage adapt it), the variant before the paper recipe.
     shipped = sorted(suite.shipped(), key=lambda c: (c.method != "deit", c.gpsa_lr_scale == 1.0))
     configs = [*(shipped if "shipped" in stages else []),
+               *(suite.ablation() if "ablation" in stages else []),
                *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is None),
                *(c for c in suite.sample() if "sample" in stages and c.seed in seeds),
                *(c for c in suite.petl() if "petl" in stages and c.seed in seeds and c.shots is not None)]
@@ -452,9 +471,10 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
         (results / "sample_efficiency.json").write_text(json.dumps(summarise_sample(suite), indent=1))
     if "petl" in stages:
         (results / "petl.json").write_text(json.dumps(summarise_petl(suite), indent=1))
-    if "shipped" in stages:  # the pair's dynamics stay with the budget's results, whichever budget ships
+    if "shipped" in stages or "ablation" in stages:  # the runs' dynamics stay with the budget's results
         (results / "histories").mkdir(exist_ok=True)
-        for config in [c for c in suite.shipped() if c.method in ("convit", "deit")]:
+        reported = [c for c in suite.shipped() if c.method in ("convit", "deit")] if "shipped" in stages else []
+        for config in reported + (suite.ablation() if "ablation" in stages else []):
             if _finished(config):
                 name = Path(config.out).name
                 shutil.copyfile(Path(config.out) / "history.json", results / "histories" / f"{name}.json")

@@ -84,6 +84,10 @@ class TrainConfig:
     gpsa_lr_scale: float = 1.0
     """Variant, not the paper's recipe (1.0): other values put GPSA's gating_param and pos_proj in a group 'gpsa' at
     this multiple of the learning rate, without weight decay (ConViT only)."""
+    gpsa_weight_decay: bool = False
+    """With gpsa_lr_scale ≠ 1: keep the paper recipe's weight decay on pos_proj's weights (their own group
+    'gpsa_decay', at the same multiple of the learning rate): the ablation that separates the variant's two
+    changes, the faster GPSA and no decay on its positions."""
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_fraction: float | None = None
@@ -140,6 +144,8 @@ class TrainConfig:
             raise ValueError(f"gpsa_lr_scale must be positive, got {self.gpsa_lr_scale}")
         if self.gpsa_lr_scale != 1.0 and self.method != "convit":
             raise ValueError(f"gpsa_lr_scale applies to ConViT's GPSA blocks; {self.method} has none")
+        if self.gpsa_weight_decay and self.gpsa_lr_scale == 1.0:
+            raise ValueError("gpsa_weight_decay keeps a decay in the GPSA group, which needs gpsa_lr_scale ≠ 1")
         if self.gate_grad_batches < 0:
             raise ValueError(f"gate_grad_batches must be 0 (off) or more, got {self.gate_grad_batches}")
 
@@ -160,10 +166,12 @@ def _device(name: str, rank: int) -> torch.device:
     return device
 
 
-def _param_groups(model: nn.Module, weight_decay: float, gpsa_lr_scale: float = 1.0) -> list[dict]:
+def _param_groups(model: nn.Module, weight_decay: float, gpsa_lr_scale: float = 1.0,
+                  gpsa_weight_decay: bool = False) -> list[dict]:
     """AdamW groups, each with a `name` and an `lr_scale` (its learning rate over the schedule's): 'decay' and
     'no_decay', and with gpsa_lr_scale ≠ 1 a group 'gpsa' (gates and positional projections, no decay: over a
-    Σlr of 20 or more a decay of 0.05 would shrink the positional weights by e⁻¹ whatever their gradient)."""
+    Σlr of 20 or more a decay of 0.05 would shrink the positional weights by e⁻¹ whatever their gradient); with
+    `gpsa_weight_decay`, pos_proj's weights move to a group 'gpsa_decay' at the same rate with the decay."""
     gpsa = set()
     if gpsa_lr_scale != 1.0:
         gpsa = {id(p) for b in model.blocks if isinstance(b.attn, GPSA)
@@ -177,8 +185,14 @@ def _param_groups(model: nn.Module, weight_decay: float, gpsa_lr_scale: float = 
     own = [p for p in model.parameters() if p.requires_grad and id(p) in gpsa]
     groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
               {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    decayed = {id(b.attn.pos_proj.weight) for b in model.blocks if isinstance(b.attn, GPSA)} if gpsa_weight_decay \
+        else set()
     if own:
-        groups.append({"name": "gpsa", "params": own, "weight_decay": 0.0, "lr_scale": gpsa_lr_scale})
+        groups.append({"name": "gpsa", "params": [p for p in own if id(p) not in decayed], "weight_decay": 0.0,
+                       "lr_scale": gpsa_lr_scale})
+    if decayed:
+        groups.append({"name": "gpsa_decay", "params": [p for p in own if id(p) in decayed],
+                       "weight_decay": weight_decay, "lr_scale": gpsa_lr_scale})
     return groups
 
 
@@ -258,7 +272,8 @@ def train(config: TrainConfig, progress: bool = True, until_step: int | None = N
         raise ValueError(f"batch {config.batch} does not split evenly over {world} processes")
     steps_per_epoch = max(1, len(train_set) // config.batch)
     total = config.steps or max(1, round(config.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay, config.gpsa_lr_scale), lr=config.lr,
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay, config.gpsa_lr_scale,
+                                                config.gpsa_weight_decay), lr=config.lr,
                                   eps=1e-8)
     history = {
         "config": asdict(config), "environment": _environment(device, world),

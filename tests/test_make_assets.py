@@ -141,6 +141,20 @@ def test_the_default_budgets_are_those_whose_models_ship():
         main(["--budget", "nonexistent"])
 
 
+def test_the_scenes_budget_ablates_its_variant_and_keeps_the_1000_step_histories(tmp_path):
+    """Issue 31: the variant's two changes separated (its rate with pos_proj's decay kept), at the 1,000 steps of
+    the histories it is compared with (kept beside the 5,000-step ones)."""
+    scenes = Suite(BUDGETS["scenes"], tmp_path / "runs", tmp_path / "assets")
+    [ablation] = scenes.ablation()
+    variant = next(c for c in scenes.shipped() if c.gpsa_lr_scale != 1.0)
+    assert ablation.gpsa_weight_decay and not variant.gpsa_weight_decay and ablation.steps == 1000
+    assert replace(ablation, gpsa_weight_decay=False, steps=variant.steps, eval_points=variant.eval_points,
+                   snapshots=True, out=variant.out) == variant
+    assert Suite(BUDGETS["2h"], tmp_path / "runs", tmp_path / "assets").ablation() == []
+    kept = findings.load_results("histories/convit_gpsa_1000steps", "scenes")
+    assert kept["steps"] == 1000 and kept["config"]["gpsa_lr_scale"] == 50
+
+
 def test_a_budget_with_a_gpsa_variant_ships_it_beside_the_pair_at_its_width(tmp_path):
     budget = replace(TINY, name="tiny_variant", shipped_steps=3, gpsa_lr_scale=20, head_dim=8, eval_images=16,
                      names=("c", "d", "p", "c_fast"), data_titles=("bars", "digits"))

@@ -257,6 +257,23 @@ def test_lr_sum_is_the_schedule_summed_per_group_and_the_gpsa_variant_outruns_th
         TrainConfig(method="deit", gpsa_lr_scale=10.0)
 
 
+def test_the_ablation_keeps_the_decay_on_the_positional_weights_alone():
+    """Issue 31's ablation: the variant's 50× rate with pos_proj's weights decayed as in the paper's recipe."""
+    config = TrainConfig(method="convit", data="synthetic", gpsa_lr_scale=50.0, gpsa_weight_decay=True)
+    model = build_model(config, num_classes=4)
+    groups = {g["name"]: g for g in _param_groups(model, 0.05, 50.0, gpsa_weight_decay=True)}
+    gpsa = [b.attn for b in model.blocks if isinstance(b.attn, GPSA)]
+    assert {id(p) for p in groups["gpsa_decay"]["params"]} == {id(a.pos_proj.weight) for a in gpsa}
+    assert {id(p) for p in groups["gpsa"]["params"]} == {id(p) for a in gpsa for p in (a.gating_param,
+                                                                                        a.pos_proj.bias)}
+    assert groups["gpsa_decay"]["weight_decay"] == 0.05 and groups["gpsa_decay"]["lr_scale"] == 50.0
+    assert groups["gpsa"]["weight_decay"] == 0.0
+    together = [p for g in groups.values() for p in g["params"]]
+    assert len(together) == len({id(p) for p in together}) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="gpsa_lr_scale"):
+        TrainConfig(method="convit", gpsa_weight_decay=True)
+
+
 def test_param_groups_keep_their_parameters_and_order_so_old_checkpoints_resume():
     # ConViT at depth 6: blocks 0-3 GPSA, 4-5 MHSA. Written out as the hand-made split had them (optimiser state
     # is matched to groups by order and size, so a checkpoint from before must find the same lists).
