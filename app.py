@@ -20,6 +20,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from app import build_demo, queue_policy, scratch
+from app.answers import ANSWERS, MAX_BYTES
 from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
 from app.service import Service
 from app.ui import FILES_TTL_S
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--files-ttl", type=int, default=int(env("EXPLORER_FILES_TTL", str(FILES_TTL_S))),
                         help=f"seconds uploads and exported files are kept [EXPLORER_FILES_TTL] (default "
                              f"{FILES_TTL_S})")
+    parser.add_argument("--answers-mb", type=float, default=float(env("EXPLORER_ANSWERS_MB", str(MAX_BYTES / 2**20))),
+                        help=f"memory for the answers shared by every caller (app.answers) [EXPLORER_ANSWERS_MB] "
+                             f"(default {MAX_BYTES / 2**20:.0f})")
     parser.add_argument("--memory-log", type=float, default=float(env("EXPLORER_MEMORY_LOG", "0")),
                         help="every this many seconds, print the server's resident and in-use memory "
                              "[EXPLORER_MEMORY_LOG] (default 0: never)")
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or service.default_model()  # (a hub default is loaded by then, with torch)
     print(f"Inductive Bias Explorer opens with {model}", flush=True)
     flight = Flight(opened=False)  # the page is served first; computations wait until the backend is imported
+    ANSWERS.max_bytes = int(args.answers_mb * 2**20)
     demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), flight)
     queue_policy.install(demo.queue(max_size=args.max_queue), args.concurrency)
     scratch.start_sweeper(args.files_ttl, demo)

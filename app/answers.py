@@ -26,13 +26,16 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from gradio.caching import CacheMissError, _probe_mode_active
 from gradio.components.plot import PlotData
+from PIL import Image
 
 __all__ = ["ANSWERS", "MAX_BYTES", "SharedAnswers", "by_image_and_inputs", "by_inputs", "content_key", "shares"]
 
 MAX_BYTES = 128 * 2**20
-"""Bytes of answers kept (a view's answer is 0.05-2 MB: a figure's image or plotly JSON and its numbers)."""
+"""Bytes of answers kept by default (app.py --answers-mb; a view's answer is 0.05-2 MB: a figure's image or plotly
+JSON and its numbers)."""
 
 _PLOT = gr.Plot(render=False)  # the app's plots all use gr.Plot's defaults: its postprocess is theirs
 _hashes: OrderedDict[tuple, str] = OrderedDict()
@@ -102,6 +105,10 @@ def _as_sent(value: Any) -> Any:
 def _size(value: Any) -> int:
     if isinstance(value, PlotData):
         return len(value.plot)
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
+    if isinstance(value, np.ndarray):
+        return value.nbytes
     if isinstance(value, (tuple, list)):
         return sum(_size(v) for v in value)
     if isinstance(value, (dict, str)):

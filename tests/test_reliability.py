@@ -61,9 +61,11 @@ def http() -> httpx.Client:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server of its own (its PID is needed for RSS, its log for the memory in use): uploads and exports live 8 s,
-    so the soak can see disk return to its floor."""
+    so the soak can see disk return to its floor; the shared answers (bounded, not a leak) get 16 MB, which the
+    soak's warm-up fills, so that its later rounds measure the steady state."""
     tmp = tmp_path_factory.mktemp("reliability")
-    process, url = start_app(tmp, 180, forced={**SERVER_ENV, "EXPLORER_FILES_TTL": "8", "EXPLORER_MEMORY_LOG": "0.25"})
+    process, url = start_app(tmp, 180, forced={**SERVER_ENV, "EXPLORER_FILES_TTL": "8", "EXPLORER_MEMORY_LOG": "0.25",
+                                               "EXPLORER_ANSWERS_MB": "16"})
     yield process, url, tmp
     stop_app(process)
 
