@@ -34,13 +34,20 @@ RSS_BOUND_MB = 300
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """A server of its own, settled (backend imported, models preloaded, each endpoint these tests use called once,
-    the dial's presets scored in the background): (process, url, tmp, settled RSS in MB)."""
+    the dial's presets scored in the background, its kept streams filled): (process, url, tmp, settled RSS in MB).
+
+    Its bounded stores are full before the RSS is read, so that what the tests see grow is not them filling: the
+    shared answers get 16 MB (their bound is app.answers' own test), and two dial settings fill the streams the
+    dial keeps (petl_core.dial.DialProbe: the last 2 settings, 32 MB each for this model: 256 images × 144
+    patches × 72 channels in float32 entering each of GPSA blocks 1-3)."""
     tmp = tmp_path_factory.mktemp("space")
-    process, url = start_app(tmp, 180, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})
+    process, url = start_app(tmp, 180, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
+                                               "EXPLORER_ANSWERS_MB": "16"})
     with httpx.Client(timeout=120) as client:
         image = upload(client, url, SCENE)
         call(client, url, "analyze", [image, MODEL, None, "cls"])
-        call(client, url, "dial", [image, MODEL, json.dumps([[0.5] * 9, None, None, None]), "cls"])
+        for sigma in (0.5, 0.25):
+            call(client, url, "dial", [image, MODEL, json.dumps([[sigma] * 9, None, None, None]), "cls"])
         call(client, url, "equation", [image, MODEL, "3,4", 0, 0])
     time.sleep(15)  # (the presets' scoring, started by the first dial)
     yield process, url, tmp, rss_mb(process.pid)
