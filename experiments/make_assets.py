@@ -183,7 +183,9 @@ class Suite:
             return (f"{b.sample_steps} steps of batch {b.sample_batch}{patches} for every fraction "
                     "(ConViT Table 2 keeps the images seen constant the same way)")
         source, target = b.data_titles
-        return (f"A DeiT trained here on {source}, frozen and adapted to {target}: "
+        # The backbone's length is part of the recipe: rows adapted from a DeiT trained for another length are stale.
+        length = f"{b.shipped_steps:,} steps" if b.shipped_steps else f"{b.shipped_epochs:g} epochs"
+        return (f"A DeiT trained here on {source} for {length}, frozen and adapted to {target}: "
                 f"{b.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
                 "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images.")
 

@@ -125,6 +125,9 @@ def test_rows_of_another_recipe_are_not_reused(suite, tmp_path):
     clone = replace(suite, budget=replace(TINY, petl_epochs=2), runs=tmp_path / "runs", assets=tmp_path / "assets")
     shutil.copytree(suite.assets, clone.assets)
     assert clone.recorded("petl") == {} and len(suite.recorded("petl")) == 8 + 1
+    # a backbone trained for another length: its petl rows (and the shipped Convpass) are trained again
+    longer = replace(clone, budget=replace(TINY, shipped_steps=(TINY.shipped_steps or 0) + 100))
+    assert longer.recorded("petl") == {} and "for 100 steps" in longer.recipe("petl")
 
 
 def test_a_missing_backbone_is_named(tmp_path):
