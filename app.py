@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--answers-mb", type=float, default=float(env("EXPLORER_ANSWERS_MB", str(MAX_BYTES / 2**20))),
                         help=f"memory for the answers shared by every caller (app.answers) [EXPLORER_ANSWERS_MB] "
                              f"(default {MAX_BYTES / 2**20:.0f})")
+    parser.add_argument("--server-drawn", action="store_true", default=env("EXPLORER_SERVER_DRAWN", "") == "1",
+                        help="the server draws every view for each change, as for a browser without the in-page "
+                             "path (default: the page draws the attention tab itself) [EXPLORER_SERVER_DRAWN=1]")
     parser.add_argument("--memory-log", type=float, default=float(env("EXPLORER_MEMORY_LOG", "0")),
                         help="every this many seconds, print the server's resident and in-use memory "
                              "[EXPLORER_MEMORY_LOG] (default 0: never)")
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Inductive Bias Explorer opens with {model}", flush=True)
     flight = Flight(opened=False)  # the page is served first; computations wait until the backend is imported
     ANSWERS.max_bytes = int(args.answers_mb * 2**20)
-    demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl), flight)
+    demo = guard(build_demo(service, default_model=model, files_ttl_s=args.files_ttl, in_page=not args.server_drawn),
+                 flight)
     queue_policy.install(demo.queue(max_size=args.max_queue), args.concurrency)
     scratch.start_sweeper(args.files_ttl, demo)
     _stop_on_sigterm(demo, flight)

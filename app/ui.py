@@ -375,9 +375,9 @@ def _use_sketch(sketch: dict | None) -> str:
 
 
 def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
-               files_ttl_s: int = FILES_TTL_S) -> gr.Blocks:
+               files_ttl_s: int = FILES_TTL_S, in_page: bool = True) -> gr.Blocks:
     """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`
-    seconds."""
+    seconds. `in_page`: the page draws what it can itself (Shared.in_page)."""
     page = Page(service, default_model)
     max_blocks, max_heads = service.largest_dimensions()
     with gr.Blocks(title="Inductive Bias Explorer",
@@ -443,7 +443,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
         shared = Shared(demo=demo, image=image, model=model, weights=weights, query=query, log_scale=log_scale,
                         invert=invert, picker=picker, tab=gr.Textbox("attention", visible="hidden"),
                         analyses=gr.State(0), sets=gr.State(0),
-                        max_blocks=max_blocks, max_heads=max_heads)
+                        max_blocks=max_blocks, max_heads=max_heads, in_page=in_page)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)
@@ -483,7 +483,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
         opened = demo.load(page.examples, model, [gallery, seen], **PRIVATE)
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
-        use_cls.click(lambda: CLS.text, None, query, api_visibility="private")
+        use_cls.click(None, None, query, js=f"() => {CLS.text!r}", api_visibility="private")  # (no server call)
         query.change(quiet(page.frame, 1), analysis_inputs, picker, **EACH_CHANGE, **PRIVATE)
         gr.on([query.submit, query.blur], page.check_query, analysis_inputs, None, api_visibility="private")
         shared.after_set(use_sketch.click(_use_sketch, sketch, image, api_visibility="private"))

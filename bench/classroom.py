@@ -5,7 +5,9 @@ loopback; N students (threads, each its own HTTP client) start evenly spread ove
 the guided path (app/guide.py), reading 0.5-1.5 s (uniform, seeded per student) before each action:
 
   upload assets/examples/scene_dress.png (each student their own upload), /analyze it with convit_scenes_gpsa50;
-  /attention, /gpsa and /equation at their own patch, block and head (random; GPSA blocks for the last two; the
+  the attention tab: the page's way, /attention_data (the numbers the page draws every query, block, head and
+  scale from, once per image: no call per click), REST, /attention's figures at their own patch, block and head;
+  /gpsa and /equation at their own patch, block and head (random; GPSA blocks for the last two; the
   grid, blocks, heads and GPSA blocks read from their /analyze JSON); /dial with the presets "all content (σ = 0)"
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
   trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps); /nonlocality_history;
@@ -67,8 +69,8 @@ from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E4
 
 CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
 SCENE, DIGIT_SCENE = ROOT / "assets/examples/scene_dress.png", ROOT / "assets/examples/digit_scene_0.png"
-ENDPOINTS = ("upload", "analyze", "attention", "gpsa", "equation", "dial", "replay", "nonlocality_history", "atlas",
-             "compare", "bypass")
+ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa", "equation", "dial", "replay",
+             "nonlocality_history", "atlas", "compare", "bypass")
 
 
 def cpu_s(pid: int) -> float:
@@ -154,7 +156,10 @@ class Student:
             (rows, cols), heads, gpsa = shape["grid"], shape["heads"], shape["gpsa"]
             patch = f"{rng.randrange(rows)},{rng.randrange(cols)}"
             block, gpsa_block, head = rng.randrange(shape["blocks"]), rng.choice(gpsa), rng.randrange(heads)
-            self.act("attention", [scene, CONVIT, None, patch, block, head, True])
+            if self.way == "page":  # the page draws the tab itself from the numbers it fetches once per image
+                self.act("attention_data", [scene, CONVIT, None])
+            else:
+                self.act("attention", [scene, CONVIT, None, patch, block, head, True])
             self.act("gpsa", [scene, CONVIT, None, patch, gpsa_block, True])
             self.act("equation", [scene, CONVIT, patch, gpsa_block, head])
             for sigma in (0.0, 1.0):  # the guide's order: all content (a ViT), then all positional

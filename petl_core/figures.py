@@ -34,6 +34,7 @@ __all__ = [
     "attention_lut",
     "attention_norm",
     "bypass_figure",
+    "class_token_codes",
     "compare_figure",
     "conv_channels_figure",
     "gates_figure",
@@ -54,22 +55,39 @@ def attention_norm(log_scale: bool) -> Normalize:
     return LogNorm(*ATTENTION_LOG_RANGE, clip=True) if log_scale else Normalize(*ATTENTION_LINEAR_RANGE, clip=True)
 
 
+def _quantised(weights: torch.Tensor) -> np.ndarray:
+    """Attention weights (any shape) as uint8 codes on the fixed log range: 0 at or below ATTENTION_LOG_RANGE[0],
+    255 for 1, evenly spaced in log10 between (1/85 of a decade per code)."""
+    low, high = np.log10(ATTENTION_LOG_RANGE)
+    scaled = (weights.float().clamp_min(1e-12).log10() - low) / (high - low) * 255
+    return scaled.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
 def attention_codes(trace: Trace, index: int = 0) -> np.ndarray:
     """Every patch query's attention to every patch key, in every block and head, quantised on the fixed log range:
-    (blocks, heads, P, P) uint8 with P = rows·cols, code 0 for a weight at or below ATTENTION_LOG_RANGE[0] and 255
-    for 1, evenly spaced in log10 between (a page draws any query's maps from it without asking the server again;
-    `attention_lut` colours it). Blocks with fewer heads than the widest are padded with code 0. The weights are the
-    query maps of `query_maps` (raw, prefix tokens not shown) at 1/85 of a decade per code."""
-    low, high = np.log10(ATTENTION_LOG_RANGE)
+    (blocks, heads, P, P) uint8 with P = rows·cols (`_quantised`; a page draws any query's maps from it without
+    asking the server again; `attention_lut` colours it). Blocks with fewer heads than the widest are padded with
+    code 0. The weights are the query maps of `query_maps` (raw, prefix tokens not shown)."""
     rows, cols = trace.grid
     codes = np.zeros((len(trace.attention), max(a.shape[1] for a in trace.attention), rows * cols, rows * cols),
                      np.uint8)
     for block, attention in enumerate(trace.attention):
         prefix = trace.num_prefix[block]
-        weights = attention[min(index, attention.shape[0] - 1), :, prefix:, prefix:].float().clamp_min(1e-12)
-        scaled = (weights.log10() - low) / (high - low) * 255
-        codes[block, :attention.shape[1]] = scaled.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        codes[block, :attention.shape[1]] = _quantised(attention[min(index, attention.shape[0] - 1), :, prefix:,
+                                                                 prefix:])
     return codes
+
+
+def class_token_codes(trace: Trace, index: int = 0) -> tuple[np.ndarray, list[bool]]:
+    """The class token's attention to every patch key, as `attention_codes` codes it: (blocks, heads, P) uint8, and
+    for each block whether it has a class token to ask (ConViT's GPSA blocks have none: their rows are code 0)."""
+    rows, cols = trace.grid
+    codes = np.zeros((len(trace.attention), max(a.shape[1] for a in trace.attention), rows * cols), np.uint8)
+    for block, attention in enumerate(trace.attention):
+        if prefix := trace.num_prefix[block]:
+            codes[block, :attention.shape[1]] = _quantised(attention[min(index, attention.shape[0] - 1), :, 0,
+                                                                     prefix:])
+    return codes, [bool(p) for p in trace.num_prefix]
 
 
 def attention_lut(log_scale: bool) -> np.ndarray:

@@ -163,15 +163,15 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     expect(page.locator("#top5 [data-testid='label-output-value']")).to_have_text(top1(zoo.DEFAULT_MODEL, SCENE),
                                                                                   timeout=ms)
     image_in(page, "picker", timeout)
-    image_in(page, "attention-grid", timeout)
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=ms)  # (the page draws the attention tab)
     settle(page, timeout)
     picture = page.locator("#picker img").first
     fx, fy = ON_THE_ITEM
     row, col = int(fy * grid(zoo.DEFAULT_MODEL)), int(fx * grid(zoo.DEFAULT_MODEL))
     picture.click(position=point_on(picture, fx, fy))
     expect(page.locator("#query textarea, #query input").first).to_have_value(f"{row},{col}", timeout=ms)
-    expect(page.locator("#attention-enlarged .js-plotly-plot")).to_contain_text(
-        f"attention of the {Query.at(row, col).label}", timeout=ms)
+    expect(page.locator("#enlarged-caption")).to_contain_text(f"attention of the {Query.at(row, col).label}",
+                                                              timeout=ms)
     settle(page, timeout)
     saved.append(save(page, out / "attention.png", max_kb))
 

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -25,10 +26,11 @@ from petl_core import findings, zoo  # noqa: E402
 from petl_core.analysis import analyze  # noqa: E402
 from petl_core.diagnostics import TrainingCurves  # noqa: E402
 from petl_core.examples import task_examples  # noqa: E402
-from petl_core.figures import attention_codes, attention_lut  # noqa: E402
+from petl_core.figures import attention_codes, attention_lut, class_token_codes  # noqa: E402
 from petl_core.images import load_image  # noqa: E402
 from petl_core.inputs import model_input  # noqa: E402
 from petl_core.query import Query  # noqa: E402
+from scripts.app_server import endpoint_ids  # noqa: E402
 from scripts.browser_page import (  # noqa: E402
     FILE_INPUT,
     chromium_context,
@@ -145,25 +147,124 @@ def test_upload_analyses_and_shows_the_model_input(page):
     assert _top5(page) == _top1(SCENE)
     expect(page.locator("#top5")).to_contain_text("%")
     assert _image_src(page, "picker")
-    assert _image_src(page, "attention-grid")
+    centre = Query.at(GRID // 2, GRID // 2)
+    expect(page.locator("#enlarged-caption")).to_have_text(f"block 0, head 0: attention of the {centre.label}",
+                                                           timeout=SLOW)
     expect(page.locator("#query textarea, #query input").first).to_have_value("center")
 
 
-def test_clicking_a_patch_makes_it_the_query(page):
+def _hover_data(page) -> dict:
+    return json.loads(page.locator("#hover-data textarea, #hover-data input").first.input_value())
+
+
+def _enlarged_drawn(page, **shown) -> dict:
+    """Wait until the page's enlarged map shows `shown` (block, head, row, col, log); what it says it drew."""
+    page.wait_for_function("shown => window.__enlargedDrawn && Object.entries(shown).every(([k, v]) => "
+                           "window.__enlargedDrawn[k] === v)", arg=shown, timeout=SLOW)
+    return page.evaluate("() => window.__enlargedDrawn")
+
+
+def _enlarged_cell(page, data: dict, row: int, col: int) -> np.ndarray:
+    """The RGB the page's enlarged map shows at the centre of cell (row, col)."""
+    cell = max(4, 432 // max(data["grid"]))  # (attention.js: enlarged maps about 432 px a side, 34 and 6 px margins)
+    x, y = 34 + col * cell + cell // 2, 6 + row * cell + cell // 2
+    return np.array(page.evaluate("([x, y]) => Array.from(document.getElementById('enlarged-canvas')"
+                                  ".getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3))", [x, y]))
+
+
+def test_clicking_a_patch_makes_it_the_query_and_the_page_draws_its_maps(page):
+    """A click draws the clicked patch's enlarged map in the page at once, in the code's colour over the model
+    input; a block, head or scale change redraws it with no server call; the class token's maps come from the
+    same data; the export is the server's."""
     query = page.locator("#query textarea, #query input").first
     expect(query).to_have_value("center")
-    grid_before = _image_src(page, "attention-grid")
     picker_before = _image_src(page, "picker")
     fx, fy = 0.3, 0.7
     row, col = int(fy * GRID), int(fx * GRID)
     picture = page.locator("#picker img").first
     picture.click(position=point_on(picture, fx, fy))
+    drawn = _enlarged_drawn(page, row=row, col=col, block=0, head=0)
+    assert drawn["ms"] < 1000  # (drawn on the click, before the server sets the query box)
     expect(query).to_have_value(f"{row},{col}", timeout=SLOW)
-    assert _new_image_src(page, "attention-grid", grid_before)
-    assert _new_image_src(page, "picker", picker_before)
-    enlarged = _plotly(page, "attention-enlarged")
-    expect(enlarged).to_contain_text(f"attention of the {Query.at(row, col).label}", timeout=SLOW)
-    expect(enlarged.locator(".heatmaplayer, .hm, image").first).to_be_attached()
+    assert _new_image_src(page, "picker", picker_before)  # the server frames the query on the picture
+    caption = page.locator("#enlarged-caption")
+    expect(caption).to_have_text(f"block 0, head 0: attention of the {Query.at(row, col).label}")
+    wait_for_rest(page, QUIET, REST)
+
+    data = _hover_data(page)
+    patches = GRID * GRID
+    codes = np.frombuffer(base64.b64decode(data["codes"]), np.uint8).reshape(data["blocks"], data["heads"], patches,
+                                                                            patches)
+    cls_codes = np.frombuffer(base64.b64decode(data["cls_codes"]), np.uint8).reshape(data["blocks"], data["heads"],
+                                                                                    patches)
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
+    expected, has_class_token = class_token_codes(trace)
+    assert np.abs(cls_codes.astype(int) - expected).max() <= 1 and data["cls_blocks"] == has_class_token
+    background = np.frombuffer(base64.b64decode(data["background"]), np.uint8).reshape(GRID * data["cell"],
+                                                                                      GRID * data["cell"], 3)
+
+    def shown_in_its_colour(block: int, head: int, weights: np.ndarray, log_scale: bool) -> None:
+        # the cells the query attends to most and least: the code's colour at alpha 0.6 over the model input
+        # (scaled and smoothed by the canvas: within the blends over its patch's darkest and lightest pixels)
+        for key in (int(weights.argmax()), int(weights.argmin())):
+            r, c = divmod(key, GRID)
+            lut = attention_lut(log_scale)[weights[key]].astype(float)
+            under = background[r * data["cell"]:(r + 1) * data["cell"], c * data["cell"]:(c + 1) * data["cell"]]
+            low, high = 0.6 * lut + 0.4 * under.min((0, 1)) - 3, 0.6 * lut + 0.4 * under.max((0, 1)) + 3
+            pixel = _enlarged_cell(page, data, r, c)
+            assert np.all((pixel >= low) & (pixel <= high)), (block, head, key, pixel, low, high)
+
+    shown_in_its_colour(0, 0, codes[0, 0, row * GRID + col], True)
+    names = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
+    joins = []
+    page.on("request", lambda request: joins.append(names.get(request.post_data_json["fn_index"]))
+            if "/queue/join" in request.url else None)
+    for slider, value in (("head", 2), ("layer", 3)):
+        box = page.locator(f"#{slider} input[data-testid='number-input']")
+        box.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(str(value))
+        page.keyboard.press("Enter")
+    _enlarged_drawn(page, block=3, head=2, row=row, col=col, log=True)
+    expect(caption).to_have_text(f"block 3, head 2: attention of the {Query.at(row, col).label}")
+    shown_in_its_colour(3, 2, codes[3, 2, row * GRID + col], True)
+    page.locator("#log-scale input").uncheck()
+    _enlarged_drawn(page, block=3, head=2, log=False)
+    shown_in_its_colour(3, 2, codes[3, 2, row * GRID + col], False)
+    page.locator("#log-scale input").check()
+    _enlarged_drawn(page, block=3, head=2, log=True)
+    assert joins == []  # block, head and scale: drawn in the page alone
+    # the weight under the pointer, read back from its code
+    key = int(codes[3, 2, row * GRID + col].argmax())
+    cell = max(4, 432 // GRID)
+    page.locator("#enlarged-canvas").hover(position={"x": 34 + (key % GRID + 0.5) * cell,
+                                                     "y": 6 + (key // GRID + 0.5) * cell})
+    weight = float(trace.attention[3][0, 2, trace.num_prefix[3] + row * GRID + col, trace.num_prefix[3] + key])
+    text = page.locator("#enlarged-value").inner_text()
+    shown = float(re.search(r"attention ≈ ([0-9.e-]+)", text).group(1))
+    # (within a code's half step and 3 digits' rounding)
+    assert f"row {key // GRID}, col {key % GRID}" in text and abs(shown / weight - 1) < 0.02, (text, weight)
+
+    # the class token: blocks without one say so; a block with one draws its map
+    page.get_by_role("button", name="Class token").click()
+    expect(query).to_have_value("cls", timeout=SLOW)
+    first_with = has_class_token.index(True)
+    if first_with > 3:
+        expect(caption).to_have_text("block 3 has no class token: click a patch to set the query")
+    expect(page.locator("#hover-caption")).to_contain_text("attention of the class token")
+    box = page.locator("#layer input[data-testid='number-input']")
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(first_with))
+    page.keyboard.press("Enter")
+    _enlarged_drawn(page, block=first_with, head=2, row=None, col=None)
+    expect(caption).to_have_text(f"block {first_with}, head 2: attention of the class token")
+    shown_in_its_colour(first_with, 2, cls_codes[first_with, 2], True)
+    query.fill(f"{row},{col}")  # (the next tests go on from the clicked patch)
+    query.press("Enter")
+    _enlarged_drawn(page, row=row, col=col)
+
     page.get_by_role("button", name="Export view (PNG, HTML, JSON, NPZ)").first.click()
     files = page.locator("#attention-files")
     for name in ("attention_grid.png", "attention_enlarged.html", "attention.json", "attention.npz"):
@@ -203,31 +304,6 @@ def test_every_tab_renders(page):
     expect(page.locator("#bypass-maps img").first).to_be_visible(timeout=SLOW)
     expect(page.locator("#bypass-maps .js-plotly-plot")).to_have_count(0)
     assert _image_src(page, "bypass-maps")
-
-
-def test_only_the_tab_shown_draws_and_an_opened_tab_draws_what_changed(fresh_page):
-    """The views of hidden tabs do not draw (the page spends its time on the view in sight); the picture of what
-    the model saw follows the query whichever tab is shown; opening a tab draws what changed while it was hidden."""
-    page = fresh_page
-    page.set_input_files(FILE_INPUT, str(SCENE))
-    centre = Query.at(GRID // 2, GRID // 2)
-    expect(_plotly(page, "attention-enlarged")).to_contain_text(f"attention of the {centre.label}", timeout=SLOW)
-    wait_for_rest(page, QUIET, REST)
-    expect(page.locator("#gpsa-centres .js-plotly-plot")).to_have_count(0)  # its tab was never shown
-
-    open_tab(page, "Content vs position")
-    _plotly(page, "gpsa-centres")
-    picker_before = _image_src(page, "picker")
-    query = page.locator("#query textarea, #query input").first
-    query.fill("1,2")
-    query.press("Enter")
-    assert _new_image_src(page, "picker", picker_before)
-    wait_for_rest(page, QUIET, REST)
-    enlarged = page.locator("#attention-enlarged .js-plotly-plot")
-    expect(enlarged).to_contain_text(f"attention of the {centre.label}")  # hidden: not drawn again
-
-    open_tab(page, "Attention")
-    expect(enlarged).to_contain_text(f"attention of the {Query.at(1, 2).label}", timeout=SLOW)
 
 
 def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page):
@@ -273,7 +349,7 @@ def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page)
     key = int(codes[1, 2, query].argmax())
     cell, heads = data["cell"], data["heads"]
     panel = GRID * cell
-    x = 58 + 2 * (panel + 3) + (key % GRID) * cell + cell // 2  # (hover.js: LEFT 58, TOP 18, gaps of 3)
+    x = 58 + 2 * (panel + 3) + (key % GRID) * cell + cell // 2  # (attention.js: LEFT 58, TOP 18, gaps of 3)
     y = 18 + 1 * (panel + 3) + (key // GRID) * cell + cell // 2
     drawn = page.evaluate("([x, y]) => Array.from(document.getElementById('hover-canvas').getContext('2d')"
                           ".getImageData(x, y, 1, 1).data.slice(0, 3))", [x, y])
@@ -316,7 +392,7 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page
     page.set_input_files(FILE_INPUT, str(CHELSEA))
     assert _top5(page) == _top1(CHELSEA)
     assert _image_src(page, "picker")
-    assert _image_src(page, "attention-grid")
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
 
 
 def _expected_numbers(step: int) -> list[str]:

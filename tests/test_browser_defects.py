@@ -258,9 +258,9 @@ def test_a_model_picked_with_the_pointer_is_analysed_once(page, app_server: str)
     page.on("request", lambda r: joins.append(r.post_data_json["fn_index"]) if "/queue/join" in r.url else None)
     wait_for_rest(page, QUIET, REST)
 
-    def redraws_of_the_attention_view() -> int:
+    def redraws_of_the_attention_view() -> int:  # (the page draws the tab from the data it fetches once)
         wait_for_rest(page, QUIET, REST)
-        count = joins.count(ids["attention_page"])
+        count = joins.count(ids["hover_page"])
         joins.clear()
         return count
 

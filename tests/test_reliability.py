@@ -113,8 +113,7 @@ def test_no_server_file_is_read_through_a_file_parameter(server, http, tmp_path)
     passwd = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
     for fn, data in (("check_query", [passwd, "convit_fmnist", None, "1,1", True]),
                      ("frame", [passwd, "convit_fmnist", None, "1,1", True]),
-                     ("attention_page", ["attention", 1, None, passwd, "convit_fmnist", None, "1,1", 0, 0, True,
-                                         True])):
+                     ("hover_page", ["attention", 1, None, passwd, "convit_fmnist", None, True])):
         assert NOT_UPLOADED in timed_call(http, url, ids[fn], data)["error"], fn
     assert rss_mb(process.pid) - rss < 100  # nothing was read into memory
     assert call(http, url, "analyze", [image, "convit_fmnist", None, "cls"])[2]["top5"]
@@ -150,14 +149,13 @@ def test_the_page_listeners_take_any_json(app_server, http):
     outputs as they are."""
     ids = endpoint_ids(http, app_server)
     image = upload(http, app_server, CHELSEA)
-    view = ["convit_fmnist", None, "1,1", 0, 0, True, True]  # model, weights, query, block, head, log scale, invert
+    view = ["convit_fmnist", None, True]  # the attention tab's data: model, weights, invert
     for fn, data in (("check_query", [image, "../../etc/passwd", None, "1,1", True]),
                      ("check_query", [image, "convit_fmnist", None, "1;rm -rf /", True]),
                      ("frame", [image, "convit_fmnist", None, "<script>alert(1)</script>", True]),
                      ("frame", [image, "convit_fmnist", None, "1,1", "/etc/passwd"]),
-                     ("attention_page", ["<script>", 10**30, None, image, *view]),
-                     ("attention_page", ["attention", 10**30, ["x"] * 3, image, "convit_fmnist", None, "1,1",
-                                         99999999999999, -1, True, True]),
+                     ("hover_page", ["<script>", 10**30, None, image, *view]),
+                     ("hover_page", ["attention", 10**30, ["x"] * 3, image, "convit_fmnist", ["x"], "yes"]),
                      # the automatic analysis and the fit after it (both keep the session's last inputs: Repeats)
                      ("_analyze_if_image", [{"path": "/etc/passwd"}, "convit_fmnist", None, "1,1", True]),
                      ("_analyze_if_image", [image, "../../etc/passwd", None, "center", True]),
@@ -170,8 +168,8 @@ def test_the_page_listeners_take_any_json(app_server, http):
         else:
             assert all(value in (None, {"__type__": "update"}) for value in answer["output"]), (fn, answer["output"])
     # the page's counts are the session's own (gr.State): a caller that claims an analysis draws nothing
-    kept = timed_call(http, app_server, ids["attention_page"], ["attention", 1, None, image, *view])["output"]
-    assert kept == [{"__type__": "update"}] * 2 + [None], kept
+    kept = timed_call(http, app_server, ids["hover_page"], ["attention", 1, None, image, *view])["output"]
+    assert kept == [{"__type__": "update"}] + [None], kept
 
 
 def test_oversized_bodies_and_images_are_refused_unread(server, http, tmp_path):

@@ -15,8 +15,9 @@ from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
 
-HOVER_JS = (Path(__file__).with_name("hover.js")).read_text()
-"""Draws the hover grid in the page (installed at page load): see `AttentionView.hover_data`."""
+ATTENTION_JS = (Path(__file__).with_name("attention.js")).read_text()
+"""Draws the tab in the page (installed at page load): the hover grid and the enlarged map, from
+`AttentionView.hover_data`."""
 
 LEARN = f"""
 **What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
@@ -77,13 +78,21 @@ class AttentionView:
         """What the page's tab draws of `render` (the page frames the query itself, whichever tab is shown)."""
         return _maps(self.service.result_for(image, model, weights, progress, invert), query, layer, head, log_scale)
 
+    @shares(by_image_and_inputs)
     def hover_data(self, image: str | None, model: str, weights: str | None, invert: bool = True,
                    progress: gr.Progress = gr.Progress()) -> str:
-        """What the page needs to draw every block × head for any patch under the pointer without the server (JSON):
-        every patch query's attention in every block and head quantised to one byte on the fixed log range
-        (petl_core.figures.attention_codes, base64), the colours of the 256 codes on the log and the linear scale,
-        and the model input at panel size as the maps' background (RGB bytes, base64)."""
-        from petl_core.figures import attention_codes, attention_lut, attention_norm, panel_background
+        """What the page needs to draw the tab for any query, block, head and scale without the server (JSON): every
+        patch query's attention in every block and head quantised to one byte on the fixed log range
+        (petl_core.figures.attention_codes, base64), the class token's (class_token_codes, and the blocks that have
+        one), the colours of the 256 codes on the log and the linear scale, and the model input at panel size as
+        the maps' background (RGB bytes, base64)."""
+        from petl_core.figures import (
+            attention_codes,
+            attention_lut,
+            attention_norm,
+            class_token_codes,
+            panel_background,
+        )
 
         result = self.service.result_for(image, model, weights, progress, invert)
         trace = result.trace
@@ -94,9 +103,11 @@ class AttentionView:
             return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
 
         codes = attention_codes(trace)
+        cls_codes, cls_blocks = class_token_codes(trace)
         return json.dumps({
             "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
             "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
+            "cls_codes": encoded(cls_codes), "cls_blocks": cls_blocks, "log_range": list(ATTENTION_LOG_RANGE),
             "background": encoded((background * 255).round()),
             "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
             "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
@@ -123,37 +134,62 @@ class AttentionView:
 
 
 def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr.Slider]:
-    """The tab's layout and endpoints (/attention, /export_attention); returns the block and head sliders of the
-    enlarged map, for the page to fit to each analysed model."""
+    """The tab's layout and endpoints (/attention, /attention_data, /export_attention); returns the block and head
+    sliders of the enlarged map, for the page to fit to each analysed model.
+
+    With `shared.in_page` the page draws the tab itself from /attention_data's numbers, sent once per analysis: a
+    new query, block, head or scale redraws with no server call. Without it, the server draws the grid and the
+    enlarged map for each (the figures /attention answers with)."""
     view = AttentionView(service)
     with gr.Row():
         layer = gr.Slider(0, shared.max_blocks - 1, value=0, step=1, label="Block of the enlarged map",
                           elem_id="layer")
         head = gr.Slider(0, shared.max_heads - 1, value=0, step=1, label="Head of the enlarged map", elem_id="head")
-    with gr.Accordion("Hover the picture: every block × head for the patch under the pointer, drawn in your "
-                      "browser", open=True):
+    grid_title = ("Every block × head for the query, or the patch under the pointer: drawn in your browser"
+                  if shared.in_page else "Hover the picture: every block × head for the patch under the pointer, "
+                  "drawn in your browser")
+    with gr.Accordion(grid_title, open=True):
         gr.HTML('<div id="hover-caption">Analyse an image, then move the pointer over what the model saw.</div>'
-                '<canvas id="hover-canvas" width="0" height="0"></canvas>', js_on_load=None, elem_id="hover")
+                '<canvas id="hover-canvas" width="0" height="0"></canvas>', elem_id="hover")
         hover_data = gr.Textbox(visible="hidden", elem_id="hover-data")
-    with gr.Row():
-        grid_plot = plot("All blocks × heads", "attention-grid")
-        enlarged = plot("Enlarged map", "attention-enlarged")
+    if shared.in_page:
+        gr.HTML('<div id="enlarged-caption">Analyse an image to see one block and head enlarged.</div>'
+                '<canvas id="enlarged-canvas" width="0" height="0"></canvas>'
+                '<div id="enlarged-value">Point at a cell for its attention weight.</div>',
+                label="Enlarged map", elem_id="attention-enlarged")
+    else:
+        with gr.Row():
+            grid_plot = plot("All blocks × heads", "attention-grid")
+            enlarged = plot("Enlarged map", "attention-enlarged")
     export_button, files = export_row("attention", "PNG, HTML, JSON, NPZ")
     learn("reading attention maps", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale, shared.invert]
-    gr.Button(visible=False).click(view.render, inputs, [shared.picker, grid_plot, enlarged], api_name="attention")
-    wire_page(shared, "attention", [shared.analyses.change, shared.query.change, shared.log_scale.change,
-                                    layer.release, head.release], view.maps, inputs, [grid_plot, enlarged],
-              "attention_page")
-    wire_page(shared, "attention", [shared.analyses.change], view.hover_data,
-              [shared.image, shared.model, shared.weights, shared.invert], [hover_data], "hover_page")
-    shared.demo.load(None, js=HOVER_JS, api_visibility="private")
-    # in the page only (no server call): at rest the canvas shows the query's patch, on the page's colour scale
-    hover_data.change(None, [shared.query, hover_data], None, js="(query, data) => { window.__hoverShowQuery && "
-                      "window.__hoverShowQuery(query, data); }", **EACH_CHANGE, **PRIVATE)
-    shared.query.change(None, shared.query, None, js="(query) => { window.__hoverShowQuery && "
-                        "window.__hoverShowQuery(query); }", **EACH_CHANGE, **PRIVATE)
-    shared.log_scale.change(None, shared.log_scale, None, js="(log) => { window.__hoverRescale && "
-                            "window.__hoverRescale(log); }", **EACH_CHANGE, **PRIVATE)
+    data_inputs = [shared.image, shared.model, shared.weights, shared.invert]
+    gr.Button(visible=False).click(view.render, inputs, [shared.picker, gr.Plot(visible=False),
+                                                         gr.Plot(visible=False)], api_name="attention")
+    gr.Button(visible=False).click(view.hover_data, data_inputs, gr.Textbox(visible=False),
+                                   api_name="attention_data")
+    if not shared.in_page:
+        wire_page(shared, "attention", [shared.analyses.change, shared.query.change, shared.log_scale.change,
+                                        layer.release, head.release], view.maps, inputs, [grid_plot, enlarged],
+                  "attention_page")
+    wire_page(shared, "attention", [shared.analyses.change], view.hover_data, data_inputs, [hover_data], "hover_page")
+    shared.demo.load(None, js=ATTENTION_JS, api_visibility="private")
+    # in the page only (no server call): at rest the grid shows the query, on the page's colour scale; the enlarged
+    # map follows the query, block, head and scale
+    redraw = "window.__attentionView && window.__attentionView({query, layer, head, log});"
+    hover_data.change(None, [shared.query, layer, head, shared.log_scale, hover_data], None,
+                      js="(query, layer, head, log, data) => { window.__hoverShowQuery && "
+                         f"window.__hoverShowQuery(query, data); {redraw} }}", **EACH_CHANGE, **PRIVATE)
+    shared.query.change(None, [shared.query, layer, head, shared.log_scale], None,
+                        js="(query, layer, head, log) => { window.__hoverShowQuery && window.__hoverShowQuery(query);"
+                           f" {redraw} }}", **EACH_CHANGE, **PRIVATE)
+    shared.log_scale.change(None, [shared.query, layer, head, shared.log_scale], None,
+                            js="(query, layer, head, log) => { window.__hoverRescale && window.__hoverRescale(log); "
+                               f"{redraw} }}", **EACH_CHANGE, **PRIVATE)
+    if shared.in_page:
+        for slider in (layer, head):
+            slider.change(None, [shared.query, layer, head, shared.log_scale], None,
+                          js=f"(query, layer, head, log) => {{ {redraw} }}", **EACH_CHANGE, **PRIVATE)
     wire_export(shared, export_button, view.export, inputs, files, "export_attention")
     return layer, head

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,6 +61,10 @@ class Shared:
     """Blocks of the deepest zoo model: the range of block sliders before an analysis fits them."""
     max_heads: int
     """Heads of the widest zoo model."""
+    in_page: bool = True
+    """The page draws the views it can from numbers the server sends once per analysis (the attention tab); False:
+    the server draws them for each change (app.py --server-drawn, for a browser or a test without the in-page
+    path)."""
 
     def changes(self, components: list[gr.components.Component]) -> list:
         """The events that say one of `components` changed. Not the change event of the image or the weights file:
@@ -185,7 +190,13 @@ def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs
     draw.__signature__ = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                                             for p in ("shown", "analyses", "last")] + parameters)
     page_inputs, page_outputs = [shared.tab, shared.analyses, drawn, *inputs], [*outputs, drawn]
-    gr.on([*triggers, shared.tab.change], draw, page_inputs, page_outputs, api_name=name, **EACH_CHANGE, **PRIVATE)
+    # The triggers pass through a gate in the page: while the tab is hidden it keeps its value (no change event, so
+    # no call to the server, which would only answer that there is nothing to draw); opening the tab draws.
+    gate = gr.Textbox("", visible="hidden")
+    gr.on(triggers, None, [shared.tab, gate], gate, js=f"(shown, gate) => shown === {json.dumps(tab)} ? "
+          "String(performance.now()) : gate", **EACH_CHANGE, **PRIVATE)
+    gr.on([gate.change, shared.tab.change], draw, page_inputs, page_outputs, api_name=name, **EACH_CHANGE,
+          **PRIVATE)
 
     def after(dependency) -> None:
         dependency.success(draw, page_inputs, page_outputs, **PRIVATE)

@@ -1,0 +1,425 @@
+() => {
+    // The attention tab drawn in the page from the attention the server sent once per analysis (#hover-data,
+    // app.tabs.attention.AttentionView.hover_data), with no server call per move, click or change: the grid of
+    // every block × head for the patch under the pointer (at rest, the query's), and the enlarged map.
+    const GAP = 3, LEFT = 58, TOP = 18, BAR = 46;
+    const state = {text: null, data: null, shown: null};
+    const bytes = (b64) => {
+        const raw = atob(b64), out = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+        return out;
+    };
+    const current = (text) => {
+        // `text`: the data as a change event passes it (the box may not show it yet); else the box's value
+        if (text === undefined) {
+            const box = document.querySelector('#hover-data textarea, #hover-data input');
+            text = box ? box.value : '';
+        }
+        if (!text) return null;
+        if (text !== state.text) {
+            const data = JSON.parse(text);
+            for (const key of ['codes', 'cls_codes', 'background', 'lut_log', 'lut_linear']) {
+                data[key] = bytes(data[key]);
+            }
+            state.text = text;
+            state.data = data;
+            state.shown = null;
+        }
+        return state.data;
+    };
+    const layout = (data) => {
+        const [rows, cols] = data.grid, cell = data.cell, pw = cols * cell, ph = rows * cell;
+        const mw = data.heads * (pw + GAP) - GAP, mh = data.blocks * (ph + GAP) - GAP;
+        return {rows, cols, cell, pw, ph, mw, mh, width: LEFT + mw + 8, height: TOP + mh + BAR};
+    };
+    // as petl_core.query.Query.label says it
+    const label = (row, col) => row === null ? 'class token' : `patch (row ${row}, col ${col})`;
+    const still = (data, logScale) => {
+        // what no move changes, drawn once per analysis and scale and blitted on each move: the model input under
+        // every panel (white gaps, and white where a block has fewer heads), the labels and the colour bar
+        const key = `${logScale}`;
+        if (state.stillOf === data && state.stillKey === key) return state.still;
+        const {pw, ph, mw, mh, width, height} = layout(data);
+        const canvas = document.createElement('canvas');
+        canvas.width = width;
+        canvas.height = height;
+        const ctx = canvas.getContext('2d');
+        const image = new ImageData(mw, mh), px = image.data, bg = data.background;
+        px.fill(255);
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                const oy = b * (ph + GAP), ox = h * (pw + GAP);
+                for (let y = 0; y < ph; y++) {
+                    let o = ((oy + y) * mw + ox) * 4, g = y * pw * 3;
+                    for (let x = 0; x < pw; x++, o += 4, g += 3) {
+                        px[o] = bg[g];
+                        px[o + 1] = bg[g + 1];
+                        px[o + 2] = bg[g + 2];
+                    }
+                }
+            }
+        }
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, width, height);
+        ctx.putImageData(image, LEFT, TOP);
+        ctx.fillStyle = '#000';
+        ctx.font = '11px sans-serif';
+        ctx.textBaseline = 'middle';
+        ctx.textAlign = 'right';
+        for (let b = 0; b < data.blocks; b++) ctx.fillText(`block ${b}`, LEFT - 6, TOP + b * (ph + GAP) + ph / 2);
+        ctx.textAlign = 'center';
+        for (let h = 0; h < data.heads; h++) ctx.fillText(`head ${h}`, LEFT + h * (pw + GAP) + pw / 2, TOP / 2);
+        // the colour bar: the scale's 256 colours, ticked and labelled with its fixed range
+        const barTop = TOP + mh + 10, barWidth = Math.min(256, mw);
+        for (let i = 0; i < barWidth; i++) {
+            const c = Math.round(i * 255 / (barWidth - 1)) * 3;
+            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
+            ctx.fillRect(LEFT + i, barTop, 1, 10);
+        }
+        ctx.fillStyle = '#000';
+        for (const [label, at] of logScale ? data.ticks_log : data.ticks_linear) {
+            ctx.fillText(label, LEFT + at * (barWidth - 1), barTop + 18);
+        }
+        ctx.textAlign = 'left';
+        ctx.fillText(logScale ? data.label_log : data.label_linear, LEFT + barWidth + 12, barTop + 5);
+        state.still = canvas;
+        state.stillOf = data;
+        state.stillKey = key;
+        return canvas;
+    };
+    const draw = (data, row, col, logScale, since) => {
+        // (row, col): a patch query; row null: the class token, whose blocks without one are left blank
+        const canvas = document.getElementById('hover-canvas');
+        if (!canvas) return;
+        const started = performance.now();
+        const {rows, cols, cell, pw, ph, width, height} = layout(data), patches = rows * cols;
+        if (canvas.width !== width || canvas.height !== height) {
+            canvas.width = width;
+            canvas.height = height;
+        }
+        const ctx = canvas.getContext('2d');
+        const lut = logScale ? data.lut_log : data.lut_linear, codes = data.codes;
+        // one pixel per key in a small canvas (every panel side by side), drawn scaled by whole cells over the
+        // backgrounds with alpha 0.6: 0.4·background + 0.6·colour, as the server's grid blends them
+        const small = state.small || (state.small = document.createElement('canvas'));
+        if (small.width !== data.heads * cols || small.height !== data.blocks * rows) {
+            small.width = data.heads * cols;
+            small.height = data.blocks * rows;
+        }
+        const sctx = small.getContext('2d'), cells = sctx.createImageData(small.width, small.height), px = cells.data;
+        const cls = row === null, source = cls ? data.cls_codes : codes;
+        const shown = (b) => !cls || data.cls_blocks[b];
+        for (let b = 0; b < data.blocks; b++) {
+            if (!shown(b)) continue;
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                const base = cls ? (b * data.heads + h) * patches
+                    : ((b * data.heads + h) * patches + row * cols + col) * patches;
+                for (let k = 0; k < patches; k++) {
+                    const c = source[base + k] * 3, o = (((b * rows + ((k / cols) | 0)) * small.width)
+                                                        + h * cols + (k % cols)) * 4;
+                    px[o] = lut[c];
+                    px[o + 1] = lut[c + 1];
+                    px[o + 2] = lut[c + 2];
+                    px[o + 3] = 255;
+                }
+            }
+        }
+        sctx.putImageData(cells, 0, 0);
+        ctx.globalAlpha = 1;
+        ctx.drawImage(still(data, logScale), 0, 0);
+        ctx.imageSmoothingEnabled = false;
+        ctx.globalAlpha = 0.6;
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b] && shown(b); h++) {
+                ctx.drawImage(small, h * cols, b * rows, cols, rows, LEFT + h * (pw + GAP), TOP + b * (ph + GAP),
+                              pw, ph);
+            }
+        }
+        ctx.globalAlpha = 1;
+        ctx.strokeStyle = '#00ffff';
+        ctx.fillStyle = '#fff';
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'middle';
+        ctx.font = '11px sans-serif';
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                const x = LEFT + h * (pw + GAP), y = TOP + b * (ph + GAP);
+                if (!shown(b)) {  // (a block the class token has not joined yet: no map, said so)
+                    ctx.fillStyle = '#eee';
+                    ctx.fillRect(x, y, pw, ph);
+                    ctx.fillStyle = '#555';
+                    ctx.fillText('no class', x + pw / 2, y + ph / 2 - 7);
+                    ctx.fillText('token', x + pw / 2, y + ph / 2 + 7);
+                } else if (!cls) {
+                    ctx.strokeRect(x + col * cell + 0.5, y + row * cell + 0.5, cell - 1, cell - 1);
+                }
+            }
+        }
+        const caption = document.getElementById('hover-caption');
+        if (caption) {
+            caption.textContent = `${data.model}: attention of the ${label(row, col)}, every block and head, drawn ` +
+                `in your browser (move the pointer over what the model saw; click to make it the query of the ` +
+                `views below)`;
+        }
+        const drawn = window.__hoverDrawn;
+        // (for bench/browser_latency.py: from the pointer event to the drawn canvas, and the drawing alone)
+        const now = performance.now();
+        window.__hoverDrawn = {row, col, ms: now - since, draw_ms: now - started, count: drawn ? drawn.count + 1 : 1};
+    };
+    const logScaleNow = () => {
+        const box = document.querySelector('#log-scale input');
+        return box ? box.checked : true;
+    };
+    const patchUnder = (event, data) => {
+        // the (row, col) under the pointer on the picture of what the model saw, or null off it
+        const img = event.target;
+        if (!(img instanceof HTMLImageElement) || !img.closest('#picker') || !img.naturalWidth) return null;
+        // the picture sits centred in the element at its own aspect ratio (object-fit contain or scale-down)
+        const r = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+        let w = r.width, h = r.height;
+        if (fit === 'contain' || fit === 'scale-down') {
+            const s = Math.min(w / img.naturalWidth, h / img.naturalHeight, fit === 'scale-down' ? 1 : Infinity);
+            w = img.naturalWidth * s;
+            h = img.naturalHeight * s;
+        }
+        const fx = (event.clientX - r.left - (r.width - w) / 2) / w;
+        const fy = (event.clientY - r.top - (r.height - h) / 2) / h;
+        if (fx < 0 || fx >= 1 || fy < 0 || fy >= 1) return null;
+        return [Math.min(data.grid[0] - 1, Math.floor(fy * data.grid[0])),
+                Math.min(data.grid[1] - 1, Math.floor(fx * data.grid[1]))];
+    };
+    const show = (data, row, col, logScale, since) => {
+        const shown = `${row},${col},${logScale}`;
+        if (shown === state.shown) return false;  // (the same patch: nothing to redraw)
+        state.shown = shown;
+        state.last = [row, col];
+        draw(data, row, col, logScale, since);
+        return true;
+    };
+    const queryPatch = (text, data) => {
+        // the patch of the query box's text as petl_core.query.parse_query reads it: [null, null] for the class
+        // token, null for a text it refuses
+        const clean = (text || 'cls').trim().toLowerCase();
+        if (clean === 'cls') return [null, null];
+        if (clean === 'center' || clean === 'centre') return [data.grid[0] >> 1, data.grid[1] >> 1];
+        const parts = clean.replace(/^\(|\)$/g, '').split(',');
+        if (parts.length !== 2 || !parts.every((p) => /^\s*[-+]?\d+\s*$/.test(p))) return null;
+        const [row, col] = parts.map((p) => parseInt(p, 10));
+        return row >= 0 && row < data.grid[0] && col >= 0 && col < data.grid[1] ? [row, col] : null;
+    };
+    // At rest (pointer off the picture) the canvas shows the query's patch: after an analysis, a new query, or
+    // the pointer leaving the picture. Called by the page's change listeners (app.tabs.attention).
+    window.__hoverShowQuery = (query, text) => {
+        const data = current(text);
+        if (!data) return;
+        const box = document.querySelector('#query textarea, #query input');
+        const patch = queryPatch(query === undefined ? (box ? box.value : '') : query, data);
+        if (patch) show(data, patch[0], patch[1], logScaleNow(), performance.now());
+    };
+    window.__hoverRescale = (logScale) => {
+        const data = current();
+        if (data && state.last) show(data, state.last[0], state.last[1], logScale, performance.now());
+    };
+    // The enlarged map: one block and head of the query, drawn from the same data on each change of the query,
+    // block, head or scale (no server call), with the fixed colour bar and each cell's value under the pointer.
+    const view = {query: 'center', layer: 0, head: 0, log: true};
+    const E = {left: 34, top: 6, bottom: 34, bar: 14, right: 150, side: 432};
+    const enlargedLayout = (data) => {
+        const [rows, cols] = data.grid, cell = Math.max(4, Math.floor(E.side / Math.max(rows, cols)));
+        const mw = cols * cell, mh = rows * cell;
+        return {rows, cols, cell, mw, mh, width: E.left + mw + E.right, height: E.top + mh + E.bottom};
+    };
+    const backdrop = (data) => {
+        // the model input at panel size as a canvas, to be scaled under the enlarged map as the server's plot does
+        if (state.backdropOf === data) return state.backdrop;
+        const [rows, cols] = data.grid, pw = cols * data.cell, ph = rows * data.cell;
+        const canvas = document.createElement('canvas');
+        canvas.width = pw;
+        canvas.height = ph;
+        const image = new ImageData(pw, ph), px = image.data, bg = data.background;
+        for (let i = 0, g = 0; i < pw * ph; i++, g += 3) {
+            px[4 * i] = bg[g];
+            px[4 * i + 1] = bg[g + 1];
+            px[4 * i + 2] = bg[g + 2];
+            px[4 * i + 3] = 255;
+        }
+        canvas.getContext('2d').putImageData(image, 0, 0);
+        state.backdrop = canvas;
+        state.backdropOf = data;
+        return canvas;
+    };
+    const weightOf = (data, code) => {
+        // the weight a code stands for (the middle of its step on the fixed log range); code 0: at or below the low end
+        const [low, high] = data.log_range.map(Math.log10);
+        return Math.pow(10, low + code / 255 * (high - low));
+    };
+    const enlargedCodes = (data, block, head, row, col) => {
+        // the codes of one block and head for the query: a subarray of P codes, or null where the block has no
+        // class token
+        const patches = data.grid[0] * data.grid[1];
+        if (row === null) {
+            if (!data.cls_blocks[block]) return null;
+            return data.cls_codes.subarray((block * data.heads + head) * patches,
+                                           (block * data.heads + head + 1) * patches);
+        }
+        const base = ((block * data.heads + head) * patches + row * data.grid[1] + col) * patches;
+        return data.codes.subarray(base, base + patches);
+    };
+    const drawEnlarged = (since) => {
+        // `since`: the time stamp of the event that asked for it (the bench's and tests' measure)
+        const data = current();
+        const canvas = document.getElementById('enlarged-canvas');
+        const caption = document.getElementById('enlarged-caption');
+        if (!data || !canvas || !caption) return;
+        const started = performance.now();
+        const patch = queryPatch(view.query, data);
+        const block = Math.round(view.layer), head = Math.round(view.head);
+        const ctx = canvas.getContext('2d');
+        const fail = (text) => {
+            caption.textContent = text;
+            canvas.width = 0;
+            canvas.height = 0;
+            state.enlarged = null;
+        };
+        if (!patch) return;  // (a query the server refuses: the page says so, and the last map stays)
+        const [row, col] = patch;
+        if (!(block >= 0 && block < data.blocks)) return fail(`block ${block} is not a block of ${data.model}`);
+        if (!(head >= 0 && head < data.heads_per_block[block])) {
+            return fail(`block ${block} of ${data.model} has heads 0 to ${data.heads_per_block[block] - 1}`);
+        }
+        const codes = enlargedCodes(data, block, head, row, col);
+        if (!codes) return fail(`block ${block} has no class token: click a patch to set the query`);
+        const {rows, cols, cell, mw, mh, width, height} = enlargedLayout(data);
+        if (canvas.width !== width || canvas.height !== height) {
+            canvas.width = width;
+            canvas.height = height;
+        }
+        const lut = view.log ? data.lut_log : data.lut_linear;
+        const small = state.enlargedSmall || (state.enlargedSmall = document.createElement('canvas'));
+        small.width = cols;
+        small.height = rows;
+        const sctx = small.getContext('2d'), cells = sctx.createImageData(cols, rows), px = cells.data;
+        for (let k = 0; k < rows * cols; k++) {
+            const c = codes[k] * 3;
+            px[4 * k] = lut[c];
+            px[4 * k + 1] = lut[c + 1];
+            px[4 * k + 2] = lut[c + 2];
+            px[4 * k + 3] = 255;
+        }
+        sctx.putImageData(cells, 0, 0);
+        ctx.globalAlpha = 1;
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, width, height);
+        ctx.imageSmoothingEnabled = true;
+        ctx.drawImage(backdrop(data), E.left, E.top, mw, mh);
+        // the cells over the model input with alpha 0.6, as the server's plot and the grid above draw them
+        ctx.imageSmoothingEnabled = false;
+        ctx.globalAlpha = 0.6;
+        ctx.drawImage(small, 0, 0, cols, rows, E.left, E.top, mw, mh);
+        ctx.globalAlpha = 1;
+        if (row !== null) {
+            ctx.strokeStyle = '#00ffff';
+            ctx.lineWidth = 3;
+            ctx.strokeRect(E.left + col * cell + 1.5, E.top + row * cell + 1.5, cell - 3, cell - 3);
+            ctx.lineWidth = 1;
+        }
+        // axes: row and col of each patch (every other one on a dense grid)
+        ctx.fillStyle = '#000';
+        ctx.font = '11px sans-serif';
+        const every = Math.max(1, Math.ceil(14 / cell));
+        ctx.textAlign = 'right';
+        ctx.textBaseline = 'middle';
+        for (let r = 0; r < rows; r += every) ctx.fillText(`${r}`, E.left - 4, E.top + (r + 0.5) * cell);
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'top';
+        for (let c = 0; c < cols; c += every) ctx.fillText(`${c}`, E.left + (c + 0.5) * cell, E.top + mh + 3);
+        ctx.fillText('col', E.left + mw / 2, E.top + mh + 18);
+        ctx.save();
+        ctx.translate(10, E.top + mh / 2);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillText('row', 0, -6);
+        ctx.restore();
+        // the colour bar: the scale's 256 colours bottom to top, ticked and labelled with its fixed range
+        const bx = E.left + mw + 16, by = E.top;
+        for (let i = 0; i < mh; i++) {
+            const c = Math.round((mh - 1 - i) * 255 / (mh - 1)) * 3;
+            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
+            ctx.fillRect(bx, by + i, E.bar, 1);
+        }
+        ctx.fillStyle = '#000';
+        ctx.textAlign = 'left';
+        ctx.textBaseline = 'middle';
+        for (const [text, at] of view.log ? data.ticks_log : data.ticks_linear) {
+            const y = by + (1 - at) * (mh - 1);
+            ctx.fillRect(bx + E.bar, y, 4, 1);
+            ctx.fillText(text, bx + E.bar + 7, y);
+        }
+        ctx.save();
+        ctx.translate(bx + E.bar + 56, by + mh / 2);
+        ctx.rotate(Math.PI / 2);
+        ctx.textAlign = 'center';
+        ctx.fillText(view.log ? data.label_log : data.label_linear, 0, 0);
+        ctx.restore();
+        caption.textContent = `block ${block}, head ${head}: attention of the ${label(row, col)}`;
+        state.enlarged = {data, codes, cell, rows, cols};
+        const drawn = window.__enlargedDrawn;
+        // (for the tests and bench/browser_latency.py: what is shown, and the drawing's time)
+        const now = performance.now();
+        window.__enlargedDrawn = {block, head, row, col, log: view.log, draw_ms: now - started,
+                                  ms: now - (since === undefined ? started : since), at: now,
+                                  count: drawn ? drawn.count + 1 : 1};
+    };
+    // the page's listeners (app.tabs.attention) pass what changed; the rest is kept from the last call
+    window.__attentionView = (changes) => {
+        Object.assign(view, Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)));
+        drawEnlarged();
+    };
+    const enlargedValue = (event) => {
+        // the query's weight on the cell under the pointer, read back from its code
+        const shown = state.enlarged, out = document.getElementById('enlarged-value');
+        if (!shown || !out || event.target.id !== 'enlarged-canvas') return;
+        const r = event.target.getBoundingClientRect();
+        const scale = event.target.width / r.width;
+        const x = (event.clientX - r.left) * scale - E.left, y = (event.clientY - r.top) * scale - E.top;
+        const c = Math.floor(x / shown.cell), row = Math.floor(y / shown.cell);
+        if (c < 0 || c >= shown.cols || row < 0 || row >= shown.rows) {
+            out.textContent = 'Point at a cell for its attention weight.';
+            return;
+        }
+        const code = shown.codes[row * shown.cols + c];
+        const [low, high] = shown.data.log_range;
+        // (the page holds codes: a weight is known to within half a code's step, a ratio of 10^(decades/510))
+        const within = (Math.pow(10, Math.log10(high / low) / 510) - 1) * 100;
+        out.textContent = code === 0 ? `row ${row}, col ${c}: attention ≤ ${low}` :
+            `row ${row}, col ${c}: attention ≈ ${weightOf(shown.data, code).toPrecision(3)} ` +
+            `(to within ${within.toFixed(1)}%)`;
+    };
+    // pointerrawupdate (Chromium, secure pages) comes as the input arrives; mousemove waits for the next frame
+    const moves = 'onpointerrawupdate' in window ? 'pointerrawupdate' : 'mousemove';
+    document.addEventListener(moves, (event) => {
+        enlargedValue(event);
+        const data = current();
+        if (!data) return;
+        const patch = patchUnder(event, data);
+        if (patch) show(data, patch[0], patch[1], logScaleNow(), event.timeStamp);
+    });
+    // a click makes the patch the query: its grid and enlarged map are drawn here at once, before the server sets
+    // the query box (whose change then draws the other tabs)
+    document.addEventListener('click', (event) => {
+        const data = current();
+        const patch = data && patchUnder(event, data);
+        if (!patch) return;
+        state.shown = null;  // (drawn again even when the pointer's move drew it: the click is timed on its own)
+        show(data, patch[0], patch[1], logScaleNow(), event.timeStamp);
+        view.query = `${patch[0]},${patch[1]}`;  // (the server sets the query box to it; its change redraws the same)
+        drawEnlarged(event.timeStamp);
+        const clicked = window.__clickDrawn;
+        // (for bench/browser_latency.py: from the click to the drawn canvas)
+        window.__clickDrawn = {row: patch[0], col: patch[1], ms: window.__hoverDrawn.ms,
+                               enlarged_ms: window.__enlargedDrawn ? window.__enlargedDrawn.ms : null,
+                               count: clicked ? clicked.count + 1 : 1};
+    }, true);
+    document.addEventListener('mouseout', (event) => {
+        if (event.target instanceof HTMLImageElement && event.target.closest('#picker')) window.__hoverShowQuery();
+    });
+}
