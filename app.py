@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-drawn", action="store_true", default=env("EXPLORER_SERVER_DRAWN", "") == "1",
                         help="the server draws every view for each change, as for a browser without the in-page "
                              "path (default: the page draws the attention tab itself) [EXPLORER_SERVER_DRAWN=1]")
+    parser.add_argument("--no-warm-up", action="store_true", default=env("EXPLORER_WARM_UP", "1") == "0",
+                        help="do not compute the guided path's first answers at start (app.warm_up) "
+                             "[EXPLORER_WARM_UP=0]")
     parser.add_argument("--memory-log", type=float, default=float(env("EXPLORER_MEMORY_LOG", "0")),
                         help="every this many seconds, print the server's resident and in-use memory "
                              "[EXPLORER_MEMORY_LOG] (default 0: never)")
@@ -106,9 +110,10 @@ def _stop_on_sigterm(demo: gr.Blocks, flight: Flight) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _preload(service: Service, names: list[str], served: float) -> None:
-    """Load `names` once the page is served (`served`: its time.perf_counter()); the page itself needs only the model it
-    opens with: a request for a model still loading waits for that load (Service.get_model), not for the others."""
+def _preload(service: Service, names: list[str], served: float, warm_up: Callable[[], list[str]] | None) -> None:
+    """Load `names` once the page is served (`served`: its time.perf_counter()), then `warm_up` (the guided path's
+    first answers, app.warm_up); the page itself needs only the model it opens with: a request for a model still
+    loading waits for that load (Service.get_model), not for the others."""
     preloaded = []
     for name in names:
         try:
@@ -116,8 +121,12 @@ def _preload(service: Service, names: list[str], served: float) -> None:
             preloaded.append(name)
         except Exception as e:  # a model that cannot load is reported and left out; the app keeps serving
             print(f"app.py: not preloading {name}: {getattr(e, 'message', e)}", file=sys.stderr)
-    print(f"preloaded: {', '.join(preloaded) or 'nothing'}; {time.perf_counter() - served:.1f} s after the page was "
-          "served", flush=True)
+    warmed = ""
+    if warm_up is not None:
+        started = time.perf_counter()
+        warmed = f"; the guided path's first answers ({', '.join(warm_up())}) in {time.perf_counter() - started:.1f} s"
+    print(f"preloaded: {', '.join(preloaded) or 'nothing'}{warmed}; {time.perf_counter() - served:.1f} s after the "
+          "page was served", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     flight.open()
     print(f"computing on {device}: torch and the models' code imported {time.perf_counter() - served:.1f} s after "
           "the page was served", flush=True)
-    _preload(service, args.preload, served)
+    _preload(service, args.preload, served, None if args.no_warm_up else demo.warm_up)
     demo.block_thread()
     return 0
 

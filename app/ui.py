@@ -7,6 +7,7 @@ steps' views.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ from app.tabs.gpsa import build_gpsa_tab
 from app.tabs.nonlocality import build_nonlocality_tab
 from app.tabs.replay import ReplayView, build_replay_tab
 from app.uploads import EXAMPLES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_WEIGHTS_BYTES, guard_files, read_upload
+from app.warm_up import warm_guided_path
 from petl_core import catalog
 from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
 from petl_core.query import CLS, Query
@@ -496,7 +498,9 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
             blocks={"attention": attention_layer, "gpsa": gpsa_block, "bypass": bypass_block,
                     "compare": compare_layer, "equation": equation_block},
             heads={"attention": attention_head, "equation": equation_head}), link, back, forward, opened)
+        demo.warm_up = functools.partial(warm_guided_path, shared)  # (app.py calls it once the models load)
     return demo
+
 
 
 def _optional_inputs(demo: gr.Blocks, optional: list[gr.Component]) -> None:

@@ -1,10 +1,11 @@
 """A class of N students on one 2-core server follows the guided path. A benchmark, not a test (issue 29).
 
-`python app.py` (its defaults: --concurrency 2, the shipped models preloaded; just started, nothing else cached) on
+`python app.py` (its defaults: --concurrency 2, the shipped models preloaded and the guided path's first answers computed
+(app.warm_up); just started, nothing else cached) on
 loopback; N students (threads, each its own HTTP client) start evenly spread over --spread seconds and each follows
 the guided path (app/guide.py), reading 0.5-1.5 s (uniform, seeded per student) before each action:
 
-  upload assets/examples/scene_dress.png (each student their own upload), /analyze it with convit_scenes_gpsa50;
+  upload the guided path's example scene (each student their own upload), /analyze it with its ConViT;
   the attention tab: the page's way, /attention_data (the numbers the page draws every query, block, head and
   scale from, once per image: no call per click), REST, /attention's figures at their own patch, block and head;
   /gpsa and /equation at their own patch, block and head (random; GPSA blocks for the last two; the
@@ -12,7 +13,7 @@ the guided path (app/guide.py), reading 0.5-1.5 s (uniform, seeded per student) 
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
   trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps); /nonlocality_history;
   /atlas; /compare of convit_scenes_gpsa50 and deit_scenes at their own patch and block; then upload
-  assets/examples/digit_scene_0.png and /bypass of convpass_digit_scenes at a random block and branch.
+  the guide's digit scene and /bypass of its Convpass model at a random block and branch.
 
 --way: the page's way of calling (queue/join in the student's own session, then that session's event stream), the
 REST API (/gradio_api/call/<name>), or mixed (default: even students the page's way, odd ones REST). A REST call
@@ -53,6 +54,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app import guide  # noqa: E402 (torch-free)
+from app.guide import CONVIT, CONVPASS, DEIT  # noqa: E402
 from petl_core import catalog  # noqa: E402 (torch-free)
 from petl_core.cards import ModelCard  # noqa: E402
 from scripts.app_server import (  # noqa: E402
@@ -67,8 +70,8 @@ from scripts.app_server import (  # noqa: E402
 )
 from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E402
 
-CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
-SCENE, DIGIT_SCENE = ROOT / "assets/examples/scene_dress.png", ROOT / "assets/examples/digit_scene_0.png"
+# the guided path's models and example scenes (what a class opens)
+SCENE, DIGIT_SCENE = ROOT / "assets/examples" / guide.SCENE, ROOT / "assets/examples" / guide.DIGIT_SCENE
 ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa", "equation", "dial", "replay",
              "nonlocality_history", "atlas", "compare", "bypass")
 

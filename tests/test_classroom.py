@@ -105,3 +105,40 @@ def test_a_view_of_an_image_is_keyed_by_its_content(tmp_path):
     assert by_image_and_inputs(str(a), MODEL, "3,4") != by_image_and_inputs(str(c), MODEL, "3,4")
     assert by_image_and_inputs(str(a), MODEL, "3,4") != by_image_and_inputs(str(a), MODEL, "3,5")
     assert by_image_and_inputs(str(tmp_path / "gone.png"), MODEL) is None
+
+
+@pytest.mark.slow
+def test_the_guided_paths_first_answers_are_computed_before_anyone_asks(tmp_path):
+    """A fresh server has computed, by the time it says it is ready, what every student of a class asks first for
+    each model and example the guided path opens: the first call of each is answered when it is joined, and the
+    dial's presets are scored (app.warm_up)."""
+    from app.guide import STEPS
+    from app.links import example_path
+    from scripts.app_server import start_app, stop_app
+
+    process, url = start_app(tmp_path, 300, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})
+    try:
+        assert "the guided path's first answers" in (tmp_path / "server.log").read_text()
+        opened = dict.fromkeys((step.view.model, step.view.example) for step in STEPS)
+        with httpx.Client(timeout=300) as client:
+            ids = endpoint_ids(client, url)
+            for model, example in opened:
+                asked = [("atlas", [model]), ("nonlocality_history", [model]), ("gates_history", [model])]
+                if example:
+                    image = upload(client, url, Path(example_path(example)))
+                    asked.append(("attention_data", [image, model, None]))
+                for endpoint, data in asked:
+                    first = _ask(client, url, ids[endpoint], data)
+                    assert first["used_cache"] == "full" and "process_starts" not in first["kinds"], (endpoint, model)
+            # the presets of the guide's ConViT: the dial answers their probe accuracy in its first answer
+            model, example = next((s.view.model, s.view.example) for s in STEPS if s.view.tab == "dial")
+            image = upload(client, url, Path(example_path(example)))
+            summary = _ask(client, url, ids["analyze"], [image, model, None, "center"])["output"][2]
+            blocks, heads = len(summary["gates"]["blocks"]), len(summary["nonlocality"]["per_head"][0])
+            for sigma in (0.0, 1.0):  # (a setting not scored yet is answered twice: without, then with, its score)
+                answer = _ask(client, url, ids["dial"], [image, model, json.dumps([[sigma] * heads] * blocks),
+                                                         "center"])
+                assert answer["kinds"].count("process_generating") == 1, (sigma, answer["kinds"])
+                assert answer["output"][-1]["probe_accuracy"] is not None, sigma
+    finally:
+        stop_app(process)

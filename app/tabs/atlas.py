@@ -240,6 +240,7 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     gr.on([shared.tab.change, shared.model.change], view.show, [shared.model, shared.tab],
           [atlas_plot, numbers, note, index], **EACH_CHANGE, **PRIVATE)
     gr.Button(visible=False).click(view.atlas, shared.model, [atlas_plot, numbers], api_name="atlas")
+    shared.warm_ups.append(lambda model, image: ANSWERS.answering(view.atlas)(model))
     shared.demo.load(None, js=CLICK_JS, **PRIVATE)
     picked_image = pick.change(view.atlas_image, [shared.model, pick], shared.image, api_name="atlas_image")
     shared.after_set(picked_image)

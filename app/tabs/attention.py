@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import by_image_and_inputs, shares
+from app.answers import ANSWERS, by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
@@ -174,6 +174,7 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
                                         layer.release, head.release], view.maps, inputs, [grid_plot, enlarged],
                   "attention_page")
     wire_page(shared, "attention", [shared.analyses.change], view.hover_data, data_inputs, [hover_data], "hover_page")
+    shared.warm_ups.append(lambda model, image: image and ANSWERS.answering(view.hover_data)(image, model, None, True))
     shared.demo.load(None, js=ATTENTION_JS, api_visibility="private")
     # in the page only (no server call): at rest the grid shows the query, on the page's colour scale; the enlarged
     # map follows the query, block, head and scale

@@ -7,7 +7,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -65,6 +65,9 @@ class Shared:
     """The page draws the views it can from numbers the server sends once per analysis (the attention tab); False:
     the server draws them for each change (app.py --server-drawn, for a browser or a test without the in-page
     path)."""
+    warm_ups: list[Callable[[str, str | None], None]] = field(default_factory=list)
+    """What each tab computes ahead for a view the guided path opens, given its model and example image (a path, or
+    None): the answers every student of a class asks first (app.ui's `warm_up`, called at start)."""
 
     def changes(self, components: list[gr.components.Component]) -> list:
         """The events that say one of `components` changed. Not the change event of the image or the weights file:

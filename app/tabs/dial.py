@@ -3,6 +3,7 @@ and the accuracy on a probe set of its own task change at once."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import gradio as gr
@@ -69,6 +70,13 @@ class DialView:
         value = 1.0 if preset == PRESETS[1] else 0.0
         return json.dumps([[value] * gates.shape[1] for _ in blocks])
 
+    def prescore(self, model: str, image: str | None = None) -> threading.Thread | None:
+        """Score the probe accuracy of the presets of `model` in the background, once (Service.prescore; `image`
+        is not needed: a Shared.warm_ups call)."""
+        if self.service.checkpoint_gates(model)[1] is None:
+            return None
+        return self.service.prescore(model, [self.preset_gates(model, preset) for preset in PRESETS[:3]])
+
     @slow
     def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
@@ -89,7 +97,7 @@ class DialView:
         known = first.probe_accuracy is not None or not first.probe_images
         scored = first if known else self.service.dial(image, model, gates, invert=invert)
         if scored.probe_images:  # then the presets, in the background: choosing one answers at once
-            self.service.prescore(model, [self.preset_gates(model, preset) for preset in PRESETS[:3]])
+            self.prescore(model)
         if scored is not first:
             yield self._draw(scored, model, query)
 
@@ -143,6 +151,7 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     learn("the inductive-bias dial", LEARN)
     gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], quiet(view.gates_for, 1),
           [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
+    shared.warm_ups.append(view.prescore)
     wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial,
               [shared.image, shared.model, gates, shared.query, shared.invert],
               [grid, gates_plot, nonlocality, note, numbers], "dial")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import plots
-from app.answers import by_inputs, shares
+from app.answers import ANSWERS, by_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
@@ -92,5 +92,6 @@ def build_gates_tab(shared: Shared, service: Service) -> gr.Plot:
     learn("what a gate is", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render, [shared.model], [over_training, note],
           api_name="gates_history", **EACH_CHANGE)
+    shared.warm_ups.append(lambda model, image: ANSWERS.answering(view.render)(model))
     wire_export(shared, export_button, view.export, [shared.model], files, "export_gates")
     return gates_now

@@ -5,7 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import by_inputs, shares
+from app.answers import ANSWERS, by_inputs, shares
 from app.queue_policy import slow
 from app.service import Service, training_pair
 from app.tabs.common import EACH_CHANGE, Shared, export_row, learn, plot, wire_export
@@ -74,6 +74,7 @@ def build_nonlocality_tab(shared: Shared, service: Service) -> gr.Plot:
     learn("what nonlocality measures", LEARN)
     gr.on([shared.model.change, shared.demo.load], view.render_training, [shared.model], [over_training, note],
           api_name="nonlocality_history", **EACH_CHANGE)
+    shared.warm_ups.append(lambda model, image: ANSWERS.answering(view.render_training)(model))
     wire_export(shared, export_button, view.export, [shared.image, shared.model, shared.weights, shared.invert], files,
                 "export_nonlocality")
     return image_plot
