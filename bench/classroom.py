@@ -1,9 +1,9 @@
 """A class of N students on one 2-core server follows the guided path. A benchmark, not a test (issue 29).
 
-`python app.py` (its defaults: --concurrency 2, the shipped models preloaded and the guided path's first answers computed
-(app.warm_up); just started, nothing else cached) on
-loopback; N students (threads, each its own HTTP client) start evenly spread over --spread seconds and each follows
-the guided path (app/guide.py), reading 0.5-1.5 s (uniform, seeded per student) before each action:
+`python app.py` (its defaults: --concurrency 2, the shipped models preloaded and the guided path's first answers
+computed, app.warm_up; just started, nothing else cached) on loopback; N students (threads, each its own HTTP
+client) start evenly spread over --spread seconds and each follows the guided path (app/guide.py), reading 0.5-1.5 s
+(uniform, seeded per student) before each action:
 
   upload the guided path's example scene (each student their own upload), /analyze it with its ConViT;
   the attention tab: the page's way, /attention_data (the numbers the page draws every query, block, head and
