@@ -13,25 +13,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from browser_support import expect  # (skips the module without Chromium or Playwright)
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect = sync_api.expect
-from app.guide import STEPS  # noqa: E402
-from app.links import example_path  # noqa: E402
-from app.uploads import EXAMPLES  # noqa: E402
-from petl_core import findings, zoo  # noqa: E402
-from petl_core.analysis import analyze  # noqa: E402
-from petl_core.diagnostics import TrainingCurves  # noqa: E402
-from petl_core.examples import task_examples  # noqa: E402
-from petl_core.figures import attention_codes, attention_lut, class_token_codes  # noqa: E402
-from petl_core.images import load_image  # noqa: E402
-from petl_core.inputs import model_input  # noqa: E402
-from petl_core.query import Query  # noqa: E402
-from scripts.app_server import endpoint_ids  # noqa: E402
-from scripts.browser_page import (  # noqa: E402
+from app.guide import STEPS
+from app.links import example_path
+from app.uploads import EXAMPLES
+from petl_core import findings, zoo
+from petl_core.analysis import analyze
+from petl_core.diagnostics import TrainingCurves
+from petl_core.examples import task_examples
+from petl_core.figures import attention_codes, attention_lut, class_token_codes
+from petl_core.images import load_image
+from petl_core.inputs import model_input
+from petl_core.query import Query
+from scripts.app_server import endpoint_ids
+from scripts.browser_page import (
     FILE_INPUT,
     chromium_context,
     open_tab,

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import expect  # (skips the module without Chromium or Playwright)
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect = sync_api.expect
-from petl_core import zoo  # noqa: E402
-from petl_core.analysis import analyze  # noqa: E402
-from petl_core.dial import probe_set  # noqa: E402
-from scripts.browser_page import FILE_INPUT, chromium_context, open_tab  # noqa: E402
+from petl_core import zoo
+from petl_core.analysis import analyze
+from petl_core.dial import probe_set
+from scripts.browser_page import FILE_INPUT, chromium_context, open_tab
 
 pytestmark = pytest.mark.browser
 

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_support import expect  # (skips the module without Chromium or Playwright)
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect = sync_api.expect
-from app.guide import STEPS  # noqa: E402
-from scripts.app_server import endpoint_ids  # noqa: E402
-from scripts.browser_page import (  # noqa: E402
+from app.guide import STEPS
+from scripts.app_server import endpoint_ids
+from scripts.browser_page import (
     FILE_INPUT,
     chromium_context,
     open_tab,

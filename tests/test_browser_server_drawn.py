@@ -6,16 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser_support import expect  # (skips the module without Chromium or Playwright)
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-expect = sync_api.expect
-from petl_core import zoo  # noqa: E402
-from petl_core.query import Query  # noqa: E402
-from scripts.app_server import start_app, stop_app  # noqa: E402
-from scripts.browser_page import FILE_INPUT, chromium_context, open_tab, point_on, wait_for_rest  # noqa: E402
+from petl_core import zoo
+from petl_core.query import Query
+from scripts.app_server import start_app, stop_app
+from scripts.browser_page import FILE_INPUT, chromium_context, open_tab, point_on, wait_for_rest
 
 pytestmark = pytest.mark.browser
 
