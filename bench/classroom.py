@@ -12,7 +12,8 @@ client) start evenly spread over --spread seconds and each follows the guided pa
   grid, blocks, heads and GPSA blocks read from their /analyze JSON); /dial with the presets "all content (σ = 0)"
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
   trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps); /nonlocality_history;
-  /atlas; /compare of convit_scenes_gpsa50 and deit_scenes at their own patch and block; then upload
+  /atlas; the comparison of the guide's ConViT and DeiT (the page's way /compare_data, drawn in the page at any
+  block and query; REST /compare's figure at their own patch and block); then upload
   the guide's digit scene and /bypass of its Convpass model at a random block and branch.
 
 --way: the page's way of calling (queue/join in the student's own session, then that session's event stream), the
@@ -73,7 +74,7 @@ from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E4
 # the guided path's models and example scenes (what a class opens)
 SCENE, DIGIT_SCENE = ROOT / "assets/examples" / guide.SCENE, ROOT / "assets/examples" / guide.DIGIT_SCENE
 ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa", "equation", "dial", "replay",
-             "nonlocality_history", "atlas", "compare", "bypass")
+             "nonlocality_history", "atlas", "compare_data", "compare", "bypass")
 
 
 def cpu_s(pid: int) -> float:
@@ -173,7 +174,10 @@ class Student:
             self.act("replay", [scene, CONVIT, rng.choice(self.facts["steps"]), patch])
             self.act("nonlocality_history", [CONVIT])
             self.act("atlas", [CONVIT])
-            self.act("compare", [scene, [CONVIT, DEIT], block, patch, True])
+            if self.way == "page":  # the page draws every block, query and scale from it
+                self.act("compare_data", [scene, [CONVIT, DEIT]])
+            else:
+                self.act("compare", [scene, [CONVIT, DEIT], block, patch, True])
             time.sleep(rng.uniform(0.5, 1.5))
             digits = self.upload(DIGIT_SCENE)
             self.act("bypass", [digits, CONVPASS, None, rng.randrange(self.facts["bypass_blocks"]),

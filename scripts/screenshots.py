@@ -118,6 +118,7 @@ def _fewer_colours(png: bytes, colours: int) -> bytes:
 # --------------------------------------------------------------------------------------------------- the views
 def _run_compare(page: Page, ms: float) -> None:
     page.locator("#compare-run").click()
+    page.wait_for_function("() => window.__compareDrawn", timeout=ms)  # (drawn in the page)
 
 
 def _findings_drawn(page: Page, ms: float) -> None:
@@ -143,7 +144,7 @@ VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait f
     ("Content vs position", "gpsa", None, ["gpsa-plot"], ["gpsa-centres"]),
     ("Gates", "gates", None, [], ["gates-now", "gates-history"]),
     ("Nonlocality", "nonlocality", None, [], ["nonlocality-image", "nonlocality-history"]),
-    ("Compare", "compare", _run_compare, ["compare-plot"], []),
+    ("Compare", "compare", _run_compare, [], []),
     ("Findings", "findings", _findings_drawn, [], []),
     ("Dial", "dial", _all_content, ["dial-grid"], []),
     ("Equation", "equation", _equation_written, ["equation-plot"], []),

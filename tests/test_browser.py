@@ -375,6 +375,69 @@ def test_hovering_the_picture_draws_every_block_and_head_in_the_page(fresh_page)
     page.locator("#log-scale input").check()
 
 
+def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fresh_page):
+    """Compare fetches the models' attention once (/compare_data) and draws them in the page: each head's cell in
+    its code's colour over the model input, the numbers of the block shown; a block, query or scale change redraws
+    with no server call (issue 30: the block slider no longer leaves the old figure)."""
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+    open_tab(page, "Compare")
+    page.locator("#compare-run").click()
+    page.wait_for_function("() => window.__compareDrawn", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    data = json.loads(page.locator("#compare-data textarea, #compare-data input").first.input_value())
+    names = [m["model"] for m in data["models"]]
+    assert page.evaluate("() => window.__compareDrawn.models") == names and len(names) >= 2
+    centre = Query.at(GRID // 2, GRID // 2)
+    caption = page.locator("#compare-caption")
+    expect(caption).to_have_text(f"block 0, attention of the {centre.label} (log scale)")
+
+    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
+    joins = []
+    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
+            if "/queue/join" in request.url else None)
+    box = page.locator("#compare-layer input[data-testid='number-input']")
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__compareDrawn.block === 3")
+    expect(caption).to_have_text(f"block 3, attention of the {centre.label} (log scale)")
+    page.get_by_text("Top-5 and nonlocality at this block").click()  # (the numbers panel, folded away)
+    numbers = page.locator("#compare-numbers")
+    expect(numbers).to_contain_text("nonlocality_per_head")
+    for name in names:
+        expect(numbers).to_contain_text(name)
+    page.locator("#log-scale input").uncheck()
+    page.wait_for_function("() => window.__compareDrawn.log === false")
+    page.locator("#log-scale input").check()
+    page.wait_for_function("() => window.__compareDrawn.log === true")
+    assert joins == []
+    # one cell: the second model, head 1 at block 3, the key the query attends to most
+    model = data["models"][1]
+    patches = GRID * GRID
+    codes = np.frombuffer(base64.b64decode(model["codes"]), np.uint8).reshape(model["blocks"], model["heads"],
+                                                                             patches, patches)
+    loaded = zoo.load(model["model"])
+    trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
+    assert np.abs(codes.astype(int) - attention_codes(trace)).max() <= 1
+    weights = codes[3, 1, (GRID // 2) * GRID + GRID // 2]
+    key = int(weights.argmax())
+    side = max(max(m["grid"]) * m["cell"] for m in data["models"])
+    left = 8 + max(len(n) for n in names) * 7  # (attention.js: the comparison's layout)
+    cell = model["cell"]
+    x = left + 1 * (side + 4) + (key % GRID) * cell + cell // 2
+    y = 20 + 1 * (side + 4) + (key // GRID) * cell + cell // 2
+    drawn = np.array(page.evaluate("([x, y]) => Array.from(document.getElementById('compare-canvas')"
+                                   ".getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3))", [x, y]))
+    lut = attention_lut(True)[weights[key]].astype(float)
+    background = np.frombuffer(base64.b64decode(model["background"]), np.uint8).reshape(GRID * cell, GRID * cell, 3)
+    under = background[(key // GRID) * cell:(key // GRID + 1) * cell, (key % GRID) * cell:(key % GRID + 1) * cell]
+    low, high = 0.6 * lut + 0.4 * under.min((0, 1)) - 3, 0.6 * lut + 0.4 * under.max((0, 1)) + 3
+    assert np.all((drawn >= low) & (drawn <= high)), (drawn, low, high)
+
+
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):
     page = fresh_page
     fake = tmp_path / "notes.png"

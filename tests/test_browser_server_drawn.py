@@ -83,3 +83,10 @@ def test_only_the_tab_shown_draws_and_an_opened_tab_draws_what_changed(page):
     expect(enlarged).to_contain_text(f"attention of the {before.label}")  # hidden: not drawn again
     open_tab(page, "Attention")
     expect(enlarged).to_contain_text(f"attention of the {Query.at(1, 2).label}", timeout=SLOW)
+
+
+def test_compare_is_the_servers_figure(page):
+    open_tab(page, "Compare")
+    page.locator("#compare-run").click()
+    assert _image_src(page, "compare-plot")
+    expect(page.locator("#compare-canvas")).to_have_count(0)

@@ -39,7 +39,8 @@ def _ask(client: httpx.Client, url: str, fn_index: int, data: list) -> dict:
     raise AssertionError(f"no result: {kinds}")
 
 
-@pytest.mark.parametrize("endpoint", ["atlas", "analyze", "nonlocality_history", "compare", "attention_data"])
+@pytest.mark.parametrize("endpoint", ["atlas", "analyze", "nonlocality_history", "compare", "attention_data",
+                                      "compare_data"])
 def test_the_same_question_is_computed_once_and_answered_at_once(app_server, endpoint, tmp_path):
     """Two students ask the same: the first call is computed in the queue, the second is answered when it is joined
     (no 'process_starts'), with the same answer."""
@@ -51,7 +52,8 @@ def test_the_same_question_is_computed_once_and_answered_at_once(app_server, end
         inputs = {"atlas": lambda i: [MODEL], "analyze": lambda i: [images[i], MODEL, None, "cls"],
                   "nonlocality_history": lambda i: ["convit_scenes"],
                   "compare": lambda i: [images[i], [MODEL, "deit_scenes"], 3, "2,5", True],
-                  "attention_data": lambda i: [images[i], MODEL, None]}[endpoint]
+                  "attention_data": lambda i: [images[i], MODEL, None],
+                  "compare_data": lambda i: [images[i], [MODEL, "deit_scenes"]]}[endpoint]
         first = _ask(client, app_server, ids[endpoint], inputs(0))
         second = _ask(client, app_server, ids[endpoint], inputs(1))
     assert second["used_cache"] == "full" and "process_starts" not in second["kinds"], second["kinds"]

@@ -394,6 +394,148 @@
             `row ${row}, col ${c}: attention ≈ ${weightOf(shown.data, code).toPrecision(3)} ` +
             `(to within ${within.toFixed(1)}%)`;
     };
+    // The comparison (the Compare tab): several models at one block and query, each head and their mean, drawn
+    // from /compare_data (app.tabs.compare.CompareView.data) on each change of the block, query or scale.
+    const decoded = (text) => {
+        if (state.compareText === text) return state.compareData;
+        const data = JSON.parse(text);
+        for (const model of data.models) {
+            for (const key of ['codes', 'cls_codes', 'background', 'lut_log', 'lut_linear']) {
+                model[key] = bytes(model[key]);
+            }
+        }
+        state.compareText = text;
+        state.compareData = data;
+        return data;
+    };
+    const codeOf = (data, weight) => {
+        // the code of a weight on the fixed log range (as petl_core.figures.attention_codes rounds it)
+        const [low, high] = data.log_range.map(Math.log10);
+        const scaled = (Math.log10(Math.max(weight, 1e-12)) - low) / (high - low) * 255;
+        return Math.min(255, Math.max(0, Math.round(scaled)));
+    };
+    window.__compareView = (text, layer, query, logScale) => {
+        const canvas = document.getElementById('compare-canvas');
+        const caption = document.getElementById('compare-caption');
+        if (!text || !canvas || !caption) return null;
+        const started = performance.now();
+        const data = decoded(text), models = data.models, block = Math.round(layer);
+        const grids = new Set(models.map((m) => m.grid.join('×')));
+        const patch = queryPatch(query, models[0]);
+        const numbers = Object.fromEntries(models.map((m) => [m.model, {
+            top5: m.top5, nonlocality_per_head: m.nonlocality[Math.min(block, m.blocks - 1)]}]));
+        const fail = (message) => {
+            caption.textContent = message;
+            canvas.width = 0;
+            canvas.height = 0;
+            return numbers;
+        };
+        if (!patch) return fail(`The query ${query} is not a patch of these models' grid.`);
+        const [row, col] = patch;
+        if (row !== null && grids.size > 1) {
+            return fail('These models cut the image into different patch grids: compare them with the class token ' +
+                        'as the query.');
+        }
+        const heads = Math.max(...models.map((m) => m.heads_per_block[Math.min(block, m.blocks - 1)]));
+        const side = Math.max(...models.map((m) => Math.max(...m.grid) * m.cell));
+        const left = 8 + Math.max(...models.map((m) => m.model.length)) * 7, top = 20, gap = 4, bar = 46;
+        const width = left + (heads + 1) * (side + gap) + 8, height = top + models.length * (side + gap) + bar;
+        canvas.width = width;
+        canvas.height = height;
+        const ctx = canvas.getContext('2d');
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, width, height);
+        ctx.font = '11px sans-serif';
+        ctx.textBaseline = 'middle';
+        ctx.fillStyle = '#000';
+        ctx.textAlign = 'center';
+        for (let h = 0; h <= heads; h++) {
+            ctx.fillText(h === heads ? 'mean of heads' : `head ${h}`, left + h * (side + gap) + side / 2, top / 2);
+        }
+        models.forEach((m, i) => {
+            const y0 = top + i * (side + gap), [rows, cols] = m.grid, pw = cols * m.cell, ph = rows * m.cell;
+            const patches = rows * cols, lut = logScale ? m.lut_log : m.lut_linear;
+            ctx.fillStyle = '#000';
+            ctx.textAlign = 'right';
+            ctx.fillText(m.model, left - 6, y0 + ph / 2);
+            const blank = (x, text) => {
+                ctx.fillStyle = '#eee';
+                ctx.fillRect(x, y0, pw, ph);
+                ctx.fillStyle = '#555';
+                ctx.textAlign = 'center';
+                text.split('\n').forEach((line, k, all) => ctx.fillText(line, x + pw / 2,
+                                                                         y0 + ph / 2 + (k - (all.length - 1) / 2) * 14));
+            };
+            const n = block < m.blocks ? m.heads_per_block[block] : 0;
+            const maps = [];
+            for (let h = 0; h < n; h++) maps.push(enlargedCodes(m, block, h, row, col));
+            // the mean of the heads' weights, coded on the same scale (each weight is read back from its code)
+            let mean = null;
+            if (n && maps[0]) {
+                mean = new Uint8Array(patches);
+                for (let k = 0; k < patches; k++) {
+                    let sum = 0;
+                    for (let h = 0; h < n; h++) sum += maps[h][k] === 0 ? 0 : weightOf(m, maps[h][k]);
+                    mean[k] = codeOf(m, sum / n);
+                }
+            }
+            const small = document.createElement('canvas');
+            small.width = cols;
+            small.height = rows;
+            const sctx = small.getContext('2d');
+            for (let h = 0; h <= heads; h++) {
+                const x = left + h * (side + gap), codes = h === heads ? mean : (h < n ? maps[h] : undefined);
+                if (block >= m.blocks) {
+                    blank(x, `no block ${block}`);
+                    continue;
+                }
+                if (codes === undefined) continue;  // (a model with fewer heads at this block)
+                if (codes === null) {
+                    blank(x, 'no class token\nin this block');
+                    continue;
+                }
+                const cells = sctx.createImageData(cols, rows), px = cells.data;
+                for (let k = 0; k < patches; k++) {
+                    const c = codes[k] * 3;
+                    px[4 * k] = lut[c];
+                    px[4 * k + 1] = lut[c + 1];
+                    px[4 * k + 2] = lut[c + 2];
+                    px[4 * k + 3] = 255;
+                }
+                sctx.putImageData(cells, 0, 0);
+                ctx.globalAlpha = 1;
+                ctx.imageSmoothingEnabled = true;
+                ctx.drawImage(backdrop(m), x, y0, pw, ph);
+                ctx.imageSmoothingEnabled = false;
+                ctx.globalAlpha = 0.6;  // (over the model input, as every attention view draws)
+                ctx.drawImage(small, 0, 0, cols, rows, x, y0, pw, ph);
+                ctx.globalAlpha = 1;
+                if (row !== null) {
+                    ctx.strokeStyle = '#00ffff';
+                    ctx.strokeRect(x + col * m.cell + 0.5, y0 + row * m.cell + 0.5, m.cell - 1, m.cell - 1);
+                }
+            }
+        });
+        // the colour bar: the scale's colours, ticked and labelled with its fixed range
+        const first = models[0], barTop = top + models.length * (side + gap) + 8, barWidth = 256;
+        for (let i = 0; i < barWidth; i++) {
+            const c = i * 3;
+            ctx.fillStyle = `rgb(${first.lut_log[c]},${first.lut_log[c + 1]},${first.lut_log[c + 2]})`;
+            ctx.fillRect(left + i, barTop, 1, 10);
+        }
+        ctx.fillStyle = '#000';
+        ctx.textAlign = 'center';
+        for (const [text, at] of logScale ? first.ticks_log : first.ticks_linear) {
+            ctx.fillText(text, left + at * (barWidth - 1), barTop + 18);
+        }
+        ctx.textAlign = 'left';
+        ctx.fillText(logScale ? first.label_log : first.label_linear, left + barWidth + 12, barTop + 5);
+        caption.textContent = `block ${block}, attention of the ${label(row, col)}` + (logScale ? ' (log scale)' : '');
+        const drawn = window.__compareDrawn;
+        window.__compareDrawn = {block, row, col, log: logScale, models: models.map((m) => m.model),
+                                 draw_ms: performance.now() - started, count: drawn ? drawn.count + 1 : 1};
+        return numbers;
+    };
     // pointerrawupdate (Chromium, secure pages) comes as the input arrives; mousemove waits for the next frame
     const moves = 'onpointerrawupdate' in window ? 'pointerrawupdate' : 'mousemove';
     document.addEventListener(moves, (event) => {

@@ -60,6 +60,42 @@ def _maps(result: Result, query: str, layer: float, head: float, log_scale: bool
     return grid_fig, enlarged
 
 
+def maps_data(result: Result, model: str) -> dict:
+    """What a page draws attention maps of `result` from, for any query, block, head and scale: every patch query's
+    attention in every block and head quantised to one byte on the fixed log range (petl_core.figures.
+    attention_codes, base64), the class token's (class_token_codes, and the blocks that have one), the colours of
+    the 256 codes on the log and the linear scale with their ticks, and the model input at panel size as the maps'
+    background (RGB bytes, base64)."""
+    from petl_core.figures import (
+        attention_codes,
+        attention_lut,
+        attention_norm,
+        class_token_codes,
+        panel_background,
+    )
+
+    trace = result.trace
+    rows, cols = trace.grid
+    background, cell = panel_background(result.input_image, trace.grid)  # (as under the grid figure's panels)
+
+    def encoded(array: np.ndarray) -> str:
+        return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
+
+    codes = attention_codes(trace)
+    cls_codes, cls_blocks = class_token_codes(trace)
+    return {
+        "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
+        "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
+        "cls_codes": encoded(cls_codes), "cls_blocks": cls_blocks, "log_range": list(ATTENTION_LOG_RANGE),
+        "background": encoded((background * 255).round()),
+        "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
+        "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
+        # (label, place along the colour bar from 0 to 1) on each fixed scale
+        "ticks_log": [[f"{v:g}", float(attention_norm(True)(v))] for v in (1e-3, 1e-2, 1e-1, 1.0)],
+        "ticks_linear": [[f"{v:g}", float(attention_norm(False)(v))] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+    }
+
+
 class AttentionView:
     """The attention endpoints, drawn from the analyses of `service`."""
 
@@ -81,40 +117,9 @@ class AttentionView:
     @shares(by_image_and_inputs)
     def hover_data(self, image: str | None, model: str, weights: str | None, invert: bool = True,
                    progress: gr.Progress = gr.Progress()) -> str:
-        """What the page needs to draw the tab for any query, block, head and scale without the server (JSON): every
-        patch query's attention in every block and head quantised to one byte on the fixed log range
-        (petl_core.figures.attention_codes, base64), the class token's (class_token_codes, and the blocks that have
-        one), the colours of the 256 codes on the log and the linear scale, and the model input at panel size as
-        the maps' background (RGB bytes, base64)."""
-        from petl_core.figures import (
-            attention_codes,
-            attention_lut,
-            attention_norm,
-            class_token_codes,
-            panel_background,
-        )
-
-        result = self.service.result_for(image, model, weights, progress, invert)
-        trace = result.trace
-        rows, cols = trace.grid
-        background, cell = panel_background(result.input_image, trace.grid)  # (as under the grid figure's panels)
-
-        def encoded(array: np.ndarray) -> str:
-            return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
-
-        codes = attention_codes(trace)
-        cls_codes, cls_blocks = class_token_codes(trace)
-        return json.dumps({
-            "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
-            "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
-            "cls_codes": encoded(cls_codes), "cls_blocks": cls_blocks, "log_range": list(ATTENTION_LOG_RANGE),
-            "background": encoded((background * 255).round()),
-            "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
-            "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
-            # (label, place along the colour bar from 0 to 1) on each fixed scale
-            "ticks_log": [[f"{v:g}", float(attention_norm(True)(v))] for v in (1e-3, 1e-2, 1e-1, 1.0)],
-            "ticks_linear": [[f"{v:g}", float(attention_norm(False)(v))] for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
-        })
+        """What the page needs to draw the tab for any query, block, head and scale without the server: `maps_data`
+        of this analysis, as JSON."""
+        return json.dumps(maps_data(self.service.result_for(image, model, weights, progress, invert), model))
 
     @slow
     def export(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,

@@ -214,10 +214,10 @@ def plot(caption: str, elem_id: str) -> gr.Plot:
         return gr.Plot(show_label=False, elem_id=elem_id)
 
 
-def numbers_panel(label: str) -> gr.JSON:
+def numbers_panel(label: str, elem_id: str | None = None) -> gr.JSON:
     """The numbers behind a view, folded away until asked for."""
     with gr.Accordion(label, open=False):
-        return gr.JSON(show_label=False, max_height=300)
+        return gr.JSON(show_label=False, max_height=300, elem_id=elem_id)
 
 
 def learn(topic: str, text: str) -> None:
