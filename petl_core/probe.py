@@ -37,6 +37,11 @@ class Trace:
     """Per block: GPSA content attention softmax(QKᵀ/√d) (B, H, N_i, N_i); None for other blocks."""
     positional: list[torch.Tensor | None]
     """Per block: GPSA positional attention (1, H, N_i, N_i), the same for every image; None elsewhere."""
+    queries: list[torch.Tensor | None]
+    """Per block: GPSA queries (B, H, N_i, d), unscaled: content = softmax(queries · keysᵀ · d^-1/2); None
+    elsewhere."""
+    keys: list[torch.Tensor | None]
+    """Per block: GPSA keys (B, H, N_i, d); None elsewhere."""
     gates: list[torch.Tensor | None]
     """Per block: GPSA's σ(λ) (H,), the weight of positional attention (as set, under `petl_core.dial.set_gates`);
     None for other blocks."""
@@ -102,7 +107,7 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         logits = model(images)
     grid = tuple(int(s) for s in model.patch_embed.grid_size)
     num_patches = grid[0] * grid[1]
-    attention, content, positional, bypass, num_prefix = [], [], [], [], []
+    attention, content, positional, queries, keys, bypass, num_prefix = [], [], [], [], [], [], []
     heads = {h.block: h for h in gpsa_heads(model)}
     for block in model.blocks:
         attn = recorder.get(block.attn, "attention")
@@ -110,6 +115,8 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         num_prefix.append(attn.shape[-1] - num_patches)
         content.append(recorder.get(block.attn, "content"))
         positional.append(recorder.get(block.attn, "positional"))
+        queries.append(recorder.get(block.attn, "queries"))
+        keys.append(recorder.get(block.attn, "keys"))
         if isinstance(block, ConvpassBlock):
             bypass.append({branch: BypassCapture(*(recorder.get(block, f"{branch}{part}")
                                                    for part in ("", "_main", "_conv")))
@@ -121,6 +128,8 @@ def trace(model: nn.Module, images: torch.Tensor) -> Trace:
         attention=attention,
         content=content,
         positional=positional,
+        queries=queries,
+        keys=keys,
         gates=[_applied_gates(model.blocks[i].attn, heads[i]) if i in heads else None for i in range(len(attention))],
         centres=[heads[i].centres if i in heads else None for i in range(len(attention))],
         strengths=[heads[i].strengths if i in heads else None for i in range(len(attention))],

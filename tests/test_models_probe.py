@@ -91,6 +91,11 @@ def test_gpsa_parts_recombine_and_match_timm(name, kwargs):
         gate = t.gates[i].view(1, -1, 1, 1)
         mixed = (1 - gate) * t.content[i] + gate * t.positional[i]
         assert torch.allclose(mixed, t.attention[i], atol=1e-6)
+        # the captured queries and keys are timm's qk projection of the block's input, and give the content part
+        assert t.queries[i].shape == t.keys[i].shape == (2, ref_attn.num_heads, t.content[i].shape[-1],
+                                                         ref_attn.qk.in_features // ref_attn.num_heads)
+        content = (t.queries[i] @ t.keys[i].transpose(-2, -1) * ref_attn.scale).softmax(-1)
+        assert torch.allclose(content, t.content[i], atol=1e-6)
         assert torch.equal(t.gate_matrix[row], t.gates[i])
         assert torch.allclose(t.gates[i], torch.sigmoid(ref_attn.gating_param))
         # Δ_h and α_h read from timm's own pos_proj: the positional logit peaks at Δ_h with curvature α_h
@@ -99,6 +104,7 @@ def test_gpsa_parts_recombine_and_match_timm(name, kwargs):
         assert torch.allclose(t.centres[i], w[:, :2] / (2 * t.strengths[i][:, None]))
     for i in range(ours.local_up_to_layer, len(ours.blocks)):
         assert t.content[i] is None and t.positional[i] is None and t.gates[i] is None and t.centres[i] is None
+        assert t.queries[i] is None and t.keys[i] is None
         assert t.num_prefix[i] == 1
     moved = t.to("meta")
     assert moved.attention[0].device.type == "meta" and moved.gates[0].device.type == "meta"

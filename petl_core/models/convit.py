@@ -10,7 +10,7 @@ and any timm-format file load unchanged. Only the attention modules are swapped 
 * mix content and positional attention with one `lerp` and skip timm's renormalisation, which is a numerical
   no-op (a convex combination of two row-stochastic matrices is row-stochastic);
 * use fused scaled-dot-product attention when nothing is being captured, and otherwise materialise and hand
-  the content, positional and mixed attention to the active trace (`petl_core.capture`). They materialise it
+  the queries, keys, content, positional and mixed attention to the active trace (`petl_core.capture`). They materialise it
   too, through `attn_drop` as timm's modules always do, when timm's tools watch it (`weights_observed`).
 
 Scripted (torch.jit.script), they are timm's modules: TorchScript compiles timm's forward, never the capture.
@@ -52,7 +52,8 @@ class GPSA(timm_convit.GPSA):
     """Gated positional self-attention, A = (1 - σ(λ)) · softmax(QKᵀ/√d) + σ(λ) · softmax(v_pos · r).
 
     Input and output (B, N, D) with N = S² patch tokens (no class token). Captures, per call:
-    `content` (B, H, N, N), `positional` (1, H, N, N) and `attention` (B, H, N, N), rows summing to 1.
+    `queries` and `keys` (B, H, N, d) (content = softmax(queries·keysᵀ·scale)), `content` (B, H, N, N), `positional`
+    (1, H, N, N) and `attention` (B, H, N, N), rows summing to 1.
     """
 
     _positional_cache: tuple[tuple, torch.Tensor] | None = None
@@ -114,6 +115,8 @@ class GPSA(timm_convit.GPSA):
             content = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
             attention = torch.lerp(content, positional, gate)  # (B, H, N, N)
             if recorder is not None:
+                recorder.save(self, "queries", q)
+                recorder.save(self, "keys", k)
                 recorder.save(self, "content", content)
                 recorder.save(self, "positional", positional)
                 recorder.save(self, "attention", attention)
