@@ -114,8 +114,10 @@ def write_entry(run_dir: str | Path, name: str, title: str, root: str | Path | N
     else:
         save_convpass(adapted, entry / ADAPTERS)
     shutil.copyfile(run_dir / "history.json", entry / "history.json")
+    # an entry's snapshots are its run's only: an earlier run's steps would be replayed as this one's
+    shutil.rmtree(entry / "snapshots", ignore_errors=True)
     if (run_dir / "snapshots").is_dir():
-        shutil.copytree(run_dir / "snapshots", entry / "snapshots", dirs_exist_ok=True)
+        shutil.copytree(run_dir / "snapshots", entry / "snapshots")
     card.save(entry)
     ModelCard.load(entry)  # what was written loads
     return entry

@@ -166,6 +166,18 @@ def test_preprocess_is_the_evaluation_path(runs):
     assert loaded.preprocess(Image.new("RGB", (4000, 3000), "white")).shape == (1, 32, 32)
 
 
+def test_shipping_again_replaces_the_entrys_snapshots(runs, tmp_path):
+    """A run shipped over an entry of an earlier run leaves only its own snapshots (no step of the earlier run)."""
+    root = tmp_path / "assets"
+    zoo.write_entry(runs["tiny_convpass"], "again", "Convpass", root=root, backbone=str(runs["tiny_deit"]))
+    stale = root / "again" / "snapshots" / "step999999.safetensors"
+    shutil.copyfile(next((root / "again" / "snapshots").iterdir()), stale)
+    zoo.write_entry(runs["tiny_convpass"], "again", "Convpass", root=root, backbone=str(runs["tiny_deit"]))
+    shipped = sorted(p.name for p in (root / "again" / "snapshots").iterdir())
+    assert shipped == sorted(p.name for p in (runs["tiny_convpass"] / "snapshots").iterdir()) and shipped
+    assert not stale.exists()
+
+
 def test_shipped_models_are_built_without_random_initialisation(runs, monkeypatch):
     """What makes loading fast (bench/model_load.py times it): timm builds the architecture on the meta device, once."""
     devices = []
