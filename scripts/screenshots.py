@@ -121,6 +121,10 @@ def _run_compare(page: Page, ms: float) -> None:
     page.wait_for_function("() => window.__compareDrawn", timeout=ms)  # (drawn in the page)
 
 
+def _gpsa_drawn(page: Page, ms: float) -> None:
+    page.wait_for_function("() => window.__gpsaDrawn", timeout=ms)  # (drawn in the page)
+
+
 def _findings_drawn(page: Page, ms: float) -> None:
     for elem_id in ("findings-sample", "findings-petl"):
         page.wait_for_selector(f"#{elem_id} .js-plotly-plot svg.main-svg, #{elem_id} img", timeout=ms)
@@ -141,7 +145,7 @@ def _equation_written(page: Page, ms: float) -> None:
 
 
 VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait for
-    ("Content vs position", "gpsa", None, ["gpsa-plot"], ["gpsa-centres"]),
+    ("Content vs position", "gpsa", _gpsa_drawn, [], ["gpsa-centres"]),
     ("Gates", "gates", None, [], ["gates-now", "gates-history"]),
     ("Nonlocality", "nonlocality", None, [], ["nonlocality-image", "nonlocality-history"]),
     ("Compare", "compare", _run_compare, [], []),
@@ -207,7 +211,7 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
 
     page.locator("#guide-step").get_by_text("2. ", exact=False).click()  # a guide step opens its view
     expect(page.locator("#guide-text")).to_contain_text("Step 2 of", timeout=ms)
-    image_in(page, "gpsa-plot", timeout)
+    _gpsa_drawn(page, ms)
     settle(page, timeout)
     saved.append(save(page, out / "guide.png", max_kb))
     return saved

@@ -37,10 +37,10 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "assets" / "examples" / "chelsea.png"
-ENDPOINTS = {"/analyze", "/attention", "/gpsa", "/gates_history", "/nonlocality_history", "/bypass", "/compare",
-             "/findings", "/models", "/export_attention", "/export_gpsa", "/export_gates", "/export_nonlocality",
-             "/export_bypass", "/export_compare", "/export_findings", "/dial", "/replay", "/equation", "/atlas",
-             "/atlas_image"}
+ENDPOINTS = {"/analyze", "/attention", "/attention_data", "/gpsa", "/gpsa_data", "/gates_history",
+             "/nonlocality_history", "/bypass", "/compare", "/compare_data", "/findings", "/models",
+             "/export_attention", "/export_gpsa", "/export_gates", "/export_nonlocality", "/export_bypass",
+             "/export_compare", "/export_findings", "/dial", "/replay", "/equation", "/atlas", "/atlas_image"}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,32 @@ def test_gpsa_numbers_are_the_models_gates_and_centres(client):
     assert len([t for t in _plotly(centres_plot)["data"] if t.get("mode") == "markers+text"]) == 4
     with pytest.raises(AppError, match="GPSA block 5 does not exist here; choose one of 0-3"):
         client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 5, True, api_name="/gpsa")
+
+
+def test_gpsa_data_is_the_models_queries_keys_positional_weights_and_gates(client):
+    """/gpsa_data: what the page computes the decomposition from is petl_core's: the trace's queries and keys
+    (float32, exact), each GPSA block's positional projection and gates; and they give the trace's content part."""
+    data = json.loads(client.predict(handle_file(CHELSEA), "convit_fmnist", None, True, api_name="/gpsa_data"))
+    loaded, direct = _direct("convit_fmnist")
+    trace = direct.trace
+    assert [b["block"] for b in data["blocks"]] == trace.gated_blocks == [0, 1, 2, 3]
+    assert data["grid"] == list(trace.grid) and data["heads"] == 9
+    patches = trace.grid[0] * trace.grid[1]
+    for entry in data["blocks"]:
+        b = entry["block"]
+        shape = (data["heads"], patches, data["head_dim"])
+        queries = np.frombuffer(base64.b64decode(entry["queries"]), "<f4").reshape(shape)
+        keys = np.frombuffer(base64.b64decode(entry["keys"]), "<f4").reshape(shape)
+        np.testing.assert_array_equal(queries, trace.queries[b][0].numpy())
+        np.testing.assert_array_equal(keys, trace.keys[b][0].numpy())
+        content = torch.from_numpy(queries @ keys.transpose(0, 2, 1) * data["scale"]).softmax(-1)
+        np.testing.assert_allclose(content, trace.content[b][0], atol=1e-6)
+        attn = loaded.model.blocks[b].attn
+        np.testing.assert_allclose(entry["pos_weight"], attn.pos_proj.weight.detach().numpy(), atol=1e-7)
+        np.testing.assert_allclose(entry["pos_bias"], attn.pos_proj.bias.detach().numpy(), atol=1e-7)
+        np.testing.assert_allclose(entry["gates"], trace.gates[b].numpy(), atol=1e-7)
+    deit = json.loads(client.predict(handle_file(CHELSEA), "deit_fmnist", None, True, api_name="/gpsa_data"))
+    assert deit["blocks"] == [] and deit["heads"] == 0  # (the page says the view is for ConViT models)
 
 
 def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(client):

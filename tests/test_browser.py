@@ -22,6 +22,7 @@ from petl_core import findings, zoo
 from petl_core.analysis import analyze
 from petl_core.diagnostics import TrainingCurves
 from petl_core.examples import task_examples
+from petl_core.figures import _quantised as attention_codes_of
 from petl_core.figures import attention_codes, attention_lut, class_token_codes
 from petl_core.images import load_image
 from petl_core.inputs import model_input
@@ -269,7 +270,7 @@ def test_clicking_a_patch_makes_it_the_query_and_the_page_draws_its_maps(page):
 
 def test_every_tab_renders(page):
     open_tab(page, "Content vs position")
-    assert _image_src(page, "gpsa-plot")
+    page.wait_for_function("() => window.__gpsaDrawn", timeout=SLOW)
     _plotly(page, "gpsa-centres")
 
     open_tab(page, "Gates")
@@ -436,6 +437,136 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     under = background[(key // GRID) * cell:(key // GRID + 1) * cell, (key % GRID) * cell:(key % GRID + 1) * cell]
     low, high = 0.6 * lut + 0.4 * under.min((0, 1)) - 3, 0.6 * lut + 0.4 * under.max((0, 1)) + 3
     assert np.all((drawn >= low) & (drawn <= high)), (drawn, low, high)
+
+
+def test_the_gpsa_decomposition_is_computed_in_the_page_as_petl_core_computes_it(fresh_page):
+    """Content vs position computes each head's content, positional and mixed attention in the page from the GPSA
+    block's queries, keys and positional weights (/gpsa_data, fetched once per analysis): within 1e-4 of
+    petl_core's trace for every GPSA block and head; a map cell is its weight's colour alone (never blended with the
+    picture, issue 30); a new query, block or scale redraws with no server call of the view."""
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
+    joins = []
+    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
+            if "/queue/join" in request.url else None)
+    open_tab(page, "Content vs position")
+    centre = GRID // 2
+    page.wait_for_function("c => window.__gpsaDrawn && window.__gpsaDrawn.row === c && window.__gpsaDrawn.col === c",
+                           arg=centre, timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    assert "gpsa_data_page" in joins and "gpsa_centres_page" in joins
+    caption = page.locator("#gpsa-caption")
+    expect(caption).to_contain_text(f"GPSA block 0: attention of the {Query.at(centre, centre).label} in every head")
+
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
+    row, col = 3, GRID - 2
+    query = row * GRID + col
+    assert trace.gated_blocks
+    for block in trace.gated_blocks:
+        for head in range(trace.attention[block].shape[1]):
+            parts = page.evaluate("([b, h, r, c]) => window.__gpsaParts(b, h, r, c)", [block, head, row, col])
+            assert parts["sigma"] == pytest.approx(float(trace.gates[block][head]), abs=1e-6)
+            for name in ("content", "positional", "attention"):
+                expected = getattr(trace, name)[block][0, head, query].numpy()
+                assert np.abs(np.array(parts[name]) - expected).max() < 1e-4, (block, head, name)
+
+    joins.clear()
+    box = page.locator("#query textarea, #query input").first
+    box.fill(f"{row},{col}")
+    box.press("Enter")
+    page.wait_for_function("([r, c]) => window.__gpsaDrawn.row === r && window.__gpsaDrawn.col === c", arg=[row, col])
+    page.locator("#gpsa-block input").click()
+    page.get_by_role("option", name="2", exact=True).click()
+    page.wait_for_function("() => window.__gpsaDrawn.block === 2")
+    expect(caption).to_contain_text(f"GPSA block 2: attention of the {Query.at(row, col).label} in every head")
+    page.locator("#log-scale input").uncheck()
+    page.wait_for_function("() => window.__gpsaDrawn.log === false")
+    page.locator("#log-scale input").check()
+    page.wait_for_function("() => window.__gpsaDrawn.log === true")
+    wait_for_rest(page, QUIET, REST)
+    assert not [name for name in joins if name is None or "gpsa" in name], joins
+    # the content map of head 1 at the key it weighs most: that weight's colour, exactly (gpsa.js's layout)
+    weights = trace.content[2][0, 1, query]
+    key = int(weights.argmax())
+    cell = max(3, 80 // GRID)
+    left = 96 + GRID * cell + 12
+    x, y = left + (GRID * cell + 4) + (key % GRID) * cell + cell // 2, 36 + (GRID * cell + 4) + (key // GRID) * cell
+    drawn = np.array(page.evaluate("([x, y]) => Array.from(document.getElementById('gpsa-canvas')"
+                                   ".getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3))",
+                                   [x, y + cell // 2]))
+    colour = attention_lut(True)[attention_codes_of(weights[key])].astype(int)
+    assert np.abs(drawn - colour).max() <= 1, (drawn, colour)
+
+
+def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_the_server(fresh_page):
+    """The Equation tab computes a ConViT's equation in the page from /gpsa_data: the top keys and their content,
+    positional and mixed weights are petl_core.equation's (within 1e-4); a new block, head or query redraws with no
+    server call of the view. A Convpass model's equation is the server's."""
+    from petl_core.equation import gpsa_equation
+
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
+    joins = []
+    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
+            if "/queue/join" in request.url else None)
+    open_tab(page, "Equation")
+    page.wait_for_function("() => window.__equationDrawn", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    assert "equation_data_page" in joins and "equation_page" not in joins, joins
+    expect(page.locator("#equation-server")).to_be_hidden()
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
+
+    def shown_numbers() -> dict:
+        return json.loads(page.evaluate("() => JSON.stringify(window.__equationView(document.querySelector("
+                                        "'#equation-data textarea, #equation-data input').value, document."
+                                        "querySelector('#query textarea, #query input').value, document.querySelector("
+                                        "'#equation-block input').value, window.__equationDrawn.head))"))
+
+    def same_as_petl_core(numbers: dict, block: int, head: int, row: int, col: int) -> None:
+        eq = gpsa_equation(trace, block, head, Query.at(row, col))
+        assert (numbers["block"], numbers["head"], numbers["query"]) == (block, head, f"{row},{col}")
+        assert numbers["sigma"] == pytest.approx(eq.sigma, abs=1e-6)
+        assert [k["patch"] for k in numbers["top"]] == [list(k.patch) for k in eq.top]
+        for shown, expected in zip([*numbers["top"], numbers["rest"]], [*eq.top, eq.rest], strict=True):
+            for name in ("content", "positional", "attention"):
+                assert shown[name] == pytest.approx(getattr(expected, name), abs=1e-4), (name, shown, expected)
+        text = page.locator("#equation-page-text")
+        expect(text).to_contain_text(f"GPSA block {block}, head {head}, {Query.at(row, col).label}.")
+        expect(text).to_contain_text(f"σ = σ(λ) = {eq.sigma:.4f}")
+
+    centre = GRID // 2
+    same_as_petl_core(shown_numbers(), 0, 0, centre, centre)
+    joins.clear()
+    head = page.locator("#equation-head input[data-testid='number-input']")
+    head.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("4")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__equationDrawn.head === 4")
+    page.locator("#equation-block input").click()
+    page.get_by_role("option", name="3", exact=True).click()
+    page.wait_for_function("() => window.__equationDrawn.block === 3")
+    box = page.locator("#query textarea, #query input").first
+    box.fill("2,9")
+    box.press("Enter")
+    page.wait_for_function("() => window.__equationDrawn.row === 2 && window.__equationDrawn.col === 9")
+    wait_for_rest(page, QUIET, REST)
+    assert not [name for name in joins if name is None or "equation" in name], joins
+    same_as_petl_core(shown_numbers(), 3, 4, 2, 9)
+    page.get_by_text("Numbers", exact=True).last.click()  # (the page's numbers panel, folded away)
+    expect(page.locator("#equation-page-numbers")).to_contain_text("in the page, from /gpsa_data")
+
+    page.locator("#model input").click()  # a Convpass model: the server's equation
+    page.get_by_role("option", name=re.compile(r"^convpass_digit_scenes")).click()
+    expect(page.locator("#equation-text")).to_contain_text("Convpass block", timeout=SLOW)
+    expect(page.locator("#equation-server")).to_be_visible()
+    expect(page.locator("#equation-page")).to_be_hidden()
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

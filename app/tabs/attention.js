@@ -207,6 +207,8 @@
         const [row, col] = parts.map((p) => parseInt(p, 10));
         return row >= 0 && row < data.grid[0] && col >= 0 && col < data.grid[1] ? [row, col] : null;
     };
+    // for the other views the page draws (app/tabs/gpsa.js)
+    window.__mapsKit = {bytes, queryPatch, label};
     // At rest (pointer off the picture) the canvas shows the query's patch: after an analysis, a new query, or
     // the pointer leaving the picture. Called by the page's change listeners (app.tabs.attention).
     window.__hoverShowQuery = (query, text) => {

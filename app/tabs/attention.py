@@ -60,34 +60,41 @@ def _maps(result: Result, query: str, layer: float, head: float, log_scale: bool
     return grid_fig, enlarged
 
 
+def encoded(array: np.ndarray, dtype: type = np.uint8) -> str:
+    """`array` as `dtype` bytes in C order (little-endian, as a page's typed arrays read them), base64."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode(
+        "ascii")
+
+
 def maps_data(result: Result, model: str) -> dict:
     """What a page draws attention maps of `result` from, for any query, block, head and scale: every patch query's
     attention in every block and head quantised to one byte on the fixed log range (petl_core.figures.
-    attention_codes, base64), the class token's (class_token_codes, and the blocks that have one), the colours of
-    the 256 codes on the log and the linear scale with their ticks, and the model input at panel size as the maps'
-    background (RGB bytes, base64)."""
-    from petl_core.figures import (
-        attention_codes,
-        attention_lut,
-        attention_norm,
-        class_token_codes,
-        panel_background,
-    )
+    attention_codes, base64), the class token's (class_token_codes, and the blocks that have one), the colour
+    scales (colour_scales), and the model input at panel size as the maps' background (RGB bytes, base64)."""
+    from petl_core.figures import attention_codes, class_token_codes, panel_background
 
     trace = result.trace
     rows, cols = trace.grid
     background, cell = panel_background(result.input_image, trace.grid)  # (as under the grid figure's panels)
-
-    def encoded(array: np.ndarray) -> str:
-        return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
 
     codes = attention_codes(trace)
     cls_codes, cls_blocks = class_token_codes(trace)
     return {
         "model": model, "grid": [rows, cols], "cell": cell, "blocks": codes.shape[0], "heads": codes.shape[1],
         "heads_per_block": [a.shape[1] for a in trace.attention], "codes": encoded(codes),
-        "cls_codes": encoded(cls_codes), "cls_blocks": cls_blocks, "log_range": list(ATTENTION_LOG_RANGE),
-        "background": encoded((background * 255).round()),
+        "cls_codes": encoded(cls_codes), "cls_blocks": cls_blocks, "background": encoded((background * 255).round()),
+        **colour_scales(),
+    }
+
+
+def colour_scales() -> dict:
+    """The attention views' fixed colour scales, as a page draws them: the colours of the 256 codes of
+    petl_core.figures.attention_codes on the log and the linear scale (RGB bytes, base64), the log range the codes
+    span, each scale's label and its ticks."""
+    from petl_core.figures import attention_lut, attention_norm
+
+    return {
+        "log_range": list(ATTENTION_LOG_RANGE),
         "lut_log": encoded(attention_lut(True)), "lut_linear": encoded(attention_lut(False)),
         "label_log": attention_colour_label(True), "label_linear": attention_colour_label(False),
         # (label, place along the colour bar from 0 to 1) on each fixed scale

@@ -142,20 +142,23 @@ def quiet(render: Callable, outputs: int) -> Callable:
 
 
 def wire_view(shared: Shared, tab: str, triggers: list, render: Callable, inputs: list, outputs: list,
-              api_name: str) -> Callable:
+              api_name: str, drawn_in_page: str | None = None) -> Callable:
     """`render` as the endpoint `api_name`, whose callers get every refusal, and as the page's listener of
     `triggers` (named `<api_name>_page`: see `wire_page`); returns what `wire_page` returns."""
     gr.Button(visible=False).click(render, inputs, outputs, api_name=api_name)
-    return wire_page(shared, tab, triggers, render, inputs, outputs, f"{api_name}_page")
+    return wire_page(shared, tab, triggers, render, inputs, outputs, f"{api_name}_page", drawn_in_page)
 
 
 def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs: list, outputs: list,
-              name: str) -> Callable:
+              name: str, drawn_in_page: str | None = None) -> Callable:
     """`render` as the page's listener `name` of `triggers` and of the tab switches, which draws only while the tab
     `tab` is shown, once the page has an analysis, and only what it has not drawn yet (the `inputs` of its last
     draw are kept): the page then spends its time on the view in sight, and opening a tab draws what changed while
     it was hidden. On a refusal the page reports once (REPORTED_ONCE) the view is left as it is. Returns
-    `after(dependency)`, which draws the same way once `dependency` succeeded."""
+    `after(dependency)`, which draws the same way once `dependency` succeeded.
+
+    `drawn_in_page`: a JavaScript expression of `model` (the model box's value), true where the page draws the view
+    of that model itself: the triggers then make no server call."""
     render = ANSWERS.answering(render)  # (a view of what others asked already answers at once)
     drawn = gr.State(None)  # the inputs of the last draw, as text
     keep = (gr.skip(),) * (len(outputs) + 1)
@@ -196,13 +199,20 @@ def wire_page(shared: Shared, tab: str, triggers: list, render: Callable, inputs
     # The triggers pass through a gate in the page: while the tab is hidden it keeps its value (no change event, so
     # no call to the server, which would only answer that there is nothing to draw); opening the tab draws.
     gate = gr.Textbox("", visible="hidden")
-    gr.on(triggers, None, [shared.tab, gate], gate, js=f"(shown, gate) => shown === {json.dumps(tab)} ? "
-          "String(performance.now()) : gate", **EACH_CHANGE, **PRIVATE)
-    gr.on([gate.change, shared.tab.change], draw, page_inputs, page_outputs, api_name=name, **EACH_CHANGE,
-          **PRIVATE)
+    gate_listener = {"inputs": [shared.tab, shared.model, gate], "outputs": gate, **PRIVATE,
+                     "js": f"(shown, model, gate) => shown === {json.dumps(tab)}"
+                           f"{f' && !({drawn_in_page})' if drawn_in_page else ''} ? String(performance.now()) : gate"}
+    # (a view the page may draw itself: opening the tab and the `after` dependencies pass through the gate too)
+    gated = [shared.tab.change] if drawn_in_page else []
+    gr.on(triggers + gated, None, **gate_listener, **EACH_CHANGE)
+    gr.on([gate.change] if drawn_in_page else [gate.change, shared.tab.change], draw, page_inputs, page_outputs,
+          api_name=name, **EACH_CHANGE, **PRIVATE)
 
     def after(dependency) -> None:
-        dependency.success(draw, page_inputs, page_outputs, **PRIVATE)
+        if drawn_in_page:
+            dependency.success(None, **gate_listener)
+        else:
+            dependency.success(draw, page_inputs, page_outputs, **PRIVATE)
 
     return after
 

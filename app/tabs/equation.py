@@ -2,6 +2,8 @@
 each term linked to its map."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -9,12 +11,16 @@ import gradio as gr
 from app import plots
 from app.answers import by_image_and_inputs, shares
 from app.service import Result, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, wire_view
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page, wire_view
+from app.tabs.gpsa import GpsaView
 from petl_core.query import centre_patch
 from petl_core.scales import ATTENTION_LOG_RANGE, attention_colour_label
 
 if TYPE_CHECKING:
     from petl_core.equation import ConvpassEquation, GpsaEquation
+
+EQUATION_JS = (Path(__file__).with_name("equation.js")).read_text()
+"""Computes and draws a ConViT's equation in the page (installed at page load) from `GpsaView.data`."""
 
 LEARN = """
 **GPSA.** For a query patch i, a head's attention to each key patch j mixes two rows that each sum to 1:
@@ -185,25 +191,49 @@ class EquationView:
 
 
 def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, gr.Slider]:
-    """The tab's layout and its endpoint /equation; returns its block and head controls (for links to them)."""
+    """The tab's layout and its endpoint /equation; returns its block and head controls (for links to them).
+
+    With `shared.in_page` the page computes and draws a ConViT's equation itself from /gpsa_data (fetched once per
+    analysis, as the Content vs position tab does): a new query, block or head redraws with no server call. The
+    server draws the rest (Convpass, and every model without the in-page path)."""
     view = EquationView(service)
     with gr.Row():
         block = gr.Dropdown(choices=[0, 1, 2, 3], value=0, label="Block", elem_id="equation-block",
                             allow_custom_value=True)  # the API may ask for any block of any model
         head = gr.Slider(0, shared.max_heads - 1, value=0, step=1, label="Head", elem_id="equation-head")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2):
-            text = gr.Markdown(elem_id="equation-text")
-        with gr.Column(scale=3):
-            figure = plot("Where each term comes from: the maps, top keys numbered as in the formula",
-                          "equation-plot")
-    numbers = numbers_panel("Numbers")
+    with gr.Column(elem_id="equation-server"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2):
+                text = gr.Markdown(elem_id="equation-text")
+            with gr.Column(scale=3):
+                figure = plot("Where each term comes from: the maps, top keys numbered as in the formula",
+                              "equation-plot")
+        numbers = numbers_panel("Numbers")
+    drawn_in_page = None
+    if shared.in_page:
+        with gr.Column(elem_id="equation-page"):
+            gr.HTML('<div id="equation-page-text"></div><canvas id="equation-canvas" width="0" height="0"></canvas>',
+                    label="The equation with this image's numbers, and where each term comes from")
+            page_numbers = numbers_panel("Numbers", "equation-page-numbers")
+        data = gr.Textbox(visible="hidden", elem_id="equation-data")
+        gpsa_models = [e.name for e in service.model_entries() if e.family == "convit"]
+        drawn_in_page = f"{json.dumps(gpsa_models)}.includes(model)"
     learn("the equation in numbers", LEARN)
     inputs = [shared.image, shared.model, shared.query, block, head, shared.weights, shared.invert]
     outputs = [figure, text, numbers]
     after_fit = wire_view(shared, "equation", [shared.query.change, block.input, head.release], view.render, inputs,
-                          outputs, "equation")
+                          outputs, "equation", drawn_in_page)
     # the controls are fitted to the new model before the view redraws with them
     after_fit(shared.analyses.change(view.fit, [shared.image, shared.model, shared.weights, block, head, shared.invert],
                                      [block, head], api_visibility="private", **EACH_CHANGE))
+    if shared.in_page:
+        gpsa = GpsaView(service)
+        wire_page(shared, "equation", [shared.analyses.change], gpsa.data,
+                  [shared.image, shared.model, shared.weights, shared.invert], [data], "equation_data_page")
+        shared.demo.load(None, js=EQUATION_JS, api_visibility="private")
+        # in the page only (no server call): a new query, block or head redraws a ConViT's equation
+        for event in (data.change, shared.query.change, block.change, head.change):
+            event(None, [data, shared.query, block, head], page_numbers,
+                  js="(data, query, block, head) => window.__equationView ? window.__equationView(data, query, "
+                     "block, head) : null", **EACH_CHANGE, **PRIVATE)
     return block, head
