@@ -10,8 +10,9 @@ and any timm-format file load unchanged. Only the attention modules are swapped 
 * mix content and positional attention with one `lerp` and skip timm's renormalisation, which is a numerical
   no-op (a convex combination of two row-stochastic matrices is row-stochastic);
 * use fused scaled-dot-product attention when nothing is being captured, and otherwise materialise and hand
-  the queries, keys, content, positional and mixed attention to the active trace (`petl_core.capture`). They materialise it
-  too, through `attn_drop` as timm's modules always do, when timm's tools watch it (`weights_observed`).
+  the queries, keys, content, positional and mixed attention to the active trace (`petl_core.capture`). They
+  materialise it too, through `attn_drop` as timm's modules always do, when timm's tools watch it
+  (`weights_observed`).
 
 Scripted (torch.jit.script), they are timm's modules: TorchScript compiles timm's forward, never the capture.
 The methods they inherit return timm's numbers: the GPSA forward keeps timm's relative-index buffer at the current
