@@ -161,6 +161,11 @@ def convit_section(label: str, history: dict, budget: str, slug: str) -> str:
             "steps), first and last evaluation\n\n| GPSA block | σ(λ) mean at init | σ(λ) mean at end | heads at end | "
             "α mean at init | α mean at end | largest move of a centre (patches) |\n"
             "|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n")
+    if "nonlocality" in last:  # (per head: does a head that keeps its positional prior stay local?)
+        gates = np.ravel(last["gates"])
+        nonlocality = np.ravel([last["nonlocality"][b] for b in range(len(last["gates"]))])
+        text += (f"\nAcross the {gates.size} GPSA heads at the last evaluation, σ(λ) and the head's nonlocality "
+                 f"correlate with r = {np.corrcoef(gates, nonlocality)[0, 1]:.2f} (Pearson).\n")
     if last.get("lr_sum"):
         text += "\nΣlr per parameter group over the run: " + ", ".join(
             f"`{group}` {value:.3g}" for group, value in last["lr_sum"].items()) + ".\n"
