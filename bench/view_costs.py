@@ -4,9 +4,10 @@ In this process, on one thread, with the guided path's ConViT and example alread
 holds the forward passes): each view the page or a REST caller asks for its own patch is called as its endpoint
 calls it, and its outputs are made as Gradio sends them (a figure encoded once: app.answers), with a new patch on
 every repetition so that no shared answer is reused. Beside them, what the page fetches instead for the views it
-draws itself (/attention_data, /compare_data), and petl_core's trace of the image itself (one forward pass with
-every capture), so every row reads as a multiple of it. These are the seconds of server CPU that a class shares:
-on 2 cores, 30 students each asking five such views wait for the sum.
+draws itself (/attention_data, /compare_data, /gpsa_data, the Training tab's snapshot data), and petl_core's
+trace of the image itself (one forward pass with every capture), so every row reads as a multiple of it. These are
+the seconds of server CPU that a class shares: on 2 cores, 30 students each asking five such views wait for the
+sum.
 
 Prints per view: best and median milliseconds over --reps, and × the analysis.
 
@@ -74,6 +75,8 @@ def main() -> int:
         "/compare (figure, 2 models)": lambda q: compare.render(IMAGE, [CONVIT, DEIT], 1, q, True),
         "/attention_data (once per image)": lambda q: attention.hover_data(IMAGE, CONVIT, None),
         "/compare_data (once per press, 2 models)": lambda q: compare.data(IMAGE, [CONVIT, DEIT]),
+        "/gpsa_data (once per image; also the equation's)": lambda q: gpsa.data(IMAGE, CONVIT, None),
+        "Training in the page (once per step, 2 models)": lambda q: replay.render_data(IMAGE, CONVIT, step),
     }
     rows = {}
     with paused(not args.no_pause):
