@@ -125,6 +125,10 @@ def _gpsa_drawn(page: Page, ms: float) -> None:
     page.wait_for_function("() => window.__gpsaDrawn", timeout=ms)  # (drawn in the page)
 
 
+def _replay_drawn(page: Page, ms: float) -> None:
+    page.wait_for_function("() => window.__replayDrawn && window.__replayDrawn.convit", timeout=ms)  # (in the page)
+
+
 def _findings_drawn(page: Page, ms: float) -> None:
     for elem_id in ("findings-sample", "findings-petl"):
         page.wait_for_selector(f"#{elem_id} .js-plotly-plot svg.main-svg, #{elem_id} img", timeout=ms)
@@ -152,7 +156,7 @@ VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait f
     ("Findings", "findings", _findings_drawn, [], []),
     ("Dial", "dial", _all_content, ["dial-grid"], []),
     ("Equation", "equation", _equation_written, ["equation-plot"], []),
-    ("Training", "replay", None, ["replay-convit-grid", "replay-deit-grid"], []),
+    ("Training", "replay", _replay_drawn, [], []),
     ("Atlas", "atlas", None, [], ["atlas-plot"]),
 )
 """The views shot after the attention view, in order, on the same image and model."""

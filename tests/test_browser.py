@@ -569,6 +569,54 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     expect(page.locator("#equation-page")).to_be_hidden()
 
 
+def test_the_training_replay_grids_are_drawn_in_the_page_for_any_query(fresh_page):
+    """Training: the server sends each snapshot's attention once per step (replay_page); the page draws both models'
+    grids from it (the snapshot's own attention, as petl_core traces it) and redraws them for a new query or scale
+    with no server call; a new step asks the server again."""
+    from app.service import Service
+
+    page = fresh_page
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
+    joins = []
+    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
+            if "/queue/join" in request.url else None)
+    open_tab(page, "Training")
+    page.wait_for_function("() => window.__replayDrawn && window.__replayDrawn.convit && window.__replayDrawn.deit",
+                           timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    drawn = page.evaluate("() => window.__replayDrawn")
+    pair = {side: drawn[side]["model"] for side in ("convit", "deit")}
+    last = zoo.snapshot_steps(pair["convit"])[-1]
+    assert drawn["convit"]["step"] == last and "replay_page" in joins
+    expect(page.locator("#replay-convit-caption")).to_contain_text(f"{pair['convit']} at step {last}: attention of "
+                                                                  f"the {Query.at(GRID // 2, GRID // 2).label}")
+    data = json.loads(page.locator("#replay-convit-data textarea, #replay-convit-data input").first.input_value())
+    patches = GRID * GRID
+    codes = np.frombuffer(base64.b64decode(data["codes"]), np.uint8).reshape(data["blocks"], data["heads"], patches,
+                                                                            patches)
+    snapshot = Service("cpu").snapshot_result(str(SCENE), pair["convit"], last)
+    assert np.abs(codes.astype(int) - attention_codes(snapshot.trace)).max() <= 1
+
+    joins.clear()
+    box = page.locator("#query textarea, #query input").first
+    box.fill("2,9")
+    box.press("Enter")
+    page.wait_for_function("() => window.__replayDrawn.convit.row === 2 && window.__replayDrawn.deit.col === 9")
+    page.locator("#log-scale input").uncheck()
+    page.wait_for_function("() => window.__replayDrawn.log === false")
+    wait_for_rest(page, QUIET, REST)
+    assert not [name for name in joins if name is None or "replay" in name], joins
+    expect(page.locator("#replay-deit-caption")).to_contain_text(f"attention of the {Query.at(2, 9).label}")
+    page.locator("#replay-step input").click()
+    page.get_by_role("option", name="0", exact=True).click()
+    page.wait_for_function("() => window.__replayDrawn.convit.step === 0 && window.__replayDrawn.convit.row === 2",
+                           timeout=SLOW)
+    assert "replay_page" in joins
+    page.locator("#log-scale input").check()
+
+
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):
     page = fresh_page
     fake = tmp_path / "notes.png"

@@ -9,6 +9,12 @@
         for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
         return out;
     };
+    const decodedMaps = (text) => {
+        // app.tabs.attention.maps_data as sent, its byte arrays decoded
+        const data = JSON.parse(text);
+        for (const key of ['codes', 'cls_codes', 'background', 'lut_log', 'lut_linear']) data[key] = bytes(data[key]);
+        return data;
+    };
     const current = (text) => {
         // `text`: the data as a change event passes it (the box may not show it yet); else the box's value
         if (text === undefined) {
@@ -17,12 +23,8 @@
         }
         if (!text) return null;
         if (text !== state.text) {
-            const data = JSON.parse(text);
-            for (const key of ['codes', 'cls_codes', 'background', 'lut_log', 'lut_linear']) {
-                data[key] = bytes(data[key]);
-            }
             state.text = text;
-            state.data = data;
+            state.data = decodedMaps(text);
             state.shown = null;
         }
         return state.data;
@@ -87,11 +89,9 @@
         state.stillKey = key;
         return canvas;
     };
-    const draw = (data, row, col, logScale, since) => {
-        // (row, col): a patch query; row null: the class token, whose blocks without one are left blank
-        const canvas = document.getElementById('hover-canvas');
-        if (!canvas) return;
-        const started = performance.now();
+    const drawGrid = (canvas, data, row, col, logScale) => {
+        // every block × head of `data` for query (row, col) into `canvas`; row null: the class token, whose blocks
+        // without one are left blank
         const {rows, cols, cell, pw, ph, width, height} = layout(data), patches = rows * cols;
         if (canvas.width !== width || canvas.height !== height) {
             canvas.width = width;
@@ -155,6 +155,12 @@
                 }
             }
         }
+    };
+    const draw = (data, row, col, logScale, since) => {
+        const canvas = document.getElementById('hover-canvas');
+        if (!canvas) return;
+        const started = performance.now();
+        drawGrid(canvas, data, row, col, logScale);
         const caption = document.getElementById('hover-caption');
         if (caption) {
             caption.textContent = `${data.model}: attention of the ${label(row, col)}, every block and head, drawn ` +
@@ -208,7 +214,7 @@
         return row >= 0 && row < data.grid[0] && col >= 0 && col < data.grid[1] ? [row, col] : null;
     };
     // for the other views the page draws (app/tabs/gpsa.js)
-    window.__mapsKit = {bytes, queryPatch, label};
+    window.__mapsKit = {bytes, queryPatch, label, decodedMaps, drawGrid};
     // At rest (pointer off the picture) the canvas shows the query's patch: after an analysis, a new query, or
     // the pointer leaving the picture. Called by the page's change listeners (app.tabs.attention).
     window.__hoverShowQuery = (query, text) => {

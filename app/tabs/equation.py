@@ -212,7 +212,8 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
     drawn_in_page = None
     if shared.in_page:
         with gr.Column(elem_id="equation-page"):
-            gr.HTML('<div id="equation-page-text"></div><canvas id="equation-canvas" width="0" height="0"></canvas>',
+            gr.HTML('<div id="equation-page-text"></div><canvas id="equation-canvas" width="0" height="0" '
+                    'style="max-width:100%;height:auto"></canvas>',
                     label="The equation with this image's numbers, and where each term comes from")
             page_numbers = numbers_panel("Numbers", "equation-page-numbers")
         data = gr.Textbox(visible="hidden", elem_id="equation-data")

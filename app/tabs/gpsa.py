@@ -155,7 +155,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
                         allow_custom_value=True)  # the API may ask for any block of any model
     if shared.in_page:
         gr.HTML('<div id="gpsa-caption">Analyse an image with a ConViT to see its GPSA heads.</div>'
-                '<canvas id="gpsa-canvas" width="0" height="0"></canvas>'
+                '<canvas id="gpsa-canvas" width="0" height="0" style="max-width:100%;height:auto"></canvas>'
                 '<div id="gpsa-value">Point at a map for its weight.</div>',
                 label="Mixed, content and positional attention per head", elem_id="gpsa-plot")
         data = gr.Textbox(visible="hidden", elem_id="gpsa-data")

@@ -3,7 +3,10 @@ the same data, side by side at the same step (a slider over the snapshots, or pl
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
@@ -12,12 +15,18 @@ from app import plots
 from app.answers import by_image_and_inputs, shares
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query, training_pair
+from app.tabs.attention import maps_data
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page
 from petl_core import catalog
 from petl_core.curves import GATE_AT_INIT
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from petl_core.metrics import GpsaHeads
+
+REPLAY_JS = (Path(__file__).with_name("replay.js")).read_text()
+"""Draws the two grids in the page (installed at page load) from `ReplayView.render_data`."""
 
 PLAY_S = 1.5
 """Seconds between two snapshots while playing."""
@@ -53,14 +62,24 @@ def _numbers(result: Result, steps: list[int]) -> dict:
             "top5": [{"label": d["label"], "probability": d["probability"]} for d in result.analysis.top5[0]]}
 
 
-def _views(result: Result, steps: list[int], query: str, first: list[GpsaHeads]) -> tuple:
-    """Top-5, attention grid, gates, centres, nonlocality (against the run's first snapshot, whose GPSA heads are
-    `first`) and the numbers."""
+def _grid_figure(result: Result, query: str) -> Figure:
+    """Every block × head map of `query` (the server's drawing)."""
     from petl_core.figures import attention_grid_figure
 
+    return attention_grid_figure(result.trace, result.input_image, parse_query(query, result.trace.grid))
+
+
+def _grid_data(result: Result) -> str:
+    """What the page draws every block × head map of any query from (app.tabs.attention.maps_data, with the step),
+    as JSON."""
+    return json.dumps({**maps_data(result, result.model_name), "step": result.card["snapshot"]["step"]})
+
+
+def _views(result: Result, steps: list[int], grid: Callable[[Result], Any], first: list[GpsaHeads]) -> tuple:
+    """Top-5, attention grid (`grid` of the result: a figure, or the page's data), gates, centres, nonlocality
+    (against the run's first snapshot, whose GPSA heads are `first`) and the numbers."""
     trace, name = result.trace, result.model_name
     step = result.card["snapshot"]["step"]
-    grid = attention_grid_figure(trace, result.input_image, parse_query(query, trace.grid))
     if trace.gated_blocks:
         gates = trace.gate_matrix.numpy()
         centres = [(trace.centres[b].numpy(), trace.strengths[b].numpy()) for b in trace.gated_blocks]
@@ -73,7 +92,7 @@ def _views(result: Result, steps: list[int], query: str, first: list[GpsaHeads])
         [v[0].numpy() for v in result.analysis.nonlocality], [v[0].numpy() for v in result.analysis.init_nonlocality],
         f"nonlocality of {name} at step {step}", labels=(f"step {steps[0]}", f"step {step}"))
     top5 = {d["label"]: d["probability"] for d in result.analysis.top5[0]}
-    return top5, grid, gates_fig, centres_fig, nonlocality, _numbers(result, steps)
+    return top5, grid(result), gates_fig, centres_fig, nonlocality, _numbers(result, steps)
 
 
 def _note(results: dict[str, Result]) -> str:
@@ -112,7 +131,8 @@ class ReplayView:
         nonlocality per layer and head against the run's first snapshot, and the numbers as JSON (step, steps,
         gates, nonlocality, top5)."""
         result = self.service.snapshot_result(image, model, step, progress, invert)
-        return _views(result, self.service.snapshot_steps(model), query, self._first_heads(model))
+        return _views(result, self.service.snapshot_steps(model), functools.partial(_grid_figure, query=query),
+                      self._first_heads(model))
 
     def _first_heads(self, name: str) -> list[GpsaHeads]:
         """The GPSA heads of `name`'s first training snapshot: where the shown centres started."""
@@ -142,8 +162,18 @@ class ReplayView:
     @shares(by_image_and_inputs)
     def render(self, image: str | None, model: str | None, step: int | str, query: str, invert: bool = True,
                progress: gr.Progress = gr.Progress()) -> tuple:
-        """The note, both models of `model`'s pair at snapshot `step` (the DeiT at its nearest snapshot), and the
-        step shown (playing waits for it)."""
+        """The note, both models of `model`'s pair at snapshot `step` (the DeiT at its nearest snapshot) with the
+        server's grid figures of `query`, and the step shown (playing waits for it)."""
+        return self._pair_views(image, model, step, functools.partial(_grid_figure, query=query), invert, progress)
+
+    @shares(by_image_and_inputs)
+    def render_data(self, image: str | None, model: str | None, step: int | str, invert: bool = True,
+                    progress: gr.Progress = gr.Progress()) -> tuple:
+        """`render` with the data the page draws the grids of any query from, in place of the figures."""
+        return self._pair_views(image, model, step, _grid_data, invert, progress)
+
+    def _pair_views(self, image: str | None, model: str | None, step: int | str, grid: Callable[[Result], Any],
+                    invert: bool, progress: gr.Progress) -> tuple:
         pair, steps, prefix = self.pair(model)
         if not image:
             return (gr.skip(),) * (2 + 7 * len(SIDES))
@@ -153,13 +183,14 @@ class ReplayView:
             name = pair.get(key)
             if name is None:
                 absent = plots.message_figure(f"no shipped {label} with training snapshots")
-                outputs += [f"**{label}**: none shipped", {}, absent, absent, absent, absent, {}]
+                no_grid = absent if grid is not _grid_data else ""
+                outputs += [f"**{label}**: none shipped", {}, no_grid, absent, absent, absent, {}]
                 continue
             own = self.service.snapshot_steps(name)
             result = self.service.snapshot_result(image, name, _nearest(own, step), progress, invert)
             results[label] = result
             shown = result.card["snapshot"]["step"]
-            outputs += [f"**{label}**: `{name}` at step {shown}", *_views(result, own, query, self._first_heads(name))]
+            outputs += [f"**{label}**: `{name}` at step {shown}", *_views(result, own, grid, self._first_heads(name))]
         return (prefix + _note(results), *outputs, step)
 
     def step_at(self, model: str | None, index: float) -> int:
@@ -214,7 +245,13 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
             with gr.Column():
                 heading = gr.Markdown(f"**{label}**")
                 top5 = gr.Label(num_top_classes=5, label="Top-5", elem_id=f"replay-{key}-top5")
-                grid = plot("Attention of the query, every block × head", f"replay-{key}-grid")
+                if shared.in_page:  # drawn in the page from the snapshot's attention, for any query and scale
+                    gr.HTML(f'<div id="replay-{key}-caption"></div><canvas id="replay-{key}-canvas" width="0" '
+                            'height="0" style="max-width:100%;height:auto"></canvas>',
+                            label="Attention of the query, every block × head", elem_id=f"replay-{key}-grid")
+                    grid = gr.Textbox(visible="hidden", elem_id=f"replay-{key}-data")
+                else:
+                    grid = plot("Attention of the query, every block × head", f"replay-{key}-grid")
                 gates = plot("Gates σ(λ)", f"replay-{key}-gates")
                 centres = plot("Positional centres Δ_h", f"replay-{key}-centres")
                 nonlocality = plot("Nonlocality per block and head", f"replay-{key}-nonlocality")
@@ -223,8 +260,18 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     learn("a model through its training", LEARN)
     inputs = [shared.image, shared.model, step, shared.query, shared.invert]
     outputs = [note, *sides[0], *sides[1], shown]
-    after_fit = wire_page(shared, "replay", [step.change, shared.analyses.change, shared.query.change], view.render,
-                          inputs, outputs, "replay_page")
+    if shared.in_page:  # a new query or scale redraws the grids in the page (no server call); a new step asks
+        after_fit = wire_page(shared, "replay", [step.change, shared.analyses.change], view.render_data,
+                              [shared.image, shared.model, step, shared.invert], outputs, "replay_page")
+        shared.demo.load(None, js=REPLAY_JS, api_visibility="private")
+        grids = [side[2] for side in sides]
+        for event in (*(g.change for g in grids), shared.query.change, shared.log_scale.change):
+            event(None, [*grids, shared.query, shared.log_scale], None,
+                  js="(convit, deit, query, log) => { window.__replayView && window.__replayView([convit, deit], "
+                     "query, log); }", **EACH_CHANGE, **PRIVATE)
+    else:
+        after_fit = wire_page(shared, "replay", [step.change, shared.analyses.change, shared.query.change],
+                              view.render, inputs, outputs, "replay_page")
     after_fit(gr.on([shared.model.change, shared.demo.load], view.fit, [shared.model, step], [position, step, timer],
                     **EACH_CHANGE, **PRIVATE))
     position.input(view.step_at, [shared.model, position], step, trigger_mode="always_last", **PRIVATE)
@@ -232,7 +279,8 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     play.click(view.play, [shared.image, shared.model, step], [step, timer], **PRIVATE)
     pause.click(lambda: gr.Timer(active=False), None, timer, **PRIVATE)
     timer.tick(view.advance, [shared.model, step, shown], [step, timer], **PRIVATE)
-    gr.Button(visible=False).click(view.replay, inputs, sides[0][1:], api_name="replay")
+    gr.Button(visible=False).click(view.replay, inputs, [sides[0][1], gr.Plot(visible=False), *sides[0][3:]],
+                                   api_name="replay")
     return step, view
 
 
