@@ -8,13 +8,16 @@ client) start evenly spread over --spread seconds and each follows the guided pa
   upload the guided path's example scene (each student their own upload), /analyze it with its ConViT;
   the attention tab: the page's way, /attention_data (the numbers the page draws every query, block, head and
   scale from, once per image: no call per click), REST, /attention's figures at their own patch, block and head;
-  /gpsa and /equation at their own patch, block and head (random; GPSA blocks for the last two; the
-  grid, blocks, heads and GPSA blocks read from their /analyze JSON); /dial with the presets "all content (σ = 0)"
+  Content vs position and the Equation: the page's way, /gpsa_data (the queries, keys and positional weights the
+  page computes both from, fetched by each tab, once per image), REST, /gpsa and /equation at their own patch,
+  block and head (random; GPSA blocks for the last two; the grid, blocks, heads and GPSA blocks read from their
+  /analyze JSON); /dial with the presets "all content (σ = 0)"
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
-  trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps); /nonlocality_history;
-  /atlas; the comparison of the guide's ConViT and DeiT (the page's way /compare_data, drawn in the page at any
-  block and query; REST /compare's figure at their own patch and block); then upload
-  the guide's digit scene and /bypass of its Convpass model at a random block and branch.
+  trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps; the page's Training
+  tab asks its private listener for the step's numbers instead, a lighter call: /replay is its upper bound);
+  /nonlocality_history; /atlas; the comparison of the guide's ConViT and DeiT (the page's way /compare_data, drawn
+  in the page at any block and query; REST /compare's figure at their own patch and block); then upload the guide's
+  digit scene and /bypass of its Convpass model at a random block and branch.
 
 --way: the page's way of calling (queue/join in the student's own session, then that session's event stream), the
 REST API (/gradio_api/call/<name>), or mixed (default: even students the page's way, odd ones REST). A REST call
@@ -73,7 +76,7 @@ from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E4
 
 # the guided path's models and example scenes (what a class opens)
 SCENE, DIGIT_SCENE = ROOT / "assets/examples" / guide.SCENE, ROOT / "assets/examples" / guide.DIGIT_SCENE
-ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa", "equation", "dial", "replay",
+ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa_data", "gpsa", "equation", "dial", "replay",
              "nonlocality_history", "atlas", "compare_data", "compare", "bypass")
 
 
@@ -164,8 +167,12 @@ class Student:
                 self.act("attention_data", [scene, CONVIT, None])
             else:
                 self.act("attention", [scene, CONVIT, None, patch, block, head, True])
-            self.act("gpsa", [scene, CONVIT, None, patch, gpsa_block, True])
-            self.act("equation", [scene, CONVIT, patch, gpsa_block, head])
+            if self.way == "page":  # Content vs position and the Equation: computed in the page from these numbers
+                self.act("gpsa_data", [scene, CONVIT, None])
+                self.act("gpsa_data", [scene, CONVIT, None])  # (the equation tab's own fetch: a shared answer)
+            else:
+                self.act("gpsa", [scene, CONVIT, None, patch, gpsa_block, True])
+                self.act("equation", [scene, CONVIT, patch, gpsa_block, head])
             for sigma in (0.0, 1.0):  # the guide's order: all content (a ViT), then all positional
                 self.act("dial", [scene, CONVIT, json.dumps([[sigma] * heads for _ in gpsa]), patch])
             own = [None] * len(gpsa)

@@ -439,18 +439,25 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     assert np.all((drawn >= low) & (drawn <= high)), (drawn, low, high)
 
 
-def test_the_gpsa_decomposition_is_computed_in_the_page_as_petl_core_computes_it(fresh_page):
-    """Content vs position computes each head's content, positional and mixed attention in the page from the GPSA
-    block's queries, keys and positional weights (/gpsa_data, fetched once per analysis): within 1e-4 of
-    petl_core's trace for every GPSA block and head; a map cell is its weight's colour alone (never blended with the
-    picture, issue 30); a new query, block or scale redraws with no server call of the view."""
-    page = fresh_page
+def _analysed_and_listening(page) -> list[str | None]:
+    """Analyse the test scene in `page`; from then on, the name of each endpoint the page calls (None for one
+    without a name) is appended to the list returned."""
     page.set_input_files(FILE_INPUT, str(SCENE))
     page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
     names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
     joins = []
     page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
             if "/queue/join" in request.url else None)
+    return joins
+
+
+def test_the_gpsa_decomposition_is_computed_in_the_page_as_petl_core_computes_it(fresh_page):
+    """Content vs position computes each head's content, positional and mixed attention in the page from the GPSA
+    block's queries, keys and positional weights (/gpsa_data, fetched once per analysis): within 1e-4 of
+    petl_core's trace for every GPSA block and head; a map cell is its weight's colour alone (never blended with the
+    picture, issue 30); a new query, block or scale redraws with no server call of the view."""
+    page = fresh_page
+    joins = _analysed_and_listening(page)
     open_tab(page, "Content vs position")
     centre = GRID // 2
     page.wait_for_function("c => window.__gpsaDrawn && window.__gpsaDrawn.row === c && window.__gpsaDrawn.col === c",
@@ -508,12 +515,7 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     from petl_core.equation import gpsa_equation
 
     page = fresh_page
-    page.set_input_files(FILE_INPUT, str(SCENE))
-    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
-    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
-    joins = []
-    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
-            if "/queue/join" in request.url else None)
+    joins = _analysed_and_listening(page)
     open_tab(page, "Equation")
     page.wait_for_function("() => window.__equationDrawn", timeout=SLOW)
     wait_for_rest(page, QUIET, REST)
@@ -576,12 +578,7 @@ def test_the_training_replay_grids_are_drawn_in_the_page_for_any_query(fresh_pag
     from app.service import Service
 
     page = fresh_page
-    page.set_input_files(FILE_INPUT, str(SCENE))
-    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
-    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
-    joins = []
-    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
-            if "/queue/join" in request.url else None)
+    joins = _analysed_and_listening(page)
     open_tab(page, "Training")
     page.wait_for_function("() => window.__replayDrawn && window.__replayDrawn.convit && window.__replayDrawn.deit",
                            timeout=SLOW)

@@ -29,6 +29,24 @@
         }
         return state.data;
     };
+    const colourBar = (ctx, data, left, top, width, logScale) => {
+        // a horizontal colour bar at (left, top): the scale's 256 colours, ticked and labelled with its fixed range
+        // (the log scale's colours: the codes are log-spaced, and each scale's ticks sit where its weights do)
+        for (let i = 0; i < width; i++) {
+            const c = Math.round(i * 255 / (width - 1)) * 3;
+            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
+            ctx.fillRect(left + i, top, 1, 10);
+        }
+        ctx.fillStyle = '#000';
+        ctx.font = '11px sans-serif';
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'middle';
+        for (const [label, at] of logScale ? data.ticks_log : data.ticks_linear) {
+            ctx.fillText(label, left + at * (width - 1), top + 18);
+        }
+        ctx.textAlign = 'left';
+        ctx.fillText(logScale ? data.label_log : data.label_linear, left + width + 12, top + 5);
+    };
     const layout = (data) => {
         const [rows, cols] = data.grid, cell = data.cell, pw = cols * cell, ph = rows * cell;
         const mw = data.heads * (pw + GAP) - GAP, mh = data.blocks * (ph + GAP) - GAP;
@@ -71,19 +89,7 @@
         for (let b = 0; b < data.blocks; b++) ctx.fillText(`block ${b}`, LEFT - 6, TOP + b * (ph + GAP) + ph / 2);
         ctx.textAlign = 'center';
         for (let h = 0; h < data.heads; h++) ctx.fillText(`head ${h}`, LEFT + h * (pw + GAP) + pw / 2, TOP / 2);
-        // the colour bar: the scale's 256 colours, ticked and labelled with its fixed range
-        const barTop = TOP + mh + 10, barWidth = Math.min(256, mw);
-        for (let i = 0; i < barWidth; i++) {
-            const c = Math.round(i * 255 / (barWidth - 1)) * 3;
-            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
-            ctx.fillRect(LEFT + i, barTop, 1, 10);
-        }
-        ctx.fillStyle = '#000';
-        for (const [label, at] of logScale ? data.ticks_log : data.ticks_linear) {
-            ctx.fillText(label, LEFT + at * (barWidth - 1), barTop + 18);
-        }
-        ctx.textAlign = 'left';
-        ctx.fillText(logScale ? data.label_log : data.label_linear, LEFT + barWidth + 12, barTop + 5);
+        colourBar(ctx, data, LEFT, TOP + mh + 10, Math.min(256, mw), logScale);
         state.still = canvas;
         state.stillOf = data;
         state.stillKey = key;
@@ -214,7 +220,7 @@
         return row >= 0 && row < data.grid[0] && col >= 0 && col < data.grid[1] ? [row, col] : null;
     };
     // for the other views the page draws (app/tabs/gpsa.js)
-    window.__mapsKit = {bytes, queryPatch, label, decodedMaps, drawGrid};
+    window.__mapsKit = {bytes, queryPatch, label, decodedMaps, drawGrid, colourBar};
     // At rest (pointer off the picture) the canvas shows the query's patch: after an analysis, a new query, or
     // the pointer leaving the picture. Called by the page's change listeners (app.tabs.attention).
     window.__hoverShowQuery = (query, text) => {

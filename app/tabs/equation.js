@@ -87,17 +87,7 @@
                 ctx.font = '12px sans-serif';
             });
         });
-        // the colour bar: the attention views' fixed log scale
-        const barTop = TOP + ph + 10;
-        for (let i = 0; i < 256; i++) {
-            ctx.fillStyle = `rgb(${lut[i * 3]},${lut[i * 3 + 1]},${lut[i * 3 + 2]})`;
-            ctx.fillRect(LEFT + i, barTop, 1, 10);
-        }
-        ctx.fillStyle = '#000';
-        ctx.font = '11px sans-serif';
-        for (const [text, at] of data.ticks_log) ctx.fillText(text, LEFT + at * 255, barTop + 19);
-        ctx.textAlign = 'left';
-        ctx.fillText(data.label_log, LEFT + 270, barTop + 5);
+        window.__mapsKit.colourBar(ctx, data, LEFT, TOP + ph + 10, 256, true);  // (the fixed log scale, as the server's)
     };
     // the page's listeners (app.tabs.equation) pass the data, query, block and head; returns the numbers shown
     window.__equationView = (text, query, block, head) => {

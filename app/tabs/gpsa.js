@@ -141,19 +141,7 @@
             ctx.fillText(`head ${h}`, x, 9);
             ctx.fillText(`σ(λ)=${block.gates[h].toFixed(2)}`, x, 23);
         }
-        // the colour bar: the scale's 256 colours, ticked and labelled with its fixed range
-        const barTop = TOP + 3 * (ph + GAP) + 8, barWidth = 256;
-        for (let i = 0; i < barWidth; i++) {
-            const c = Math.round(i * 255 / (barWidth - 1)) * 3;
-            ctx.fillStyle = `rgb(${data.lut_log[c]},${data.lut_log[c + 1]},${data.lut_log[c + 2]})`;
-            ctx.fillRect(mapsLeft + i, barTop, 1, 10);
-        }
-        ctx.fillStyle = '#000';
-        for (const [text, at] of log ? data.ticks_log : data.ticks_linear) {
-            ctx.fillText(text, mapsLeft + at * (barWidth - 1), barTop + 19);
-        }
-        ctx.textAlign = 'left';
-        ctx.fillText(log ? data.label_log : data.label_linear, mapsLeft + barWidth + 12, barTop + 5);
+        kit().colourBar(ctx, data, mapsLeft, TOP + 3 * (ph + GAP) + 8, 256, log);
         caption.textContent = `${note}${data.model}, GPSA block ${block.block}: attention of the ` +
             `${kit().label(row, col)} in every head, A = (1 − σ)·C + σ·P, computed and drawn in your browser from ` +
             `the block's queries, keys and positional weights (point at a map for its weight)`;
