@@ -42,8 +42,8 @@ def _top1(probe, index: int) -> str:
 
 
 def _points(page, panel: int, skip: int = -1) -> dict:
-    """The image number and the viewport position of a point of panel `panel` (1: ConViT, 2: DeiT) that no other
-    point comes within 8 pixels of (so it is the one under the cursor), none of image `skip`."""
+    """The image number and the viewport position of the point of panel `panel` (1: ConViT, 2: DeiT) farthest from
+    any other (so it is the one under the cursor; none within 3 pixels), none of image `skip`."""
     return page.evaluate("""([panel, skip]) => {
         const gd = document.querySelector('#atlas-plot .js-plotly-plot');
         const axis = panel === 1 ? '' : String(panel);
@@ -57,8 +57,10 @@ def _points(page, panel: int, skip: int = -1) -> dict:
                              y: box.top + ya._offset + ya.l2p(t.y[i])});
             }
         });
-        const alone = (p) => points.every((q) => q === p || Math.hypot(q.x - p.x, q.y - p.y) > 8);
-        return points.find((p) => p.index !== skip && alone(p)) ?? null;
+        const room = (p) => Math.min(...points.map((q) => q === p ? Infinity : Math.hypot(q.x - p.x, q.y - p.y)));
+        const candidates = points.filter((p) => p.index !== skip).map((p) => [room(p), p]);
+        candidates.sort((a, b) => b[0] - a[0]);
+        return candidates.length && candidates[0][0] > 3 ? candidates[0][1] : null;
     }""", [panel, skip])
 
 
