@@ -12,6 +12,9 @@ Against `python app.py` on a free port, one page, one analysed image (a shipped 
 3. change   a block or head typed into its slider's box (Enter): the page redraws the enlarged map
             (`block_or_head_to_enlarged_map_ms`: timed in the page from Gradio's change listener; and from the key's
             event, which adds the time Gradio takes to dispatch the change).
+4. tabs     Content vs position, the Equation and Training, each opened in turn: a click on a patch redraws the
+            tab's maps for it in the page, before the server sets the query box (`click_to_<tab>_ms`: from the
+            click's event to the end of the drawing).
 
 Prints `hover_to_update_ms p50=… p95=…`, `click_to_update_ms p50=… p95=…` (targets of issue 13: p95 ≤ 16 ms for
 hover, ≤ 100 ms for click), `click_to_enlarged_map_ms` and `block_or_head_to_enlarged_map_ms` (issue 29: a click,
@@ -44,9 +47,11 @@ import numpy as np  # noqa: E402
 
 from petl_core import zoo  # noqa: E402
 from scripts.app_server import start_app, stop_app  # noqa: E402
-from scripts.browser_page import FILE_INPUT, chromium_context, point_on, wait_for_rest  # noqa: E402
+from scripts.browser_page import FILE_INPUT, chromium_context, open_tab, point_on, wait_for_rest  # noqa: E402
 
 SCENE = sorted((ROOT / "assets" / "examples").glob("scene_*.png"))[0]
+IN_PAGE_TABS = (("Content vs position", "__gpsaDrawn"), ("Equation", "__equationDrawn"), ("Training", "__replayDrawn"))
+"""The other tabs the page draws itself, and what each says it drew (its `ms`: from the click's event)."""
 
 
 def _percentiles(values: list[float]) -> str:
@@ -122,6 +127,7 @@ def main() -> int:
                     hover.append(drawn["ms"])
                     drawing.append(drawn["draw_ms"])
                 clicks, enlarged, changes, changes_wall = [], [], [], []
+                tab_clicks = {tab: [] for tab, _ in IN_PAGE_TABS}
                 query = (rows // 2, cols // 2)  # (the page's first query)
                 for _ in range(0 if args.size else args.clicks):
                     patch = query
@@ -155,6 +161,21 @@ def main() -> int:
                     changes_wall.append(drawn["at"] - page.evaluate("() => window.__enterAt"))
                     assert drawn["block" if slider == "layer" else "head"] == value, (drawn, slider, value)
                     changes.append(drawn["ms"])
+                # the other views the page draws: a click on the picture redraws the shown tab's maps at once
+                for tab, drawn_at in ([] if args.size else IN_PAGE_TABS):
+                    open_tab(page, tab)
+                    page.wait_for_function(f"() => window.{drawn_at}", timeout=120_000)
+                    wait_for_rest(page, 1_000, 120_000)
+                    for _ in range(args.clicks):
+                        patch = query
+                        while patch == query:
+                            patch = (rng.randrange(rows), rng.randrange(cols))
+                        query = patch
+                        before = page.evaluate(f"() => window.{drawn_at}.count")
+                        picture.click(position=point_on(picture, (patch[1] + 0.5) / cols, (patch[0] + 0.5) / rows))
+                        page.wait_for_function(f"n => window.{drawn_at}.count > n", arg=before)
+                        tab_clicks[tab].append(page.evaluate(f"() => window.{drawn_at}.ms"))
+                        wait_for_rest(page, 1_000, 120_000)
         finally:
             stop_app(process)
     print(f"hover_to_update_ms {_percentiles(hover)}")
@@ -165,6 +186,9 @@ def main() -> int:
         print(f"block_or_head_to_enlarged_map_ms {_percentiles(changes)}")
         print(f"  from the Enter key's event to the map drawn (Gradio's dispatch included): "
               f"{_percentiles(changes_wall)}")
+    for tab, times in tab_clicks.items():
+        if times:
+            print(f"click_to_{tab.lower().replace(' ', '_')}_ms {_percentiles(times)}")
     return 0
 
 

@@ -480,6 +480,12 @@ def test_the_gpsa_decomposition_is_computed_in_the_page_as_petl_core_computes_it
                 expected = getattr(trace, name)[block][0, head, query].numpy()
                 assert np.abs(np.array(parts[name]) - expected).max() < 1e-4, (block, head, name)
 
+    # a click on the picture redraws at once, before the server sets the query box
+    picture = page.locator("#picker img").first
+    picture.click(position=point_on(picture, 2.5 / GRID, 5.5 / GRID))
+    page.wait_for_function("() => window.__gpsaDrawn.row === 5 && window.__gpsaDrawn.col === 2")
+    assert page.evaluate("() => window.__gpsaDrawn.ms") < 1000
+    expect(page.locator("#query textarea, #query input").first).to_have_value("5,2", timeout=SLOW)
     joins.clear()
     box = page.locator("#query textarea, #query input").first
     box.fill(f"{row},{col}")
@@ -544,6 +550,11 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
 
     centre = GRID // 2
     same_as_petl_core(shown_numbers(), 0, 0, centre, centre)
+    picture = page.locator("#picker img").first  # a click redraws at once; the numbers follow the query box
+    picture.click(position=point_on(picture, 2.5 / GRID, 5.5 / GRID))
+    page.wait_for_function("() => window.__equationDrawn.row === 5 && window.__equationDrawn.col === 2")
+    assert page.evaluate("() => window.__equationDrawn.ms") < 1000
+    expect(page.locator("#query textarea, #query input").first).to_have_value("5,2", timeout=SLOW)
     joins.clear()
     head = page.locator("#equation-head input[data-testid='number-input']")
     head.click()

@@ -153,9 +153,13 @@
                               count: drawn ? drawn.count + 1 : 1};
     };
     // the page's listeners (app.tabs.gpsa) pass the data, the query box, the block and the scale
-    window.__gpsaView = (text, query, block, log) => {
-        const since = performance.now(), data = decoded(text);
+    window.__gpsaView = (text, query, block, log, since = performance.now()) => {
+        const data = decoded(text);
         if (!data || !kit()) return;
+        const args = JSON.stringify([query, block, log]);
+        // (the query box's change after a click asks for what the click drew already)
+        if (state.drawn && state.drawn.text === text && state.drawn.args === args) return;
+        state.last = {text, block, log};
         let patch = kit().queryPatch(query, data), note = '';
         if (patch === null) return;  // (a query the box refuses: the page says so where it is typed)
         if (patch[0] === null) {  // GPSA blocks come before the class token joins: the centre patch instead
@@ -163,7 +167,13 @@
             note = 'The class token joins after the GPSA blocks: showing the centre patch. ';
         }
         draw(data, Math.round(Number(block)), patch, note, log, since);
+        state.drawn = state.shown ? {text, args} : null;
     };
+    // a click on the picture: the new query, drawn at once (before the server sets the query box)
+    document.addEventListener('explorer-query', (event) => {
+        const last = state.last;
+        if (last) window.__gpsaView(last.text, event.detail.query, last.block, last.log, event.detail.at);
+    });
     // for the equation (app/tabs/equation.js), which computes from the same data
     window.__gpsaKit = {decoded, parts, code};
     // for the tests: one head's parts as the page computes them

@@ -5,9 +5,11 @@
     // query or scale redraws both with no server call.
     const SIDES = ['convit', 'deit'];
     const decoded = {};
-    window.__replayView = (texts, query, log) => {
+    let last = null;
+    window.__replayView = (texts, query, log, since = performance.now()) => {
         const kit = window.__mapsKit;
         if (!kit) return;
+        last = {texts, log};
         const shown = {};
         texts.forEach((text, i) => {
             const side = SIDES[i], canvas = document.getElementById(`replay-${side}-canvas`);
@@ -28,6 +30,10 @@
         });
         const drawn = window.__replayDrawn;
         // (for the tests: what each grid shows)
-        window.__replayDrawn = {...shown, log, count: drawn ? drawn.count + 1 : 1};
+        window.__replayDrawn = {...shown, log, ms: performance.now() - since, count: drawn ? drawn.count + 1 : 1};
     };
+    // a click on the picture: the new query, drawn at once (before the server sets the query box)
+    document.addEventListener('explorer-query', (event) => {
+        if (last) window.__replayView(last.texts, event.detail.query, last.log, event.detail.at);
+    });
 }
