@@ -213,10 +213,7 @@ def test_clicking_a_patch_makes_it_the_query_and_the_page_draws_its_maps(page):
             assert np.all((pixel >= low) & (pixel <= high)), (block, head, key, pixel, low, high)
 
     shown_in_its_colour(0, 0, codes[0, 0, row * GRID + col], True)
-    names = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
-    joins = []
-    page.on("request", lambda request: joins.append(names.get(request.post_data_json["fn_index"]))
-            if "/queue/join" in request.url else None)
+    joins = _listening(page)
     for slider, value in (("head", 2), ("layer", 3)):
         box = page.locator(f"#{slider} input[data-testid='number-input']")
         box.click()
@@ -394,10 +391,7 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     caption = page.locator("#compare-caption")
     expect(caption).to_have_text(f"block 0, attention of the {centre.label} (log scale)")
 
-    names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
-    joins = []
-    page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
-            if "/queue/join" in request.url else None)
+    joins = _listening(page)
     box = page.locator("#compare-layer input[data-testid='number-input']")
     box.click()
     page.keyboard.press("Control+A")
@@ -439,16 +433,21 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     assert np.all((drawn >= low) & (drawn <= high)), (drawn, low, high)
 
 
-def _analysed_and_listening(page) -> list[str | None]:
-    """Analyse the test scene in `page`; from then on, the name of each endpoint the page calls (None for one
-    without a name) is appended to the list returned."""
-    page.set_input_files(FILE_INPUT, str(SCENE))
-    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+def _listening(page) -> list[str | None]:
+    """From now on, the name of each endpoint `page` calls (None for one without a name), appended to the list
+    returned."""
     names_of = {i: name for name, i in endpoint_ids(httpx.Client(timeout=30), page.url.split("?")[0]).items()}
     joins = []
     page.on("request", lambda request: joins.append(names_of.get(request.post_data_json["fn_index"]))
             if "/queue/join" in request.url else None)
     return joins
+
+
+def _analysed_and_listening(page) -> list[str | None]:
+    """Analyse the test scene in `page`, then `_listening`."""
+    page.set_input_files(FILE_INPUT, str(SCENE))
+    page.wait_for_function("() => window.__enlargedDrawn", timeout=SLOW)
+    return _listening(page)
 
 
 def test_the_gpsa_decomposition_is_computed_in_the_page_as_petl_core_computes_it(fresh_page):

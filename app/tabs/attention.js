@@ -530,20 +530,7 @@
                 }
             }
         });
-        // the colour bar: the scale's colours, ticked and labelled with its fixed range
-        const first = models[0], barTop = top + models.length * (side + gap) + 8, barWidth = 256;
-        for (let i = 0; i < barWidth; i++) {
-            const c = i * 3;
-            ctx.fillStyle = `rgb(${first.lut_log[c]},${first.lut_log[c + 1]},${first.lut_log[c + 2]})`;
-            ctx.fillRect(left + i, barTop, 1, 10);
-        }
-        ctx.fillStyle = '#000';
-        ctx.textAlign = 'center';
-        for (const [text, at] of logScale ? first.ticks_log : first.ticks_linear) {
-            ctx.fillText(text, left + at * (barWidth - 1), barTop + 18);
-        }
-        ctx.textAlign = 'left';
-        ctx.fillText(logScale ? first.label_log : first.label_linear, left + barWidth + 12, barTop + 5);
+        colourBar(ctx, models[0], left, top + models.length * (side + gap) + 8, 256, logScale);
         caption.textContent = `block ${block}, attention of the ${label(row, col)}` + (logScale ? ' (log scale)' : '');
         const drawn = window.__compareDrawn;
         window.__compareDrawn = {block, row, col, log: logScale, models: models.map((m) => m.model),
