@@ -215,11 +215,7 @@ def test_clicking_a_patch_makes_it_the_query_and_the_page_draws_its_maps(page):
     shown_in_its_colour(0, 0, codes[0, 0, row * GRID + col], True)
     joins = _listening(page)
     for slider, value in (("head", 2), ("layer", 3)):
-        box = page.locator(f"#{slider} input[data-testid='number-input']")
-        box.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(str(value))
-        page.keyboard.press("Enter")
+        _type_number(page, slider, value)
     _enlarged_drawn(page, block=3, head=2, row=row, col=col, log=True)
     expect(caption).to_have_text(f"block 3, head 2: attention of the {Query.at(row, col).label}")
     shown_in_its_colour(3, 2, codes[3, 2, row * GRID + col], True)
@@ -247,11 +243,7 @@ def test_clicking_a_patch_makes_it_the_query_and_the_page_draws_its_maps(page):
     if first_with > 3:
         expect(caption).to_have_text("block 3 has no class token: click a patch to set the query")
     expect(page.locator("#hover-caption")).to_contain_text("attention of the class token")
-    box = page.locator("#layer input[data-testid='number-input']")
-    box.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(first_with))
-    page.keyboard.press("Enter")
+    _type_number(page, "layer", first_with)
     _enlarged_drawn(page, block=first_with, head=2, row=None, col=None)
     expect(caption).to_have_text(f"block {first_with}, head 2: attention of the class token")
     shown_in_its_colour(first_with, 2, cls_codes[first_with, 2], True)
@@ -392,11 +384,7 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     expect(caption).to_have_text(f"block 0, attention of the {centre.label} (log scale)")
 
     joins = _listening(page)
-    box = page.locator("#compare-layer input[data-testid='number-input']")
-    box.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("3")
-    page.keyboard.press("Enter")
+    _type_number(page, "compare-layer", 3)
     page.wait_for_function("() => window.__compareDrawn.block === 3")
     expect(caption).to_have_text(f"block 3, attention of the {centre.label} (log scale)")
     page.get_by_text("Top-5 and nonlocality at this block").click()  # (the numbers panel, folded away)
@@ -431,6 +419,14 @@ def test_compare_is_drawn_in_the_page_and_follows_the_block_query_and_scale(fres
     under = background[(key // GRID) * cell:(key // GRID + 1) * cell, (key % GRID) * cell:(key % GRID + 1) * cell]
     low, high = 0.6 * lut + 0.4 * under.min((0, 1)) - 3, 0.6 * lut + 0.4 * under.max((0, 1)) + 3
     assert np.all((drawn >= low) & (drawn <= high)), (drawn, low, high)
+
+
+def _type_number(page, slider: str, value: int) -> None:
+    """Type `value` into the number box of the slider `slider` (its elem_id) and press Enter, as a user does."""
+    page.locator(f"#{slider} input[data-testid='number-input']").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
 
 
 def _listening(page) -> list[str | None]:
@@ -555,11 +551,7 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     assert page.evaluate("() => window.__equationDrawn.ms") < 1000
     expect(page.locator("#query textarea, #query input").first).to_have_value("5,2", timeout=SLOW)
     joins.clear()
-    head = page.locator("#equation-head input[data-testid='number-input']")
-    head.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("4")
-    page.keyboard.press("Enter")
+    _type_number(page, "equation-head", 4)
     page.wait_for_function("() => window.__equationDrawn.head === 4")
     page.locator("#equation-block input").click()
     page.get_by_role("option", name="3", exact=True).click()
