@@ -29,6 +29,18 @@
         }
         return state.data;
     };
+    const codeColours = (ctx, codes, lut, cols, rows) => {
+        // one pixel per key: the colour of each code of a (rows, cols) map, as ImageData of `ctx`
+        const cells = ctx.createImageData(cols, rows), px = cells.data;
+        for (let k = 0; k < rows * cols; k++) {
+            const c = codes[k] * 3;
+            px[4 * k] = lut[c];
+            px[4 * k + 1] = lut[c + 1];
+            px[4 * k + 2] = lut[c + 2];
+            px[4 * k + 3] = 255;
+        }
+        return cells;
+    };
     const colourBar = (ctx, data, left, top, width, logScale) => {
         // a horizontal colour bar at (left, top): the scale's 256 colours, ticked and labelled with its fixed range
         // (the log scale's colours: the codes are log-spaced, and each scale's ticks sit where its weights do)
@@ -312,15 +324,8 @@
         const small = state.enlargedSmall || (state.enlargedSmall = document.createElement('canvas'));
         small.width = cols;
         small.height = rows;
-        const sctx = small.getContext('2d'), cells = sctx.createImageData(cols, rows), px = cells.data;
-        for (let k = 0; k < rows * cols; k++) {
-            const c = codes[k] * 3;
-            px[4 * k] = lut[c];
-            px[4 * k + 1] = lut[c + 1];
-            px[4 * k + 2] = lut[c + 2];
-            px[4 * k + 3] = 255;
-        }
-        sctx.putImageData(cells, 0, 0);
+        const sctx = small.getContext('2d');
+        sctx.putImageData(codeColours(sctx, codes, lut, cols, rows), 0, 0);
         ctx.globalAlpha = 1;
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, width, height);
@@ -508,15 +513,7 @@
                     blank(x, 'no class token\nin this block');
                     continue;
                 }
-                const cells = sctx.createImageData(cols, rows), px = cells.data;
-                for (let k = 0; k < patches; k++) {
-                    const c = codes[k] * 3;
-                    px[4 * k] = lut[c];
-                    px[4 * k + 1] = lut[c + 1];
-                    px[4 * k + 2] = lut[c + 2];
-                    px[4 * k + 3] = 255;
-                }
-                sctx.putImageData(cells, 0, 0);
+                sctx.putImageData(codeColours(sctx, codes, lut, cols, rows), 0, 0);
                 ctx.globalAlpha = 1;
                 ctx.imageSmoothingEnabled = true;
                 ctx.drawImage(backdrop(m), x, y0, pw, ph);
