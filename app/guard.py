@@ -16,6 +16,9 @@
   first and opens once torch and the models' code are imported), so an early request waits rather than fails;
 - **drain**: `Flight.drain(timeout)` refuses new computations and waits for those in flight, for SIGTERM
   handlers;
+- **memory**: after a heavy call (`app.queue_policy.slow`) the freed memory glibc keeps is handed back
+  (`petl_core.runtime.trim_freed_memory`): a dial scoring frees a few hundred MB, which glibc otherwise kept (RSS
+  wandered 200-500 MB above the memory in use over a few dozen scorings), and a Space is held to its RSS;
 - **bodies**: `BodyLimit` (ASGI middleware) refuses request bodies over MAX_BODY_BYTES before they are read, and a
   client that hangs up mid-request costs one log line, not a traceback.
 """
@@ -38,8 +41,10 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from app.answers import ANSWERS
+from app.queue_policy import HEAVY, lane_of
 from app.uploads import MAX_WEIGHTS_BYTES, NOT_UPLOADED, check_paths
 from petl_core.errors import CheckpointError, HubUnavailableError, ImageError
+from petl_core.runtime import trim_freed_memory
 
 __all__ = ["FAILURE_WINDOW_S", "MAX_BODY_BYTES", "MAX_MESSAGE", "BodyLimit", "Flight", "guard", "shorten",
            "user_errors"]
@@ -191,18 +196,29 @@ class Flight:
             return self._running
 
 
+@contextmanager
+def _memory_returned(heavy: bool) -> Iterator[None]:
+    """Hand the freed memory back to the kernel when a heavy call ends (however it ends)."""
+    try:
+        yield
+    finally:
+        if heavy:
+            trim_freed_memory()
+
+
 def _guarded(fn: Callable, flight: Flight) -> Callable:
+    heavy = lane_of(fn) == HEAVY
     if inspect.isgeneratorfunction(fn):  # a view that answers in parts: Gradio streams it only if it sees a generator
         @functools.wraps(fn)
         def stream(*args, **kwargs):
-            with _probe_misses(), flight.running(), user_errors():
+            with _memory_returned(heavy), _probe_misses(), flight.running(), user_errors():
                 yield from fn(*args, **kwargs)
 
         return stream
 
     @functools.wraps(fn)  # keeps the signature Gradio reads (gr.Progress, gr.SelectData parameters)
     def call(*args, **kwargs):
-        with _probe_misses(), flight.running(), user_errors():
+        with _memory_returned(heavy), _probe_misses(), flight.running(), user_errors():
             return fn(*args, **kwargs)
 
     return call

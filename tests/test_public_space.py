@@ -22,6 +22,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from app import queue_policy
+from app.service import RESULTS_KEPT
 from scripts.app_server import call, endpoint_ids, refusal, rss_mb, start_app, stop_app, upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +38,19 @@ def space(tmp_path_factory):
     the dial's presets scored in the background, its kept streams filled): (process, url, tmp, settled RSS in MB).
 
     Its bounded stores are full before the RSS is read, so that what the tests see grow is not them filling: the
-    shared answers get 16 MB (their bound is app.answers' own test), and two dial settings fill the streams the
-    dial keeps (petl_core.dial.DialProbe: the last 2 settings, 32 MB each for this model: 256 images × 144
-    patches × 72 channels in float32 entering each of GPSA blocks 1-3)."""
+    shared answers get 16 MB (their bound is app.answers' own test), the analyses kept for re-rendering are
+    RESULTS_KEPT images (about 10 MB each for this model: when the tests' own new images filled them instead, the
+    memory in use rose 184 MB and the RSS bound failed), and two dial settings fill the streams the dial keeps
+    (petl_core.dial.DialProbe: the last 2 settings, 32 MB each for this model: 256 images × 144 patches × 72
+    channels in float32 entering each of GPSA blocks 1-3)."""
     tmp = tmp_path_factory.mktemp("space")
     process, url = start_app(tmp, 180, forced={"EXPLORER_DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
-                                               "EXPLORER_ANSWERS_MB": "16"})
+                                               "EXPLORER_ANSWERS_MB": "16", "EXPLORER_MEMORY_LOG": "0.25"})
     with httpx.Client(timeout=120) as client:
+        for seed in range(RESULTS_KEPT):
+            filler = tmp / f"filler{seed}.png"
+            Image.fromarray(np.random.default_rng(100 + seed).integers(0, 255, (48, 48), dtype=np.uint8)).save(filler)
+            call(client, url, "analyze", [upload(client, url, filler), MODEL, None, "cls"])
         image = upload(client, url, SCENE)
         call(client, url, "analyze", [image, MODEL, None, "cls"])
         for sigma in (0.5, 0.25):
@@ -61,8 +68,11 @@ def http():
 
 
 def _within_bound(space) -> None:
-    process, _, _, settled = space
+    process, _, _tmp, settled = space
+    _ = _tmp
     assert process.poll() is None, "the server died"
+    from scripts.app_server import logged_memory_mb
+    print("MEM", rss_mb(process.pid), settled, logged_memory_mb(_), flush=True)
     assert rss_mb(process.pid) - settled < RSS_BOUND_MB, (rss_mb(process.pid), settled)
 
 
