@@ -91,14 +91,15 @@ def read_gates(text: str | None, model: nn.Module) -> list[list[float] | None]:
 @contextmanager
 def set_gates(model: nn.Module, gates: Sequence[Sequence[float] | None]) -> Iterator[list[torch.Tensor]]:
     """Within the block, GPSA block i of `model` mixes with σ = gates[i] (H,) instead of σ(λ), in this context
-    only (None: as trained). Yields the gates as applied, (H,) per GPSA block. Check `gates` with `parse_gates`."""
+    only (None: as trained; a tensor is used as it is, so an exported graph takes it as an input: petl_core.export).
+    Yields the gates as applied, (H,) per GPSA block. Check `gates` with `parse_gates`."""
     modules = _gpsa_modules(model)
     if len(gates) != len(modules):
         raise ValueError(f"{len(gates)} gate settings for {len(modules)} GPSA blocks")
     applied, overrides = [], dict(_OVERRIDES.get() or {})
     for module, entry in zip(modules, gates, strict=True):
         trained = torch.sigmoid(module.gating_param.detach())
-        value = trained if entry is None else torch.tensor(entry, dtype=trained.dtype, device=trained.device)
+        value = trained if entry is None else torch.as_tensor(entry, dtype=trained.dtype, device=trained.device)
         overrides[id(module)] = value
         applied.append(value)
     token = _OVERRIDES.set(overrides)
