@@ -20,7 +20,7 @@ from collections.abc import Callable
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import build_demo, queue_policy, scratch
+from app import browser_files, build_demo, queue_policy, scratch
 from app.answers import ANSWERS, MAX_BYTES
 from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
 from app.service import Service
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     _log_memory(args.memory_log)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
-                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
+                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)],
+                            "routes": browser_files.routes(service)},
                 prevent_thread_lock=True)
     served = time.perf_counter()
     try:

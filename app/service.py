@@ -50,7 +50,8 @@ __all__ = ["BACKEND", "Dialled", "QueryError", "Result", "Service", "parse_index
 log = logging.getLogger("explorer")
 
 BACKEND = ("petl_core.zoo", "petl_core.analysis", "petl_core.atlas", "petl_core.dial", "petl_core.equation",
-           "petl_core.examples", "petl_core.figures", "petl_core.images", "petl_core.inputs", "petl_core.metrics")
+           "petl_core.examples", "petl_core.figures", "petl_core.images", "petl_core.inputs", "petl_core.metrics",
+           "petl_core.preprocess")
 """The modules the app computes with, which it imports where they are used (so the page is served before torch
 loads): `Service.start` imports them all in one thread before any request runs, so that requests never import them
 at the same time (tests/test_imports.py checks that the app imports no other petl_core module that way)."""

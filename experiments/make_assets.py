@@ -42,9 +42,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from petl_core import findings, zoo
+from petl_core import catalog, findings, zoo
 from petl_core.data import load_test_set
-from petl_core.export import BROWSER_MODELS, export_entry
+from petl_core.export import export_entry
 from petl_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -413,7 +413,7 @@ def ship(suite: Suite) -> None:
         zoo.write_entry(config.out, variant_name,
                         f"ConViT on {source}, GPSA gates and positions at {config.gpsa_lr_scale:g}× the learning "
                         "rate (a variant, not the paper's recipe)", models)
-    for name in set(BROWSER_MODELS) & {convit_name, variant_name}:
+    for name in set(catalog.BROWSER_MODELS) & {convit_name, variant_name}:
         export_entry(name, models)  # the dial's graphs the page scores with
     for data, prefix in ((suite.source, "scene"), (suite.target, "digit_scene")):
         if data.endswith("scenes"):

@@ -9,6 +9,7 @@ models before torch loads. `petl_core.zoo` loads them (and re-exports all of thi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,8 +20,8 @@ from .cards import ModelCard
 from .errors import CheckpointError
 from .hub import HUB, cached_weights, hub_reachable, hub_status, offline
 
-__all__ = ["ADAPTERS", "ASSETS", "DEFAULT_MODEL", "HUB", "SHIPPED", "ZooEntry", "dimensions", "list_models",
-           "read_history", "shipped_pair", "snapshot_steps"]
+__all__ = ["ADAPTERS", "ASSETS", "BROWSER_MODELS", "DEFAULT_MODEL", "DIAL_GRAPHS", "HUB", "SHIPPED", "ZooEntry",
+           "dial_graphs_manifest", "dimensions", "list_models", "read_history", "shipped_pair", "snapshot_steps"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 """Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
@@ -32,6 +33,11 @@ SHIPPED = {"convit_scenes_gpsa50": "convit", "convit_scenes": "convit", "deit_sc
 even while they are missing (as unavailable)."""
 DEFAULT_MODEL = "convit_scenes_gpsa50"
 """The model the app and the CLI open with."""
+BROWSER_MODELS = ("convit_scenes_gpsa50", "convit_scenes")
+"""The shipped ConViTs whose dial graphs ship (petl_core.export; the guided path's, 2.6 MB each): convit_fmnist's
+would take 6 MB of the 80 MB assets/ may hold, and its dial is scored on the server."""
+DIAL_GRAPHS = "browser"
+"""The folder of an entry that holds its dial graphs and their manifest (`dial.json`: petl_core.export)."""
 
 ADAPTERS = "adapters.safetensors"
 """An adapted entry's own tensors (bypasses and head) when it refers to its backbone entry instead of a copy."""
@@ -157,3 +163,29 @@ def snapshot_steps(name: str, root: str | Path | None = None) -> list[int]:
     folder = _entry(name, root) / "snapshots"
     return sorted(int(p.stem.removeprefix("step")) for p in folder.glob("step*.safetensors")) if folder.is_dir() \
         else []
+
+
+def dial_graphs_manifest(name: str, root: str | Path | None = None) -> tuple[Path, dict] | None:
+    """The folder of the shipped entry `name`'s dial graphs and their manifest (petl_core.export), when they were
+    made from the entry's weights file as it is now; else None (no graphs, an unreadable manifest, or graphs of
+    other weights)."""
+    try:
+        directory = _entry(name, root)
+        manifest = json.loads((directory / DIAL_GRAPHS / "dial.json").read_text())
+    except (OSError, ValueError):  # (ValueError: a name that is no entry's, or text that is not JSON)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("weights_sha256") != file_sha256(_weights(directory)):
+        return None
+    return directory / DIAL_GRAPHS, manifest
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a file, or None where it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(2**20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -11,18 +11,17 @@ the stream entering block k is reused (as `petl_core.dial.DialProbe` does on the
 
 The gates are an input, never a constant folded into the graph; weights are float32 (what the web runtime's WASM
 kernels run). `dial.json` beside the graphs says what they are and which weights file they were made from
-(`weights_sha256`): a page offers them only for that file.
+(`weights_sha256`): they are offered only for that file (`petl_core.catalog.dial_graphs_manifest`).
 
 >>> manifest = export_dial(zoo.load("convit_scenes").model, "assets/models/convit_scenes/browser")
 >>> sessions = [onnxruntime.InferenceSession(folder / f) for f in manifest["graphs"]]
 
-`python -m petl_core.export` (re)writes the graphs of the shipped ConViTs in BROWSER_MODELS:
+`python -m petl_core.export` (re)writes the graphs of the shipped ConViTs in `catalog.BROWSER_MODELS`:
 `assets/models/<name>/browser/`.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -30,19 +29,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import catalog
 from .dial import set_gates
 
-__all__ = ["BROWSER_MODELS", "FOLDER", "MANIFEST", "OPSET", "dial_graphs", "export_dial", "export_entry",
-           "read_manifest"]
+__all__ = ["OPSET", "dial_graphs", "export_dial", "export_entry"]
 
 OPSET = 17
 """ONNX opset of the graphs (LayerNormalization is one op from 17; onnxruntime-web's WASM backend runs 17)."""
-MANIFEST = "dial.json"
-FOLDER = "browser"
-"""Where a shipped entry keeps its graphs: `<entry>/browser/`."""
-BROWSER_MODELS = ("convit_scenes_gpsa50", "convit_scenes")
-"""The shipped ConViTs whose graphs ship (the guided path's, 2.6 MB each); convit_fmnist's would take 6 MB of the
-80 MB assets/ may hold, and its dial is scored on the server."""
 
 
 class _Stem(nn.Module):
@@ -138,30 +131,12 @@ def export_dial(model: nn.Module, folder: str | Path, weights: str | Path | None
         "format": 1, "opset": OPSET, "graphs": files, "gpsa_blocks": len(files) - 2, "heads": heads,
         "tokens": stream.shape[1], "dim": dim, "image": [channels, size, size],
         "classes": model.num_classes,
-        "weights_sha256": _sha256(weights) if weights else None,
+        "trained_gates": [torch.sigmoid(model.blocks[i].attn.gating_param.detach()).tolist()
+                          for i in _gpsa_blocks(model)],  # σ(λ) per GPSA block and head: a dial's null entries
+        "weights_sha256": catalog.file_sha256(weights) if weights else None,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    (folder / "dial.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
-
-
-def read_manifest(folder: str | Path, weights: str | Path) -> dict | None:
-    """The manifest of the graphs in `folder` when they were made from the file `weights` as it is now, else None
-    (no graphs, an unreadable manifest, or graphs of other weights)."""
-    try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("weights_sha256") != _sha256(weights):
-        return None
-    return manifest
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_entry(name: str, root: str | Path | None = None) -> dict | None:
@@ -169,21 +144,21 @@ def export_entry(name: str, root: str | Path | None = None) -> dict | None:
     graphs removed) for a model without GPSA blocks."""
     import shutil
 
-    from . import catalog, zoo
+    from . import zoo
 
     directory = catalog._entry(name, root)
-    shutil.rmtree(directory / FOLDER, ignore_errors=True)
+    shutil.rmtree(directory / catalog.DIAL_GRAPHS, ignore_errors=True)
     loaded = zoo.load(name, root=root)
     if not _gpsa_blocks(loaded.model):
         return None
-    return export_dial(loaded.model, directory / FOLDER, catalog._weights(directory))
+    return export_dial(loaded.model, directory / catalog.DIAL_GRAPHS, catalog._weights(directory))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the dial's ONNX graphs of shipped ConViTs.")
-    parser.add_argument("names", nargs="*", help=f"entries (default: {', '.join(BROWSER_MODELS)})")
+    parser.add_argument("names", nargs="*", help=f"entries (default: {', '.join(catalog.BROWSER_MODELS)})")
     args = parser.parse_args(argv)
-    for name in args.names or BROWSER_MODELS:
+    for name in args.names or catalog.BROWSER_MODELS:
         manifest = export_entry(name)
         print(name, "no GPSA blocks" if manifest is None else f"{len(manifest['graphs'])} graphs")
 

@@ -21,6 +21,7 @@ from app.uploads import EXAMPLES
 from petl_core import findings, zoo
 from petl_core.analysis import analyze
 from petl_core.diagnostics import TrainingCurves
+from petl_core.dial import DialProbe, probe_set
 from petl_core.examples import task_examples
 from petl_core.figures import _quantised as attention_codes_of
 from petl_core.figures import attention_codes, attention_lut, class_token_codes
@@ -614,6 +615,40 @@ def test_the_training_replay_grids_are_drawn_in_the_page_for_any_query(fresh_pag
                            timeout=SLOW)
     assert "replay_page" in joins
     page.locator("#log-scale input").check()
+
+
+def test_the_dial_scores_the_probe_in_the_page_progressively_as_petl_core_does(fresh_page):
+    """The shipped ConViT's dial graphs run in the page (onnxruntime-web, WASM): a setting's probe accuracy shows
+    first as an estimate from the first images, then exact, equal to petl_core.dial's over the same 256 images; a
+    newer setting cancels the older one's scoring; the server draws the maps and scores nothing (issue 29)."""
+    page = fresh_page
+    joins = _analysed_and_listening(page)
+    open_tab(page, "Dial")
+    loaded = zoo.load(zoo.DEFAULT_MODEL)
+    scorer = DialProbe(loaded.model, probe_set(loaded.card.recipe["data"]), loaded.card.preprocessing)
+    heads = loaded.model.blocks[0].attn.num_heads
+    older, newer = [[0.0] * heads, None, None, None], [None, None, [0.0] * heads, None]
+    box = page.locator("#dial-gates textarea")
+    box.fill(json.dumps(older))
+    box.fill(json.dumps(newer))
+    page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "
+                           "&& window.__dialPage.state.shown.seen === 256", arg=json.dumps(newer), timeout=SLOW)
+    reports = page.evaluate("() => window.__dialPage.state.reports")
+    mine = [r for r in reports if r["gates"] == json.dumps(newer)]
+    assert [r["seen"] for r in mine][0] < 256 and mine[-1]["correct"] / 256 == scorer.accuracy(newer)
+    assert all(r["seen"] < 256 for r in reports if r["gates"] == json.dumps(older))  # cancelled
+    expect(page.locator("#dial-page-score")).to_contain_text(
+        f"{100 * scorer.accuracy(newer):.1f}% on the first 256 test images of its task (scored in this browser)")
+    # the maps are the server's (the /dial listener), its sentence without a score of its own
+    expect(page.locator("#dial-note")).to_contain_text("Prediction with these gates", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    assert "dial_page" in joins
+    assert "Probe accuracy" not in page.locator("#dial-note").text_content()
+    # the cancelled setting again: scored in full this time
+    box.fill(json.dumps(older))
+    page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "
+                           "&& window.__dialPage.state.shown.seen === 256", arg=json.dumps(older), timeout=SLOW)
+    assert page.evaluate("() => window.__dialPage.state.shown.correct") / 256 == scorer.accuracy(older)
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

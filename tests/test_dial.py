@@ -252,3 +252,48 @@ def test_concurrent_dial_and_analyze_never_see_each_others_gates(client, app_ser
         dials = [pool.submit(dial_zero, i) for i in range(4)]
         analyses = [pool.submit(analyze_one, i) for i in range(4)]
         assert all(f.result() for f in dials) and all(f.result() for f in analyses)
+
+
+def test_a_page_that_scores_the_probe_itself_gets_the_maps_without_a_server_scoring(client, app_server):
+    # app/tabs/dial.js names the models its page scores; the server then answers the maps and leaves the score
+    setting = json.dumps([None, [0.25] * 9, None, None])  # (no preset: not scored in the background)
+    *_, note, numbers = client.predict(image=handle_file(SCENE), model=MODEL, gates=setting, query="center",
+                                       scored_in_page=json.dumps([MODEL]), api_name="/dial")
+    assert numbers["probe_accuracy"] is None and numbers["probe_images"] == 256 and "Probe accuracy" not in note
+    assert numbers["gates"][1] == [0.25] * 9
+    # a page that scores other models (or sends anything else) leaves the score to the server
+    for scored in (json.dumps(["convit_scenes"]), "not json", json.dumps({"a": 1})):
+        *_, numbers = client.predict(image=handle_file(SCENE), model=MODEL, gates=setting, query="center",
+                                     scored_in_page=scored, api_name="/dial")
+        assert numbers["probe_accuracy"] is not None
+
+
+def test_the_page_fetches_the_runtime_graphs_and_probe_as_plain_files(app_server):
+    import httpx
+
+    from petl_core.catalog import dial_graphs_manifest
+    from petl_core.preprocess import prepare
+
+    base = app_server.rstrip("/") + "/explorer"
+    folder, manifest = dial_graphs_manifest(MODEL)
+    with httpx.Client(timeout=60) as http:
+        assert http.get(f"{base}/dial/{MODEL}/dial.json").json() == manifest
+        for name in manifest["graphs"]:
+            answer = http.get(f"{base}/dial/{MODEL}/{name}")
+            assert answer.content == (folder / name).read_bytes() and "max-age" in answer.headers["cache-control"]
+        module = http.get(f"{base}/runtime/ort.wasm.bundle.min.mjs")
+        assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
+        assert http.get(f"{base}/runtime/ort-wasm-simd-threaded.wasm.gz").content[:2] == b"\x1f\x8b"
+        # the probe as the model sees it, and its labels
+        loaded, about = zoo.load(MODEL), http.get(f"{base}/dial/{MODEL}/probe.json").json()
+        probe, pre = probe_set(loaded.card.recipe["data"]), loaded.card.preprocessing
+        expected = prepare(probe.images, 1, float(pre["mean"]), float(pre["std"]), train=False,
+                           base_size=pre["base_size"], pad=pre["pad"])
+        assert about == {"labels": probe.labels.tolist(), "shape": list(expected.shape)}
+        images = np.frombuffer(http.get(f"{base}/dial/{MODEL}/probe.bin").content, "<f4")
+        np.testing.assert_array_equal(images, expected.numpy().ravel())
+        # nothing else: no other file, no model without shipped graphs, no way out of the folders
+        for path in ("runtime/VERSION", "runtime/..%2FLICENSE", "runtime/%2E%2E", f"dial/{MODEL}/model.safetensors",
+                     f"dial/{MODEL}/..%2Fcard.json", "dial/convit_fmnist/dial.json", "dial/deit_scenes/dial.json",
+                     "dial/..%2F..%2Fapp.py/x", f"dial/{MODEL}/%2Fetc%2Fpasswd", "dial/nothing/probe.bin"):
+            assert http.get(f"{base}/{path}").status_code == 404, path

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from petl_core import catalog, create_model, zoo
+from petl_core import create_model, zoo
+from petl_core.catalog import BROWSER_MODELS, dial_graphs_manifest
 from petl_core.dial import DialProbe, probe_set, set_gates
-from petl_core.export import BROWSER_MODELS, FOLDER, dial_graphs, export_dial, read_manifest
+from petl_core.export import dial_graphs, export_dial
 from petl_core.preprocess import prepare
 
 ort = pytest.importorskip("onnxruntime")
@@ -41,13 +42,16 @@ def _convit() -> torch.nn.Module:
 
 
 def test_an_exported_convit_computes_petl_cores_logits_for_any_gates(tmp_path):
-    model = _convit()
-    weights = tmp_path / "model.bin"
+    model, entry = _convit(), tmp_path / "entry"
+    entry.mkdir()
+    weights = entry / "model.safetensors"
     weights.write_bytes(b"weights")
-    manifest = export_dial(model, tmp_path / "graphs", weights)
+    manifest = export_dial(model, entry / "browser", weights)
     assert manifest["graphs"] == ["stem.onnx", "gpsa_0.onnx", "gpsa_1.onnx", "head.onnx"]
     assert (manifest["heads"], manifest["tokens"], manifest["dim"], manifest["image"]) == (4, 64, 64, [1, 32, 32])
-    graphs = Graphs(tmp_path / "graphs", manifest)
+    trained = [torch.sigmoid(block.attn.gating_param).tolist() for block in model.blocks[:2]]
+    assert manifest["trained_gates"] == trained
+    graphs = Graphs(entry / "browser", manifest)
     generator = torch.Generator().manual_seed(1)
     for batch in (1, 5):  # any batch size, and the gates a graph input: each setting gives that setting's logits
         images = torch.randn(batch, 1, 32, 32, generator=generator)
@@ -57,11 +61,13 @@ def test_an_exported_convit_computes_petl_cores_logits_for_any_gates(tmp_path):
             got = graphs.logits(images.numpy(), [np.array(g, np.float32) for g in setting])
             np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     # the manifest names its weights: graphs of other weights are not offered
-    assert read_manifest(tmp_path / "graphs", weights) == manifest
+    assert dial_graphs_manifest("entry", tmp_path) == (entry / "browser", manifest)
     weights.write_bytes(b"other weights")
-    assert read_manifest(tmp_path / "graphs", weights) is None
-    (tmp_path / "graphs" / "dial.json").write_text("{not json")
-    assert read_manifest(tmp_path / "graphs", weights) is None
+    assert dial_graphs_manifest("entry", tmp_path) is None
+    weights.write_bytes(b"weights")
+    (entry / "browser" / "dial.json").write_text("{not json")
+    assert dial_graphs_manifest("entry", tmp_path) is None
+    assert dial_graphs_manifest("../entry", tmp_path) is None
 
 
 def test_a_model_without_gpsa_blocks_has_no_dial_graphs():
@@ -71,15 +77,15 @@ def test_a_model_without_gpsa_blocks_has_no_dial_graphs():
 
 @pytest.mark.parametrize("name", BROWSER_MODELS)
 def test_the_shipped_graphs_score_the_probe_as_petl_core_does(name):
-    directory = catalog._entry(name, None)
-    manifest = read_manifest(directory / FOLDER, catalog._weights(directory))
-    assert manifest is not None, f"{name}'s graphs are missing or stale: python -m petl_core.export"
+    found = dial_graphs_manifest(name)
+    assert found is not None, f"{name}'s graphs are missing or stale: python -m petl_core.export"
+    folder, manifest = found
     loaded = zoo.load(name)
     model, pre = loaded.model, loaded.card.preprocessing
     probe = probe_set(loaded.card.recipe["data"])
     images = prepare(probe.images, manifest["image"][0], float(pre["mean"]), float(pre["std"]), train=False,
                      base_size=pre["base_size"], pad=pre["pad"]).numpy()
-    graphs, heads = Graphs(directory / FOLDER, manifest), manifest["heads"]
+    graphs, heads = Graphs(folder, manifest), manifest["heads"]
     trained = [torch.sigmoid(block.attn.gating_param.detach()).numpy() for block in model.blocks
                if hasattr(block.attn, "gating_param")]
     scorer = DialProbe(model, probe, pre)

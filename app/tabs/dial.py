@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -12,7 +13,12 @@ import numpy as np
 from app import plots
 from app.queue_policy import slow
 from app.service import Dialled, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, Shared, learn, numbers_panel, plot, quiet, wire_view
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, quiet, wire_view
+from petl_core import catalog
+
+DIAL_JS = (Path(__file__).with_name("dial.js")).read_text()
+"""Scores the probe in the page (installed at page load) for the models whose dial graphs ship, and says which
+models those are (#dial-scored-in-page, an input of /dial)."""
 
 LEARN = """
 **What the dial does.** Every head of a GPSA block mixes two attention maps,
@@ -79,13 +85,14 @@ class DialView:
 
     @slow
     def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
-             progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+             scored_in_page: str | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
         the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
         nonlocality per head dialled vs as trained (interactive), and the numbers (JSON: gates, top5, nonlocality,
         probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy. Yields twice for a
         setting whose probe accuracy is not known yet: first without it (null), then with it; then the presets' probe
-        accuracies are scored in the background (Service.prescore), once per model."""
+        accuracies are scored in the background (Service.prescore), once per model. `scored_in_page`: the models
+        the caller's page scores itself (JSON list; app/tabs/dial.js): for those the probe is not scored here."""
         if self.service.checkpoint_gates(model)[1] is None:
             note = f"{model} has no GPSA blocks: the dial is for ConViT models."
             yield (*(plots.message_figure(note),) * 3, note, {})
@@ -93,6 +100,9 @@ class DialView:
         # first what one forward pass of this image gives (at once), then the probe accuracy (a pass over the probe
         # set, scored once per setting)
         first = self.service.dial(image, model, gates, score=False, invert=invert)
+        if model in _listed(scored_in_page):
+            yield self._draw(first, model, query, scored_in_page=True)
+            return
         yield self._draw(first, model, query)
         known = first.probe_accuracy is not None or not first.probe_images
         scored = first if known else self.service.dial(image, model, gates, invert=invert)
@@ -101,8 +111,8 @@ class DialView:
         if scored is not first:
             yield self._draw(scored, model, query)
 
-    def _draw(self, dialled: Dialled, model: str, query: str) -> tuple:
-        """What `dial` shows of `dialled`."""
+    def _draw(self, dialled: Dialled, model: str, query: str, scored_in_page: bool = False) -> tuple:
+        """What `dial` shows of `dialled` (`scored_in_page`: the page shows the probe accuracy)."""
         from petl_core.figures import attention_grid_figure
 
         trace = dialled.analysis.trace
@@ -124,9 +134,18 @@ class DialView:
         if dialled.probe_accuracy is not None:
             note += (f" **Probe accuracy** with these gates: {dialled.probe_accuracy:.1%} on the first "
                      f"{dialled.probe_images} test images of its task.")
-        elif dialled.probe_images:
+        elif dialled.probe_images and not scored_in_page:
             note += f" Scoring the {dialled.probe_images} probe images with these gates…"
         return grid, gates_plot, nonlocality, note, numbers
+
+
+def _listed(models: str | None) -> list:
+    """The model names of a JSON list (anything else: none)."""
+    try:
+        value = json.loads(models) if isinstance(models, str) and len(models) < 2_000 else []
+    except ValueError:
+        return []
+    return [m for m in value if isinstance(m, str)] if isinstance(value, list) else []
 
 
 def build_dial_tab(shared: Shared, service: Service) -> None:
@@ -147,11 +166,21 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
         gates_plot = plot("σ as set", "dial-gates-plot")
         nonlocality = plot("Nonlocality on this image: dialled vs as trained", "dial-nonlocality")
     note = gr.Markdown(elem_id="dial-note")
+    gr.HTML('<p id="dial-page-score" aria-live="polite"></p>', padding=False)  # (app/tabs/dial.js writes here)
+    scored_in_page = gr.Textbox("", visible="hidden", elem_id="dial-scored-in-page")
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
     gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], quiet(view.gates_for, 1),
           [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
     shared.warm_ups.append(view.prescore)
+    if shared.in_page:
+        graphs = [name for name in catalog.BROWSER_MODELS if catalog.dial_graphs_manifest(name) is not None]
+        shared.demo.load(None, js=DIAL_JS.replace("__MODELS__", json.dumps(graphs)), **PRIVATE)
+        # (before the view's own listener: the page says which models it scores before the server is asked)
+        gr.on([gates.change, shared.model.change, shared.tab.change], None,
+              [shared.tab, shared.model, gates, scored_in_page], scored_in_page,
+              js="(tab, model, gates, scored) => window.__dialPage ? window.__dialPage.update(tab, model, gates) "
+                 ": scored", **EACH_CHANGE, **PRIVATE)
     wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial,
-              [shared.image, shared.model, gates, shared.query, shared.invert],
+              [shared.image, shared.model, gates, shared.query, shared.invert, scored_in_page],
               [grid, gates_plot, nonlocality, note, numbers], "dial")
