@@ -95,9 +95,10 @@ def message_figure(text: str, height: int = 200) -> go.Figure:
 # --------------------------------------------------------------------------------------------------- attention
 def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_scale: bool,
                       query: Query = CLS) -> go.Figure:
-    """One map (rows, cols) over the model input (height, width, 3), each cell on its patch; hover gives values.
-    Coloured on the fixed range every attention view shares (petl_core.figures.ATTENTION_LOG_RANGE, or
-    ATTENTION_LINEAR_RANGE), never fitted to this map, and the colour bar says so."""
+    """One map (rows, cols) on the patches of the model input (height, width, 3); hover gives values. Each cell's
+    colour is its value alone, on the fixed range every attention view shares (petl_core.figures.ATTENTION_LOG_RANGE,
+    or ATTENTION_LINEAR_RANGE), never fitted to this map, and the colour bar says so: the picture is beside it in the
+    page, not under it (it would tint the colours the bar is read by)."""
     rows, cols = values.shape
     height, width = image.shape[:2]
     if log_scale:
@@ -108,10 +109,8 @@ def attention_heatmap(values: np.ndarray, image: np.ndarray, title: str, log_sca
     else:
         (low, high), shown, colour_bar = ATTENTION_LINEAR_RANGE, values, {}
     fig = go.Figure()
-    # pixel i of the image covers [i, i + 1], as patch cells do
-    fig.add_trace(go.Image(z=(image * 255).round().astype(np.uint8), x0=0.5, y0=0.5, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(
-        z=shown, x0=width / cols / 2, dx=width / cols, y0=height / rows / 2, dy=height / rows, opacity=0.6,
+    fig.add_trace(go.Heatmap(  # (in the image's pixel coordinates: pixel i covers [i, i + 1], as patch cells do)
+        z=shown, x0=width / cols / 2, dx=width / cols, y0=height / rows / 2, dy=height / rows,
         zmin=float(low), zmax=float(high), colorscale="Inferno", customdata=values,
         hovertemplate="attention %{customdata:.4f}<extra></extra>",
         colorbar={"title": {"text": attention_colour_label(log_scale), "side": "right"}, **colour_bar}))

@@ -13,8 +13,10 @@ client) start evenly spread over --spread seconds and each follows the guided pa
   block and head (random; GPSA blocks for the last two; the grid, blocks, heads and GPSA blocks read from their
   /analyze JSON); /dial with the presets "all content (σ = 0)"
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
-  trained); /replay at their own snapshot step (random, of petl_core.catalog.snapshot_steps; the page's Training
-  tab asks its private listener for the step's numbers instead, a lighter call: /replay is its upper bound);
+  trained), the page's way naming the model in `scored_in_page` where the page scores the probe itself (its
+  graphs ship: bench/dial_in_page.py times that part), REST scoring on the server; /replay at their own snapshot
+  step (random, of petl_core.catalog.snapshot_steps; the page's Training tab asks its private listener for the
+  step's numbers instead, a lighter call: /replay is its upper bound);
   /nonlocality_history; /atlas; the comparison of the guide's ConViT and DeiT (the page's way /compare_data, drawn
   in the page at any block and query; REST /compare's figure at their own patch and block); then upload the guide's
   digit scene and /bypass of its Convpass model at a random block and branch.
@@ -173,11 +175,13 @@ class Student:
             else:
                 self.act("gpsa", [scene, CONVIT, None, patch, gpsa_block, True])
                 self.act("equation", [scene, CONVIT, patch, gpsa_block, head])
+            # the page scores the probe itself where it has the model's graphs (app/tabs/dial.js) and says so
+            in_page = [True, json.dumps([CONVIT])] if self.way == "page" and CONVIT in catalog.BROWSER_MODELS else []
             for sigma in (0.0, 1.0):  # the guide's order: all content (a ViT), then all positional
-                self.act("dial", [scene, CONVIT, json.dumps([[sigma] * heads for _ in gpsa]), patch])
+                self.act("dial", [scene, CONVIT, json.dumps([[sigma] * heads for _ in gpsa]), patch, *in_page])
             own = [None] * len(gpsa)
             own[rng.randrange(len(gpsa))] = [0.0] * heads
-            self.act("dial", [scene, CONVIT, json.dumps(own), patch])
+            self.act("dial", [scene, CONVIT, json.dumps(own), patch, *in_page])
             self.act("replay", [scene, CONVIT, rng.choice(self.facts["steps"]), patch])
             self.act("nonlocality_history", [CONVIT])
             self.act("atlas", [CONVIT])

@@ -40,10 +40,11 @@ __all__ = [
     "gates_figure",
     "maps_row_figure",
     "marked_maps_figure",
-    "overlay_map",
     "panel_background",
+    "picture_axes",
     "query_maps",
     "save_figure",
+    "value_map",
 ]
 
 _PANEL = 1.9  # inches per map panel
@@ -121,18 +122,28 @@ def _colour_norm(values: np.ndarray, log_scale: bool) -> Normalize:
     return Normalize(vmin=0.0, vmax=float(values.max()) or 1.0)
 
 
-def overlay_map(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno",
-                norm: Normalize | None = None) -> AxesImage:
-    """Draw `values` (rows, cols) over `image` (height, width, 3), each cell covering its patch exactly, coloured
-    by `norm` (default: from 0, or three decades on a log scale, to the map's maximum); returns the map's layer
-    (for a colour bar)."""
+def value_map(ax, image: np.ndarray, values: np.ndarray, log_scale: bool, cmap: str = "inferno",
+              norm: Normalize | None = None) -> AxesImage:
+    """Draw `values` (rows, cols) on the patches of `image` (height, width, 3), each cell covering its patch exactly,
+    its colour its value alone (`norm`; default: from 0, or three decades on a log scale, to the map's maximum): the
+    picture is not drawn under it, which would tint the colour the scale is read by (`picture_axes` shows it
+    beside). Returns the map's layer (for a colour bar)."""
     height, width = image.shape[:2]
-    ax.imshow(image, extent=(0, width, height, 0))
     layer = ax.imshow(values, extent=(0, width, height, 0), cmap=cmap, norm=norm or _colour_norm(values, log_scale),
-                      alpha=0.6, interpolation="nearest")
+                      interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     return layer
+
+
+def picture_axes(ax, image: np.ndarray, title: str | None = "model input", fontsize: float = 9) -> None:
+    """`image` (height, width, 3) on `ax`, beside the maps of it (pixel coordinates, as `value_map`'s)."""
+    height, width = image.shape[:2]
+    ax.imshow(image, extent=(0, width, height, 0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
 
 
 def _mark_patch(ax, patch: tuple[int, int], patch_size: tuple[int, int]) -> None:
@@ -149,7 +160,8 @@ def attention_layer_figure(
         index: int = 0,
         log_scale: bool = True,
 ) -> Figure:
-    """Where `query` looks in every head of block `layer`, over the model's input image, as one mosaic image.
+    """Where `query` looks in every head of block `layer`, the model's input image beside the maps, as one mosaic
+    image.
 
     GPSA blocks get three rows (mixed attention, content part, positional part) with each head's σ(λ).
     """
@@ -162,10 +174,10 @@ def attention_layer_figure(
     panels = []
     for _, attention in parts:
         maps = metrics.attention_map(attention[min(index, attention.shape[0] - 1)], trace.grid, query, prefix)
-        panels.append([_blend(background, maps[h].float().cpu().numpy(), cell, log_scale, query)
-                       for h in range(num_heads)])
+        panels.append([_framed(background, query, cell)] +
+                      [_panel(maps[h].float().cpu().numpy(), cell, log_scale, query) for h in range(num_heads)])
     gates = trace.gates[layer].tolist() if trace.gates[layer] is not None else None
-    heads = [f"head {h}" + (f"\nσ(λ)={gates[h]:.2f}" if gates else "") for h in range(num_heads)]
+    heads = ["model input"] + [f"head {h}" + (f"\nσ(λ)={gates[h]:.2f}" if gates else "") for h in range(num_heads)]
     return _mosaic_figure(panels, [name for name, _ in parts], heads,
                           f"block {layer}: attention of the {query.label}" + (" (log scale)" if log_scale else ""),
                           bar=_attention_bar(log_scale))
@@ -274,23 +286,26 @@ def _mosaic_figure(panels: list[list[np.ndarray | None]], row_labels: list[str],
     return fig
 
 
-def _coloured(values: np.ndarray, norm: Normalize, cmap: str, cell: int,
-              background: np.ndarray | None = None) -> np.ndarray:
-    """`values` (rows, cols) as an RGB panel, each cell `cell` pixels wide, blended over `background` if given."""
-    colours = np.repeat(np.repeat(colormaps[cmap](norm(values))[..., :3], cell, axis=0), cell, axis=1)
-    return colours if background is None else 0.4 * background + 0.6 * colours
+def _coloured(values: np.ndarray, norm: Normalize, cmap: str, cell: int) -> np.ndarray:
+    """`values` (rows, cols) as an RGB panel, each cell `cell` pixels wide and its value's colour alone (never blended
+    with the picture: the mosaics show it in a column of its own)."""
+    return np.repeat(np.repeat(colormaps[cmap](norm(values))[..., :3], cell, axis=0), cell, axis=1)
 
 
-def _blend(background: np.ndarray, values: np.ndarray, cell: int, log_scale: bool,
-           query: Query) -> np.ndarray:
-    """One panel of a mosaic: `values` (rows, cols) coloured on the fixed attention scale, each cell `cell` pixels
-    wide, over `background` (rows·cell, cols·cell, 3); the query patch framed in cyan."""
-    panel = _coloured(values, attention_norm(log_scale), "inferno", cell, background)
+def _framed(panel: np.ndarray, query: Query, cell: int) -> np.ndarray:
+    """A copy of `panel` with the query patch framed in cyan (none for the class token)."""
+    panel = panel.copy()
     if not query.is_cls:
         r, c = query.patch
         frame = panel[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
         frame[[0, -1], :] = frame[:, [0, -1]] = (0.0, 1.0, 1.0)
     return panel
+
+
+def _panel(values: np.ndarray, cell: int, log_scale: bool, query: Query) -> np.ndarray:
+    """One map of a mosaic: `values` (rows, cols) coloured on the fixed attention scale, each cell `cell` pixels
+    wide; the query patch framed in cyan."""
+    return _framed(_coloured(values, attention_norm(log_scale), "inferno", cell), query, cell)
 
 
 def attention_grid_figure(
@@ -300,7 +315,8 @@ def attention_grid_figure(
         index: int = 0,
         log_scale: bool = True,
 ) -> Figure:
-    """Every block (rows) and head (columns): where `query` looks, over the model's input image.
+    """Every block (rows) and head (columns): where `query` looks, the model's input image in the first column (a
+    map's colour is its value alone).
 
     Drawn as one mosaic image (a panel per head and block) rather than one axes per panel: several times faster
     to draw, and a click on a patch waits for it.
@@ -308,11 +324,13 @@ def attention_grid_figure(
     num_layers = len(trace.attention)
     num_heads = max(a.shape[1] for a in trace.attention)
     background, cell = panel_background(image, trace.grid)
+    picture = _framed(background, query, cell)
     maps = [query_maps(trace, layer, query, index) for layer in range(num_layers)]
-    panels = [[None if m is None or head >= m.shape[0] else
-               _blend(background, m[head].float().cpu().numpy(), cell, log_scale, query) for head in range(num_heads)]
+    panels = [[picture] + [None if m is None or head >= m.shape[0] else
+                           _panel(m[head].float().cpu().numpy(), cell, log_scale, query) for head in range(num_heads)]
               for m in maps]
-    return _mosaic_figure(panels, [f"block {b}" for b in range(num_layers)], [f"head {h}" for h in range(num_heads)],
+    return _mosaic_figure(panels, [f"block {b}" for b in range(num_layers)],
+                          ["model input"] + [f"head {h}" for h in range(num_heads)],
                           f"attention of the {query.label}, every block and head" +
                           (" (log scale)" if log_scale else ""), bar=_attention_bar(log_scale), panel_inches=0.95,
                           blank_text={layer: "no class\ntoken" for layer, m in enumerate(maps) if m is None})
@@ -327,14 +345,20 @@ def compare_figure(
     """Several models (rows: label, trace, input image, patch size) at the same block and query: each head and
     their mean (last column), on the fixed attention scale with one colour bar."""
     num_heads = max(t.attention[min(layer, len(t.attention) - 1)].shape[1] for _, t, _, _ in panels)
-    width = _PANEL * (num_heads + 1) + 4.0  # + the row labels and the colour bar
+    width = _PANEL * (num_heads + 2) + 4.0  # the picture, the heads, their mean; the row labels and the colour bar
     fig = Figure(figsize=(width, _PANEL * len(panels) + 0.8), layout="constrained")
     # the page shrinks the figure to its width: labels scale with it so they stay about 11 px on a 1,000 px page
     label_size = max(10.0, COMPARE_LABEL_SCALE * width)
-    axes = fig.subplots(len(panels), num_heads + 1, squeeze=False)
+    grid = fig.subplots(len(panels), num_heads + 2, squeeze=False)
     fig.suptitle(f"block {layer}, attention of the {query.label}" + (" (log scale)" if log_scale else ""),
                  fontsize=label_size)
+    axes = grid[:, 1:]  # (the picture in the first column)
     for row, (label, trace, image, patch_size) in enumerate(panels):
+        picture_axes(grid[row, 0], image, "model input" if row == 0 else None, fontsize=label_size * 0.8)
+        if not query.is_cls:
+            _mark_patch(grid[row, 0], query.patch, patch_size)
+        # horizontal, so a model's name reads without turning one's head
+        grid[row, 0].set_ylabel(label, fontsize=label_size, rotation=0, ha="right", va="center")
         maps = query_maps(trace, layer, query) if layer < len(trace.attention) else None
         for col in range(num_heads + 1):
             ax = axes[row, col]
@@ -346,14 +370,12 @@ def compare_figure(
                 _blank(ax, "")
             else:
                 values = maps.mean(dim=0) if is_mean else maps[col]
-                overlay_map(ax, image, values.float().cpu().numpy(), log_scale, norm=attention_norm(log_scale))
+                value_map(ax, image, values.float().cpu().numpy(), log_scale, norm=attention_norm(log_scale))
                 if not query.is_cls:
                     _mark_patch(ax, query.patch, patch_size)
             if row == 0:
                 ax.set_title("mean of heads" if is_mean else f"head {col}", fontsize=label_size * 0.8)
-            if col == 0:  # horizontal, so a model's name reads without turning one's head
-                ax.set_ylabel(label, fontsize=label_size, rotation=0, ha="right", va="center")
-    _attention_colour_bar(fig, axes.ravel().tolist(), log_scale, fontsize=label_size * 0.8)
+    _attention_colour_bar(fig, grid.ravel().tolist(), log_scale, fontsize=label_size * 0.8)
     return fig
 
 
@@ -398,19 +420,22 @@ def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndar
     for branch, name in keys:
         values = [getattr(maps[block][branch], name)[index].float().cpu().numpy() for block in blocks]
         norms.append(_colour_norm(np.stack(values), log_scale=False))
-        panels.append([_coloured(v, norms[-1], "viridis", cell, background) for v in values])
-    return _mosaic_figure(panels, [f"{branch} {name}" for branch, name in keys], [f"block {b}" for b in blocks],
+        panels.append([background] + [_coloured(v, norms[-1], "viridis", cell) for v in values])
+    return _mosaic_figure(panels, [f"{branch} {name}" for branch, name in keys],
+                          ["model input"] + [f"block {b}" for b in blocks],
                           "Convpass bypasses: ‖s·bypass‖ per patch and its ratio to the frozen branch beside it",
                           row_bars=[(norm, "viridis", labels[name])  # each bar beside its row
                                     for (branch, name), norm in zip(keys, norms, strict=True)])
 
 
 def maps_row_figure(maps: dict[str, torch.Tensor], image: np.ndarray, title: str) -> Figure:
-    """Maps (rows, cols) side by side over the model's input image, each with its title and colour scale."""
-    fig = Figure(figsize=(3.2 * len(maps), 3.5), layout="constrained")
+    """Maps (rows, cols) side by side, the model's input image first, each with its title and colour scale."""
+    fig = Figure(figsize=(3.2 * (len(maps) + 1), 3.5), layout="constrained")
     fig.suptitle(title)
-    for ax, (name, values) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps.items(), strict=True):
-        layer = overlay_map(ax, image, values.float().cpu().numpy(), log_scale=False, cmap="viridis")
+    picture, *axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
+    picture_axes(picture, image)
+    for ax, (name, values) in zip(axes, maps.items(), strict=True):
+        layer = value_map(ax, image, values.float().cpu().numpy(), log_scale=False, cmap="viridis")
         ax.set_title(name, fontsize=9)
         fig.colorbar(layer, ax=ax, shrink=0.8, label=name)
     return fig
@@ -433,7 +458,7 @@ def marked_maps_figure(
         cmap: str = "inferno",
         title_colours: dict[str, str] | None = None,
 ) -> Figure:
-    """Maps (rows, cols) side by side over the model's input on one shared colour scale (one colour bar, labelled
+    """Maps (rows, cols) side by side after the model's input on one shared colour scale (one colour bar, labelled
     `colour_label`), the query patch framed in cyan and the patches `keys` numbered 1, 2, ... in KEY_COLOURS.
 
     Args:
@@ -446,12 +471,15 @@ def marked_maps_figure(
         norm = LogNorm(*limits, clip=True) if log_scale else Normalize(*limits)
     else:
         norm = _colour_norm(np.stack(list(values.values())), log_scale)
-    fig = Figure(figsize=(3.2 * len(values) + 1.0, 3.7), layout="constrained")
+    fig = Figure(figsize=(3.2 * (len(values) + 1) + 1.0, 3.7), layout="constrained")
     fig.suptitle(title, fontsize=10)
-    axes = fig.subplots(1, len(values), squeeze=False)[0]
+    picture, *axes = fig.subplots(1, len(values) + 1, squeeze=False)[0]
+    picture_axes(picture, image)
+    if not query.is_cls:
+        _mark_patch(picture, query.patch, patch_size)
     ph, pw = patch_size
     for ax, (name, v) in zip(axes, values.items(), strict=True):
-        layer = overlay_map(ax, image, v, log_scale, cmap=cmap, norm=norm)
+        layer = value_map(ax, image, v, log_scale, cmap=cmap, norm=norm)
         ax.set_title(name, fontsize=9, color=(title_colours or {}).get(name, "black"))
         if not query.is_cls:
             _mark_patch(ax, query.patch, patch_size)
@@ -460,7 +488,7 @@ def marked_maps_figure(
                     fontweight="bold", color="white",
                     bbox={"boxstyle": "circle,pad=0.15", "facecolor": KEY_COLOURS[(number - 1) % len(KEY_COLOURS)],
                           "edgecolor": "white", "linewidth": 0.8})
-    fig.colorbar(layer, ax=axes.tolist(), shrink=0.8, label=colour_label)
+    fig.colorbar(layer, ax=axes, shrink=0.8, label=colour_label)
     return fig
 
 

@@ -98,13 +98,13 @@ def test_the_maps_number_the_top_keys_on_one_labelled_scale():
     eq = gpsa_equation(t, 1, 3, Query.at(6, 6))
     fig = marked_maps_figure({"C": eq.content, "P": eq.positional, "A": eq.attention}, np.zeros((48, 48, 3)), (4, 4),
                              eq.query, "weight", "title", log_scale=True, keys=[k.patch for k in eq.top])
-    *maps, colour_bar = fig.axes
-    assert len(maps) == 3 and colour_bar.get_ylabel() == "weight"
+    picture, *maps, colour_bar = fig.axes
+    assert picture.get_title() == "model input" and len(maps) == 3 and colour_bar.get_ylabel() == "weight"
     marks = {str(n): ((c + 0.5) * 4, (r + 0.5) * 4) for n, (r, c) in enumerate((k.patch for k in eq.top), start=1)}
     for ax in maps:
         assert {text.get_text(): text.get_position() for text in ax.texts} == marks
-    norm = maps[0].images[1].norm  # (images[0] is the picture under the map)
-    assert all(ax.images[1].norm is norm for ax in maps)
+    norm = maps[0].images[0].norm
+    assert all(len(ax.images) == 1 and ax.images[0].norm is norm for ax in maps)  # (no picture under a map)
     assert norm.vmax == pytest.approx(max(float(eq.content.max()), float(eq.positional.max()),
                                           float(eq.attention.max())))
 

@@ -62,7 +62,7 @@ def test_grid_and_enlarged_map_share_one_fixed_range_stated_on_their_colour_bars
     result = service.result_for(SCENE, DEIT)
     _, grid, enlarged = attention._draw(result, "center", 0, 0, log_scale)
     (bar,) = _colour_bars(grid)
-    heatmap = enlarged.data[1]
+    (heatmap,) = enlarged.data  # (the map alone: no picture under it)
     low, high = figures.ATTENTION_LOG_RANGE if log_scale else figures.ATTENTION_LINEAR_RANGE
     assert (bar.norm.vmin, bar.norm.vmax) == (low, high)
     shown = (np.log10(low), np.log10(high)) if log_scale else (low, high)
@@ -82,7 +82,8 @@ def test_the_equation_maps_use_the_attention_views_fixed_range(service):
     (bar,) = _colour_bars(fig)
     assert (bar.norm.vmin, bar.norm.vmax) == figures.ATTENTION_LOG_RANGE
     assert _label(bar) == figures.attention_colour_label(True)
-    assert all(ax.images[-1].norm is bar.norm for ax in fig.axes if ax.images and ax is not bar.ax)
+    maps = [ax for ax in fig.axes if ax.images and ax is not bar.ax and ax.get_title() != "model input"]
+    assert len(maps) == 3 and all(ax.images[-1].norm is bar.norm for ax in maps)
 
 
 def test_the_hover_codes_are_the_query_maps_on_the_fixed_log_range(service):
@@ -117,9 +118,40 @@ def test_every_map_has_a_labelled_colour_bar(service):
     for fig in (attention._draw(convit, "center", 0, 0, True)[1], decomposition, compared):
         assert [_label(b) for b in _colour_bars(fig)] == [label]
     maps, _, channels, _ = convpass.ConvpassView(service).render(DIGIT_SCENE, CONVPASS, None, 0, "attn")
-    panels = [ax.get_title() for ax in maps.axes if not hasattr(ax, "_colorbar")]
+    panels = [ax.get_title() for ax in maps.axes if not hasattr(ax, "_colorbar") and ax.get_title() != "model input"]
     assert [_label(b) for b in _colour_bars(maps)] == panels and len(panels) == 3
     assert [_label(b) for b in _colour_bars(channels)] == ["3×3 conv output"]
+
+
+def test_a_maps_colour_is_its_value_alone_never_tinted_by_the_picture(service):
+    """Issue 30: the same attention drawn beside a black and a white picture is the same colours, which are the
+    colour bar's (the picture has a column of its own), in every figure that draws maps."""
+    result = service.result_for(SCENE, CONVIT)
+    trace, query = result.trace, Query.at(3, 4)
+    black, white = np.zeros_like(result.input_image), np.ones_like(result.input_image)
+
+    def mosaic(fig: Figure) -> np.ndarray:
+        return np.asarray(fig.axes[0].images[0].get_array())
+
+    for draw in (lambda image: figures.attention_grid_figure(trace, image, query),
+                 lambda image: figures.attention_layer_figure(trace, 0, image, query)):
+        on_black, on_white = mosaic(draw(black)), mosaic(draw(white))
+        width = on_black.shape[1] // (max(a.shape[1] for a in trace.attention) + 1)  # (a panel and its gap)
+        np.testing.assert_array_equal(on_black[:, width:], on_white[:, width:])  # every map
+        assert not np.array_equal(on_black[:, :width], on_white[:, :width])  # the picture's column
+    # a map's cell is the colour bar's colour of its weight, exactly
+    cell = figures.panel_background(black, trace.grid)[1]
+    weight = float(figures.query_maps(trace, 0, query)[0, 0, 0])
+    expected = figures.colormaps["inferno"](figures.attention_norm(True)(weight))[:3]
+    grid = mosaic(figures.attention_grid_figure(trace, black, query))
+    np.testing.assert_allclose(grid[cell // 2, width + cell // 2], expected, atol=1e-6)
+    # the matplotlib figures with axes per map draw no picture under a map
+    for fig in (figures.compare_figure([("a", trace, white, (4, 4))], 0, query),
+                figures.marked_maps_figure({"A": trace.attention[0][0, 0, 0].reshape(trace.grid)}, white, (4, 4), query,
+                                           "attention", "t")):
+        for ax in fig.axes:
+            if ax.get_title() != "model input" and ax.images:
+                assert len(ax.images) == 1 and ax.images[0].get_alpha() is None, ax.get_title()
 
 
 @pytest.mark.parametrize("model", [CONVIT, DEIT, CONVPASS])

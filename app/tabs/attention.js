@@ -67,8 +67,10 @@
     // as petl_core.query.Query.label says it
     const label = (row, col) => row === null ? 'class token' : `patch (row ${row}, col ${col})`;
     const still = (data, logScale) => {
-        // what no move changes, drawn once per analysis and scale and blitted on each move: the model input under
-        // every panel (white gaps, and white where a block has fewer heads), the labels and the colour bar
+        // what no move changes, drawn once per analysis and scale and blitted on each move: light gray under every
+        // panel (what shows where a block has no class token; white gaps, and white where a block has fewer heads),
+        // the labels and the colour bar. A map's colour is its weight's alone: the picture is beside the grid (the
+        // picker), never under the maps, where it would tint the colours the bar is read by (issue 30)
         const key = `${logScale}`;
         if (state.stillOf === data && state.stillKey === key) return state.still;
         const {pw, ph, mw, mh, width, height} = layout(data);
@@ -76,24 +78,14 @@
         canvas.width = width;
         canvas.height = height;
         const ctx = canvas.getContext('2d');
-        const image = new ImageData(mw, mh), px = image.data, bg = data.background;
-        px.fill(255);
-        for (let b = 0; b < data.blocks; b++) {
-            for (let h = 0; h < data.heads_per_block[b]; h++) {
-                const oy = b * (ph + GAP), ox = h * (pw + GAP);
-                for (let y = 0; y < ph; y++) {
-                    let o = ((oy + y) * mw + ox) * 4, g = y * pw * 3;
-                    for (let x = 0; x < pw; x++, o += 4, g += 3) {
-                        px[o] = bg[g];
-                        px[o + 1] = bg[g + 1];
-                        px[o + 2] = bg[g + 2];
-                    }
-                }
-            }
-        }
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, width, height);
-        ctx.putImageData(image, LEFT, TOP);
+        ctx.fillStyle = '#d9d9d9';  // (0.85 gray, as the server's mosaics leave a blank panel)
+        for (let b = 0; b < data.blocks; b++) {
+            for (let h = 0; h < data.heads_per_block[b]; h++) {
+                ctx.fillRect(LEFT + h * (pw + GAP), TOP + b * (ph + GAP), pw, ph);
+            }
+        }
         ctx.fillStyle = '#000';
         ctx.font = '11px sans-serif';
         ctx.textBaseline = 'middle';
@@ -117,8 +109,7 @@
         }
         const ctx = canvas.getContext('2d');
         const lut = logScale ? data.lut_log : data.lut_linear, codes = data.codes;
-        // one pixel per key in a small canvas (every panel side by side), drawn scaled by whole cells over the
-        // backgrounds with alpha 0.6: 0.4·background + 0.6·colour, as the server's grid blends them
+        // one pixel per key in a small canvas (every panel side by side), drawn scaled by whole cells, opaque
         const small = state.small || (state.small = document.createElement('canvas'));
         if (small.width !== data.heads * cols || small.height !== data.blocks * rows) {
             small.width = data.heads * cols;
@@ -146,14 +137,12 @@
         ctx.globalAlpha = 1;
         ctx.drawImage(still(data, logScale), 0, 0);
         ctx.imageSmoothingEnabled = false;
-        ctx.globalAlpha = 0.6;
         for (let b = 0; b < data.blocks; b++) {
             for (let h = 0; h < data.heads_per_block[b] && shown(b); h++) {
                 ctx.drawImage(small, h * cols, b * rows, cols, rows, LEFT + h * (pw + GAP), TOP + b * (ph + GAP),
                               pw, ph);
             }
         }
-        ctx.globalAlpha = 1;
         ctx.strokeStyle = '#00ffff';
         ctx.fillStyle = '#fff';
         ctx.textAlign = 'center';
@@ -256,7 +245,7 @@
         return {rows, cols, cell, mw, mh, width: E.left + mw + E.right, height: E.top + mh + E.bottom};
     };
     const backdrop = (data) => {
-        // the model input at panel size as a canvas, to be scaled under the enlarged map as the server's plot does
+        // the model input at panel size as a canvas: the comparison shows it beside each model's maps
         if (state.backdropOf === data) return state.backdrop;
         const [rows, cols] = data.grid, pw = cols * data.cell, ph = rows * data.cell;
         const canvas = document.createElement('canvas');
@@ -326,16 +315,11 @@
         small.height = rows;
         const sctx = small.getContext('2d');
         sctx.putImageData(codeColours(sctx, codes, lut, cols, rows), 0, 0);
-        ctx.globalAlpha = 1;
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, width, height);
-        ctx.imageSmoothingEnabled = true;
-        ctx.drawImage(backdrop(data), E.left, E.top, mw, mh);
-        // the cells over the model input with alpha 0.6, as the server's plot and the grid above draw them
+        // the cells opaque, their weights' colours alone (the picture is beside, in the picker)
         ctx.imageSmoothingEnabled = false;
-        ctx.globalAlpha = 0.6;
         ctx.drawImage(small, 0, 0, cols, rows, E.left, E.top, mw, mh);
-        ctx.globalAlpha = 1;
         if (row !== null) {
             ctx.strokeStyle = '#00ffff';
             ctx.lineWidth = 3;
@@ -458,7 +442,8 @@
         const heads = Math.max(...models.map((m) => m.heads_per_block[Math.min(block, m.blocks - 1)]));
         const side = Math.max(...models.map((m) => Math.max(...m.grid) * m.cell));
         const left = 8 + Math.max(...models.map((m) => m.model.length)) * 7, top = 20, gap = 4, bar = 46;
-        const width = left + (heads + 1) * (side + gap) + 8, height = top + models.length * (side + gap) + bar;
+        // columns: the model input, each head, their mean
+        const width = left + (heads + 2) * (side + gap) + 8, height = top + models.length * (side + gap) + bar;
         canvas.width = width;
         canvas.height = height;
         const ctx = canvas.getContext('2d');
@@ -468,8 +453,10 @@
         ctx.textBaseline = 'middle';
         ctx.fillStyle = '#000';
         ctx.textAlign = 'center';
+        ctx.fillText('model input', left + side / 2, top / 2);
         for (let h = 0; h <= heads; h++) {
-            ctx.fillText(h === heads ? 'mean of heads' : `head ${h}`, left + h * (side + gap) + side / 2, top / 2);
+            ctx.fillText(h === heads ? 'mean of heads' : `head ${h}`, left + (h + 1) * (side + gap) + side / 2,
+                         top / 2);
         }
         models.forEach((m, i) => {
             const y0 = top + i * (side + gap), [rows, cols] = m.grid, pw = cols * m.cell, ph = rows * m.cell;
@@ -502,8 +489,14 @@
             small.width = cols;
             small.height = rows;
             const sctx = small.getContext('2d');
+            ctx.imageSmoothingEnabled = true;  // the picture, beside the maps (never under them)
+            ctx.drawImage(backdrop(m), left, y0, pw, ph);
+            if (row !== null) {
+                ctx.strokeStyle = '#00ffff';
+                ctx.strokeRect(left + col * m.cell + 0.5, y0 + row * m.cell + 0.5, m.cell - 1, m.cell - 1);
+            }
             for (let h = 0; h <= heads; h++) {
-                const x = left + h * (side + gap), codes = h === heads ? mean : (h < n ? maps[h] : undefined);
+                const x = left + (h + 1) * (side + gap), codes = h === heads ? mean : (h < n ? maps[h] : undefined);
                 if (block >= m.blocks) {
                     blank(x, `no block ${block}`);
                     continue;
@@ -514,13 +507,8 @@
                     continue;
                 }
                 sctx.putImageData(codeColours(sctx, codes, lut, cols, rows), 0, 0);
-                ctx.globalAlpha = 1;
-                ctx.imageSmoothingEnabled = true;
-                ctx.drawImage(backdrop(m), x, y0, pw, ph);
-                ctx.imageSmoothingEnabled = false;
-                ctx.globalAlpha = 0.6;  // (over the model input, as every attention view draws)
+                ctx.imageSmoothingEnabled = false;  // (opaque: the weight's colour alone)
                 ctx.drawImage(small, 0, 0, cols, rows, x, y0, pw, ph);
-                ctx.globalAlpha = 1;
                 if (row !== null) {
                     ctx.strokeStyle = '#00ffff';
                     ctx.strokeRect(x + col * m.cell + 0.5, y0 + row * m.cell + 0.5, m.cell - 1, m.cell - 1);

@@ -98,7 +98,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
         block = gr.Dropdown(choices=list(range(6)), value=0, label="Block", elem_id="bypass-block",
                             allow_custom_value=True)
         branch = gr.Radio(["attn", "mlp"], value="attn", label="Bypass beside", elem_id="bypass-branch")
-    maps = plot("Bypass maps over the image", "bypass-maps")
+    maps = plot("Bypass maps, beside the image", "bypass-maps")
     with gr.Row():
         share = plot("‖s·bypass‖ / ‖frozen branch‖ per block (mean over patches)", "bypass-share")
         channels = plot("Conv channels", "bypass-channels")

@@ -150,6 +150,7 @@
             if (tab !== 'dial') return scored;
             state.shown = null;
             if (!scored || !MODELS.includes(model)) {
+                state.job++;  // (a scoring of the model shown before stops reporting)
                 show('');
                 return scored;
             }
