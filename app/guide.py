@@ -105,8 +105,8 @@ def _convpass(service: Service) -> str:
     return (f"Convpass is a hard convolutional bias: a frozen ViT with small 3×3-convolution bypasses beside its "
             f"attention and MLP. In `{CONVPASS}` they and the head are {trainable:,} of {total:,} parameters "
             f"({trainable / total:.1%}); its test accuracy is {card.accuracy['test']:.1%}. **Notice** where on the "
-            "digit scene the bypasses write the most (the share of the bypass in the block's output), against the "
-            "texture around it.")
+            "digit scene the bypasses write the most (‖s·bypass‖, and its ratio to the frozen branch beside it), "
+            "against the texture around it.")
 
 
 STEPS: tuple[GuideStep, ...] = (

@@ -171,40 +171,44 @@ def gates_over_training(history: dict) -> go.Figure:
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_yaxes(title="mean σ(λ)", row=2, col=1)
     fig.update_xaxes(title="step", row=2, col=1)
-    slider_steps = [{"method": "restyle", "label": f"{e['epoch']:.2f}",
-                     "args": [{"z": [gates[i]]}, [0]]}
-                    for i, e in enumerate(entries)]
+    # in steps, as the curve under it and every other view of training (issue 30: the slider was in epochs)
+    slider_steps = [{"method": "restyle", "label": f"{step:,}", "args": [{"z": [gates[i]]}, [0]]}
+                    for i, step in enumerate(curves.steps.tolist())]
     fig.update_layout(height=640, margin={"t": 60}, legend={"y": 0.22, "yanchor": "middle"}, sliders=[{
-        "active": len(entries) - 1, "steps": slider_steps, "currentvalue": {"prefix": "epoch "}, "pad": {"t": 30}}])
+        "active": len(entries) - 1, "steps": slider_steps, "currentvalue": {"prefix": "step "}, "pad": {"t": 30}}])
     return fig
 
 
 # --------------------------------------------------------------------------------------------------- nonlocality
 def nonlocality_over_training(histories: dict[str, dict]) -> go.Figure:
-    """ConViT Fig. 5: nonlocality (patches, mean over heads and the probe images) per block against the epoch, one
-    panel per model with a shared y axis."""
+    """ConViT Fig. 5: nonlocality (patches, mean over heads and the probe images) per block against the training
+    step (as every view of training counts it), one panel per model with a shared y axis."""
     fig = make_subplots(rows=1, cols=len(histories), shared_yaxes=True, subplot_titles=list(histories))
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf", "#393b79", "#637939"]
     for col, history in enumerate(histories.values(), start=1):
         curves = TrainingCurves.of(history)
-        epochs, values = curves.epochs, curves.nonlocality
+        steps, values = curves.steps, curves.nonlocality
         for block in range(values.shape[1]):
-            fig.add_trace(go.Scatter(x=epochs, y=values[:, block], mode="lines+markers", name=f"block {block}",
+            fig.add_trace(go.Scatter(x=steps, y=values[:, block], mode="lines+markers", name=f"block {block}",
                                      legendgroup=str(block), showlegend=col == 1,
                                      line={"color": palette[block % len(palette)]}), row=1, col=col)
-        fig.update_xaxes(title="epoch", row=1, col=col)
+        fig.update_xaxes(title="step", row=1, col=col)
     fig.update_yaxes(title="nonlocality (patches)", row=1, col=1)
     fig.update_layout(height=420, margin={"t": 50})
     return fig
 
 
-def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray], title: str,
-                             labels: tuple[str, str] = ("at init", "trained")) -> go.Figure:
+def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray] | None, title: str,
+                             uniform: float, labels: tuple[str, str] = ("at init", "trained")) -> go.Figure:
     """Per block (numbered from 0, as everywhere): each head's nonlocality on this image (dots) and the block mean
-    (line), trained vs at init (`labels` names the two, initial first)."""
+    (line), trained vs at init (`labels` names the two, initial first; `initial` None: only the first). The y axis
+    runs from 0 to past `uniform`, the nonlocality of uniform attention on the grid (drawn dashed): a fixed range for
+    the grid, so that views of one grid compare, and a near-uniform model's small changes do not fill the axis."""
     fig = go.Figure()
-    for label, values, colour in ((labels[0], initial, "#999999"), (labels[1], trained, "#d62728")):
+    series = [(labels[0], initial, "#999999"), (labels[1], trained, "#d62728")] if initial is not None else \
+        [(labels[0], trained, "#d62728")]
+    for label, values, colour in series:
         xs = [block + (h - (len(v) - 1) / 2) * 0.04 for block, v in enumerate(values) for h in range(len(v))]
         ys = [float(x) for v in values for x in v]
         heads = [h for v in values for h in range(len(v))]
@@ -212,8 +216,11 @@ def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray
                                  customdata=heads, hovertemplate="head %{customdata}: %{y:.2f}<extra></extra>"))
         fig.add_trace(go.Scatter(x=list(range(len(values))), y=[float(np.mean(v)) for v in values],
                                  mode="lines", name=f"{label}: mean", line={"color": colour, "width": 3}))
+    fig.add_hline(y=uniform, line={"dash": "dash", "color": "#555555", "width": 1},
+                  annotation_text=f"uniform attention: {uniform:.2f}", annotation_position="top left")
+    top = max([uniform * 1.25] + [1.05 * float(np.max(v)) for _, values, _ in series for v in values])
     fig.update_xaxes(title="block", dtick=1)
-    fig.update_yaxes(title="nonlocality (patches)")
+    fig.update_yaxes(title="nonlocality (patches)", range=[0, top])
     fig.update_layout(title=title, height=420, margin={"t": 50})
     return fig
 

@@ -99,6 +99,8 @@ def image_input(**kwargs) -> gr.Image:
 def _views(result: Result, query: str) -> tuple:
     """What /analyze returns for one analysis: the input as the model saw it (query patch framed), the top-5, the
     numbers (JSON), the model card, the gates heatmap and this image's nonlocality against the model at init."""
+    from petl_core.metrics import uniform_nonlocality
+
     model, trace = result.model_name, result.trace
     q = parse_query(query, trace.grid)
     summary = {"model": model, "inverted": result.inverted, **result.analysis.summary()}
@@ -107,7 +109,8 @@ def _views(result: Result, query: str) -> tuple:
              if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
     nonlocality = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
                                                  [v[0].numpy() for v in result.analysis.init_nonlocality],
-                                                 f"nonlocality of {model} on this image")
+                                                 f"nonlocality of {model} on this image",
+                                                 uniform_nonlocality(trace.grid))
     return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "mean_attention_distance",
     "nonlocality",
     "positional_centres",
+    "uniform_nonlocality",
 ]
 
 
@@ -77,6 +78,12 @@ def nonlocality(
     """
     distances = patch_distances(grid, device=attention.device)
     return _mean_distance(attention, distances, grid, num_prefix, per_query)
+
+
+def uniform_nonlocality(grid: tuple[int, int]) -> float:
+    """The nonlocality of uniform attention on `grid` (every query weighing every patch alike), in patches: where a
+    head that ignores position sits, the reference a nonlocality is read against."""
+    return float(patch_distances(grid).mean())
 
 
 def mean_attention_distance(

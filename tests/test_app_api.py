@@ -173,6 +173,10 @@ def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(cli
     np.testing.assert_allclose(_array(data[0]["z"]).reshape(4, 9), np.array(history["entries"][-1]["gates"]),
                                atol=1e-6)
     assert f"{len(history['entries'])} evaluation points" in note
+    # in steps, as every view of training (issue 30: the slider was in epochs, 0-2.14 with uneven ticks)
+    slider = _plotly(figure)["layout"]["sliders"][0]
+    assert slider["currentvalue"]["prefix"] == "step "
+    assert [s["label"] for s in slider["steps"]] == [f"{e['step']:,}" for e in history["entries"]]
     end = " / ".join(f"{np.mean(block):.2f}" for block in history["entries"][-1]["gates"])
     assert f"→ {end} at step {history['steps']}" in note  # the note's numbers are the history's
     # a DeiT has no gates: the note says so and shows the ConViT trained on the same data
@@ -186,6 +190,8 @@ def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(cli
         last_panel = [t for t in curves if t.get("xaxis") == "x2"]
         np.testing.assert_allclose(_array(last_panel[0]["y"]),
                                    [np.mean(e["nonlocality"][0]) for e in deit["entries"]], rtol=1e-6)
+        np.testing.assert_array_equal(_array(last_panel[0]["x"]), [e["step"] for e in deit["entries"]])
+        assert _plotly(figure)["layout"]["xaxis2"]["title"]["text"] == "step"
         layer_1 = [np.mean(deit["entries"][i]["nonlocality"][0]) for i in (0, -1)]
         assert "ConViT (convit_fmnist)" in note and f"DeiT (deit_fmnist)**, {deit['steps']} steps" in note
         assert f"{layer_1[0]:.2f} → {layer_1[1]:.2f}" in note

@@ -625,6 +625,13 @@ def test_the_dial_scores_the_probe_in_the_page_progressively_as_petl_core_does(f
     heads = loaded.model.blocks[0].attn.num_heads
     older, newer = [[0.0] * heads, None, None, None], [None, None, [0.0] * heads, None]
     box = page.locator("#dial-gates textarea")
+    # a preset sets the gates; "by hand" starts from the model as trained (issue 30: it applied σ = 0 to block 0)
+    page.get_by_label("all content (σ = 0): a ViT").check()
+    expect(box).to_have_value(json.dumps([[0.0] * heads] * 4), timeout=SLOW)
+    page.get_by_label("by hand, below").check()
+    expect(box).to_have_value("", timeout=SLOW)
+    page.wait_for_timeout(1000)
+    expect(box).to_have_value("")
     box.fill(json.dumps(older))
     box.fill(json.dumps(newer))
     page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "

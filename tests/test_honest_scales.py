@@ -233,7 +233,8 @@ def test_blocks_are_numbered_from_zero_in_every_view(service):
     grid = attention._draw(result, "center", 0, 0, True)[1]
     assert [t.get_text() for t in grid.axes[0].get_yticklabels()] == names  # the grid says the same
     image = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
-                                           [v[0].numpy() for v in result.analysis.init_nonlocality], "t")
+                                           [v[0].numpy() for v in result.analysis.init_nonlocality], "t",
+                                           metrics.uniform_nonlocality(result.trace.grid))
     means = [t for t in image.data if t.mode == "lines"]
     assert image.layout.xaxis.title.text == "block" and all(list(t.x) == list(range(num_blocks)) for t in means)
 
@@ -300,3 +301,38 @@ def test_exports_are_small_and_carry_what_draws_them_offline(service, tmp_path, 
     _, _, enlarged = attention._draw(service.result_for(SCENE, DEIT), "center", 0, 0, True)
     (page,) = [p for p in pages if p.endswith("attention_enlarged.html")]
     assert _html_parts(page)[0] == json.loads(enlarged.to_json())
+
+
+def test_nonlocality_on_one_grid_is_drawn_on_one_range_against_uniform_attention(service):
+    """Issue 30: the Training tab drew DeiT's nonlocality autoscaled to 6.231-6.238 beside ConViT's 2-6, so noise
+    looked like a trend, and its legend said "step 0" twice at the first snapshot. Both models of a grid now share one
+    range, from 0 to past the nonlocality of uniform attention (drawn, and equal to petl_core's nonlocality of a
+    uniform map), and the first snapshot is one series."""
+    view = replay.ReplayView(service)
+    steps = service.snapshot_steps("deit_scenes")
+    figures_of = {name: view.replay(SCENE, name, steps[-1])[4] for name in ("convit_scenes", "deit_scenes")}
+    grid = service.result_for(SCENE, "deit_scenes").trace.grid
+    uniform = torch.full((1, 1, grid[0] * grid[1], grid[0] * grid[1]), 1 / (grid[0] * grid[1]))
+    assert metrics.uniform_nonlocality(grid) == pytest.approx(float(metrics.nonlocality(uniform, grid)), rel=1e-6)
+    ranges = {name: tuple(fig.layout.yaxis.range) for name, fig in figures_of.items()}
+    assert ranges["convit_scenes"] == ranges["deit_scenes"] and ranges["deit_scenes"][0] == 0
+    assert ranges["deit_scenes"][1] >= 1.25 * metrics.uniform_nonlocality(grid)
+    for fig in figures_of.values():
+        assert [shape.y0 for shape in fig.layout.shapes] == [pytest.approx(metrics.uniform_nonlocality(grid))]
+    first = view.replay(SCENE, "deit_scenes", steps[0])[4]
+    names = [t.name for t in first.data]
+    assert len(names) == len(set(names)) == 2 and all(n.startswith(f"step {steps[0]}") for n in names)
+
+
+def test_the_convpass_note_reads_its_parameter_counts_from_the_shipped_cards():
+    """Issue 30: the note hard-coded 37,930 of 1.5 M trainable parameters (one model's), beside a guide model of
+    22,522 of 413,266: each shipped Convpass model's count now comes from its card, and the paper's 0.5% is said to be
+    its ViT-B's."""
+    text = convpass.learn_text()
+    shipped = [name for name, family in zoo.SHIPPED.items() if family == "convpass"]
+    assert shipped
+    for name in shipped:
+        parameters = zoo.ModelCard.load(zoo.ASSETS / name).parameters
+        trainable, total = parameters["trainable"], parameters["total"]
+        assert f"`{name}` {trainable:,} of {total:,} parameters ({trainable / total:.1%})" in text
+    assert "0.5%\" is for its ViT-B" in text

@@ -11,13 +11,15 @@ from app.queue_policy import slow
 from app.service import Result, Service, parse_index
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core import catalog
+from petl_core.cards import ModelCard
 from petl_core.query import CLS
 
 LEARN = """
 **Convpass** adapts a frozen, pretrained ViT to a new task by adding small trainable *bypasses* beside each block's
 attention and MLP: 1×1 down-projection to a few channels, a 3×3 convolution over the patch grid, 1×1
-up-projection, scaled by s and added to the block's update. Only the bypasses (and the head) train: here 37,930
-parameters instead of 1.5 million. The 3×3 convolution is a *hard* convolutional bias: unlike a GPSA gate, it
+up-projection, scaled by s and added to the block's update. Only the bypasses (and the head) train: {trainable}.
+The paper's "under 0.5%" is for its ViT-B (86 M parameters, bypasses of 8 channels); the small backbones shipped
+here make the bypasses a larger part. The 3×3 convolution is a *hard* convolutional bias: unlike a GPSA gate, it
 cannot be switched off, only weighted.
 
 **What you see.** For the chosen block: ‖s·bypass‖ per patch (where the bypass writes most), its ratio to the frozen
@@ -30,6 +32,20 @@ The shipped Convpass models adapt a frozen DeiT trained on clothes to digits: `c
 textures, among pieces of other digits; try the digit-scene examples) and `convpass_digits` (plain handwritten
 digits; try a digit sketch). Their cards say which backbone each adapts.
 """
+
+
+def learn_text() -> str:
+    """LEARN with the trainable parameters of each shipped Convpass model, read from its card."""
+    counts = []
+    for name, family in catalog.SHIPPED.items():
+        try:
+            parameters = ModelCard.load(catalog.ASSETS / name).parameters if family == "convpass" else None
+        except (OSError, ValueError, KeyError):  # (a model not shipped in this copy)
+            parameters = None
+        if parameters:
+            trainable, total = parameters["trainable"], parameters["total"]
+            counts.append(f"`{name}` {trainable:,} of {total:,} parameters ({trainable / total:.1%})")
+    return LEARN.format(trainable="; ".join(counts) if counts else "the shipped models' cards say how many")
 
 
 def _draw(result: Result, block: str | float, branch: str) -> tuple:
@@ -104,7 +120,7 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
         channels = plot("Conv channels", "bypass-channels")
     numbers = numbers_panel("Numbers")
     export_button, files = export_row("convpass", "PNG, HTML, JSON, NPZ")
-    learn("convolutional bypasses", LEARN)
+    learn("convolutional bypasses", learn_text())
     inputs = [shared.image, shared.model, shared.weights, block, branch, shared.invert]
     wire_view(shared, "bypass", [shared.analyses.change, block.input, branch.input], view.render, inputs,
               [maps, share, channels, numbers], "bypass")

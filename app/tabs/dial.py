@@ -68,10 +68,10 @@ class DialView:
         return json.dumps(setting)
 
     def preset_gates(self, model: str, preset: str) -> str:
-        """The gates JSON of one of the first three presets: empty (as trained), every head at 1 or at 0; empty for a
-        model without gates."""
+        """The gates JSON a preset starts from: every head at 1 or at 0 for the second and third, else empty (as
+        trained: "by hand" starts from the model as trained, issue 30); empty for a model without gates."""
         blocks, gates = self.service.checkpoint_gates(model)
-        if gates is None or preset == PRESETS[0]:
+        if gates is None or preset not in PRESETS[1:3]:
             return ""
         value = 1.0 if preset == PRESETS[1] else 0.0
         return json.dumps([[value] * gates.shape[1] for _ in blocks])
@@ -114,6 +114,7 @@ class DialView:
     def _draw(self, dialled: Dialled, model: str, query: str, scored_in_page: bool = False) -> tuple:
         """What `dial` shows of `dialled` (`scored_in_page`: the page shows the probe accuracy)."""
         from petl_core.figures import attention_grid_figure
+        from petl_core.metrics import uniform_nonlocality
 
         trace = dialled.analysis.trace
         q = parse_query(query, trace.grid)
@@ -123,7 +124,7 @@ class DialView:
         nonlocality = plots.image_nonlocality_figure(
             [v[0].numpy() for v in dialled.analysis.nonlocality],
             [v[0].numpy() for v in dialled.trained.analysis.nonlocality],
-            f"nonlocality of {model} on this image", labels=("as trained", "dialled"))
+            f"nonlocality of {model} on this image", uniform_nonlocality(trace.grid), labels=("as trained", "dialled"))
         numbers = {"gates": applied.round(4).tolist(), "top5": dialled.analysis.top5[0],
                    "nonlocality": [np.round(v[0].numpy(), 4).tolist() for v in dialled.analysis.nonlocality],
                    "probe_accuracy": dialled.probe_accuracy, "probe_images": dialled.probe_images,
@@ -170,8 +171,11 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     scored_in_page = gr.Textbox("", visible="hidden", elem_id="dial-scored-in-page")
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
-    gr.on([preset.input, block.input, head.input, sigma.release, shared.model.change], quiet(view.gates_for, 1),
-          [shared.model, preset, block, head, sigma, gates], gates, api_visibility="private", **EACH_CHANGE)
+    # a preset (or a new model) sets the gates; by hand, each block, head or σ change adds to them
+    gr.on([preset.input, shared.model.change], quiet(view.preset_gates, 1), [shared.model, preset], gates,
+          **PRIVATE, **EACH_CHANGE)
+    gr.on([block.input, head.input, sigma.release], quiet(view.gates_for, 1),
+          [shared.model, preset, block, head, sigma, gates], gates, **PRIVATE, **EACH_CHANGE)
     shared.warm_ups.append(view.prescore)
     if shared.in_page:
         graphs = [name for name in catalog.BROWSER_MODELS if catalog.dial_graphs_manifest(name) is not None]

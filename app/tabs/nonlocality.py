@@ -53,11 +53,14 @@ class NonlocalityView:
     @slow
     def export(self, image: str | None, model: str, weights: str | None, invert: bool = True) -> list[str]:
         """Both nonlocality views as files (HTML) and the numbers per block and head (JSON)."""
+        from petl_core.metrics import uniform_nonlocality
+
         result = self.service.result_for(image, model, weights, invert=invert)
         trained = [v[0].numpy() for v in result.analysis.nonlocality]
         initial = [v[0].numpy() for v in result.analysis.init_nonlocality]
         figures = {"over_training": self.render_training(model)[0],
-                   "image": plots.image_nonlocality_figure(trained, initial, f"nonlocality of {model} on this image")}
+                   "image": plots.image_nonlocality_figure(trained, initial, f"nonlocality of {model} on this image",
+                                                           uniform_nonlocality(result.trace.grid))}
         numbers = {"model": model, "unit": "patches", "trained_per_head": [np.round(v, 4).tolist() for v in trained],
                    "init_per_head": [np.round(v, 4).tolist() for v in initial]}
         return plots.export_view("nonlocality", figures, numbers)

@@ -78,6 +78,8 @@ def _grid_data(result: Result) -> str:
 def _views(result: Result, steps: list[int], grid: Callable[[Result], Any], first: list[GpsaHeads]) -> tuple:
     """Top-5, attention grid (`grid` of the result: a figure, or the page's data), gates, centres, nonlocality
     (against the run's first snapshot, whose GPSA heads are `first`) and the numbers."""
+    from petl_core.metrics import uniform_nonlocality
+
     trace, name = result.trace, result.model_name
     step = result.card["snapshot"]["step"]
     if trace.gated_blocks:
@@ -88,9 +90,12 @@ def _views(result: Result, steps: list[int], grid: Callable[[Result], Any], firs
                                            [h.centres.cpu().numpy() for h in first], f"at step {steps[0]}")
     else:
         gates_fig = centres_fig = plots.message_figure(f"{name} has no GPSA blocks: no gates, no positional centres")
+    first = step == steps[0]  # (at the first snapshot there is nothing to compare it with: one series, one label)
     nonlocality = plots.image_nonlocality_figure(
-        [v[0].numpy() for v in result.analysis.nonlocality], [v[0].numpy() for v in result.analysis.init_nonlocality],
-        f"nonlocality of {name} at step {step}", labels=(f"step {steps[0]}", f"step {step}"))
+        [v[0].numpy() for v in result.analysis.nonlocality],
+        None if first else [v[0].numpy() for v in result.analysis.init_nonlocality],
+        f"nonlocality of {name} at step {step}", uniform_nonlocality(trace.grid),
+        labels=(f"step {steps[0]}", f"step {step}"))
     top5 = {d["label"]: d["probability"] for d in result.analysis.top5[0]}
     return top5, grid(result), gates_fig, centres_fig, nonlocality, _numbers(result, steps)
 
