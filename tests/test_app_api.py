@@ -195,6 +195,15 @@ def test_gates_and_nonlocality_over_training_come_from_the_shipped_histories(cli
         layer_1 = [np.mean(deit["entries"][i]["nonlocality"][0]) for i in (0, -1)]
         assert "ConViT (convit_fmnist)" in note and f"DeiT (deit_fmnist)**, {deit['steps']} steps" in note
         assert f"{layer_1[0]:.2f} → {layer_1[1]:.2f}" in note
+    # ours vs the paper, per trend of its Fig. 5, read from the same histories (issue 30)
+    _, note = client.predict("convit_scenes", api_name="/nonlocality_history")
+    for name, sign, verb, which in (("convit_scenes", 1, "rose", "GPSA"), ("deit_scenes", -1, "fell", "first")):
+        entries = zoo.read_history(name)["entries"]
+        start, end = (np.mean(entries[i]["nonlocality"], axis=-1)[:4] for i in (0, -1))
+        moved = int(np.sum(sign * (end - start) >= 0.1))
+        verdict = {0: "not reproduced", 4: "reproduced"}.get(moved, "partly reproduced")
+        assert f"{verb} by 0.1 patches or more in {moved} of its 4 {which} blocks" in note
+        assert f"{start[0]:.2f} → {end[0]:.2f}" in note and f"**{verdict}**" in note
 
 
 def test_bypass_view_numbers_are_petl_core_bypass_maps(client):
