@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from app.links import ViewLink
 from app.service import Service, training_pair
 from petl_core import catalog
 from petl_core.cards import ModelCard
+from petl_core.catalog import PROBE_IMAGES
 from petl_core.curves import GATE_AT_INIT as INIT_GATE
 from petl_core.curves import TrainingCurves
 
@@ -55,17 +58,23 @@ def _gpsa(service: Service) -> str:
 
 
 def _equation(service: Service) -> str:
+    blocks, gates = service.checkpoint_gates(CONVIT)
+    block, head = np.unravel_index(int(np.argmax(gates)), gates.shape)
+    top = float(gates[block, head])
     return ("The formula of one head, with this image's numbers: σ(λ_h) of the head, and the content and positional "
             "weight of the keys the query attends to most, each linked to its place on the maps. **Notice** which "
-            "term carries each key's weight, and how a head with σ near 1 ignores the content entirely.")
+            f"term carries each key's weight. The most positional head of `{CONVIT}` (block {blocks[block]}, head "
+            f"{head}) has σ = {top:.3f}: it takes {1 - top:.1%} of every weight from the content.")
 
 
 def _dial(service: Service) -> str:
     card = _card(CONVIT)
-    return (f"`{CONVIT}` as trained scores {card.accuracy['test']:.1%} on its test scenes. Set the gates yourself: "
-            "choose *all content (σ = 0): a ViT*, then *all positional (σ = 1)*, and read the probe accuracy under "
-            "the maps. **Notice** how much the trained model relies on each kind of attention, and which single "
-            "block or head can lose its positional prior without harm (*by hand*).")
+    return (f"`{CONVIT}` as trained scores {card.accuracy['test']:.1%} on its {card.accuracy['test_images']:,} test "
+            f"scenes; the dial scores the first {PROBE_IMAGES} of them (its probe), so its accuracy as trained "
+            "differs from that by the sample (a few points). Set the gates yourself: choose *all content (σ = 0): "
+            "a ViT*, then *all positional (σ = 1)*, and read the probe accuracy under the maps. **Notice** how much "
+            "the trained model relies on each kind of attention; then, *by hand*, which single block's positional "
+            "prior costs the most when its gates go to 0.")
 
 
 def _replay(service: Service) -> str:
@@ -94,9 +103,9 @@ def _nonlocality(service: Service) -> str:
 
 def _atlas(service: Service) -> str:
     return ("The nonlocality of every head on each of the probe's test images, ConViT next to DeiT: a distribution "
-            "per layer, not one average. **Notice** how narrow the GPSA heads' spread is (position does not depend "
-            "on the image) against the content heads', and click a point far from its layer's median to load that "
-            "image and see what made the head look so far, or so near.")
+            "per layer, not one average. **Notice** how wide each block's spread is from image to image (a head "
+            "that looks by position alone would not spread at all), and click a point far from its layer's median "
+            "to load that image and see what made the head look so far, or so near.")
 
 
 def _convpass(service: Service) -> str:

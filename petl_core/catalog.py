@@ -20,8 +20,9 @@ from .cards import ModelCard
 from .errors import CheckpointError
 from .hub import HUB, cached_weights, hub_reachable, hub_status, offline
 
-__all__ = ["ADAPTERS", "ASSETS", "BROWSER_MODELS", "DEFAULT_MODEL", "DIAL_GRAPHS", "HUB", "SHIPPED", "ZooEntry",
-           "dial_graphs_manifest", "dimensions", "list_models", "read_history", "shipped_pair", "snapshot_steps"]
+__all__ = ["ADAPTERS", "ASSETS", "BROWSER_MODELS", "DEFAULT_MODEL", "DIAL_GRAPHS", "HUB", "PROBE_IMAGES", "SHIPPED",
+           "ZooEntry", "dial_graphs_manifest", "dimensions", "list_models", "read_history", "shipped_pair",
+           "snapshot_steps"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 """Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
@@ -36,6 +37,8 @@ DEFAULT_MODEL = "convit_scenes_gpsa50"
 BROWSER_MODELS = ("convit_scenes_gpsa50", "convit_scenes")
 """The shipped ConViTs whose dial graphs ship (petl_core.export; the guided path's, 2.6 MB each): convit_fmnist's
 would take 6 MB of the 80 MB assets/ may hold, and its dial is scored on the server."""
+PROBE_IMAGES = 256
+"""How many test images of its own task the dial scores a model on (the first ones: petl_core.dial.probe_set)."""
 DIAL_GRAPHS = "browser"
 """The folder of an entry that holds its dial graphs and their manifest (`dial.json`: petl_core.export)."""
 

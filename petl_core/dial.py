@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .catalog import PROBE_IMAGES
+
 if TYPE_CHECKING:
     from .data import ImageSet
 
 __all__ = ["MAX_GATES_TEXT", "PROBE_IMAGES", "DialProbe", "gate_override", "parse_gates", "probe_accuracy", "probe_set",
            "read_gates", "set_gates"]
 
-PROBE_IMAGES = 256
-"""How many test images of its own task the dial scores a model on."""
 
 MAX_GATES_TEXT = 20_000
 """Longest dial setting read as JSON text, in characters (ConViT-S's 10 blocks × 9 heads take about 700)."""

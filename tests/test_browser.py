@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from browser_support import expect  # (skips the module without Chromium or Playwright)
 
 from app.guide import STEPS
@@ -680,6 +681,15 @@ def _expected_numbers(step: int) -> list[str]:
         model = zoo.load(view.model).model
         gates = [b.attn.gating_param.detach().sigmoid() for b in model.blocks if hasattr(b.attn, "gating_param")]
         return [f"block {i}: {g.min():.2f}-{g.max():.2f}" for i, g in enumerate(gates)]
+    if step == 3:  # the most positional head still takes 1 - σ from the content (issue 30: "ignores it entirely")
+        model = zoo.load(view.model).model
+        gates = torch.stack([b.attn.gating_param.detach().sigmoid() for b in model.blocks
+                             if hasattr(b.attn, "gating_param")])
+        top = float(gates.max())
+        return [f"has σ = {top:.3f}: it takes {1 - top:.1%} of every weight from the content"]
+    if step == 4:  # the two accuracies reconciled
+        return [f"{card.accuracy['test']:.1%} on its {card.accuracy['test_images']:,} test scenes",
+                "the dial scores the first 256 of them"]
     if step == 6:
         curves = TrainingCurves.of(zoo.read_history(view.model))
         return [f"from {curves.nonlocality[0][0]:.2f} to {curves.nonlocality[-1][0]:.2f} patches"]
