@@ -114,7 +114,7 @@ def test_attention_view_enlarges_the_chosen_head(client):
     picture, grid, enlarged = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 2, 1, False,
                                              api_name="/attention")
     assert grid["type"] == "matplotlib"
-    heatmap = _plotly(enlarged)["data"][1]
+    (heatmap,) = _plotly(enlarged)["data"]  # the map alone: no picture under it (issue 30)
     _, direct = _direct("convit_fmnist")
     expected = query_maps(direct.trace, 2, Query.at(3, 4))[1].numpy()
     np.testing.assert_allclose(_array(heatmap["customdata"]).reshape(8, 8), expected, atol=1e-6)
