@@ -450,7 +450,9 @@ def test_soak_memory_and_disk_stay_flat(server, http, tmp_path):
         in_use.append(logged_memory_mb(tmp)["heap_in_use_mb"])
         if i % 10 == 9:
             disk.append(_disk_mb(*folders))
-    assert written > 80  # the uploads and the files the server wrote
+    # the uploads and the files the server wrote: enough that an unswept folder would show (76 MB measured since the
+    # maps are drawn opaque, whose PNGs compress better; 80+ before)
+    assert written > 60
     # A leak raises the memory in use (the heap glibc has handed out and not had back, which the server logs 4 times
     # a second): its least value over 20 rounds, once caches and Gradio's 128 sessions are full (about 50 rounds),
     # in rounds 60-100 against rounds 160-200. Without a leak those floors stay within about 10 MB (bench/soak.py:
