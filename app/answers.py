@@ -15,7 +15,6 @@ once with the probe flag set, and a miss raises `CacheMissError`, after which th
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -30,6 +29,8 @@ import numpy as np
 from gradio.caching import CacheMissError, _probe_mode_active
 from gradio.components.plot import PlotData
 from PIL import Image
+
+from petl_core.catalog import file_sha256
 
 __all__ = ["ANSWERS", "MAX_BYTES", "SharedAnswers", "by_image_and_inputs", "by_inputs", "content_key", "shares"]
 
@@ -55,11 +56,9 @@ def content_key(path: str | None) -> str | None:
     with _hashes_lock:
         if stamp in _hashes:
             return _hashes[stamp]
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:  # (a checked upload: app.uploads bounds its size)
-        for chunk in iter(lambda: file.read(2**20), b""):
-            digest.update(chunk)
-    digest = digest.hexdigest()
+    digest = file_sha256(path)  # (a checked upload: app.uploads bounds its size)
+    if digest is None:  # gone since the stat
+        return None
     with _hashes_lock:
         _hashes[stamp] = digest
         while len(_hashes) > 4096:

@@ -103,8 +103,8 @@ def export_dial(model: nn.Module, folder: str | Path, weights: str | Path | None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    first = next(m for m in model.blocks if hasattr(m.attn, "gating_param")).attn
-    heads, dim = first.num_heads, model.embed_dim
+    gpsa = _gpsa_blocks(model)
+    heads, dim = model.blocks[gpsa[0]].attn.num_heads, model.embed_dim
     channels, size = model.patch_embed.proj.in_channels, model.patch_embed.img_size[0]
     images = torch.zeros(2, channels, size, size)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def export_dial(model: nn.Module, folder: str | Path, weights: str | Path | None
         "tokens": stream.shape[1], "dim": dim, "image": [channels, size, size],
         "classes": model.num_classes,
         "trained_gates": [torch.sigmoid(model.blocks[i].attn.gating_param.detach()).tolist()
-                          for i in _gpsa_blocks(model)],  # σ(λ) per GPSA block and head: a dial's null entries
+                          for i in gpsa],  # σ(λ) per GPSA block and head: a dial's null entries
         "weights_sha256": catalog.file_sha256(weights) if weights else None,
     }
     (folder / "dial.json").write_text(json.dumps(manifest, indent=1) + "\n")
