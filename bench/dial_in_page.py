@@ -2,12 +2,15 @@
 
 Against `python app.py` on a free port, one page, the shipped test scene analysed, the Dial tab open: the gates of
 one GPSA block (a random block, every head at a random σ) are typed into the gates box, --settings times. The page
-scores the probe in its own worker (app/tabs/dial.js: onnxruntime-web, one WASM thread) and reports after each run
-of images; times are from the page's dial listener to each report (window.__dialPage.state.reports[].ms).
+scores the probe in its workers (app/tabs/dial.js: onnxruntime-web, one WASM thread each, as many workers as the
+machine's cores up to 4) and reports as runs of images end; times are from the page's dial listener to each report
+(window.__dialPage.state.reports[].ms). The listener also asks the server for the dial's maps, which the server,
+on this same machine, draws while the page scores: the `page_alone_…` lines time the same settings scored with no
+server call (window.__dialPage.score), as when the server is another machine (a Space).
 
-Prints `first_estimate_ms p50=… p95=…` (the first 16 images), `exact_ms p50=… p95=…` (all 256), and the first
-setting's times apart (`cold_…`: the runtime, the graphs and the probe fetched and compiled first). Issue 29's
-targets: a first estimate p95 ≤ 0.5 s, the exact score p95 ≤ 3 s.
+Prints `first_estimate_ms p50=… p95=…` (the first 16 images), `exact_ms p50=… p95=…` (all 256), the first
+setting's times apart (`cold_…`: the runtime, the graphs and the probe fetched and compiled first), and the
+`page_alone_` pair. Issue 29's targets: a first estimate p95 ≤ 0.5 s, the exact score p95 ≤ 3 s.
 
     .venv/bin/python bench/dial_in_page.py [--model convit_scenes_gpsa50] [--settings 12]
 """
@@ -68,12 +71,27 @@ def main() -> int:
                     mine = [r for r in page.evaluate("() => window.__dialPage.state.reports") if r["gates"] == gates]
                     first.append(mine[0]["ms"])
                     exact.append(mine[-1]["ms"])
+                alone_first, alone_exact = [], []
+                for _ in range(args.settings):
+                    setting = [None] * gpsa
+                    setting[rng.randrange(gpsa)] = [round(rng.random(), 3) for _ in range(heads)]
+                    marks = page.evaluate("""async ([model, gates]) => {
+                        const started = performance.now(), marks = [];
+                        await window.__dialPage.score(model, gates, () => marks.push(performance.now() - started));
+                        return marks;
+                    }""", [args.model, json.dumps(setting)])
+                    alone_first.append(marks[0])
+                    alone_exact.append(marks[-1])
+                workers = page.evaluate("() => window.__dialPage.state.workers")
         finally:
             stop_app(process)
-    print(f"model {args.model}: {gpsa} GPSA blocks × {heads} heads, {blocks} blocks; 256 probe images, one thread")
+    print(f"model {args.model}: {gpsa} GPSA blocks × {heads} heads, {blocks} blocks; 256 probe images, "
+          f"{workers} workers of one thread")
     print(f"cold_first_estimate_ms {first[0]:.0f} cold_exact_ms {exact[0]:.0f}")
     print(f"first_estimate_ms {_percentiles(first[1:])}")
     print(f"exact_ms {_percentiles(exact[1:])}")
+    print(f"page_alone_first_estimate_ms {_percentiles(alone_first)}")
+    print(f"page_alone_exact_ms {_percentiles(alone_exact)}")
     return 0
 
 

@@ -653,6 +653,35 @@ def test_the_dial_scores_the_probe_in_the_page_progressively_as_petl_core_does(f
     page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "
                            "&& window.__dialPage.state.shown.seen === 256", arg=json.dumps(older), timeout=SLOW)
     assert page.evaluate("() => window.__dialPage.state.shown.correct") / 256 == scorer.accuracy(older)
+    assert page.evaluate("() => window.__dialPage.state.workers") >= 1
+
+
+def test_where_the_page_cannot_score_the_dial_it_says_so_and_the_server_scores_it(browser, app_server: str):
+    """The in-page path switched off by its runtime failing to load (its files refused): the page says so in one
+    sentence, and from the next change on the server scores the probe, as for any model without graphs (issue 29:
+    the server is the fallback)."""
+    refused = "**/explorer/runtime/**"
+    browser.route(refused, lambda route: route.abort())
+    page = _open(browser, app_server)
+    try:
+        _analysed_and_listening(page)
+        open_tab(page, "Dial")
+        loaded = zoo.load(zoo.DEFAULT_MODEL)
+        scorer = DialProbe(loaded.model, probe_set(loaded.card.recipe["data"]), loaded.card.preprocessing)
+        heads = loaded.model.blocks[0].attn.num_heads
+        box = page.locator("#dial-gates textarea")
+        page.get_by_label("all content (σ = 0): a ViT").check()
+        expect(box).to_have_value(json.dumps([[0.0] * heads] * 4), timeout=SLOW)
+        expect(page.locator("#dial-page-score")).to_contain_text(
+            "This browser could not score the probe", timeout=SLOW)
+        later = [None, [1.0] * heads, None, None]
+        box.fill(json.dumps(later))
+        expect(page.locator("#dial-note")).to_contain_text(
+            f"Probe accuracy with these gates: {scorer.accuracy(later):.1%} on the first 256 test images",
+            timeout=SLOW)
+    finally:
+        browser.unroute(refused)
+        page.close()
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_page_recovers(fresh_page, tmp_path):

@@ -3,45 +3,167 @@
     // stem, one graph per GPSA block with its gates σ as an input, the head) run by the vendored onnxruntime-web
     // (WASM) over the probe images the server prepared once (app/browser_files.py). The score shows first as an
     // estimate from the first images, with its 95% interval, then exact; a newer setting cancels the older one's
-    // scoring. As petl_core.dial.DialProbe does, the streams entering each GPSA block are kept for the last two
-    // settings, so a change of block k runs graphs k onward only.
+    // scoring. The images are shared out among a few workers, each a one-thread runtime of its own (threads within
+    // one runtime need a cross-origin-isolated page, which a Space's iframe is not; workers do not). As
+    // petl_core.dial.DialProbe does, each worker keeps the streams entering each GPSA block of its images for the
+    // last two settings, so a change of block k runs graphs k onward only.
     const MODELS = __MODELS__;  // the models whose graphs fit their weights (filled in by app/tabs/dial.py)
-    const FIRST = 16, BATCH = 48;  // images in the first run (the first estimate rests on them), then per run
+    const FIRST = 16, BATCH = 48;  // images the first estimate rests on, then about this many per run
+    const WORKERS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
     const root = () => ((window.gradio_config && window.gradio_config.root) || location.origin).replace(/\/$/, '');
     const url = (path) => `${root()}/explorer/${path}`;
-    const state = {runtime: null, models: {}, job: 0, shown: null, failed: null, reports: []};
-    const fetched = async (path, as) => {
-        const response = await fetch(url(path));
-        if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-        return as === 'json' ? response.json() : response.arrayBuffer();
-    };
-    const runtime = () => state.runtime || (state.runtime = (async () => {
-        const ort = await import(url('runtime/ort.wasm.bundle.min.mjs'));
-        const packed = await fetch(url('runtime/ort-wasm-simd-threaded.wasm.gz'));
-        if (!packed.ok) throw new Error(`the runtime: HTTP ${packed.status}`);
-        ort.env.wasm.wasmBinary = await new Response(packed.body.pipeThrough(new DecompressionStream('gzip')))
-            .arrayBuffer();
-        // threads need a cross-origin-isolated page (a Space's iframe is not): one thread is the baseline; the
-        // runtime works in a worker of its own (proxy), so the page stays responsive while it scores
-        ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-        ort.env.wasm.proxy = true;
-        return ort;
-    })());
-    const loaded = (name) => state.models[name] || (state.models[name] = (async () => {
-        const ort = await runtime();
-        const manifest = await fetched(`dial/${name}/dial.json`, 'json');
-        const sessions = {};
-        for (const file of manifest.graphs) {
-            const bytes = new Uint8Array(await fetched(`dial/${name}/${file}`));
-            sessions[file.replace(/\.onnx$/, '')] = await ort.InferenceSession.create(bytes,
-                {executionProviders: ['wasm']});
+    const state = {pool: null, about: {}, job: 0, jobs: {}, shown: null, failed: null, reports: [], workers: WORKERS};
+
+    // A worker: {type: 'score', job, name, gates, runs} scores its runs ([start, end) of the probe) and posts
+    // {job, run, correct, n} after each; a message with a newer job stops an older one between runs.
+    const WORKER = `
+        let latest = 0, ort = null, queue = Promise.resolve();  // (one job at a time: a session runs one call)
+        const models = {};
+        const fetched = async (url, as) => {
+            const response = await fetch(url);
+            if (!response.ok) throw new Error(url.split('/explorer/')[1] + ': HTTP ' + response.status);
+            return as === 'json' ? response.json() : response.arrayBuffer();
+        };
+        const runtime = (base) => ort || (ort = (async () => {
+            const module = await import(base + 'runtime/ort.wasm.bundle.min.mjs');
+            const packed = await fetch(base + 'runtime/ort-wasm-simd-threaded.wasm.gz');
+            if (!packed.ok) throw new Error('the runtime: HTTP ' + packed.status);
+            module.env.wasm.wasmBinary = await new Response(
+                packed.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
+            module.env.wasm.numThreads = 1;
+            module.env.wasm.proxy = false;
+            return module;
+        })());
+        const loaded = (base, name) => models[name] || (models[name] = (async () => {
+            const lib = await runtime(base);
+            const manifest = await fetched(base + 'dial/' + name + '/dial.json', 'json');
+            const sessions = {};
+            for (const file of manifest.graphs) {
+                const bytes = new Uint8Array(await fetched(base + 'dial/' + name + '/' + file));
+                sessions[file.replace(/\\.onnx$/, '')] = await lib.InferenceSession.create(bytes,
+                    {executionProviders: ['wasm']});
+            }
+            const about = await fetched(base + 'dial/' + name + '/probe.json', 'json');
+            const images = new Float32Array(await fetched(base + 'dial/' + name + '/probe.bin'));
+            return {lib, sessions, labels: about.labels, shape: about.shape, images, kept: []};
+        })());
+        const pause = () => new Promise((resolve) => setTimeout(resolve, 0));  // (lets a newer job's message in)
+        const score = async ({job, base, name, gates, runs}) => {
+            const model = await loaded(base, name);
+            const key = gates.map((g) => g.join(','));
+            let shared = 0, from = null;
+            for (const kept of model.kept) {
+                let agree = 0;
+                while (agree < key.length && kept.key[agree] === key[agree]) agree++;
+                if (agree === key.length) {
+                    runs.forEach((run, i) => postMessage({job, run: run[2], correct: kept.correct[i],
+                                                          n: run[1] - run[0]}));
+                    return;
+                }
+                if (agree > shared) [shared, from] = [agree, kept];
+            }
+            const {lib, sessions, shape, images, labels} = model;
+            const [, channels, size] = shape, per = channels * size * size, blocks = gates.length;
+            const streams = [], correct = [];  // per run: the stream entering each GPSA block; images right
+            for (let i = 0; i < runs.length; i++) {
+                await pause();
+                if (job !== latest) return;
+                const [start, end, run] = runs[i], n = end - start;
+                let entering, x;
+                if (shared) {
+                    entering = from.streams[i].slice(0, shared + 1);
+                    x = entering[shared];
+                } else {
+                    const batch = new lib.Tensor('float32', images.subarray(start * per, end * per),
+                                                 [n, channels, size, size]);
+                    x = (await sessions.stem.run({images: batch})).stream_out;
+                    entering = [x];
+                }
+                for (let k = shared; k < blocks; k++) {
+                    const sigma = new lib.Tensor('float32', Float32Array.from(gates[k]), [gates[k].length]);
+                    x = (await sessions['gpsa_' + k].run({stream: x, gates: sigma})).stream_out;
+                    if (k + 1 < blocks) entering.push(x);
+                }
+                const logits = (await sessions.head.run({stream: x})).logits, classes = logits.dims[1];
+                let right = 0;
+                for (let j = 0; j < n; j++) {
+                    let best = 0;
+                    for (let c = 1; c < classes; c++) {
+                        if (logits.data[j * classes + c] > logits.data[j * classes + best]) best = c;
+                    }
+                    if (best === labels[start + j]) right++;
+                }
+                streams.push(entering);
+                correct.push(right);
+                postMessage({job, run, correct: right, n});
+            }
+            model.kept = [...model.kept, {key, streams, correct}].slice(-2);
+        };
+        onmessage = ({data}) => {
+            latest = Math.max(latest, data.job);
+            if (data.type === 'score') {
+                queue = queue.then(() => score(data)).catch((e) => postMessage({job: data.job, error: String(e)}));
+            }
+        };
+    `;
+    const receive = ({data}) => {
+        const job = state.jobs[data.job];
+        if (!job) return;
+        if (data.error !== undefined) {
+            delete state.jobs[data.job];
+            job.reject(new Error(data.error));
+            return;
         }
-        const about = await fetched(`dial/${name}/probe.json`, 'json');
-        const images = new Float32Array(await fetched(`dial/${name}/probe.bin`));
-        return {ort, manifest, sessions, labels: about.labels, shape: about.shape, images, kept: []};
+        if (job.done.has(data.run)) return;
+        job.done.add(data.run);
+        job.correct += data.correct;
+        job.seen += data.n;
+        if (job.seen >= Math.min(FIRST, job.total)) job.report({correct: job.correct, seen: job.seen, total: job.total});
+        if (job.seen === job.total) {
+            delete state.jobs[data.job];
+            job.resolve(job.correct / job.total);
+        }
+    };
+    const pool = () => state.pool || (state.pool = (() => {
+        const source = URL.createObjectURL(new Blob([WORKER], {type: 'text/javascript'}));
+        return Array.from({length: WORKERS}, () => {
+            const worker = new Worker(source, {type: 'module'});
+            worker.onmessage = receive;
+            worker.onerror = (event) => {  // (a worker that cannot start: its module or runtime failed to load)
+                for (const [number, job] of Object.entries(state.jobs)) {
+                    delete state.jobs[number];
+                    job.reject(new Error(event.message || 'a scoring worker failed'));
+                }
+            };
+            return worker;
+        });
     })());
-    // The gates JSON as the dial sends it (empty: as trained; per GPSA block null or one σ per head), as
-    // Float32Array per block; null where it is not a setting of this model (the server's answer says why)
+    const about = (name) => state.about[name] || (state.about[name] = (async () => {
+        const fetched = async (path) => {
+            const response = await fetch(url(path));
+            if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+            return response.json();
+        };
+        const [manifest, probe] = await Promise.all([fetched(`dial/${name}/dial.json`),
+                                                    fetched(`dial/${name}/probe.json`)]);
+        return {manifest, total: probe.labels.length};
+    })());
+    // The runs of the probe's images, [start, end, index], dealt to the workers in turn: the first FIRST images in
+    // one run per worker (the first estimate), the rest in runs of about BATCH, as many per worker
+    const runs = (total) => {
+        const all = [], cut = (from, to, parts) => {
+            for (let p = 0; p < parts; p++) {
+                const start = from + Math.round((to - from) * p / parts), end = from + Math.round((to - from) * (p + 1) / parts);
+                if (end > start) all.push([start, end, all.length]);
+            }
+        };
+        const first = Math.min(FIRST, total);
+        cut(0, first, WORKERS);
+        cut(first, total, WORKERS * Math.ceil((total - first) / (BATCH * WORKERS)));
+        return Array.from({length: WORKERS}, (_, w) => all.filter((run) => run[2] % WORKERS === w));
+    };
+    // The gates JSON as the dial sends it (empty: as trained; per GPSA block null or one σ per head), as one array
+    // of σ per block; null where it is not a setting of this model (the server's answer says why)
     const setting = (text, manifest) => {
         let value;
         try {
@@ -57,71 +179,29 @@
             const entry = value[k] === null ? trained[k] : value[k];
             if (!Array.isArray(entry) || entry.length !== heads
                 || !entry.every((v) => typeof v === 'number' && v >= 0 && v <= 1)) return null;
-            gates.push(Float32Array.from(entry));
+            gates.push(Array.from(Float32Array.from(entry)));  // (as float32, the key of a kept setting)
         }
         return gates;
     };
-    // Top-1 accuracy over the probe, reported after each batch: report({correct, seen, total}); null if a newer
-    // setting took over
-    const score = async (name, text, report) => {
+    const stop = () => {  // the scoring under way stops reporting, and the workers drop it between runs
         const job = ++state.job;
-        const model = await loaded(name);
-        const gates = setting(text, model.manifest);
+        state.jobs = {};
+        if (state.pool) state.pool.forEach((worker) => worker.postMessage({type: 'stop', job}));
+        return job;
+    };
+    // Top-1 accuracy over the probe, reported as runs end: report({correct, seen, total}); null if a newer setting
+    // took over
+    const score = async (name, text, report) => {
+        const job = stop();
+        const {manifest, total} = await about(name);
+        const gates = setting(text, manifest);
         if (gates === null || job !== state.job) return null;
-        const key = gates.map((g) => Array.from(g).join(','));
-        const total = model.labels.length;
-        let shared = 0, from = null;
-        for (const kept of model.kept) {
-            let agree = 0;
-            while (agree < key.length && kept.key[agree] === key[agree]) agree++;
-            if (agree === key.length) {
-                report({correct: kept.correct, seen: total, total});
-                return kept.correct / total;
-            }
-            if (agree > shared) [shared, from] = [agree, kept];
-        }
-        const {ort, sessions, shape, images, labels} = model;
-        const [, channels, size] = shape, per = channels * size * size, blocks = gates.length;
-        const streams = [];  // per batch: the stream entering each GPSA block
-        let correct = 0;
-        const runs = [[0, Math.min(FIRST, total)]];  // [start, end) of each run's images
-        while (runs[runs.length - 1][1] < total) {
-            const start = runs[runs.length - 1][1];
-            runs.push([start, Math.min(start + BATCH, total)]);
-        }
-        for (let b = 0; b < runs.length; b++) {
-            const [start, end] = runs[b], n = end - start;
-            let entering, x;
-            if (shared) {
-                entering = from.streams[b].slice(0, shared + 1);
-                x = entering[shared];
-            } else {
-                const batch = new ort.Tensor('float32', images.slice(start * per, (start + n) * per),
-                                             [n, channels, size, size]);
-                x = (await sessions.stem.run({images: batch})).stream_out;
-                entering = [x];
-            }
-            // (the worker takes each input's buffer: a kept stream goes in as a copy)
-            const copy = (tensor) => new ort.Tensor('float32', tensor.data.slice(), tensor.dims);
-            for (let k = shared; k < blocks; k++) {
-                const sigma = new ort.Tensor('float32', gates[k].slice(), [gates[k].length]);
-                x = (await sessions[`gpsa_${k}`].run({stream: copy(x), gates: sigma})).stream_out;
-                if (k + 1 < blocks) entering.push(x);
-            }
-            const logits = (await sessions.head.run({stream: copy(x)})).logits, classes = logits.dims[1];
-            for (let i = 0; i < n; i++) {
-                let best = 0;
-                for (let c = 1; c < classes; c++) {
-                    if (logits.data[i * classes + c] > logits.data[i * classes + best]) best = c;
-                }
-                if (best === labels[start + i]) correct++;
-            }
-            streams.push(entering);
-            if (job !== state.job) return null;
-            report({correct, seen: start + n, total});
-        }
-        model.kept = [...model.kept, {key, streams, correct}].slice(-2);
-        return correct / total;
+        const workers = pool(), shares = runs(total);
+        return new Promise((resolve, reject) => {
+            state.jobs[job] = {total, correct: 0, seen: 0, done: new Set(), report, resolve, reject};
+            workers.forEach((worker, w) => worker.postMessage({type: 'score', job, base: url(''), name, gates,
+                                                               runs: shares[w]}));
+        });
     };
     const line = ({correct, seen, total}) => {
         const p = correct / seen;
@@ -129,18 +209,21 @@
             return `Probe accuracy with these gates: ${(100 * p).toFixed(1)}% on the first ${total} test images `
                 + 'of its task (scored in this browser).';
         }
-        // the first `seen` of the `total` images as a sample of them: a 95% interval (Agresti-Coull, so that 32 of
-        // 32 right is not ± 0), narrowed for the finite population
+        // the `seen` of the `total` images as a sample of them: a 95% interval (Agresti-Coull, so that 32 of 32
+        // right is not ± 0), narrowed for the finite population
         const q = (correct + 2) / (seen + 4);
         const half = 1.96 * Math.sqrt(q * (1 - q) / (seen + 4) * (total - seen) / (total - 1));
         return `Probe accuracy with these gates: about ${(100 * p).toFixed(0)}% ± ${(100 * half).toFixed(0)}% `
-            + `(from the first ${seen} of ${total} images; scoring the rest…)`;
+            + `(from ${seen} of ${total} images; scoring the rest…)`;
     };
     const show = (text) => {
         const element = document.querySelector('#dial-page-score');
         if (element) element.textContent = text;
     };
-    const supported = typeof WebAssembly === 'object' && typeof DecompressionStream === 'function';
+    const failure = () => `This browser could not score the probe (${state.failed}); the server scores it from the `
+        + 'next change on.';
+    const supported = typeof WebAssembly === 'object' && typeof DecompressionStream === 'function'
+        && typeof Worker === 'function';
     window.__dialPage = {
         state, score, setting,
         // The dial listener's: while the Dial tab is shown, score `gates` of `model` when this page scores that
@@ -150,8 +233,8 @@
             if (tab !== 'dial') return scored;
             state.shown = null;
             if (!scored || !MODELS.includes(model)) {
-                state.job++;  // (a scoring of the model shown before stops reporting)
-                show('');
+                stop();  // (a scoring of the model shown before stops reporting)
+                show(state.failed && MODELS.includes(model) ? failure() : '');
                 return scored;
             }
             show('Probe accuracy with these gates: scoring in this browser…');
@@ -162,7 +245,7 @@
                 show(line(progress));
             }).catch((e) => {  // the server scores from the next change on
                 state.failed = String(e);
-                show(`This browser could not score the probe (${e}); the server scores it from the next change.`);
+                show(failure());
             });
             return scored;
         },
