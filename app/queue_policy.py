@@ -18,8 +18,10 @@ event in a lane and wraps the queue's `push` (every join, from the page or over 
   in Gradio's `state_holder`, 128 sessions: app.py's SESSIONS_KEPT), and beyond MAX_SESSIONS sessions holding
   entries the oldest idle ones are;
 - each lane serves callers in turn (round robin), so a caller's twentieth call waits behind everyone's first;
-- light calls (a single view of one image, ~0.1-0.5 s) and heavy ones (handlers marked `@slow`: seconds) wait in
-  separate lanes: a light call never waits behind a heavy one.
+- three lanes, each waiting only behind its own kind: light calls (the numbers a page draws its views from, an
+  analysis, an answer already computed: ~0.01-0.2 s), figures of one image the server draws (handlers marked
+  `@drawn`, for REST callers and `--server-drawn` pages: ~0.2-1 s) and heavy ones (marked `@slow`: seconds). A
+  class whose pages draw their own views then never waits behind anyone's figures (bench/classroom.py).
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ from collections.abc import Callable
 
 import gradio as gr
 
-__all__ = ["ABANDONED_S", "HEAVY", "LIGHT", "MAX_HEAVY_PER_CALLER", "MAX_PENDING_PER_SESSION", "MAX_SESSIONS",
-           "SESSION_HASH", "caller_of", "install", "lane_of", "slow"]
+__all__ = ["ABANDONED_S", "DRAWN", "HEAVY", "LIGHT", "MAX_HEAVY_PER_CALLER", "MAX_PENDING_PER_SESSION", "MAX_SESSIONS",
+           "SESSION_HASH", "caller_of", "drawn", "install", "lane_of", "slow"]
 
-LIGHT, HEAVY = "light", "heavy"
+LIGHT, DRAWN, HEAVY = "light", "drawn", "heavy"
 SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PENDING_PER_SESSION = 16
 MAX_HEAVY_PER_CALLER = 4
@@ -47,6 +49,13 @@ def slow(fn: Callable) -> Callable:
     """Mark a handler as heavy: it takes seconds on 2 CPU cores (the dial's probe scoring, a comparison of models,
     the atlas, the replay, an export drawing every figure of its view at print resolution)."""
     fn.lane = HEAVY
+    return fn
+
+
+def drawn(fn: Callable) -> Callable:
+    """Mark a handler that draws figures of one image on the server (matplotlib: 0.2-1 s on 2 CPU cores), which a
+    page that draws the view itself never asks for."""
+    fn.lane = DRAWN
     return fn
 
 
@@ -143,8 +152,8 @@ class _Policy:
 
 
 def install(demo: gr.Blocks, concurrency: int) -> gr.Blocks:
-    """Put each event of `demo` in its lane (light: `concurrency` at once; heavy: half of it, at least one) and the
-    queue's push behind the policy above. Call after `demo.queue()`, which makes the queue."""
+    """Put each event of `demo` in its lane (light: `concurrency` at once; drawn and heavy: half of it each, at least
+    one) and the queue's push behind the policy above. Call after `demo.queue()`, which makes the queue."""
     for block_fn in demo.fns.values():
         block_fn.concurrency_id = lane_of(block_fn.fn)
         block_fn.concurrency_limit = concurrency if block_fn.concurrency_id == LIGHT else max(1, concurrency // 2)

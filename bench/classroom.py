@@ -11,12 +11,15 @@ client) start evenly spread over --spread seconds and each follows the guided pa
   Content vs position and the Equation: the page's way, /gpsa_data (the queries, keys and positional weights the
   page computes both from, fetched by each tab, once per image), REST, /gpsa and /equation at their own patch,
   block and head (random; GPSA blocks for the last two; the grid, blocks, heads and GPSA blocks read from their
-  /analyze JSON); /dial with the presets "all content (σ = 0)"
+  /analyze JSON); the dial with the presets "all content (σ = 0)"
   then "all positional (σ = 1)", then their own setting (one random GPSA block's gates all 0, the others as
-  trained), the page's way naming the model in `scored_in_page` where the page scores the probe itself (its
-  graphs ship: bench/dial_in_page.py times that part), REST scoring on the server; /replay at their own snapshot
-  step (random, of petl_core.catalog.snapshot_steps; the page's Training tab asks its private listener for the
-  step's numbers instead, a lighter call: /replay is its upper bound);
+  trained): the page's way, its light listener for the maps' data (`dial_data`: dial_page; the page draws the grid
+  of any query and scores the probe itself where the model's graphs ship, as they do for the guide's ConViT:
+  bench/dial_in_page.py times that part; else `dial_probe`, the heavy listener that scores it on the server),
+  REST, /dial's figure at their own patch with the probe scored on the server; the Training tab at
+  their own snapshot step (random, of petl_core.catalog.snapshot_steps): the page's way, the tab's own call for the
+  step's numbers (`replay_data`: its private listener, replay_page, drawn in the page at any query and scale), REST,
+  /replay's figures at their own patch;
   /nonlocality_history; /atlas; the comparison of the guide's ConViT and DeiT (the page's way /compare_data, drawn
   in the page at any block and query; REST /compare's figure at their own patch and block); then upload the guide's
   digit scene and /bypass of its Convpass model at a random block and branch.
@@ -78,8 +81,9 @@ from scripts.pause_training import TRAINING, paused, stop_on_sigterm  # noqa: E4
 
 # the guided path's models and example scenes (what a class opens)
 SCENE, DIGIT_SCENE = ROOT / "assets/examples" / guide.SCENE, ROOT / "assets/examples" / guide.DIGIT_SCENE
-ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa_data", "gpsa", "equation", "dial", "replay",
-             "nonlocality_history", "atlas", "compare_data", "compare", "bypass")
+ENDPOINTS = ("upload", "analyze", "attention_data", "attention", "gpsa_data", "gpsa", "equation", "dial_data",
+             "dial_probe", "dial", "replay_data", "replay", "nonlocality_history", "atlas", "compare_data", "compare",
+             "bypass")
 
 
 def cpu_s(pid: int) -> float:
@@ -108,6 +112,12 @@ def one_line(error: object) -> str:
     return " ".join(str(error).split())[:300]
 
 
+def _page_listener_args(tab: str) -> list:
+    """What the page's listeners of a tab (app.tabs.common.wire_page) take before the view's inputs: the tab shown,
+    the number of analyses so far, and the inputs last drawn (none: draw)."""
+    return [tab, 1, None]
+
+
 class Student:
     def __init__(self, i: int, args: argparse.Namespace, url: str, ids: dict[str, int], params: dict[str, list],
                  facts: dict) -> None:
@@ -132,23 +142,34 @@ class Student:
     def upload(self, path: Path) -> dict | None:
         return self._timed("upload", lambda: upload(self.http, self.url, path))
 
-    def act(self, name: str, data: list, read: bool = True) -> list | None:
+    def act(self, name: str, data: list, read: bool = True, event: str | None = None) -> list | None:
+        """Call `name` (timed under that label), or the page's private listener `event` (the page's way only)."""
         if read:
             time.sleep(self.rng.uniform(0.5, 1.5))
 
         def page() -> list:
-            answer = timed_call(self.http, self.url, self.ids[name], data, session=self.session)
+            answer = timed_call(self.http, self.url, self.ids[event or name], data, session=self.session)
             if "output" not in answer:
                 raise CallError(name, answer.get("error"))
             return answer["output"]
 
         def checked(way) -> list:
-            if len(data) > len(self.params.get(name, ())):  # (/gradio_api/info lists each endpoint's inputs)
+            if event is None and len(data) > len(self.params.get(name, ())):  # (/gradio_api/info lists them)
                 raise ValueError(f"/{name} takes {self.params.get(name)}: {len(data)} inputs given")
             return way()
 
         return self._timed(name, lambda: checked(page if self.way == "page" else
                                                  lambda: call(self.http, self.url, name, data)))
+
+    def dial_page(self, scene: str, gates: str) -> None:
+        """A dial change as the page makes it: the maps' data, one light pass (the page draws the grid of any query
+        and, where it has the model's graphs, scores the probe itself: bench/dial_in_page.py times that part; for
+        other models it asks the server's heavy probe listener too)."""
+        scored = [m for m in catalog.BROWSER_MODELS if m == CONVIT]
+        shown = [*_page_listener_args("dial"), scene, CONVIT, gates, None, json.dumps(scored)]
+        self.act("dial_data", shown, event="dial_page")
+        if not scored:
+            self.act("dial_probe", shown, read=False, event="dial_probe_page")
 
     def follow(self, start_at: float) -> None:
         time.sleep(max(0.0, start_at - time.perf_counter()))
@@ -175,14 +196,20 @@ class Student:
             else:
                 self.act("gpsa", [scene, CONVIT, None, patch, gpsa_block, True])
                 self.act("equation", [scene, CONVIT, patch, gpsa_block, head])
-            # the page scores the probe itself where it has the model's graphs (app/tabs/dial.js) and says so
-            in_page = [True, json.dumps([CONVIT])] if self.way == "page" and CONVIT in catalog.BROWSER_MODELS else []
-            for sigma in (0.0, 1.0):  # the guide's order: all content (a ViT), then all positional
-                self.act("dial", [scene, CONVIT, json.dumps([[sigma] * heads for _ in gpsa]), patch, *in_page])
             own = [None] * len(gpsa)
             own[rng.randrange(len(gpsa))] = [0.0] * heads
-            self.act("dial", [scene, CONVIT, json.dumps(own), patch, *in_page])
-            self.act("replay", [scene, CONVIT, rng.choice(self.facts["steps"]), patch])
+            # the guide's order: all content (a ViT), then all positional, then their own
+            for setting in ([[0.0] * heads for _ in gpsa], [[1.0] * heads for _ in gpsa], own):
+                if self.way == "page":
+                    self.dial_page(scene, json.dumps(setting))
+                else:
+                    self.act("dial", [scene, CONVIT, json.dumps(setting), patch])
+            if self.way == "page":  # the step's numbers; the page draws them at any query and scale
+                step = rng.choice(self.facts["steps"])
+                self.act("replay_data", [*_page_listener_args("replay"), scene, CONVIT, step, None],
+                         event="replay_page")
+            else:
+                self.act("replay", [scene, CONVIT, rng.choice(self.facts["steps"]), patch])
             self.act("nonlocality_history", [CONVIT])
             self.act("atlas", [CONVIT])
             if self.way == "page":  # the page draws every block, query and scale from it

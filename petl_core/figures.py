@@ -5,6 +5,7 @@ need no display.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -429,15 +430,38 @@ def bypass_figure(maps: dict[int, dict[str, metrics.BypassMaps]], image: np.ndar
 
 
 def maps_row_figure(maps: dict[str, torch.Tensor], image: np.ndarray, title: str) -> Figure:
-    """Maps (rows, cols) side by side, the model's input image first, each with its title and colour scale."""
-    fig = Figure(figsize=(3.2 * (len(maps) + 1), 3.5), layout="constrained")
-    fig.suptitle(title)
-    picture, *axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
-    picture_axes(picture, image)
-    for ax, (name, values) in zip(axes, maps.items(), strict=True):
-        layer = value_map(ax, image, values.float().cpu().numpy(), log_scale=False, cmap="viridis")
-        ax.set_title(name, fontsize=9)
-        fig.colorbar(layer, ax=ax, shrink=0.8, label=name)
+    """Maps (rows, cols) side by side, the model's input image first, each with its title and colour scale. Laid
+    out by hand from the labels' lengths, as `_mosaic_figure` is (constrained layout's text measuring took most of
+    the figure's time): every label lies inside the figure."""
+    panel, pad, gap, title_size, label_size, tick_size = 2.4, 0.1, 0.2, 12, 9, 8
+    # each colour bar's label (turned) wrapped to the bar's length
+    labels = {name: textwrap.fill(name, int(0.8 * panel / _text_inches("x", label_size)[0])) for name in maps}
+    lines = max(label.count("\n") + 1 for label in labels.values())
+    # beside a map: a gap, its colour bar, tick labels (up to 7 characters), its label
+    bar_room = (0.08 + 0.12 + 0.05 + _text_inches("0.00000", tick_size)[0] + 0.08
+                + _text_inches("\n".join("x" * lines), label_size)[1])
+    names = ["model input", *maps]
+    widths = [max(panel, _text_inches(name, label_size)[0]) + (bar_room if i else 0) for i, name in enumerate(names)]
+    top = pad + _text_inches(title, title_size)[1] + 0.05 + _text_inches("x", label_size)[1] + 0.05
+    fig_w = max(2 * pad + sum(widths) + gap * (len(names) - 1), _text_inches(title, title_size)[0] + 2 * pad)
+    fig_h = top + panel + pad
+    fig = Figure(figsize=(fig_w, fig_h))
+    fig.suptitle(title, fontsize=title_size, y=1 - pad / fig_h, va="top")
+    x = (fig_w - sum(widths) - gap * (len(names) - 1)) / 2
+    for i, (name, width) in enumerate(zip(names, widths, strict=True)):
+        left = x + (width - (bar_room if i else 0) - panel) / 2
+        ax = fig.add_axes((left / fig_w, pad / fig_h, panel / fig_w, panel / fig_h))
+        if i == 0:
+            picture_axes(ax, image, fontsize=label_size)
+        else:
+            layer = value_map(ax, image, maps[name].float().cpu().numpy(), log_scale=False, cmap="viridis")
+            ax.set_title(name, fontsize=label_size)
+            cax = fig.add_axes(((left + panel + 0.08) / fig_w, (pad + 0.1 * panel) / fig_h, 0.12 / fig_w,
+                                0.8 * panel / fig_h))
+            bar = fig.colorbar(layer, cax=cax)
+            bar.ax.tick_params(labelsize=tick_size)
+            bar.set_label(labels[name], fontsize=label_size)
+        x += width + gap
     return fig
 
 

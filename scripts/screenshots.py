@@ -142,6 +142,7 @@ def _all_content(page: Page, ms: float) -> None:
     page.get_by_text("all content (σ = 0): a ViT", exact=True).click()
     page.wait_for_function("before => { const t = document.querySelector('#dial-note').innerText; "
                            "return t !== before && t.includes('Probe accuracy'); }", arg=before, timeout=ms)
+    page.wait_for_function("() => window.__dialDrawn && window.__dialDrawn.model", timeout=ms)  # (in the page)
 
 
 def _equation_written(page: Page, ms: float) -> None:
@@ -154,7 +155,7 @@ VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait f
     ("Nonlocality", "nonlocality", None, [], ["nonlocality-image", "nonlocality-history"]),
     ("Compare", "compare", _run_compare, [], []),
     ("Findings", "findings", _findings_drawn, [], []),
-    ("Dial", "dial", _all_content, ["dial-grid"], []),
+    ("Dial", "dial", _all_content, [], []),
     ("Equation", "equation", _equation_written, ["equation-plot"], []),
     ("Training", "replay", _replay_drawn, [], []),
     ("Atlas", "atlas", None, [], ["atlas-plot"]),

@@ -648,6 +648,28 @@ def test_the_dial_scores_the_probe_in_the_page_progressively_as_petl_core_does(f
     wait_for_rest(page, QUIET, REST)
     assert "dial_page" in joins
     assert "Probe accuracy" not in page.locator("#dial-note").text_content()
+    # the grid: drawn in the page from the dialled pass's attention (as petl_core traces it with these gates), and
+    # redrawn for a new query with no server call
+    from app.service import Service
+
+    centre = GRID // 2
+    page.wait_for_function("c => (window.__dialDrawn || {}).row === c", arg=centre, timeout=SLOW)
+    expect(page.locator("#dial-caption")).to_contain_text(
+        f"{zoo.DEFAULT_MODEL} with the gates as set: attention of the {Query.at(centre, centre).label}")
+    data = json.loads(page.locator("#dial-data textarea, #dial-data input").first.input_value())
+    patches = GRID * GRID
+    codes = np.frombuffer(base64.b64decode(data["codes"]), np.uint8).reshape(data["blocks"], data["heads"], patches,
+                                                                            patches)
+    dialled = Service("cpu").dial(str(SCENE), zoo.DEFAULT_MODEL, json.dumps(newer), score=False)
+    assert np.abs(codes.astype(int) - attention_codes(dialled.analysis.trace)).max() <= 1
+    assert np.abs(codes.astype(int) - attention_codes(dialled.trained.trace)).max() > 1  # (the gates count)
+    joins.clear()
+    query = page.locator("#query textarea, #query input").first
+    query.fill("3,4")
+    query.press("Enter")
+    page.wait_for_function("() => window.__dialDrawn.row === 3 && window.__dialDrawn.col === 4")
+    wait_for_rest(page, QUIET, REST)
+    assert not [name for name in joins if name is None or "dial" in name], joins
     # the cancelled setting again: scored in full this time
     box.fill(json.dumps(older))
     page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "

@@ -119,7 +119,8 @@ def test_every_map_has_a_labelled_colour_bar(service):
         assert [_label(b) for b in _colour_bars(fig)] == [label]
     maps, _, channels, _ = convpass.ConvpassView(service).render(DIGIT_SCENE, CONVPASS, None, 0, "attn")
     panels = [ax.get_title() for ax in maps.axes if not hasattr(ax, "_colorbar") and ax.get_title() != "model input"]
-    assert [_label(b) for b in _colour_bars(maps)] == panels and len(panels) == 3
+    # (each bar's label is its map's title, wrapped to the bar's length)
+    assert [" ".join(_label(b).split()) for b in _colour_bars(maps)] == panels and len(panels) == 3
     assert [_label(b) for b in _colour_bars(channels)] == ["3×3 conv output"]
 
 
@@ -167,7 +168,8 @@ def test_every_label_of_a_figure_laid_out_by_hand_lies_inside_it(service, model)
     maps = {i: metrics.bypass_maps(entry, trace.grid, trace.num_prefix[i]) for i, entry in enumerate(trace.bypass)
             if entry}
     if maps:
-        drawn += [figures.bypass_figure(maps, image), figures.conv_channels_figure(maps[0]["attn"].conv[0], "conv")]
+        drawn += [figures.bypass_figure(maps, image), figures.conv_channels_figure(maps[0]["attn"].conv[0], "conv"),
+                  convpass._draw(result, 0, "attn")[0]]  # (the page's maps, figures.maps_row_figure)
     if trace.gated_blocks:
         drawn += [figures.gates_figure(trace.gate_matrix, trace.gated_blocks),
                   figures.gates_figure(trace.gate_matrix[:1], trace.gated_blocks[:1])]

@@ -372,27 +372,32 @@ def _peak(results: list[dict]) -> int:
     return peak
 
 
-def test_two_lanes_for_the_whole_app(app_server, http, tmp_path):
+def test_three_lanes_for_the_whole_app(app_server, http, tmp_path):
     """`--concurrency 2` (the default) means two light computations at once in the whole app, whatever the
-    endpoints, and beside them one heavy one (app.queue_policy): eight callers of their own each."""
+    endpoints, and beside them one figure drawn on the server and one heavy computation (app.queue_policy): callers
+    of their own each."""
     ids = endpoint_ids(http, app_server)
     images = [upload(http, app_server, _image(tmp_path, seed)) for seed in range(10)]
     light = [(ids["analyze"], [images[0], "convit_fmnist", None, "cls"]),
              (ids["analyze"], [images[1], "deit_fmnist", None, "cls"]),
-             (ids["gpsa"], [images[2], "convit_fmnist", None, "3,4", 1, True]),
-             (ids["bypass"], [images[3], "convpass_digits", None, 1, "attn"]),
-             (ids["attention"], [images[5], "convit_fmnist", None, "3,4", 2, 1, True]),
+             (ids["attention_data"], [images[2], "convit_fmnist", None]),
+             (ids["gpsa_data"], [images[3], "convit_fmnist", None]),
              (ids["analyze"], [images[6], "convpass_digits", None, "cls"])]
+    drawn = [(ids["gpsa"], [images[2], "convit_fmnist", None, "3,4", 1, True]),
+             (ids["bypass"], [images[3], "convpass_digits", None, 1, "attn"]),
+             (ids["attention"], [images[5], "convit_fmnist", None, "3,4", 2, 1, True])]
     heavy = [(ids["compare"], [images[4], ["deit_fmnist", "convit_fmnist"], 2, "cls", True]),
              (ids["export_gpsa"], [images[7], "convit_fmnist", None, "3,4", 0, True]),
              (ids["compare"], [images[8], ["convit_fmnist", "deit_fmnist"], 1, "cls", True]),
              (ids["export_gpsa"], [images[9], "convit_fmnist", None, "2,2", 1, True])]
-    with ThreadPoolExecutor(len(light) + len(heavy)) as pool:
-        results = list(pool.map(lambda c: timed_call(httpx.Client(timeout=180), app_server, *c), light + heavy))
+    calls = light + drawn + heavy
+    with ThreadPoolExecutor(len(calls)) as pool:
+        results = list(pool.map(lambda c: timed_call(httpx.Client(timeout=180), app_server, *c), calls))
     assert all("output" in r for r in results), [r.get("error") for r in results]
     timeline = sorted((round(r["start"] - results[0]["start"], 3), round(r["end"] - results[0]["start"], 3))
                       for r in results)
-    assert _peak(results[:len(light)]) == 2 and _peak(results[len(light):]) == 1, timeline
+    lanes = results[:len(light)], results[len(light):len(light) + len(drawn)], results[len(light) + len(drawn):]
+    assert [_peak(lane) for lane in lanes] == [2, 1, 1], timeline
 
 
 @pytest.mark.slow

@@ -546,7 +546,7 @@
         window.__clickDrawn = {row: patch[0], col: patch[1], ms: window.__hoverDrawn.ms,
                                enlarged_ms: window.__enlargedDrawn ? window.__enlargedDrawn.ms : null,
                                count: clicked ? clicked.count + 1 : 1};
-        // the other views the page draws (gpsa.js, equation.js, replay.js) redraw for the new query now too
+        // the other views the page draws (gpsa.js, equation.js, grids.js) redraw for the new query now too
         document.dispatchEvent(new CustomEvent('explorer-query', {detail: {query: view.query, at: event.timeStamp}}));
     }, true);
     document.addEventListener('mouseout', (event) => {

@@ -10,7 +10,7 @@ import numpy as np
 
 from app import plots
 from app.answers import ANSWERS, by_image_and_inputs, shares
-from app.queue_policy import slow
+from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
 from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attention_colour_label
@@ -18,6 +18,8 @@ from petl_core.scales import ATTENTION_LINEAR_RANGE, ATTENTION_LOG_RANGE, attent
 ATTENTION_JS = (Path(__file__).with_name("attention.js")).read_text()
 """Draws the tab in the page (installed at page load): the hover grid and the enlarged map, from
 `AttentionView.hover_data`."""
+GRIDS_JS = (Path(__file__).with_name("grids.js")).read_text()
+"""The grids other tabs draw in the page from `maps_data` with attention.js's kit (the Training tab's, the dial's)."""
 
 LEARN = f"""
 **What you see.** Each small map is one attention head: how much the *query* (the class token, or the patch you
@@ -110,12 +112,14 @@ class AttentionView:
         self.service = service
 
     @shares(by_image_and_inputs)
+    @drawn
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
                log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """Attention of `query` ('cls' or 'row,col'): the input with the query marked, all blocks × heads (figure),
         and block `layer`, head `head` enlarged (interactive)."""
         return _draw(self.service.result_for(image, model, weights, progress, invert), query, layer, head, log_scale)
 
+    @drawn
     def maps(self, image: str | None, model: str, weights: str | None, query: str, layer: float, head: float,
              log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """What the page's tab draws of `render` (the page frames the query itself, whichever tab is shown)."""
@@ -188,6 +192,8 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     wire_page(shared, "attention", [shared.analyses.change], view.hover_data, data_inputs, [hover_data], "hover_page")
     shared.warm_ups.append(lambda model, image: image and ANSWERS.answering(view.hover_data)(image, model, None, True))
     shared.demo.load(None, js=ATTENTION_JS, api_visibility="private")
+    if shared.in_page:
+        shared.demo.load(None, js=GRIDS_JS, api_visibility="private")
     # in the page only (no server call): at rest the grid shows the query, on the page's colour scale; the enlarged
     # map follows the query, block, head and scale
     redraw = "window.__attentionView && window.__attentionView({query, layer, head, log});"

@@ -7,7 +7,7 @@ import numpy as np
 from app import plots
 from app.answers import by_image_and_inputs, shares
 from app.guard import shorten
-from app.queue_policy import slow
+from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index
 from app.tabs.common import Shared, export_row, learn, numbers_panel, plot, wire_export, wire_view
 from petl_core import catalog
@@ -88,6 +88,7 @@ class ConvpassView:
         self.service = service
 
     @shares(by_image_and_inputs)
+    @drawn
     def render(self, image: str | None, model: str, weights: str | None, block: str | float, branch: str,
                invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For Convpass block `block` and `branch` ('attn' or 'mlp'): bypass norm, bypass/frozen ratio and the

@@ -226,10 +226,11 @@
         && typeof Worker === 'function';
     window.__dialPage = {
         state, score, setting,
+        scores: (model) => supported && !state.failed && MODELS.includes(model),  // (then the server scores nothing)
         // The dial listener's: while the Dial tab is shown, score `gates` of `model` when this page scores that
         // model. Returns the models this page scores (JSON, for the server's /dial: it leaves those to the page)
         update: (tab, model, gates) => {
-            const scored = supported && !state.failed ? JSON.stringify(MODELS) : '';
+            const scored = supported && !state.failed ? JSON.stringify(MODELS) : '';  // (see `scores`)
             if (tab !== 'dial') return scored;
             state.shown = null;
             if (!scored || !MODELS.includes(model)) {

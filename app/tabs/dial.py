@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -13,7 +14,7 @@ import numpy as np
 from app import plots
 from app.queue_policy import slow
 from app.service import Dialled, Service, parse_index, parse_query
-from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, quiet, wire_view
+from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, quiet, wire_page, wire_view
 from petl_core import catalog
 
 DIAL_JS = (Path(__file__).with_name("dial.js")).read_text()
@@ -93,39 +94,83 @@ class DialView:
         setting whose probe accuracy is not known yet: first without it (null), then with it; then the presets' probe
         accuracies are scored in the background (Service.prescore), once per model. `scored_in_page`: the models
         the caller's page scores itself (JSON list; app/tabs/dial.js): for those the probe is not scored here."""
+        from petl_core.figures import attention_grid_figure
+
+        def drawn(dialled: Dialled, in_page: bool = False) -> tuple:
+            trace = dialled.analysis.trace
+            grid = attention_grid_figure(trace, dialled.trained.input_image, parse_query(query, trace.grid))
+            return grid, *self._plots(dialled, model), *self._described(dialled, in_page)
+
         if self.service.checkpoint_gates(model)[1] is None:
-            note = f"{model} has no GPSA blocks: the dial is for ConViT models."
-            yield (*(plots.message_figure(note),) * 3, note, {})
+            yield (*(plots.message_figure(no_gates(model)),) * 3, no_gates(model), {})
             return
-        # first what one forward pass of this image gives (at once), then the probe accuracy (a pass over the probe
-        # set, scored once per setting)
+        for dialled, in_page in self._passes(image, model, gates, invert, scored_in_page):
+            yield drawn(dialled, in_page)
+
+    def dial_data(self, image: str | None, model: str, gates: str | None, invert: bool = True,
+                  scored_in_page: str | None = None) -> tuple:
+        """The page's dial (it draws the grid of any query itself, app/tabs/grids.js): one pass of `image` with the
+        gates set, as the maps' data (app.tabs.attention.maps_data), the gates and nonlocality plots, and, where the
+        page scores the probe itself or its score is known, the sentence and the numbers (else `dial_probe`'s). A
+        light call: no probe is scored here."""
+        from app.tabs.attention import maps_data
+
+        if self.service.checkpoint_gates(model)[1] is None:
+            return "", *(plots.message_figure(no_gates(model)),) * 2, no_gates(model), {}
+        dialled = self.service.dial(image, model, gates, score=False, invert=invert)
+        data = json.dumps(maps_data(replace(dialled.trained, analysis=dialled.analysis), model))
+        in_page = model in _listed(scored_in_page)
+        said = (self._described(dialled, in_page) if in_page or dialled.probe_accuracy is not None
+                else (gr.skip(), gr.skip()))
+        return data, *self._plots(dialled, model), *said
+
+    @slow
+    def dial_probe(self, image: str | None, model: str, gates: str | None, invert: bool = True,
+                   scored_in_page: str | None = None) -> Iterator[tuple]:
+        """Beside `dial_data`, for a model the page does not score: the sentence and the numbers, first without the
+        probe accuracy, then with it (scored here: a heavy call). Nothing for a model the page scores."""
+        if self.service.checkpoint_gates(model)[1] is None or model in _listed(scored_in_page):
+            yield gr.skip(), gr.skip()
+            return
+        for dialled, _ in self._passes(image, model, gates, invert, None):
+            yield self._described(dialled)
+
+    def _passes(self, image: str | None, model: str, gates: str | None, invert: bool,
+                scored_in_page: str | None) -> Iterator[tuple[Dialled, bool]]:
+        """(dialled, scored in the page): first what one forward pass of the image gives (at once), then, unless the
+        page scores it or it is known, with the probe accuracy (a pass over the probe set, scored once per setting),
+        after which the presets are scored in the background."""
         first = self.service.dial(image, model, gates, score=False, invert=invert)
         if model in _listed(scored_in_page):
-            yield self._draw(first, model, query, scored_in_page=True)
+            yield first, True
             return
-        yield self._draw(first, model, query)
-        known = first.probe_accuracy is not None or not first.probe_images
-        scored = first if known else self.service.dial(image, model, gates, invert=invert)
-        if scored.probe_images:  # then the presets, in the background: choosing one answers at once
-            self.prescore(model)
-        if scored is not first:
-            yield self._draw(scored, model, query)
+        yield first, False
+        if first.probe_accuracy is not None or not first.probe_images:
+            return
+        scored = self.service.dial(image, model, gates, invert=invert)
+        self.prescore(model)  # then the presets, in the background: choosing one answers at once
+        yield scored, False
 
-    def _draw(self, dialled: Dialled, model: str, query: str, scored_in_page: bool = False) -> tuple:
-        """What `dial` shows of `dialled` (`scored_in_page`: the page shows the probe accuracy)."""
-        from petl_core.figures import attention_grid_figure
+    @staticmethod
+    def _plots(dialled: Dialled, model: str) -> tuple:
+        """The gates as applied and this image's nonlocality per head, dialled vs as trained (interactive)."""
         from petl_core.metrics import uniform_nonlocality
 
         trace = dialled.analysis.trace
-        q = parse_query(query, trace.grid)
-        grid = attention_grid_figure(trace, dialled.trained.input_image, q)
         applied = np.stack([g.numpy() for g in dialled.gates])
-        gates_plot = plots.gates_heatmap(applied, trace.gated_blocks, f"σ as set on {model}")
-        nonlocality = plots.image_nonlocality_figure(
-            [v[0].numpy() for v in dialled.analysis.nonlocality],
-            [v[0].numpy() for v in dialled.trained.analysis.nonlocality],
-            f"nonlocality of {model} on this image", uniform_nonlocality(trace.grid), labels=("as trained", "dialled"))
-        numbers = {"gates": applied.round(4).tolist(), "top5": dialled.analysis.top5[0],
+        return (plots.gates_heatmap(applied, trace.gated_blocks, f"σ as set on {model}"),
+                plots.image_nonlocality_figure(
+                    [v[0].numpy() for v in dialled.analysis.nonlocality],
+                    [v[0].numpy() for v in dialled.trained.analysis.nonlocality],
+                    f"nonlocality of {model} on this image", uniform_nonlocality(trace.grid),
+                    labels=("as trained", "dialled")))
+
+    @staticmethod
+    def _described(dialled: Dialled, scored_in_page: bool = False) -> tuple[str, dict]:
+        """The sentence on the prediction and the probe accuracy (`scored_in_page`: the page says the latter), and
+        the numbers."""
+        numbers = {"gates": np.stack([g.numpy() for g in dialled.gates]).round(4).tolist(),
+                   "top5": dialled.analysis.top5[0],
                    "nonlocality": [np.round(v[0].numpy(), 4).tolist() for v in dialled.analysis.nonlocality],
                    "probe_accuracy": dialled.probe_accuracy, "probe_images": dialled.probe_images,
                    "trained_top5": dialled.trained.analysis.top5[0]}
@@ -137,7 +182,11 @@ class DialView:
                      f"{dialled.probe_images} test images of its task.")
         elif dialled.probe_images and not scored_in_page:
             note += f" Scoring the {dialled.probe_images} probe images with these gates…"
-        return grid, gates_plot, nonlocality, note, numbers
+        return note, numbers
+
+
+def no_gates(model: str) -> str:
+    return f"{model} has no GPSA blocks: the dial is for ConViT models."
 
 
 def _listed(models: str | None) -> list:
@@ -162,7 +211,13 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
                           elem_id="dial-sigma", scale=2)
     gates = gr.Textbox("", label="Gates as JSON (per GPSA block: null = as trained, or one σ per head); edit freely",
                        elem_id="dial-gates", lines=2, max_length=20_000)
-    grid = plot("Attention of the query with the gates as set, every block and head", "dial-grid")
+    caption = "Attention of the query with the gates as set, every block and head"
+    if shared.in_page:  # drawn in the page from the dialled pass's attention, for any query and scale
+        gr.HTML('<div id="dial-caption"></div><canvas id="dial-canvas" width="0" height="0" '
+                'style="max-width:100%;height:auto"></canvas>', label=caption, elem_id="dial-grid")
+        grid = gr.Textbox(visible="hidden", elem_id="dial-data")
+    else:
+        grid = plot(caption, "dial-grid")
     with gr.Row():
         gates_plot = plot("σ as set", "dial-gates-plot")
         nonlocality = plot("Nonlocality on this image: dialled vs as trained", "dial-nonlocality")
@@ -185,6 +240,21 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
               [shared.tab, shared.model, gates, scored_in_page], scored_in_page,
               js="(tab, model, gates, scored) => window.__dialPage ? window.__dialPage.update(tab, model, gates) "
                  ": scored", **EACH_CHANGE, **PRIVATE)
-    wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial,
-              [shared.image, shared.model, gates, shared.query, shared.invert, scored_in_page],
-              [grid, gates_plot, nonlocality, note, numbers], "dial")
+    inputs = [shared.image, shared.model, gates, shared.query, shared.invert, scored_in_page]
+    if not shared.in_page:
+        wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial, inputs,
+                  [grid, gates_plot, nonlocality, note, numbers], "dial")
+        return
+    gr.Button(visible=False).click(view.dial, inputs, [gr.Plot(visible=False), gates_plot, nonlocality, note, numbers],
+                                   api_name="dial")
+    # the page draws the grid of any query itself: a change of the gates is one light pass here, and, for a model
+    # the page does not score, the probe scored in the heavy lane beside it
+    data_inputs = [shared.image, shared.model, gates, shared.invert, scored_in_page]
+    wire_page(shared, "dial", [gates.change, shared.analyses.change], view.dial_data, data_inputs,
+              [grid, gates_plot, nonlocality, note, numbers], "dial_page")
+    wire_page(shared, "dial", [gates.change, shared.analyses.change], view.dial_probe, data_inputs, [note, numbers],
+              "dial_probe_page", drawn_in_page="window.__dialPage && window.__dialPage.scores(model)")
+    for event in (grid.change, shared.query.change, shared.log_scale.change):
+        event(None, [grid, shared.query, shared.log_scale], None,
+              js="(data, query, log) => { window.__dialView && window.__dialView(data, query, log); }",
+              **EACH_CHANGE, **PRIVATE)

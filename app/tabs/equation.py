@@ -10,6 +10,7 @@ import gradio as gr
 
 from app import plots
 from app.answers import by_image_and_inputs, shares
+from app.queue_policy import drawn
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, wire_page, wire_view
 from app.tabs.gpsa import GpsaView
@@ -157,6 +158,7 @@ class EquationView:
                           visible=True if trace.gated_blocks else "hidden"))
 
     @shares(by_image_and_inputs)
+    @drawn
     def render(self, image: str | None, model: str, query: str, block: str | float, head: str | float,
                weights: str | None = None, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For `query` ('cls', 'center' or 'row,col'), block `block` and head `head` (ConViT: a GPSA block; Convpass:

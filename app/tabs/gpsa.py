@@ -9,7 +9,7 @@ import numpy as np
 
 from app import plots
 from app.answers import ANSWERS, by_image_and_inputs, shares
-from app.queue_policy import slow
+from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.attention import colour_scales, encoded
 from app.tabs.common import (
@@ -81,6 +81,7 @@ class GpsaView:
         self.service = service
 
     @shares(by_image_and_inputs)
+    @drawn
     def render(self, image: str | None, model: str, weights: str | None, query: str, layer: str | float,
                log_scale: bool, invert: bool = True, progress: gr.Progress = gr.Progress()) -> tuple:
         """For GPSA block `layer`: mixed, content and positional attention of `query` per head with σ(λ) (figure),

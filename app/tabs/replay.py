@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
 
     from petl_core.metrics import GpsaHeads
 
-REPLAY_JS = (Path(__file__).with_name("replay.js")).read_text()
-"""Draws the two grids in the page (installed at page load) from `ReplayView.render_data`."""
 
 PLAY_S = 1.5
 """Seconds between two snapshots while playing."""
@@ -268,7 +265,6 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     if shared.in_page:  # a new query or scale redraws the grids in the page (no server call); a new step asks
         after_fit = wire_page(shared, "replay", [step.change, shared.analyses.change], view.render_data,
                               [shared.image, shared.model, step, shared.invert], outputs, "replay_page")
-        shared.demo.load(None, js=REPLAY_JS, api_visibility="private")
         grids = [side[2] for side in sides]
         for event in (*(g.change for g in grids), shared.query.change, shared.log_scale.change):
             event(None, [*grids, shared.query, shared.log_scale], None,
