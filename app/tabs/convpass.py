@@ -5,7 +5,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import by_image_and_inputs, shares
+from app.answers import ANSWERS, by_image_and_inputs, shares
 from app.guard import shorten
 from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index
@@ -96,6 +96,18 @@ class ConvpassView:
         conv channels (figure) and the numbers."""
         return _draw(self.service.result_for(image, model, weights, progress, invert), block, branch)[:4]
 
+    def warm(self, model: str, image: str | None) -> None:
+        """Every block and branch of the shipped Convpass `model` on the guided path's example `image`, put in the
+        shared answers (a Shared.warm_ups call): a class opens the same example, each student at the block and
+        branch they pick, and those figures are drawn on the server."""
+        if not image or catalog.SHIPPED.get(model) != "convpass":
+            return
+        where = ModelCard.load(catalog.ASSETS / model).convpass["where"]
+        render = ANSWERS.answering(self.render)
+        for block in range(catalog.dimensions(model)[0]):
+            for branch in ("attn", "mlp") if where == "both" else (where,):
+                render(image, model, None, block, branch, True)
+
     @slow
     def export(self, image: str | None, model: str, weights: str | None, block: str | float,
                branch: str, invert: bool = True) -> list[str]:
@@ -126,4 +138,5 @@ def build_convpass_tab(shared: Shared, service: Service) -> gr.Dropdown:
     wire_view(shared, "bypass", [shared.analyses.change, block.input, branch.input], view.render, inputs,
               [maps, share, channels, numbers], "bypass")
     wire_export(shared, export_button, view.export, inputs, files, "export_bypass")
+    shared.warm_ups.append(view.warm)
     return block
