@@ -74,11 +74,29 @@ class _Head(nn.Module):
 
     def forward(self, stream: torch.Tensor) -> torch.Tensor:  # the rest of timm's ConVit.forward_features, the head
         model = self.model
-        for u in range(self.first, len(model.blocks)):
+        last = len(model.blocks) - 1
+        for u in range(self.first, last + 1):
             if u == model.local_up_to_layer and model.cls_token is not None:
                 stream = torch.cat((model.cls_token.expand(stream.shape[0], -1, -1), stream), dim=1)
-            stream = model.blocks[u](stream)
+            if u == last and model.global_pool == "token" and u >= model.local_up_to_layer:
+                stream = _class_token_out(model.blocks[u], stream)  # (the head reads nothing else)
+            else:
+                stream = model.blocks[u](stream)
         return model.forward_head(model.norm(stream))
+
+
+def _class_token_out(block: nn.Module, stream: torch.Tensor) -> torch.Tensor:
+    """timm's ConViT Block (MHSA) on `stream` (B, N, D) at its first token only, (B, 1, D): the last block's other
+    tokens feed nothing the classifier reads, and skipping their attention rows and MLP is most of the block's
+    work in the browser (the keys and values still come from every token)."""
+    attention = block.attn
+    B, N, C = stream.shape
+    H = attention.num_heads
+    q, k, v = attention.qkv(block.norm1(stream)).reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
+    weights = ((q[:, :, :1] @ k.transpose(-2, -1)) * attention.scale).softmax(dim=-1)  # (B, H, 1, N)
+    out = attention.proj((weights @ v).transpose(1, 2).reshape(B, 1, C))
+    first = stream[:, :1] + block.drop_path(out)
+    return first + block.drop_path(block.mlp(block.norm2(first)))
 
 
 def _gpsa_blocks(model: nn.Module) -> list[int]:

@@ -437,6 +437,19 @@ def _listening(page) -> list[str | None]:
     return joins
 
 
+def _query_typed_is_drawn_with_no_call(page, joins: list[str | None], patch: tuple[int, int], drawn: str,
+                                       view: str) -> None:
+    """Type `patch` in the query box: the page's view redraws it (window.<drawn> says so), and no call of the
+    server's `view` listeners joined since `joins` was last cleared."""
+    row, col = patch
+    box = page.locator("#query textarea, #query input").first
+    box.fill(f"{row},{col}")
+    box.press("Enter")
+    page.wait_for_function(f"() => window.{drawn}.row === {row} && window.{drawn}.col === {col}")
+    wait_for_rest(page, QUIET, REST)
+    assert not [name for name in joins if name is None or view in name], joins
+
+
 def _analysed_and_listening(page) -> list[str | None]:
     """Analyse the test scene in `page`, then `_listening`."""
     page.set_input_files(FILE_INPUT, str(SCENE))
@@ -554,12 +567,7 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     page.locator("#equation-block input").click()
     page.get_by_role("option", name="3", exact=True).click()
     page.wait_for_function("() => window.__equationDrawn.block === 3")
-    box = page.locator("#query textarea, #query input").first
-    box.fill("2,9")
-    box.press("Enter")
-    page.wait_for_function("() => window.__equationDrawn.row === 2 && window.__equationDrawn.col === 9")
-    wait_for_rest(page, QUIET, REST)
-    assert not [name for name in joins if name is None or "equation" in name], joins
+    _query_typed_is_drawn_with_no_call(page, joins, (2, 9), "__equationDrawn", "equation")
     same_as_petl_core(shown_numbers(), 3, 4, 2, 9)
     page.get_by_text("Numbers", exact=True).last.click()  # (the page's numbers panel, folded away)
     expect(page.locator("#equation-page-numbers")).to_contain_text("in the page, from /gpsa_data")
@@ -664,12 +672,7 @@ def test_the_dial_scores_the_probe_in_the_page_progressively_as_petl_core_does(f
     assert np.abs(codes.astype(int) - attention_codes(dialled.analysis.trace)).max() <= 1
     assert np.abs(codes.astype(int) - attention_codes(dialled.trained.trace)).max() > 1  # (the gates count)
     joins.clear()
-    query = page.locator("#query textarea, #query input").first
-    query.fill("3,4")
-    query.press("Enter")
-    page.wait_for_function("() => window.__dialDrawn.row === 3 && window.__dialDrawn.col === 4")
-    wait_for_rest(page, QUIET, REST)
-    assert not [name for name in joins if name is None or "dial" in name], joins
+    _query_typed_is_drawn_with_no_call(page, joins, (3, 4), "__dialDrawn", "dial")
     # the cancelled setting again: scored in full this time
     box.fill(json.dumps(older))
     page.wait_for_function("g => (window.__dialPage.state.shown || {}).gates === g "
