@@ -24,8 +24,8 @@ from .catalog import PROBE_IMAGES
 if TYPE_CHECKING:
     from .data import ImageSet
 
-__all__ = ["MAX_GATES_TEXT", "PROBE_IMAGES", "DialProbe", "gate_override", "parse_gates", "probe_accuracy", "probe_set",
-           "read_gates", "set_gates"]
+__all__ = ["MAX_GATES_TEXT", "PROBE_IMAGES", "DialProbe", "gate_override", "gpsa_blocks", "parse_gates",
+           "probe_accuracy", "probe_set", "read_gates", "set_gates"]
 
 
 MAX_GATES_TEXT = 20_000
@@ -44,8 +44,13 @@ def gate_override(attention: nn.Module) -> torch.Tensor | None:
     return None if overrides is None else overrides.get(id(attention))
 
 
+def gpsa_blocks(model: nn.Module) -> list[int]:
+    """The indices of `model`'s GPSA blocks (those whose attention has gates), in order: the dial's entries."""
+    return [i for i, block in enumerate(model.blocks) if hasattr(block.attn, "gating_param")]
+
+
 def _gpsa_modules(model: nn.Module) -> list[nn.Module]:
-    return [block.attn for block in model.blocks if hasattr(block.attn, "gating_param")]
+    return [model.blocks[i].attn for i in gpsa_blocks(model)]
 
 
 def parse_gates(value: object, model: nn.Module) -> list[list[float] | None]:
@@ -144,7 +149,7 @@ class DialProbe:
         from .preprocess import prepare
 
         self.model, self.labels, self.kept = model, probe.labels, kept
-        self._gpsa = [i for i, block in enumerate(model.blocks) if hasattr(block.attn, "gating_param")]
+        self._gpsa = gpsa_blocks(model)
         device = next(model.parameters()).device
         inputs = prepare(probe.images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
                          float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],

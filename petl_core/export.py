@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from . import catalog
-from .dial import set_gates
+from .dial import gpsa_blocks, set_gates
 
 __all__ = ["OPSET", "dial_graphs", "export_dial", "export_entry"]
 
@@ -59,7 +59,7 @@ class _Gated(nn.Module):
         self.model, self.gpsa, self.first, self.last = model, gpsa, first, last
 
     def forward(self, stream: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        setting: list = [None] * len(_gpsa_blocks(self.model))
+        setting: list = [None] * len(gpsa_blocks(self.model))
         setting[self.gpsa] = gates
         with set_gates(self.model, setting):
             for block in self.model.blocks[self.first:self.last]:
@@ -99,13 +99,9 @@ def _class_token_out(block: nn.Module, stream: torch.Tensor) -> torch.Tensor:
     return first + block.drop_path(block.mlp(block.norm2(first)))
 
 
-def _gpsa_blocks(model: nn.Module) -> list[int]:
-    return [i for i, block in enumerate(model.blocks) if hasattr(block.attn, "gating_param")]
-
-
 def dial_graphs(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The graphs of `export_dial` as modules sharing `model`'s weights: (name, module), in the order they run."""
-    gpsa = _gpsa_blocks(model)
+    gpsa = gpsa_blocks(model)
     if not gpsa:
         raise ValueError("this model has no GPSA blocks, so no gates to set")
     if gpsa[-1] >= model.local_up_to_layer or gpsa != list(range(gpsa[0], gpsa[-1] + 1)) or gpsa[0] != 0:
@@ -121,7 +117,7 @@ def export_dial(model: nn.Module, folder: str | Path, weights: str | Path | None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    gpsa = _gpsa_blocks(model)
+    gpsa = gpsa_blocks(model)
     heads, dim = model.blocks[gpsa[0]].attn.num_heads, model.embed_dim
     channels, size = model.patch_embed.proj.in_channels, model.patch_embed.img_size[0]
     images = torch.zeros(2, channels, size, size)
@@ -167,7 +163,7 @@ def export_entry(name: str, root: str | Path | None = None) -> dict | None:
     directory = catalog._entry(name, root)
     shutil.rmtree(directory / catalog.DIAL_GRAPHS, ignore_errors=True)
     loaded = zoo.load(name, root=root)
-    if not _gpsa_blocks(loaded.model):
+    if not gpsa_blocks(loaded.model):
         return None
     return export_dial(loaded.model, directory / catalog.DIAL_GRAPHS, catalog._weights(directory))
 

@@ -118,7 +118,8 @@
         job.done.add(data.run);
         job.correct += data.correct;
         job.seen += data.n;
-        if (job.seen >= Math.min(FIRST, job.total)) job.report({correct: job.correct, seen: job.seen, total: job.total});
+        const {correct, seen, total} = job;
+        if (seen >= Math.min(FIRST, total)) job.report({correct, seen, total});
         if (job.seen === job.total) {
             delete state.jobs[data.job];
             job.resolve(job.correct / job.total);
@@ -153,7 +154,8 @@
     const runs = (total) => {
         const all = [], cut = (from, to, parts) => {
             for (let p = 0; p < parts; p++) {
-                const start = from + Math.round((to - from) * p / parts), end = from + Math.round((to - from) * (p + 1) / parts);
+                const start = from + Math.round((to - from) * p / parts);
+                const end = from + Math.round((to - from) * (p + 1) / parts);
                 if (end > start) all.push([start, end, all.length]);
             }
         };
@@ -224,13 +226,14 @@
         + 'next change on.';
     const supported = typeof WebAssembly === 'object' && typeof DecompressionStream === 'function'
         && typeof Worker === 'function';
+    const available = () => supported && !state.failed;  // (else the server scores every model)
     window.__dialPage = {
         state, score, setting,
-        scores: (model) => supported && !state.failed && MODELS.includes(model),  // (then the server scores nothing)
+        scores: (model) => available() && MODELS.includes(model),  // (then the server scores nothing)
         // The dial listener's: while the Dial tab is shown, score `gates` of `model` when this page scores that
         // model. Returns the models this page scores (JSON, for the server's /dial: it leaves those to the page)
         update: (tab, model, gates) => {
-            const scored = supported && !state.failed ? JSON.stringify(MODELS) : '';  // (see `scores`)
+            const scored = available() ? JSON.stringify(MODELS) : '';
             if (tab !== 'dial') return scored;
             state.shown = null;
             if (!scored || !MODELS.includes(model)) {
