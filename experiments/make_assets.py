@@ -72,6 +72,12 @@ class Budget:
                                                                ("finetune", (1e-3, 3e-4, 1e-4)))
     """Methods whose learning rate is chosen on a validation split at the 1,000-image setting, and their grids
     (the others keep Convpass's recipe)."""
+    petl_refit: tuple[str, ...] = ()
+    """Methods of the grid trained once more on the whole 1,000-image split (validation included) at the rate their
+    grid chose."""
+    petl_convit: tuple[str, ...] = ()
+    """Methods that also adapt the shipped paper-recipe ConViT (e.g. full fine-tuning: a convolutional prior
+    without few trainable parameters), on the same grids and splits as the DeiT's."""
     petl_val_images: int = 200
     """Training images those runs hold out for validation (VTAB-1K's 800/200)."""
     gate_grad_batches: int = 40
@@ -115,13 +121,17 @@ BUDGETS = {
     # Sample stage (--stage sample): 800 steps of batch 64 on 5% and 100% of the scenes. Seed 0 ended level (DeiT
     # 52.6% vs 50.3%, ConViT 70.8% vs 71.6%: optimisation-limited, docs/findings.md), so the default command leaves
     # it out. A run took about 2,400 s (DeiT) or 4,000 s (ConViT), two at a time on the 2 cores.
-    # PETL: seed 0 chose the largest rate of both grids of (1e-2, 3e-3, 1e-3) and (1e-3, 3e-4, 1e-4), so the grids
-    # were widened upwards (the linear probe's twice: 3e-2 and 1e-1 still gained, 43.4% and 44.8% on test); a run took
-    # 550-730 s (linear), 1,070-1,640 s (finetune), ~1,850 s (Convpass) alone on a core.
+    # PETL on equal terms (issue 31): every method trains on the same 800 images and chooses its rate on the same
+    # 200 from a grid of three; full fine-tuning once more on all 1,000 at its chosen rate, and of the ConViT too.
+    # The grids are centred on what the 1,000-step backbone's seeds chose (linear 0.3/0.3/0.1 of 3e-3…0.3, finetune
+    # 1e-3 three times of 1e-4…3e-3; Convpass kept its paper's 1e-3). A run took 240-980 s (linear), 1,070-2,380 s
+    # (finetune), 950-2,200 s (Convpass), two at a time on the 2 cores.
     "scenes": Budget("scenes", shipped_epochs=0, shipped_eval_points=18, sample_steps=800, sample_eval_points=6,
                      seeds=(0, 1, 2), petl_epochs=50, sample_fractions=(0.05, 1.0), sample_batch=64,
                      petl_shots=(None,),
-                     petl_lr_grid=(("linear", (3e-1, 1e-1, 3e-2, 1e-2, 3e-3)), ("finetune", (3e-3, 1e-3, 3e-4, 1e-4))),
+                     petl_lr_grid=(("convpass", (3e-3, 1e-3, 3e-4)), ("convpass_attn", (3e-3, 1e-3, 3e-4)),
+                                   ("linear", (3e-1, 1e-1, 3e-2)), ("finetune", (3e-3, 1e-3, 3e-4))),
+                     petl_refit=("finetune",), petl_convit=("finetune",),
                      source="fashion_scenes", target="digits_scenes", head_dim=8, shipped_steps=5000,
                      gpsa_lr_scale=50, eval_images=2000, probe_size=512,
                      names=("convit_scenes", "deit_scenes", "convpass_digit_scenes", "convit_scenes_gpsa50"),
@@ -186,7 +196,8 @@ class Suite:
         source, target = b.data_titles
         # The backbone's length is part of the recipe: rows adapted from a DeiT trained for another length are stale.
         length = f"{b.shipped_steps:,} steps" if b.shipped_steps else f"{b.shipped_epochs:g} epochs"
-        return (f"A DeiT trained here on {source} for {length}, frozen and adapted to {target}: "
+        convit = f" (and, for {', '.join(b.petl_convit)}, the ConViT of the paper's recipe)" if b.petl_convit else ""
+        return (f"A DeiT{convit} trained here on {source} for {length}, frozen and adapted to {target}: "
                 f"{b.petl_epochs:g} epochs, batch 64, AdamW lr 1e-3 (5e-3 few-shot), wd 1e-4, "
                 "warm-up 10%, cosine; last-epoch test accuracy on the held-out test images.")
 
@@ -195,9 +206,11 @@ class Suite:
         if stage == "sample":
             return self.recipe(stage)
         grids = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in self.budget.petl_lr_grid)
+        refit = (f"; {', '.join(self.budget.petl_refit)} also trains on all of them at its chosen rate"
+                 if self.budget.petl_refit else "")
         return (f"{self.recipe(stage)} At the 1,000-image setting the learning rate of {grids} is chosen by the "
                 f"last-epoch accuracy on {self.budget.petl_val_images} training images held out for validation (those "
-                "runs train on the rest; a tie goes to the rate listed first); the test set chooses nothing")
+                f"runs train on the rest; a tie goes to the rate listed first){refit}; the test set chooses nothing")
 
     def recorded(self, stage: str) -> dict[str, dict]:
         """The rows the results file of `stage` holds for this suite's runs, by run folder: what a checkout without
@@ -210,19 +223,24 @@ class Suite:
         if stage == "sample":
             outs = {(c.method, c.fraction, c.seed): c.out for c in self.sample()}
             keys = [(r["method"], r["fraction"], r["seed"]) for r in saved["runs"]]
-        else:
-            outs = {(c.method, c.shots, c.seed, c.lr): c.out for c in self.petl()}
-            keys = [(r["method"], r["shots"], r["seed"], r["lr"]) for r in saved["runs"]]
-        return {outs[k]: row for k, row in zip(keys, saved["runs"], strict=True) if k in outs}
+            return {outs[k]: row for k, row in zip(keys, saved["runs"], strict=True) if k in outs}
+        rows = {_petl_key(r): r for r in saved["runs"]}
+        found = {c.out: rows[k] for c in self.petl_grid() if (k := self._config_key(c)) in rows}
+        found.update({c.out: rows[k] for c in self.refits(found) if (k := self._config_key(c)) in rows})
+        return found
 
     def restore_backbone(self) -> None:
-        """Put the shipped DeiT run back from its assets entry when runs/ lacks it (a fresh clone): zoo.write_entry
-        copied its weights and history there byte for byte, and the petl stage adapts those weights."""
-        run, entry = Path(self.backbone).parent, self.assets / "models" / self.budget.names[1]
-        if not (run / "model.safetensors").is_file() and (entry / "model.safetensors").is_file():
-            run.mkdir(parents=True, exist_ok=True)
-            for file in ("model.safetensors", "history.json"):
-                shutil.copyfile(entry / file, run / file)
+        """Put the shipped DeiT run (and the ConViT, when the stage adapts it) back from its assets entry when runs/
+        lacks it (a fresh clone): zoo.write_entry copied its weights and history there byte for byte, and the petl
+        stage adapts those weights."""
+        backbones = [(self.backbone, self.budget.names[1])]
+        backbones += [(self.convit_backbone, self.budget.names[0])] if self.budget.petl_convit else []
+        for weights, name in backbones:
+            run, entry = Path(weights).parent, self.assets / "models" / name
+            if not (run / "model.safetensors").is_file() and (entry / "model.safetensors").is_file():
+                run.mkdir(parents=True, exist_ok=True)
+                for file in ("model.safetensors", "history.json"):
+                    shutil.copyfile(entry / file, run / file)
 
     def _shipped_recipe(self) -> dict:
         b = self.budget
@@ -257,27 +275,75 @@ class Suite:
                             gate_grad_batches=self.budget.gate_grad_batches, eval_images=self.budget.eval_images)
                 for s in self.budget.seeds for m in ("deit", "convit") for f in self.budget.sample_fractions]
 
-    def petl(self) -> list[TrainConfig]:
-        return [c for s in self.budget.seeds for shots in self.budget.petl_shots for m in PETL_METHODS
-                for c in self._petl_cell(m, shots, s)]
+    @property
+    def convit_backbone(self) -> str:
+        return str(self.runs / "shipped" / "convit" / "model.safetensors")
 
-    def _petl_cell(self, method: str, shots: int | None, seed: int) -> list[TrainConfig]:
-        """The runs of one (method, shots, seed) cell: one, or one per learning rate of the method's grid, each
-        holding out a validation split, when its learning rate is chosen on validation."""
+    def backbone_name(self, config: TrainConfig) -> str:
+        """The shipped name of the model `config` adapts."""
+        convit, deit = self.budget.names[:2]
+        return convit if config.backbone == self.convit_backbone else deit
+
+    def petl(self) -> list[TrainConfig]:
+        """Every run of the petl stage: the grids, and the refits whose rate the grids chose (so far)."""
+        return [*self.petl_grid(), *self.refits(self.recorded("petl"))]
+
+    def petl_grid(self) -> list[TrainConfig]:
+        """The petl runs whose rates are set in advance: per seed, each method at each setting on the DeiT (a run per
+        rate of its grid at the 1,000-image setting), then the methods that adapt the ConViT too."""
+        cells = [(m, shots, False) for shots in self.budget.petl_shots for m in PETL_METHODS]
+        cells += [(m, None, True) for m in self.budget.petl_convit]
+        return [c for seed in self.budget.seeds for method, shots, convit in cells
+                for c in self._petl_cell(method, shots, seed, convit)]
+
+    def refits(self, recorded: dict[str, dict]) -> list[TrainConfig]:
+        """A run on the whole split, validation included, at the rate the grid chose, for each `petl_refit` cell
+        whose grid has run (finished here, or a row of `recorded`, by run folder)."""
+        refits = []
+        for seed in self.budget.seeds:
+            for method in self.budget.petl_refit:
+                for convit in (False, True) if method in self.budget.petl_convit else (False,):
+                    grid = self._petl_cell(method, None, seed, convit)
+                    scores = [_val_accuracy(c) if _finished(c) else recorded.get(c.out, {}).get(
+                        "last_epoch_val_accuracy") for c in grid]
+                    if None in scores:
+                        continue
+                    chosen = grid[scores.index(max(scores))]  # a tie: the first of the grid
+                    refits.append(replace(chosen, val_images=0, out=re.sub(r"_lr[^_]+_s(\d+)$", r"_all_s\1",
+                                                                           chosen.out)))
+        return refits
+
+    def _config_key(self, config: TrainConfig) -> tuple:
+        """What identifies `config`'s row in a results file (`_petl_key` of it)."""
+        return (config.method, config.shots, config.seed, config.lr, self.backbone_name(config),
+                self._is_refit(config))
+
+    def _is_refit(self, config: TrainConfig) -> bool:
+        return (config.shots is None and not config.val_images and config.method in self.budget.petl_refit
+                and config.method in dict(self.budget.petl_lr_grid))
+
+    def _petl_cell(self, method: str, shots: int | None, seed: int, convit: bool = False) -> list[TrainConfig]:
+        """The runs of one (method, shots, seed) cell on the DeiT (or the ConViT): one, or one per learning rate of
+        the method's grid, each holding out a validation split, when its learning rate is chosen on validation."""
         grid = dict(self.budget.petl_lr_grid).get(method) if shots is None else None
-        config = self._petl(method, shots, seed)
+        config = self._petl(method, shots, seed, shipped=not grid and not convit)
+        if convit:
+            config = replace(config, backbone=self.convit_backbone,
+                             out=str(Path(config.out).with_name(f"convit_{Path(config.out).name}")))
         if not grid:
             return [config]
         return [replace(config, lr=lr, val_images=self.budget.petl_val_images,
                         out=f"{config.out.removesuffix(f'_s{seed}')}_lr{lr:g}_s{seed}") for lr in grid]
 
-    def _petl(self, method: str, shots: int | None, seed: int) -> TrainConfig:
+    def _petl(self, method: str, shots: int | None, seed: int, shipped: bool = True) -> TrainConfig:
         name = f"{method}_{'full' if shots is None else f'{shots}shot'}_s{seed}"
         config = TrainConfig(method=method, data=self.target, backbone=self.backbone, shots=shots,
                              epochs=self.budget.petl_epochs, batch=64, lr=1e-3 if shots is None else 5e-3, seed=seed,
-                             eval_points=4, head_dim=self.budget.head_dim, out=str(self.runs / "petl" / name))
-        if (method, shots, seed) == ("convpass", None, 0):  # the shipped Convpass; more points for its history
-            config = replace(config, eval_points=12, snapshots=True, out=str(self.runs / "shipped" / "convpass"))
+                             eval_points=4, head_dim=self.budget.head_dim, gate_grad_batches=0,
+                             out=str(self.runs / "petl" / name))
+        if shipped and (method, shots, seed) == ("convpass", None, 0):  # the shipped Convpass; more points for its
+            config = replace(config, eval_points=12, snapshots=True,  # history
+                             out=str(self.runs / "shipped" / "convpass"))
         return config
 
 
@@ -352,13 +418,27 @@ def _sample_row(config: TrainConfig) -> dict:
             "curve": [[e["step"], e["test_accuracy"]] for e in h["entries"]]}
 
 
-def _petl_row(config: TrainConfig) -> dict:
+def _val_accuracy(config: TrainConfig) -> float:
+    """The last-epoch validation accuracy of the finished run `config`."""
+    return _load_history(config)["entries"][-1]["val_accuracy"]
+
+
+def _petl_key(row: dict) -> tuple:
+    """What identifies a petl row: (method, shots, seed, lr, backbone, refit)."""
+    return row["method"], row["shots"], row["seed"], row["lr"], row["backbone"], row["refit"]
+
+
+def _petl_row(suite: Suite, config: TrainConfig) -> dict:
     h = _load_history(config)
     entries = h["entries"]
-    row = {"method": config.method, "shots": config.shots, "seed": config.seed, "lr": config.lr,
-           "train_images": h["data"]["train_images"], "trainable_parameters": h["parameters"]["trainable"],
-           "last_epoch_accuracy": entries[-1]["test_accuracy"],
-           "best_evaluated_accuracy": max(e["test_accuracy"] for e in entries), "chosen": True}
+    refit = suite._is_refit(config)
+    grid = dict(suite.budget.petl_lr_grid).get(config.method) if config.shots is None else None
+    row = {"method": config.method, "backbone": suite.backbone_name(config), "shots": config.shots,
+           "seed": config.seed, "lr": config.lr, "lr_grid": list(grid) if grid else None,
+           "lr_chosen_on": "validation" if grid else None, "refit": refit,
+           "train_images": h["data"]["train_images"], "val_images": h["data"]["val_images"],
+           "trainable_parameters": h["parameters"]["trainable"], "last_epoch_accuracy": entries[-1]["test_accuracy"],
+           "best_evaluated_accuracy": max(e["test_accuracy"] for e in entries), "chosen": not refit}
     if config.val_images:
         best = max(entries, key=lambda e: (e["val_accuracy"], e["step"]))  # ties: the later point
         row.update(val_images=h["data"]["val_images"], last_epoch_val_accuracy=entries[-1]["val_accuracy"],
@@ -369,7 +449,8 @@ def _petl_row(config: TrainConfig) -> dict:
 def _rows(suite: Suite, stage: str) -> list[dict]:
     """The rows of `stage`'s finished runs, in config order: from each run's history, or else from the results
     file a checkout without those runs keeps (its rows, written under the same protocol)."""
-    configs, row_of = (suite.sample(), _sample_row) if stage == "sample" else (suite.petl(), _petl_row)
+    configs, row_of = ((suite.sample(), _sample_row) if stage == "sample" else
+                       (suite.petl(), lambda config: _petl_row(suite, config)))
     recorded = suite.recorded(stage)
     return [row_of(c) if _finished(c) else recorded[c.out] for c in configs if _finished(c) or c.out in recorded]
 
@@ -386,9 +467,9 @@ def summarise_petl(suite: Suite) -> dict:
     rows = _rows(suite, "petl")
     grids, cells = dict(suite.budget.petl_lr_grid), {}
     for row in rows:
-        if "val_images" in row:
-            cells.setdefault((row["method"], row["shots"], row["seed"]), []).append(row)
-    for (method, _, _), cell in cells.items():
+        if row["val_images"]:
+            cells.setdefault((row["method"], row["backbone"], row["shots"], row["seed"]), []).append(row)
+    for (method, *_), cell in cells.items():
         best = max(cell, key=lambda r: r["last_epoch_val_accuracy"])  # a tie: the first of the grid (the largest)
         for row in cell:
             row["chosen"] = row is best and len(cell) == len(grids[method])
@@ -470,6 +551,11 @@ def run_suite(suite: Suite, stages: tuple[str, ...] = STAGES, jobs: int = 2, see
     if "shipped" not in stages:
         suite.restore_backbone()
     records = run_all([c for c in configs if _finished(c) or c.out not in recorded], jobs, train)
+    if "petl" in stages and train:  # a refit's rate is known once its grid has run
+        recorded = suite.recorded("petl")
+        refits = [c for c in suite.refits(recorded) if c.seed in seeds and not _finished(c) and c.out not in recorded]
+        records += run_all(refits, jobs) if refits else []
+        configs += refits
     if "shipped" in stages and train:
         ship(suite)
     if "sample" in stages:

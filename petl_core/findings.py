@@ -84,7 +84,8 @@ def sample_efficiency_summary(results: dict) -> list[dict]:
 
 
 def petl_summary(results: dict) -> dict:
-    """Methods (fewest trainable parameters first), shots, and last-epoch accuracy per (method, shots).
+    """Methods (fewest trainable parameters first; a method on another backbone than the first row's as
+    "<method> on <backbone>"), shots, and last-epoch accuracy per (method, shots) of the chosen rows.
 
     Returns:
         {"methods": [...], "shots": [1, 2, ...] (empty when no few-shot runs were made), "parameters": {method:
@@ -93,11 +94,14 @@ def petl_summary(results: dict) -> dict:
     """
     by = defaultdict(list)
     parameters, full_images = {}, set()
+    adapted = next((row["backbone"] for row in results["runs"] if row.get("backbone")), None)  # the DeiT's come first
     for row in results["runs"]:
-        if not row.get("chosen", True):  # a learning rate the validation split did not choose
+        if not row.get("chosen", True):  # a learning rate the validation split did not choose, or a refit
             continue
-        by[(row["method"], row["shots"])].append(100 * row["last_epoch_accuracy"])
-        parameters[row["method"]] = row["trainable_parameters"]
+        # a method on another backbone (full fine-tuning of the ConViT) is a row of its own
+        method = row["method"] if row.get("backbone", adapted) == adapted else f"{row['method']} on {row['backbone']}"
+        by[(method, row["shots"])].append(100 * row["last_epoch_accuracy"])
+        parameters[method] = row["trainable_parameters"]
         if row["shots"] is None:
             full_images.add(row["train_images"] + row.get("val_images", 0))
     methods = sorted(parameters, key=parameters.get)

@@ -22,7 +22,8 @@ __all__ = ["ADAPTED", "ARCHITECTURES", "BASE_SIZE", "FAMILY", "HEADS", "METHODS"
 BASE_SIZE, PAD = 28, 2  # by default images are brought to 28×28, then zero-padded to the 32×32 model input
 
 METHODS = ("convit", "deit", "convpass", "convpass_attn", "linear", "finetune")
-"""convit / deit train from scratch; the others adapt a `deit` backbone."""
+"""convit / deit train from scratch; the others adapt a trained backbone (a `deit`; linear and finetune a `convit`
+too)."""
 ADAPTED = METHODS[2:]
 """Methods that adapt a trained backbone: their cards name it."""
 FAMILY = {"convit": "convit", "deit": "vit", "convpass": "convpass", "convpass_attn": "convpass", "linear": "vit",
@@ -52,7 +53,8 @@ def architecture(method: str, img_size: int, head_dim: int = 16, patch_size: int
 
 def model_architecture(config: TrainConfig) -> tuple[str, dict]:
     """(timm name, kwargs) of the transformer a run trains, before its head is sized: from scratch, the method's
-    at `head_dim` and `patch_size`; to adapt, the DeiT whose width, patches (and classes) the backbone file holds."""
+    at `head_dim` and `patch_size`; to adapt, the DeiT (or ConViT) whose width, patches (and classes) the backbone
+    file holds."""
     from .data import dataset_spec
 
     img_size = dataset_spec(config.data).input_size
@@ -61,7 +63,10 @@ def model_architecture(config: TrainConfig) -> tuple[str, dict]:
     with safe_open(config.backbone, framework="pt") as weights:
         backbone_classes, width = weights.get_slice("head.weight").get_shape()
         patch_size = weights.get_slice("patch_embed.proj.weight").get_shape()[-1]
-    name, kwargs = architecture("deit", img_size, width // HEADS, patch_size)
+        family = "convit" if "blocks.0.attn.gating_param" in weights.keys() else "deit"
+    if family == "convit" and config.method.startswith("convpass"):
+        raise ValueError(f"{config.method} adapts a DeiT; {config.backbone} holds a ConViT")
+    name, kwargs = architecture(family, img_size, width // HEADS, patch_size)
     return name, {**kwargs, "num_classes": backbone_classes}
 
 

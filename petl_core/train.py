@@ -65,7 +65,8 @@ class TrainConfig:
     and test/."""
     out: str = "runs/run"
     backbone: str | None = None
-    """Weights of the `deit` architecture to adapt (needed by convpass, convpass_attn, linear, finetune)."""
+    """Weights to adapt (needed by convpass, convpass_attn, linear, finetune): the `deit` architecture, or for linear
+    and finetune the `convit` one too."""
     data_root: str | None = None
     fraction: float = 1.0
     """Keep this class-balanced share of the training set."""

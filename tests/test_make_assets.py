@@ -176,3 +176,43 @@ def test_a_budget_with_a_gpsa_variant_ships_it_beside_the_pair_at_its_width(tmp_
     assert fast["gpsa"] == pytest.approx(20 * fast["decay"])
     histories = tmp_path / "assets" / "results" / "tiny_variant" / "histories"
     assert sorted(p.name for p in histories.iterdir()) == ["convit.json", "convit_gpsa.json", "deit.json"]
+
+
+def test_petl_on_equal_terms_grids_refits_and_a_convit_fine_tune(suite, tmp_path):
+    """Issue 31: every method of the 1,000-image setting chooses its rate on the same validation split; full
+    fine-tuning trains once more on the whole split at its chosen rate; and the paper-recipe ConViT is fine-tuned
+    beside the DeiT. Each row says what it adapted, on how many images, and how its rate was chosen."""
+    suite, _ = suite
+    budget = replace(TINY, petl_shots=(None,), petl_lr_grid=(("convpass", (1e-2, 1e-3)), ("finetune", (1e-2, 1e-3))),
+                     petl_refit=("finetune",), petl_convit=("finetune",))
+    equal = replace(suite, budget=budget, runs=tmp_path / "runs", assets=tmp_path / "assets")
+    shutil.copytree(suite.runs / "shipped", equal.runs / "shipped")
+    record = run_suite(equal, stages=("petl",), jobs=2)
+    # the grids of Convpass, fine-tuning of the DeiT and of the ConViT (2 rates each), Convpass-attn and the linear
+    # probe (one rate each: no grid), and a refit of each fine-tuning
+    assert record["trained_now"] == 3 * 2 + 2 + 2
+    rows = json.loads(equal.results("petl").read_text())["runs"]
+    assert {r["backbone"] for r in rows} == {"deit_fmnist", "convit_fmnist"}
+    for row in rows:
+        gridded = row["method"] in ("convpass", "finetune")
+        assert row["lr_grid"] == ([1e-2, 1e-3] if gridded else None)
+        assert row["lr_chosen_on"] == ("validation" if gridded else None)
+        assert (row["train_images"], row["val_images"]) == ((256, 0) if row["refit"] or not gridded else (224, 32))
+    for backbone in ("deit_fmnist", "convit_fmnist"):
+        grid = [r for r in rows if r["method"] == "finetune" and r["backbone"] == backbone and not r["refit"]]
+        [refit] = [r for r in rows if r["method"] == "finetune" and r["backbone"] == backbone and r["refit"]]
+        [chosen] = [r for r in grid if r["chosen"]]
+        assert chosen["last_epoch_val_accuracy"] == max(r["last_epoch_val_accuracy"] for r in grid)
+        assert refit["lr"] == chosen["lr"] and not refit["chosen"]
+    convit = json.loads((equal.runs / "petl" / "convit_finetune_full_all_s0" / "history.json").read_text())
+    assert convit["architecture"]["timm_name"] == "convit_tiny"
+    assert convit["config"]["backbone"].endswith("shipped/convit/model.safetensors")
+    summary = findings.petl_summary({"runs": rows})
+    assert "finetune on convit_fmnist" in summary["methods"] and "convpass" in summary["methods"]
+    # a fresh clone (assets only) keeps every row, the refits too, and trains nothing
+    clone = replace(equal, runs=tmp_path / "clone_runs", assets=tmp_path / "clone_assets")
+    shutil.copytree(equal.assets, clone.assets)
+    shutil.copytree(suite.assets, clone.assets, dirs_exist_ok=True)  # (the shipped entries the backbones come from)
+    shutil.copyfile(equal.results("petl"), clone.results("petl"))
+    assert run_suite(clone, stages=("petl",), jobs=2)["trained_now"] == 0
+    assert json.loads(clone.results("petl").read_text())["runs"] == rows
