@@ -18,13 +18,14 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
 from PIL import Image
 from safetensors.torch import save_file
 
 from petl_core import findings, zoo
 from petl_core.analysis import analyze
 from petl_core.checkpoint import MAX_WEIGHTS_BYTES
-from petl_core.figures import query_maps
+from petl_core.figures import attention_norm, query_maps
 from petl_core.images import load_image
 from petl_core.inputs import model_input
 from petl_core.metrics import bypass_maps, positional_centres
@@ -117,6 +118,11 @@ def test_attention_view_enlarges_the_chosen_head(client):
     (heatmap,) = _plotly(enlarged)["data"]  # the map alone: no picture under it (issue 30)
     _, direct = _direct("convit_fmnist")
     expected = query_maps(direct.trace, 2, Query.at(3, 4))[1].numpy()
+    # the grid arrives lossless (PNG, not Gradio's lossy WebP): the strongest cell's colour is in it exactly
+    assert grid["plot"].startswith("data:image/png;base64,")
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(grid["plot"].split(",", 1)[1]))).convert("RGB"))
+    strongest = np.round(255 * np.asarray(colormaps["inferno"](attention_norm(False)(expected.max()))[:3]))
+    assert (np.abs(pixels.astype(int) - strongest).max(axis=-1) == 0).sum() >= 16  # (a cell is ~12 × 12 pixels)
     np.testing.assert_allclose(_array(heatmap["customdata"]).reshape(8, 8), expected, atol=1e-6)
     np.testing.assert_allclose(_array(heatmap["z"]).reshape(8, 8), expected, atol=1e-6)  # linear scale
     # the class token has not joined yet in GPSA block 2: the enlarged view says so instead of failing

@@ -158,9 +158,9 @@ def test_a_maps_colour_is_its_value_alone_never_tinted_by_the_picture(service):
 @pytest.mark.parametrize("model", [CONVIT, DEIT, CONVPASS])
 def test_every_label_of_a_figure_laid_out_by_hand_lies_inside_it(service, model):
     """The mosaic figures (the grid of the page, the CLI's per-block and bypass figures) and the gates' heatmap are
-    laid out by hand: every
-    title, row and column label, colour bar tick and colour bar label is drawn inside the figure, for one-row
-    blocks too (a colour bar's label once ran off a one-row block figure)."""
+    laid out by hand: every title, row and column label, colour bar tick and colour bar label is drawn inside the
+    figure, for one-row blocks too (a colour bar's label once ran off a one-row block figure), and the title
+    overlaps no label."""
     result = service.result_for(DIGIT_SCENE if model == CONVPASS else SCENE, model)
     trace, image, query = result.trace, result.input_image, Query.at(3, 4)
     drawn = [figures.attention_layer_figure(trace, block, image, query) for block in range(len(trace.attention))]
@@ -179,9 +179,12 @@ def test_every_label_of_a_figure_laid_out_by_hand_lies_inside_it(service, model)
         inside = fig.bbox.padded(1)
         texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
         assert len(texts) > 5
-        for text in texts:
-            box = text.get_window_extent(renderer)
+        boxes = [text.get_window_extent(renderer) for text in texts]
+        for text, box in zip(texts, boxes, strict=True):
             assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), text.get_text()
+        title = max(texts, key=lambda t: t.get_fontsize())  # the title overlaps no label
+        assert not any(box.overlaps(boxes[texts.index(title)]) for text, box in zip(texts, boxes, strict=True)
+                       if text is not title), title.get_text()
 
 
 def test_gates_are_coloured_against_their_initial_value(service):
@@ -233,7 +236,7 @@ def test_blocks_are_numbered_from_zero_in_every_view(service):
     assert f"blocks 0-{num_blocks - 1}:" in note and "layer" not in note.lower()
     result = service.result_for(SCENE, CONVIT)
     grid = attention._draw(result, "center", 0, 0, True)[1]
-    assert [t.get_text() for t in grid.axes[0].get_yticklabels()] == names  # the grid says the same
+    assert [t.get_text() for t in grid.axes[0].texts if t.get_ha() == "right"] == names  # the grid's row labels
     image = plots.image_nonlocality_figure([v[0].numpy() for v in result.analysis.nonlocality],
                                            [v[0].numpy() for v in result.analysis.init_nonlocality], "t",
                                            metrics.uniform_nonlocality(result.trace.grid))

@@ -12,7 +12,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from app import plots, scratch
-from app.answers import ANSWERS, by_inputs, shares
+from app.answers import ANSWERS, by_inputs, figure_output, shares
 from app.queue_policy import slow
 from app.service import Service, parse_index
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel
@@ -226,7 +226,7 @@ def build_atlas_tab(shared: Shared, service: Service) -> None:
     gr.Markdown("**Nonlocality of every block and head on each probe image, ConViT next to DeiT.** Each point is "
                 "one image (a cross where the model gets it wrong): hover to read it, click to load it above (the "
                 "page then analyses it).")
-    atlas_plot = gr.Plot(show_label=False, elem_id="atlas-plot")
+    atlas_plot = figure_output(show_label=False, elem_id="atlas-plot")
     note = gr.Markdown(elem_id="atlas-note")
     with gr.Row():
         index = gr.Number(label="Probe image #", precision=0, minimum=0, elem_id="atlas-index", scale=1)

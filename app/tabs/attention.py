@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs, shares
+from app.answers import ANSWERS, by_image_and_inputs, figure_output, shares
 from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, export_row, learn, plot, wire_export, wire_page
@@ -181,8 +181,8 @@ def build_attention_tab(shared: Shared, service: Service) -> tuple[gr.Slider, gr
     learn("reading attention maps", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, layer, head, shared.log_scale, shared.invert]
     data_inputs = [shared.image, shared.model, shared.weights, shared.invert]
-    gr.Button(visible=False).click(view.render, inputs, [shared.picker, gr.Plot(visible=False),
-                                                         gr.Plot(visible=False)], api_name="attention")
+    gr.Button(visible=False).click(view.render, inputs, [shared.picker, figure_output(visible=False),
+                                                         figure_output(visible=False)], api_name="attention")
     gr.Button(visible=False).click(view.hover_data, data_inputs, gr.Textbox(visible=False),
                                    api_name="attention_data")
     if not shared.in_page:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from app.answers import ANSWERS
+from app.answers import ANSWERS, figure_output
 from app.queue_policy import lane_of
 from app.service import QueryError
 from petl_core.errors import HubUnavailableError
@@ -221,7 +221,7 @@ def plot(caption: str, elem_id: str) -> gr.Plot:
     """A plot with its caption above it (Gradio's floating label would hide the top of figures)."""
     with gr.Column():
         gr.Markdown(f"**{caption}**")
-        return gr.Plot(show_label=False, elem_id=elem_id)
+        return figure_output(show_label=False, elem_id=elem_id)
 
 
 def numbers_panel(label: str, elem_id: str | None = None) -> gr.JSON:

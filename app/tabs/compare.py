@@ -7,7 +7,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs, shares
+from app.answers import ANSWERS, by_image_and_inputs, figure_output, shares
 from app.queue_policy import slow
 from app.service import Service, parse_index, parse_query
 from app.tabs.attention import maps_data
@@ -106,7 +106,7 @@ def build_compare_tab(shared: Shared, service: Service) -> gr.Slider:
     learn("comparing inductive biases", LEARN)
     inputs = [shared.image, models, layer, shared.query, shared.log_scale, shared.invert]
     data_inputs = [shared.image, models, shared.invert]
-    gr.Button(visible=False).click(view.render, inputs, [gr.Plot(visible=False), gr.JSON(visible=False)],
+    gr.Button(visible=False).click(view.render, inputs, [figure_output(visible=False), gr.JSON(visible=False)],
                                    api_name="compare")
     gr.Button(visible=False).click(view.data, data_inputs, gr.Textbox(visible=False), api_name="compare_data")
     shared.warm_ups.append(lambda model, image: image and ANSWERS.answering(view.data)(

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
+from app.answers import figure_output
 from app.queue_policy import slow
 from app.service import Dialled, Service, parse_index, parse_query
 from app.tabs.common import EACH_CHANGE, PRIVATE, Shared, learn, numbers_panel, plot, quiet, wire_page, wire_view
@@ -245,7 +246,8 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
         wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial, inputs,
                   [grid, gates_plot, nonlocality, note, numbers], "dial")
         return
-    gr.Button(visible=False).click(view.dial, inputs, [gr.Plot(visible=False), gates_plot, nonlocality, note, numbers],
+    gr.Button(visible=False).click(view.dial, inputs,
+                                   [figure_output(visible=False), gates_plot, nonlocality, note, numbers],
                                    api_name="dial")
     # the page draws the grid of any query itself: a change of the gates is one light pass here, and, for a model
     # the page does not score, the probe scored in the heavy lane beside it

@@ -8,7 +8,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import ANSWERS, by_image_and_inputs, shares
+from app.answers import ANSWERS, by_image_and_inputs, figure_output, shares
 from app.queue_policy import drawn, slow
 from app.service import Result, Service, parse_index, parse_query
 from app.tabs.attention import colour_scales, encoded
@@ -168,7 +168,7 @@ def build_gpsa_tab(shared: Shared, service: Service) -> gr.Dropdown:
     learn("content, position and the gate", LEARN)
     inputs = [shared.image, shared.model, shared.weights, shared.query, block, shared.log_scale, shared.invert]
     data_inputs = [shared.image, shared.model, shared.weights, shared.invert]
-    gr.Button(visible=False).click(view.render, inputs, [gr.Plot(visible=False), gr.Plot(visible=False),
+    gr.Button(visible=False).click(view.render, inputs, [figure_output(visible=False), figure_output(visible=False),
                                                          gr.JSON(visible=False)], api_name="gpsa")
     gr.Button(visible=False).click(view.data, data_inputs, gr.Textbox(visible=False), api_name="gpsa_data")
     if shared.in_page:

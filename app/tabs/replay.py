@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 
 from app import plots
-from app.answers import by_image_and_inputs, shares
+from app.answers import by_image_and_inputs, figure_output, shares
 from app.queue_policy import slow
 from app.service import Result, Service, parse_index, parse_query, training_pair
 from app.tabs.attention import maps_data
@@ -280,7 +280,7 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
     play.click(view.play, [shared.image, shared.model, step], [step, timer], **PRIVATE)
     pause.click(lambda: gr.Timer(active=False), None, timer, **PRIVATE)
     timer.tick(view.advance, [shared.model, step, shown], [step, timer], **PRIVATE)
-    gr.Button(visible=False).click(view.replay, inputs, [sides[0][1], gr.Plot(visible=False), *sides[0][3:]],
+    gr.Button(visible=False).click(view.replay, inputs, [sides[0][1], figure_output(visible=False), *sides[0][3:]],
                                    api_name="replay")
     return step, view
 
