@@ -225,42 +225,56 @@ def image_nonlocality_figure(trained: list[np.ndarray], initial: list[np.ndarray
     return fig
 
 
+CENTRES_COLUMNS = 4
+"""Blocks per row of `centres_figure`: a model with many GPSA blocks (ConViT-S has 10) gets rows of readable,
+square panels instead of one row of slivers."""
+
+
 def centres_figure(centres: list[tuple[np.ndarray, np.ndarray]], gates: np.ndarray, blocks: list[int],
                    grid: tuple[int, int], initial: list[np.ndarray], initial_label: str = "at init") -> go.Figure:
-    """Positional centres Δ_h = (dx, dy) of each GPSA head on the patch grid, one panel per block; the marker grows
-    with the strength α_h (a sharper kernel), its colour is the head's σ(λ) against its initial value. Under them,
-    each head's centre in `initial` (per block: (H, 2), the model at init or the run's first snapshot, named by
-    `initial_label`) as a hollow gray ring, joined to where the head ended."""
-    fig = make_subplots(rows=1, cols=len(blocks), subplot_titles=[f"block {b}" for b in blocks],
-                        horizontal_spacing=0.04)
-    span = max(grid) / 2
-    for col, ((centre, strength), gate, start) in enumerate(zip(centres, gates, initial, strict=True), start=1):
+    """Positional centres Δ_h = (dx, dy) of each GPSA head on the patch grid, one square panel per block (rows of
+    `CENTRES_COLUMNS`), every panel on the same range, fitted to the centres (a patch or more beyond the farthest);
+    the marker grows with the strength α_h (a sharper kernel), its colour is the head's σ(λ) against its initial
+    value. Under them, each head's centre in `initial` (per block: (H, 2), the model at init or the run's first
+    snapshot, named by `initial_label`) as a hollow gray ring, joined to where the head ended."""
+    cols = min(len(blocks), CENTRES_COLUMNS)
+    rows = -(-len(blocks) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"block {b}" for b in blocks],
+                        horizontal_spacing=0.06, vertical_spacing=0.3 / rows)
+    farthest = max(float(np.nanmax(np.abs(np.concatenate([c for c, _ in centres] + list(initial))))), 1.0)
+    span = min(float(np.ceil(farthest)) + 1.0, max(grid) / 2)  # (never past the grid)
+    step = max(1, int(np.ceil(2 * span / 8)))  # at most about 8 ticks an axis
+    for index, ((centre, strength), gate, start) in enumerate(zip(centres, gates, initial, strict=True)):
+        row, col, axis = index // cols + 1, index % cols + 1, f"x{index + 1 if index else ''}"
         heads = list(range(len(centre)))
         # the path of each head: init -> trained, gaps (None) between heads
         path_x = [v for h in heads for v in (start[h, 0], centre[h, 0], None)]
         path_y = [v for h in heads for v in (start[h, 1], centre[h, 1], None)]
         fig.add_trace(go.Scatter(x=path_x, y=path_y, mode="lines", line={"color": "#aaaaaa", "width": 1},
-                                 hoverinfo="skip", showlegend=False), row=1, col=col)
+                                 hoverinfo="skip", showlegend=False), row=row, col=col)
         fig.add_trace(go.Scatter(
             x=start[:, 0], y=start[:, 1], mode="markers", name=f"centre {initial_label}", legendgroup="initial",
-            showlegend=col == 1, customdata=heads,
+            showlegend=index == 0, customdata=heads,
             hovertemplate=f"h%{{customdata}} {initial_label}: Δ = (%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
-            marker={"symbol": "circle-open", "size": 14, "color": "#888888", "line": {"width": 2}}), row=1, col=col)
+            marker={"symbol": "circle-open", "size": 14, "color": "#888888", "line": {"width": 2}}), row=row, col=col)
         fig.add_trace(go.Scatter(
             x=centre[:, 0], y=centre[:, 1], mode="markers+text", text=[f"h{h}" for h in heads], name="centre now",
-            legendgroup="trained", showlegend=col == 1,
+            legendgroup="trained", showlegend=index == 0, textfont={"size": 10},
             textposition="top center", customdata=np.stack([strength, gate], axis=1),
             hovertemplate="Δ = (%{x:.2f}, %{y:.2f})<br>α = %{customdata[0]:.2f}<br>σ(λ) = %{customdata[1]:.2f}"
                           "<extra></extra>",
             marker={"size": np.clip(6 + 6 * np.nan_to_num(strength), 6, 30), "color": gate, "cmin": 0, "cmax": 1,
                     "colorscale": gate_colour_scale(), "line": {"color": "black", "width": 1},
-                    "colorbar": gate_colour_bar() if col == 1 else None, "showscale": col == 1}), row=1, col=col)
+                    "colorbar": gate_colour_bar() if index == 0 else None, "showscale": index == 0}),
+            row=row, col=col)
         fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker={"symbol": "x", "color": "black", "size": 10},
-                                 hovertemplate="the query patch<extra></extra>", showlegend=False), row=1, col=col)
-        fig.update_xaxes(range=[-span, span], dtick=1, title="dx (patches)", row=1, col=col)
-        fig.update_yaxes(range=[span, -span], dtick=1, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
-    fig.update_yaxes(title="dy (patches, down)", row=1, col=1)
-    fig.update_layout(height=400, margin={"t": 50}, legend={"orientation": "h", "y": -0.25})
+                                 hovertemplate="the query patch<extra></extra>", showlegend=False), row=row, col=col)
+        fig.update_xaxes(range=[-span, span], dtick=step, row=row, col=col,
+                         title="dx (patches)" if row == rows else None)
+        fig.update_yaxes(range=[span, -span], dtick=step, scaleanchor=axis, scaleratio=1, row=row, col=col,
+                         title="dy (patches, down)" if col == 1 else None)
+    fig.update_layout(height=120 + 300 * rows, margin={"t": 50},
+                      legend={"orientation": "h", "y": -0.25 / rows, "yanchor": "top"})
     return fig
 
 

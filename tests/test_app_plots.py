@@ -189,3 +189,29 @@ def test_sweep_survives_the_race_that_stops_gradios_own_file_deletion(tmp_path, 
     blocks.temp_file_sets[-1].add(str(later))
     scratch.sweep(0, blocks)
     assert not later.exists()
+
+
+@pytest.mark.parametrize("num_blocks", [4, 10])
+def test_positional_centres_stay_readable_with_many_gpsa_blocks(num_blocks):
+    """Issue 30 item 2: at ConViT-S scale (10 GPSA blocks, a 14×14 grid) the centres were ten slivers in one row with
+    an axis of every patch from −7 to 7. Now: rows of at most four square panels, one range for all, fitted to the
+    centres, at most about 8 ticks an axis, and taller rows for more blocks."""
+    rng = np.random.default_rng(0)
+    offsets = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=float)  # ConViT's init
+    initial = [offsets.copy() for _ in range(num_blocks)]
+    centres = [(offsets + rng.normal(0, 0.5, offsets.shape), rng.random(9)) for _ in range(num_blocks)]
+    fig = plots.centres_figure(centres, rng.random((num_blocks, 9)), list(range(num_blocks)), (14, 14), initial)
+    suffixes = ["", *map(str, range(2, num_blocks + 1))]
+    xaxes, yaxes = [fig.layout[f"xaxis{s}"] for s in suffixes], [fig.layout[f"yaxis{s}"] for s in suffixes]
+    assert len(xaxes) == len(yaxes) == num_blocks
+    columns = {tuple(axis.domain) for axis in xaxes}
+    assert len(columns) == min(num_blocks, plots.CENTRES_COLUMNS)
+    assert min(d[1] - d[0] for d in columns) > 0.2  # a quarter of the page at least, less the gaps
+    farthest = max(np.abs(np.concatenate([c for c, _ in centres] + initial)).max(), 1)
+    for x, y in zip(xaxes, yaxes, strict=True):
+        assert tuple(x.range) == (-x.range[1], x.range[1]) and tuple(y.range) == (x.range[1], -x.range[1])
+        assert farthest < x.range[1] <= 7 and x.range[1] <= farthest + 2  # fitted, never past the grid
+        assert 2 * x.range[1] / x.dtick <= 9 and y.dtick == x.dtick
+        assert y.scaleanchor == x.plotly_name.replace("axis", "") and y.scaleratio == 1  # square panels
+    rows = -(-num_blocks // plots.CENTRES_COLUMNS)
+    assert fig.layout.height >= 300 * rows
