@@ -184,6 +184,7 @@ class Service:
         self._examples: OrderedDict[str, list[Example] | None] = OrderedDict()
         self._entries: list[catalog.ZooEntry] | None = None
         self._histories: dict[str, dict | None] = {}
+        self._references: dict[str, dict | None] = {}
         self._dimensions: tuple[int, int] | None = None
 
     def start(self) -> torch.device:
@@ -491,6 +492,25 @@ class Service:
         probe = self.probe(data)
         return self._load_once(self._atlases, name, lambda: locality_atlas(loaded.model, probe,
                                                                           loaded.card.preprocessing)), probe
+
+    def caution(self, result: Result, weights: str | None) -> str | None:
+        """How far to trust `result`'s answer (petl_core.caution: its input and confidence against the test images
+        of the model's task), for a shipped model with its own weights; None where the image is like those images
+        and the model is sure enough, or where there is no reference (hub models, uploaded weights)."""
+        from petl_core.caution import caution, image_features, load_reference
+
+        name = result.model_name
+        if weights or name not in catalog.SHIPPED:
+            return None
+        if name not in self._references:  # (read once: the shipped weights do not change)
+            self._references[name] = load_reference(name)
+        reference, x = self._references[name], result.inputs
+        if reference is None:
+            return None
+        model = self.get_model(name).model
+        features = image_features(model, x.unsqueeze(0).to(next(model.parameters()).device))[0].cpu().numpy()
+        return caution(reference, result.analysis.top5[0][0]["probability"], float(x.mean()), float(x.std()),
+                       features)
 
     def history(self, name: str) -> dict | None:
         """The training history shipped with zoo model `name`, or None (hub models, local files); read once."""

@@ -96,14 +96,15 @@ def image_input(**kwargs) -> gr.Image:
                        MAX_IMAGE_PIXELS)
 
 
-def _views(result: Result, query: str) -> tuple:
+def _views(result: Result, query: str, caution: str | None) -> tuple:
     """What /analyze returns for one analysis: the input as the model saw it (query patch framed), the top-5, the
-    numbers (JSON), the model card, the gates heatmap and this image's nonlocality against the model at init."""
+    numbers (JSON, with `caution`: how far to trust the answer, or None), the model card, the gates heatmap, this
+    image's nonlocality against the model at init, and the caution as a line beside the top-5."""
     from petl_core.metrics import uniform_nonlocality
 
     model, trace = result.model_name, result.trace
     q = parse_query(query, trace.grid)
-    summary = {"model": model, "inverted": result.inverted, **result.analysis.summary()}
+    summary = {"model": model, "inverted": result.inverted, "caution": caution, **result.analysis.summary()}
     top5 = {d["label"]: d["probability"] for d in summary["top5"]}
     gates = (plots.gates_heatmap(trace.gate_matrix.numpy(), trace.gated_blocks, f"σ(λ) of {model}")
              if trace.gated_blocks else plots.message_figure(f"{model} has no GPSA blocks, so no gates"))
@@ -111,7 +112,8 @@ def _views(result: Result, query: str) -> tuple:
                                                  [v[0].numpy() for v in result.analysis.init_nonlocality],
                                                  f"nonlocality of {model} on this image",
                                                  uniform_nonlocality(trace.grid))
-    return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality)
+    return (plots.picker_image(result.input_image, trace.grid, q), top5, summary, result.card, gates, nonlocality,
+            f"⚠ {caution}" if caution else "")
 
 
 @dataclass
@@ -156,7 +158,8 @@ class Page:
         models). Returns the input as the model saw it (query patch framed), the top-5, a JSON with whether the image
         was inverted, the top-5, the gates σ(λ) and the nonlocality per layer and head (trained and at init), the
         model card, the gates heatmap and the nonlocality of this image against the model at init."""
-        return _views(self.service.result_for(image, model, weights, progress, invert), query)
+        result = self.service.result_for(image, model, weights, progress, invert)
+        return _views(result, query, self.service.caution(result, weights))
 
     def _analyze_if_image(self, image: str | None, model: str, weights: str | None, query: str, invert: bool,
                           request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -165,24 +168,25 @@ class Page:
         Inputs the session's previous call had (the model list's second `input`: see Repeats) change nothing."""
         if not image:
             self._analysed.forget(request)
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 8
         if self._analysed.repeated(request, image, model, weights, bool(invert)):
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 8
         try:
             result = self.service.result_for(image, model, weights, progress, invert)
         except HubUnavailableError:  # (said by `examples`) the results of the last model stay, as the views do
             self._analysed.forget(request)
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 8
         except BaseException:
             self._analysed.forget(request)
             raise
+        caution = self.service.caution(result, weights)
         try:
             parse_query(query, result.trace.grid)
         except gr.Error:
-            return (*_views(result, "center"), "center")
+            return (*_views(result, "center", caution), "center")
         # the query is left alone when it fits: a value sent back while a click or a link sets another one makes
         # Gradio's Textbox flip between the two for ever (each flip a change event that redraws every view)
-        return (*_views(result, query), gr.skip())
+        return (*_views(result, query, caution), gr.skip())
 
     def frame(self, image: str | None, model: str, weights: str | None, query: str, invert: bool,
               progress: gr.Progress = gr.Progress()) -> np.ndarray:
@@ -439,6 +443,8 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                     log_scale = gr.Checkbox(True, label="Log colour scale", elem_id="log-scale", scale=1)
             with gr.Column(scale=1):
                 top5 = gr.Label(num_top_classes=5, label="Top-5", elem_id="top5")
+                # how far to trust the answer: an image unlike the model's test images, or one it is unsure of
+                caution = gr.Markdown(elem_id="caution")
                 with gr.Accordion("Numbers of this analysis (JSON)", open=False):
                     summary = gr.JSON(elem_id="summary")
                 with gr.Accordion("Model card", open=False):
@@ -473,7 +479,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
             with gr.Tab("Findings", id="findings", elem_id="tab-findings"):
                 build_findings_tab(shared)
         analysis_inputs = [image, model, weights, query, invert]
-        analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image]
+        analysis_outputs = [picker, top5, summary, card, gates_now, nonlocality_image, caution]
         # the views listen to `analyses`, so the controls are fitted to the new model before any view redraws
         controls = [attention_layer, attention_head, compare_layer, gpsa_block, bypass_block, shared.analyses]
         control_inputs = [image, model, weights, attention_layer, attention_head, compare_layer, gpsa_block,

@@ -21,8 +21,8 @@ from .errors import CheckpointError
 from .hub import HUB, cached_weights, hub_reachable, hub_status, offline
 
 __all__ = ["ADAPTERS", "ASSETS", "BROWSER_MODELS", "DEFAULT_MODEL", "DIAL_GRAPHS", "HUB", "PROBE_IMAGES", "SHIPPED",
-           "ZooEntry", "dial_graphs_manifest", "dimensions", "list_models", "read_history", "shipped_pair",
-           "snapshot_steps"]
+           "ZooEntry", "dial_graphs_manifest", "dimensions", "entry_dir", "entry_file_for_weights", "file_sha256",
+           "list_models", "read_history", "shipped_pair", "snapshot_steps", "weights_file"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 """Default home of the shipped entries (overridden by `root=` arguments or the PETL_ASSETS variable)."""
@@ -81,7 +81,7 @@ def read_history(name: str, root: str | Path | None = None) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _weights(directory: Path) -> Path:
+def weights_file(directory: Path) -> Path:
     """The weights file of an entry folder: model.safetensors, or the adapters of one that refers to its backbone."""
     return directory / ADAPTERS if (directory / ADAPTERS).is_file() else directory / "model.safetensors"
 
@@ -100,7 +100,7 @@ def list_models(root: str | Path | None = None) -> list[ZooEntry]:
             reason = f"{name} is not shipped yet (no {directory})" if not directory.exists() else str(e)
             entries.append(ZooEntry(name, name, "shipped", SHIPPED.get(name, "vit"), False, reason))
             continue
-        weights = _weights(directory)
+        weights = weights_file(directory)
         reason = "" if weights.is_file() else f"{weights} is missing"
         if not reason and weights.name == ADAPTERS and not (base / card.backbone / "model.safetensors").is_file():
             reason = f"its backbone {card.backbone} is missing"
@@ -172,14 +172,27 @@ def dial_graphs_manifest(name: str, root: str | Path | None = None) -> tuple[Pat
     """The folder of the shipped entry `name`'s dial graphs and their manifest (petl_core.export), when they were
     made from the entry's weights file as it is now; else None (no graphs, an unreadable manifest, or graphs of
     other weights)."""
+    manifest = entry_file_for_weights(name, f"{DIAL_GRAPHS}/dial.json", root)
+    return None if manifest is None else (_entry(name, root) / DIAL_GRAPHS, manifest)
+
+
+def entry_file_for_weights(name: str, file: str, root: str | Path | None = None) -> dict | None:
+    """The JSON object in `file` of the entry `name` (a path inside its folder), when it records the SHA-256 of the
+    entry's weights file as it is now (`weights_sha256`): what was measured or made from those weights. Else None
+    (no such file, an unreadable one, or one of other weights)."""
     try:
         directory = _entry(name, root)
-        manifest = json.loads((directory / DIAL_GRAPHS / "dial.json").read_text())
+        value = json.loads((directory / file).read_text())
     except (OSError, ValueError):  # (ValueError: a name that is no entry's, or text that is not JSON)
         return None
-    if not isinstance(manifest, dict) or manifest.get("weights_sha256") != file_sha256(_weights(directory)):
+    if not isinstance(value, dict) or value.get("weights_sha256") != file_sha256(weights_file(directory)):
         return None
-    return directory / DIAL_GRAPHS, manifest
+    return value
+
+
+def entry_dir(name: str, root: str | Path | None = None) -> Path:
+    """The folder of the entry `name` under the zoo's root (ValueError for a name that is no plain folder name)."""
+    return _entry(name, root)
 
 
 def file_sha256(path: str | Path) -> str | None:

@@ -165,7 +165,7 @@ def export_entry(name: str, root: str | Path | None = None) -> dict | None:
     loaded = zoo.load(name, root=root)
     if not gpsa_blocks(loaded.model):
         return None
-    return export_dial(loaded.model, directory / catalog.DIAL_GRAPHS, catalog._weights(directory))
+    return export_dial(loaded.model, directory / catalog.DIAL_GRAPHS, catalog.weights_file(directory))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,12 +40,12 @@ from .catalog import (
     SHIPPED,
     ZooEntry,
     _entry,
-    _weights,
     dimensions,
     list_models,
     read_history,
     shipped_pair,
     snapshot_steps,
+    weights_file,
 )
 from .checkpoint import CheckpointError, check_finite, check_weights_file, load_checkpoint, misfit, read_state_dict
 from .convpass import load_convpass, save_convpass
@@ -130,7 +130,7 @@ def _transform(card: ModelCard):
 
 def _load_entry(directory: Path, name: str, source: str) -> Loaded:
     card = ModelCard.load(directory, source=source)
-    weights = _weights(directory)
+    weights = weights_file(directory)
     if weights.name != ADAPTERS:
         return Loaded(name, source, build(card, weights), card, _transform(card))
     backbone_dir = _entry(card.backbone, directory.parent)

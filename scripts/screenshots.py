@@ -146,7 +146,8 @@ def _all_content(page: Page, ms: float) -> None:
 
 
 def _equation_written(page: Page, ms: float) -> None:
-    expect(page.locator("#equation-text")).to_contain_text("σ", timeout=ms)
+    page.wait_for_function("() => window.__equationDrawn", timeout=ms)  # (drawn in the page)
+    expect(page.locator("#equation-page-text")).to_contain_text("σ", timeout=ms)
 
 
 VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait for
@@ -156,7 +157,7 @@ VIEWS = (  # tab, file name, what to do first, images and plotly plots to wait f
     ("Compare", "compare", _run_compare, [], []),
     ("Findings", "findings", _findings_drawn, [], []),
     ("Dial", "dial", _all_content, [], []),
-    ("Equation", "equation", _equation_written, ["equation-plot"], []),
+    ("Equation", "equation", _equation_written, [], []),
     ("Training", "replay", _replay_drawn, [], []),
     ("Atlas", "atlas", None, [], ["atlas-plot"]),
 )

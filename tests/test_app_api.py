@@ -75,7 +75,7 @@ def test_every_view_is_a_named_endpoint(client):
 
 
 def test_analyze_returns_petl_core_top5_gates_and_nonlocality(client):
-    picture, top5, summary, card, gates_plot, nonlocality_plot = client.predict(
+    picture, top5, summary, card, gates_plot, nonlocality_plot, caution = client.predict(
         handle_file(CHELSEA), "convit_fmnist", None, "cls", api_name="/analyze")
     loaded, direct = _direct("convit_fmnist")
     expected = direct.summary()
@@ -95,6 +95,21 @@ def test_analyze_returns_petl_core_top5_gates_and_nonlocality(client):
     # the picture of the model input: 32×32 enlarged by an integer factor
     size = Image.open(picture).size
     assert size[0] == size[1] and size[0] % 32 == 0 and size[0] >= 256
+
+
+def test_analyze_says_when_to_read_the_answer_as_a_guess(client):
+    """Issue 30 item 9: a photo unlike the scenes model's task gets a `caution` (in the JSON and as the line beside
+    the top-5); a test scene it is sure of gets none."""
+    from petl_core.caution import load_reference
+
+    outputs = client.predict(handle_file(CHELSEA), "convit_scenes_gpsa50", None, "center", api_name="/analyze")
+    summary, line = outputs[2], outputs[6]
+    assert summary["caution"].startswith("Read this answer as a guess.")
+    assert f"first {load_reference('convit_scenes_gpsa50')['images']:,} test images" in summary["caution"]
+    assert line == f"⚠ {summary['caution']}"
+    scene = ROOT / "assets" / "examples" / "scene_pullover.png"
+    outputs = client.predict(handle_file(scene), "convit_scenes_gpsa50", None, "center", api_name="/analyze")
+    assert outputs[2]["caution"] is None and outputs[6] == ""
 
 
 def test_attention_export_holds_petl_core_maps(client):
@@ -499,8 +514,8 @@ def test_a_page_analysis_that_repeats_the_last_one_changes_nothing(app_server: s
             return [value != {"__type__": "update"} for value in output]
 
         first = analysis(zoo.DEFAULT_MODEL)
-        assert all(shown(first)[:6])  # the picture, top-5, summary, card, gates, nonlocality
-        assert shown(analysis(zoo.DEFAULT_MODEL)) == [False] * 7
+        assert all(shown(first)[:6])  # the picture, top-5, summary, card, gates, nonlocality (the caution, the query)
+        assert shown(analysis(zoo.DEFAULT_MODEL)) == [False] * 8
         assert all(shown(analysis(zoo.DEFAULT_MODEL, uuid.uuid4().hex))[:6])
         assert all(shown(analysis("deit_scenes"))[:6])
         again = analysis(zoo.DEFAULT_MODEL)

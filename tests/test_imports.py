@@ -12,9 +12,9 @@ from petl_core import checkpoint, data, images, models, probe, zoo
 from petl_core import errors as errors_module
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.catalog", "petl_core.checkpoint", "petl_core.curves",
-              "petl_core.errors", "petl_core.findings", "petl_core.hub", "petl_core.query", "petl_core.registry",
-              "petl_core.runtime", "petl_core.scales"]
+TORCH_FREE = ["petl_core", "petl_core.cards", "petl_core.catalog", "petl_core.caution", "petl_core.checkpoint",
+              "petl_core.curves", "petl_core.errors", "petl_core.findings", "petl_core.hub", "petl_core.query",
+              "petl_core.registry", "petl_core.runtime", "petl_core.scales"]
 
 
 def _fresh_interpreter(code: str) -> str:
