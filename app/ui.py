@@ -383,6 +383,15 @@ def _use_sketch(sketch: dict | None) -> str:
     return str(path)
 
 
+THEME = gr.themes.Default(
+    font=(gr.themes.LocalFont("IBM Plex Sans", weights=(400, 700)), "ui-sans-serif", "system-ui", "sans-serif"),
+    font_mono=(gr.themes.LocalFont("IBM Plex Mono", weights=(400, 700)), "ui-monospace", "Consolas", "monospace"))
+"""Gradio's default look, its fonts served from the app as before, in their regular and bold faces only: the
+semibold faces Gradio serves (IBMPlexSans-SemiBold.woff2, IBMPlexMono-SemiBold.woff2) hold 75-99 glyphs and no
+capital letter, so a heading's capitals came from another font ("Inductive Bias", "GPSA"). A semibold heading now
+takes the bold face."""
+
+
 def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                files_ttl_s: int = FILES_TTL_S, in_page: bool = True) -> gr.Blocks:
     """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`

@@ -215,3 +215,24 @@ def test_positional_centres_stay_readable_with_many_gpsa_blocks(num_blocks):
         assert y.scaleanchor == x.plotly_name.replace("axis", "") and y.scaleratio == 1  # square panels
     rows = -(-num_blocks // plots.CENTRES_COLUMNS)
     assert fig.layout.height >= 300 * rows
+
+
+def test_every_font_face_the_page_declares_has_every_letter():
+    """Issue 30 item 18: Gradio's semibold faces of IBM Plex hold no capital letter, so the title's "B" and GPSA's
+    "A" came from another font. Every face the app's theme declares is served with the app and covers the Latin
+    letters, digits and the Greek the views write."""
+    import re
+
+    from fontTools.ttLib import TTFont
+
+    from app.ui import THEME
+
+    static = Path(gr.__file__).parent / "templates" / "frontend"
+    latin = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    faces = [(url, latin + ("σλΔα·×−" if fonts is THEME._font else ""))  # (IBM Plex Mono has no Greek)
+             for fonts in (THEME._font, THEME._font_mono) for font in fonts if isinstance(font, gr.themes.LocalFont)
+             for url in re.findall(r"url\('([^']+)'\)", font.stylesheet()["css"])]
+    assert len(faces) == 4
+    for url, wanted in faces:
+        glyphs = TTFont(static / url).getBestCmap()
+        assert not [c for c in wanted if ord(c) not in glyphs], url
