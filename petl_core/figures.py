@@ -514,10 +514,10 @@ def marked_maps_figure(
         if not query.is_cls:
             _mark_patch(ax, query.patch, patch_size)
         for number, (row, col) in enumerate(keys, start=1):
-            ax.text((col + 0.5) * pw, (row + 0.5) * ph, str(number), ha="center", va="center", fontsize=7,
+            ax.text((col + 0.5) * pw, (row + 0.5) * ph, str(number), ha="center", va="center", fontsize=10,
                     fontweight="bold", color="white",
-                    bbox={"boxstyle": "circle,pad=0.15", "facecolor": KEY_COLOURS[(number - 1) % len(KEY_COLOURS)],
-                          "edgecolor": "white", "linewidth": 0.8})
+                    bbox={"boxstyle": "circle,pad=0.2", "facecolor": KEY_COLOURS[(number - 1) % len(KEY_COLOURS)],
+                          "edgecolor": "white", "linewidth": 1.0})
     fig.colorbar(layer, ax=axes, shrink=0.8, label=colour_label)
     return fig
 

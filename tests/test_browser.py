@@ -532,6 +532,8 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     page.wait_for_function("() => window.__equationDrawn", timeout=SLOW)
     wait_for_rest(page, QUIET, REST)
     assert "equation_data_page" in joins and "equation_page" not in joins, joins
+    # issue 30 item 3: maps large enough that the numbered keys read (three maps of at least 200 px a side)
+    assert page.evaluate("() => document.getElementById('equation-canvas').width") >= 3 * 200
     expect(page.locator("#equation-server")).to_be_hidden()
     loaded = zoo.load(zoo.DEFAULT_MODEL)
     trace = analyze(loaded.model, model_input(loaded, load_image(SCENE))[0].unsqueeze(0)).trace
@@ -577,6 +579,17 @@ def test_the_gpsa_equation_is_computed_in_the_page_and_convpass_falls_back_to_th
     expect(page.locator("#equation-text")).to_contain_text("Convpass block", timeout=SLOW)
     expect(page.locator("#equation-server")).to_be_visible()
     expect(page.locator("#equation-page")).to_be_hidden()
+    # issue 30 item 3: the table has the page's width, and no number breaks across lines ("= 0.2 / 808")
+    cells = page.evaluate("""() => [...document.querySelectorAll('#equation-text td')].map((td) => {
+        const style = getComputedStyle(td), range = document.createRange();
+        range.selectNodeContents(td);  // (the text's own lines, whatever the row's height)
+        const line = parseFloat(style.lineHeight) || 1.5 * parseFloat(style.fontSize);
+        return [td.innerText, range.getBoundingClientRect().height / line];
+    })""")
+    numeric = [(text, lines) for text, lines in cells if re.search(r"\d\.\d{4}", text)]
+    assert numeric and all(lines < 1.5 for _, lines in numeric), numeric
+    width = page.evaluate("() => document.querySelector('#equation-text table').getBoundingClientRect().width")
+    assert width > 0.6 * page.evaluate("() => document.querySelector('#equation-server').getBoundingClientRect().width")
 
 
 def test_the_training_replay_grids_are_drawn_in_the_page_for_any_query(fresh_page):

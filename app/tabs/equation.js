@@ -4,7 +4,7 @@
     // query, block and head, A_ij = (1 − σ)·C_ij + σ·P_ij with this image's numbers for the keys the head weighs
     // most and the sum over the others, and the three maps with those keys numbered. A model without GPSA (Convpass)
     // shows the server's view instead (#equation-server).
-    const TOP_K = 5, SIDE = 168, LEFT = 24, TOP = 22, GAP = 16, BAR = 50;
+    const TOP_K = 5, SIDE = 240, LEFT = 24, TOP = 22, GAP = 16, BAR = 50;  // (maps large enough to read the keys)
     const COLOURS = {content: '#1f77b4', positional: '#d62728', attention: '#9467bd'};  // (equation.TERM_COLOURS)
     const f4 = (v) => v.toFixed(4);
     const term = (text, name) => `<span style="color:${COLOURS[name]}">${text}</span>`;
@@ -75,14 +75,14 @@
             eq.top.forEach((k, n) => {  // the keys of the table, numbered as there
                 const cx = x0 + (k.patch[1] + 0.5) * cell, cy = TOP + (k.patch[0] + 0.5) * cell;
                 ctx.beginPath();
-                ctx.arc(cx, cy, Math.max(6, cell * 0.45), 0, 2 * Math.PI);
+                ctx.arc(cx, cy, Math.max(8, cell * 0.46), 0, 2 * Math.PI);
                 ctx.fillStyle = data.key_colours[n % data.key_colours.length];
                 ctx.fill();
-                ctx.lineWidth = 1;
+                ctx.lineWidth = 1.5;
                 ctx.strokeStyle = '#fff';
                 ctx.stroke();
                 ctx.fillStyle = '#fff';
-                ctx.font = 'bold 10px sans-serif';
+                ctx.font = `bold ${Math.max(11, Math.round(cell * 0.6))}px sans-serif`;
                 ctx.fillText(String(n + 1), cx, cy + 0.5);
                 ctx.font = '12px sans-serif';
             });

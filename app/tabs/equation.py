@@ -204,12 +204,9 @@ def build_equation_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, g
                             allow_custom_value=True)  # the API may ask for any block of any model
         head = gr.Slider(0, shared.max_heads - 1, value=0, step=1, label="Head", elem_id="equation-head")
     with gr.Column(elem_id="equation-server"):
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2):
-                text = gr.Markdown(elem_id="equation-text")
-            with gr.Column(scale=3):
-                figure = plot("Where each term comes from: the maps, top keys numbered as in the formula",
-                              "equation-plot")
+        # the table above the maps, each the page's width: beside them it was squeezed until numbers broke
+        text = gr.Markdown(elem_id="equation-text")
+        figure = plot("Where each term comes from: the maps, top keys numbered as in the formula", "equation-plot")
         numbers = numbers_panel("Numbers")
     drawn_in_page = None
     if shared.in_page:
