@@ -20,7 +20,7 @@ from collections.abc import Callable
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import THEME, browser_files, build_demo, queue_policy, scratch
+from app import CSS, THEME, browser_files, build_demo, queue_policy, scratch
 from app.answers import ANSWERS, MAX_BYTES
 from app.guard import MAX_BODY_BYTES, BodyLimit, Flight, guard
 from app.service import Service
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     _stop_on_sigterm(demo, flight)
     _log_memory(args.memory_log)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_WEIGHTS_BYTES,
-                theme=THEME,
+                theme=THEME, css=CSS,
                 footer_links=["api", "gradio", "settings"], state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)],
                             "routes": browser_files.routes(service)},

@@ -83,8 +83,9 @@ def _photos() -> list[Path]:
 
 
 def _caption(example: Example) -> str:
-    """The true label, and the model's answer when it is wrong."""
-    return f"{example.label} (right)" if example.correct else f"{example.label} (model: {example.prediction})"
+    """The true label, ✓ when the model gets it right, else ✗ and the model's answer (short: a caption longer than
+    its thumbnail is cut)."""
+    return f"{example.label} ✓" if example.correct else f"{example.label} ✗ {example.prediction}"
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -329,8 +330,7 @@ class Page:
         wrong = sum(not e.correct for e in examples)
         task = examples[0].path.parent.name
         return ([(str(e.path), _caption(e)) for e in examples],
-                f"Test images of {task} with their true labels: {len(examples) - wrong} that {model} gets right, "
-                f"{wrong} it gets wrong (click one to analyse it)")
+                f"{task} test images: {len(examples) - wrong} right ✓, {wrong} wrong ✗ (and the model's answer)")
 
     def examples(self, model: str) -> tuple[gr.Gallery, str]:
         """The examples that fit `model` (captioned) and the line on what it sees; a warning when it cannot be used
@@ -392,6 +392,12 @@ capital letter, so a heading's capitals came from another font ("Inductive Bias"
 takes the bold face."""
 
 
+CSS = """
+#examples .caption-label { max-width: calc(100% - 8px); white-space: normal; }
+"""
+"""The page's own style: an example's caption may take a second line rather than be cut ("Sandal ✗ Sn…")."""
+
+
 def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                files_ttl_s: int = FILES_TTL_S, in_page: bool = True) -> gr.Blocks:
     """The whole app on `service` (not launched); uploads and the files it returns are deleted after `files_ttl_s`
@@ -418,7 +424,8 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                 # the examples, and the line on what the model sees, come with the page's first event (`opened`):
                 # they need the model, and the page is served before torch loads; a fixed height, so that nothing
                 # below moves when they come (a sketch being drawn)
-                gallery = gr.Gallery(label="Examples (loading the model…)", columns=6, height=200,
+                # two rows of three: all six in sight with their whole captions (six in a row ran off to the side)
+                gallery = gr.Gallery(label="Examples (loading the model…)", columns=3, height=300,
                                      allow_preview=False, object_fit="contain", elem_id="examples")
                 with gr.Accordion("…or draw a sketch", open=False):
                     gr.Markdown("Black ink on white: the grayscale models see it inverted, as any picture on white "

@@ -142,8 +142,8 @@ def client(app_server, tmp_path_factory) -> Client:
 
 
 def _label(caption: str) -> str:
-    """The true label a gallery caption starts with ('Dress (right)', 'Shirt (model: Pullover)')."""
-    return caption.rsplit(" (", 1)[0]
+    """The true label a gallery caption starts with ('Dress ✓', 'Shirt ✗ Pullover')."""
+    return caption.split(" ✓")[0].split(" ✗ ")[0]
 
 
 def test_a_newcomers_first_example_gets_a_right_answer(client):
@@ -153,7 +153,7 @@ def test_a_newcomers_first_example_gets_a_right_answer(client):
     first = gallery["value"][0]
     _, top5, summary, *_ = client.predict(handle_file(first["image"]), default[0], None, "center",
                                           api_name="/analyze")
-    assert top5["label"] == _label(first["caption"]) and first["caption"].endswith("(right)")
+    assert top5["label"] == _label(first["caption"]) and first["caption"].endswith(" ✓")
     assert summary["inverted"] is False
     assert top5["label"] == _top1(default[0], load_image(first["image"]))
 
@@ -167,7 +167,7 @@ def test_the_gallery_follows_the_model(client):
     assert [_label(item["caption"]) for item in fashion["value"]] == [e.label for e in expected]
     wrong = [e for e in expected if not e.correct]
     assert [item["caption"] for item in fashion["value"][-len(wrong):]] == \
-        [f"{e.label} (model: {e.prediction})" for e in wrong]
+        [f"{e.label} ✗ {e.prediction}" for e in wrong]
     assert {_label(item["caption"]) for item in digits["value"]} <= set("0123456789")
     assert "fashion_mnist" in fashion["label"] and "digits" in digits["label"]
     assert sorted(Path(item["image"]).name for item in photos["value"]) == \
