@@ -213,7 +213,9 @@ class Service:
         """(label, name) for a dropdown: every zoo model, unavailable ones marked (choosing one says why)."""
         choices = []
         for e in self.model_entries(refresh):
-            label = f"{e.name} ({e.source})" if e.available else f"{e.name} ({e.source}, unavailable now)"
+            # (a hub model whose weights cannot be fetched still runs on a weights file of the user's)
+            why = "hub weights unreachable: give your own file" if e.source == "hub" else f"{e.source}, unavailable now"
+            label = f"{e.name} ({e.source})" if e.available else f"{e.name} ({why})"
             choices.append((label, e.name))
         return choices
 
@@ -254,10 +256,13 @@ class Service:
         self._check_name(name)
         return next(e for e in self.model_entries() if e.name == name)
 
-    def input_line(self, name: str) -> str:
-        """One line on what zoo model `name` sees (petl_core.inputs.describe_input), or why it cannot be used now."""
+    def input_line(self, name: str, weights: str | None = None) -> str:
+        """One line on what zoo model `name` sees (petl_core.inputs.describe_input; with `weights`, with that file's
+        weights), or why it cannot be used now."""
         from petl_core.inputs import describe_input
 
+        if weights:
+            return f"{describe_input(self.get_model(name, weights))} Weights: the file you uploaded."
         entry = self.model_entry(name)
         return describe_input(self.get_model(name)) if entry.available else entry.reason
 
@@ -342,14 +347,14 @@ class Service:
         return self._load_once(self._initial, (name, file_key),
                                lambda: zoo.initial_model(loaded.card).to(self.device).requires_grad_(False))
 
-    def checkpoint_gates(self, name: str) -> tuple[list[int], np.ndarray | None]:
-        """The GPSA blocks of zoo model `name` and their σ(λ) (blocks, H) as loaded, without an image; None for a
-        model without GPSA."""
+    def checkpoint_gates(self, name: str, weights: str | None = None) -> tuple[list[int], np.ndarray | None]:
+        """The GPSA blocks of zoo model `name` (with `weights`: that file's) and their σ(λ) (blocks, H) as loaded,
+        without an image; None for a model without GPSA."""
         import torch
 
         from petl_core.metrics import gpsa_heads
 
-        heads = gpsa_heads(self.get_model(name).model)
+        heads = gpsa_heads(self.get_model(name, weights).model)
         if not heads:
             return [], None
         return [h.block for h in heads], torch.stack([h.gates for h in heads]).cpu().numpy()
@@ -406,15 +411,16 @@ class Service:
 
     # ----------------------------------------------------------------------------------------------- the dial
     def dial(self, image: str | None, model_name: str, gates: str | None, score: bool = True,
-             invert: bool = True) -> Dialled:
-        """`model_name` on `image` with its GPSA gates set by `gates` (JSON text: per GPSA block null or a list of
-        σ per head; empty: as trained), for this call only, and its accuracy on the probe set of its own task:
-        scored once per model and setting, and only when `score` (else None unless scored before)."""
+             invert: bool = True, weights: str | None = None) -> Dialled:
+        """`model_name` (with `weights`: that file's) on `image` with its GPSA gates set by `gates` (JSON text: per
+        GPSA block null or a list of σ per head; empty: as trained), for this call only, and its accuracy on the probe
+        set of its own task: scored once per model, weights and setting, and only when `score` (else None unless
+        scored before). A model with no task of ours (hub models) has no probe set: its accuracy stays None."""
         from petl_core.analysis import analyze
         from petl_core.dial import read_gates, set_gates
 
-        trained = self.result_for(image, model_name, invert=invert)  # the image checked, read and prepared once, here
-        loaded = self.get_model(model_name)
+        trained = self.result_for(image, model_name, weights, invert=invert)  # the image checked, read, prepared
+        loaded = self.get_model(model_name, weights)
         try:
             setting = read_gates(gates, loaded.model)
         except ValueError as e:
@@ -423,7 +429,7 @@ class Service:
         probe = self.probe(data) if data else None
         with set_gates(loaded.model, setting) as applied:
             analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
-            accuracy, key = None, (model_name, json.dumps(setting))
+            accuracy, key = None, (model_name, _weights_key(weights), json.dumps(setting))
             if probe and score:  # scored once per model and setting: stepping back to a preset answers at once
                 scorer = self._dial_probe(model_name, loaded, probe)
                 accuracy = self._load_once(self._probe_scores, key, lambda: scorer.accuracy(setting), size=256)
@@ -459,7 +465,7 @@ class Service:
             try:
                 scorer = self._dial_probe(model_name, loaded, self.probe(data))
                 for setting in parsed:
-                    self._load_once(self._probe_scores, (model_name, json.dumps(setting)),
+                    self._load_once(self._probe_scores, (model_name, None, json.dumps(setting)),
                                     lambda setting=setting: scorer.accuracy(setting, keep=False), size=256)
             except Exception as e:  # (a request scoring the same setting reports the error to its user)
                 log.warning("scoring the dial's presets of %s: %s", model_name, e)

@@ -332,14 +332,16 @@ class Page:
         return ([(str(e.path), _caption(e)) for e in examples],
                 f"{task} test images: {len(examples) - wrong} right ✓, {wrong} wrong ✗ (and the model's answer)")
 
-    def examples(self, model: str) -> tuple[gr.Gallery, str]:
-        """The examples that fit `model` (captioned) and the line on what it sees; a warning when it cannot be used
-        now (the page's one word on it: the analysis and the views keep the last model's results)."""
+    def examples(self, model: str, weights: str | None = None) -> tuple[gr.Gallery, str]:
+        """The examples that fit `model` (captioned) and the line on what it sees (with `weights`: with that file's
+        weights); a warning when it cannot be used now (the page's one word on it: the analysis and the views keep
+        the last model's results)."""
         files, label = self._example_files(model)
         entry = self.service.model_entry(model)
-        if not entry.available:
+        if not entry.available and not weights:
             gr.Warning(entry.reason)
-        return gr.Gallery(value=files, label=label, selected_index=None), f"*{self.service.input_line(model)}*"
+        return (gr.Gallery(value=files, label=label, selected_index=None),
+                f"*{self.service.input_line(model, weights)}*")
 
     def use_example(self, model: str, evt: gr.SelectData) -> str:
         """The file of the example clicked in the gallery of `model`."""
@@ -506,8 +508,9 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
         gr.on([*shared.changes([image, weights, invert]), model.input], page._analyze_if_image, analysis_inputs,
               [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
             quiet(page._controls, len(controls)), control_inputs, controls, api_visibility="private")
-        model.change(page.examples, model, [gallery, seen], api_name="examples", **EACH_CHANGE)
-        opened = demo.load(page.examples, model, [gallery, seen], **PRIVATE)
+        gr.on([model.change, weights.change], page.examples, [model, weights], [gallery, seen], api_name="examples",
+              **EACH_CHANGE)
+        opened = demo.load(page.examples, [model, weights], [gallery, seen], **PRIVATE)
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
         picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
         use_cls.click(None, None, query, js=f"() => {CLS.text!r}", api_visibility="private")  # (no server call)

@@ -163,7 +163,7 @@ def test_an_unavailable_hub_model_is_said_once_and_keeps_the_results(page):
     the last model stay instead of turning into error badges."""
     top1 = page.locator("#top5 [data-testid='label-output-value']").inner_text()
     page.locator("#model input").click()
-    option = page.get_by_role("option", name=re.compile(r"\(hub, unavailable now\)")).first
+    option = page.get_by_role("option", name=re.compile(r"\(hub weights unreachable: give your own file\)")).first
     if not option.count():
         pytest.skip("the hub is reachable from here")
     record_toasts(page)

@@ -297,3 +297,35 @@ def test_the_page_fetches_the_runtime_graphs_and_probe_as_plain_files(app_server
                      f"dial/{MODEL}/..%2Fcard.json", "dial/convit_fmnist/dial.json", "dial/deit_scenes/dial.json",
                      "dial/..%2F..%2Fapp.py/x", f"dial/{MODEL}/%2Fetc%2Fpasswd", "dial/nothing/probe.bin"):
             assert http.get(f"{base}/{path}").status_code == 404, path
+
+
+def test_a_hub_convit_on_an_uploaded_weights_file_is_dialled_and_says_why_there_is_no_probe(client, tmp_path):
+    """Issue 30 items 10-11: offline, a hub ConViT runs on a weights file of the user's (here timm's ConViT-Ti at its
+    random initialisation, scripts/make_random_weights.py): /dial takes the file like /analyze and dials its maps,
+    prediction and nonlocality, saying plainly that accuracy needs a labelled probe set; the line under the model
+    describes it with the file; the Training tab says it shows the shipped runs instead."""
+    from app.service import Service
+    from app.tabs.replay import ReplayView
+    from scripts.make_random_weights import make
+
+    name = "convit_tiny.fb_in1k"
+    weights = make(name, tmp_path / "convit_tiny_random.safetensors")
+    loaded = zoo.load(name, file=weights)
+    blocks = len([b for b in loaded.model.blocks if hasattr(b.attn, "gating_param")])
+    heads = loaded.model.blocks[0].attn.num_heads
+    gates = [[0.0] * heads] + [None] * (blocks - 1)  # block 0 content only
+    *_, note, numbers = client.predict(handle_file(SCENE), name, json.dumps(gates), "center", True, "",
+                                       handle_file(weights), api_name="/dial")
+    assert numbers["probe_accuracy"] is None and numbers["probe_images"] == 0
+    assert "No probe accuracy" in note and "labelled test images" in note
+    from petl_core.inputs import model_input
+
+    x = model_input(loaded, load_image(SCENE))[0].unsqueeze(0)
+    with set_gates(loaded.model, gates):
+        dialled = analyze(loaded.model, x)
+    assert [d["label"] for d in numbers["top5"]] == [d["label"] for d in dialled.top5[0]]
+    np.testing.assert_allclose(numbers["nonlocality"][0], dialled.nonlocality[0][0].numpy(), atol=1e-3)
+    _, line = client.predict(name, handle_file(weights), api_name="/examples")
+    assert "Weights: the file you uploaded" in line and "needs its weights" not in line
+    note = ReplayView(Service("cpu")).pair(name)[2]
+    assert f"{name} was not trained here" in note and "shipped" in note

@@ -12,7 +12,8 @@
     const WORKERS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
     const root = () => ((window.gradio_config && window.gradio_config.root) || location.origin).replace(/\/$/, '');
     const url = (path) => `${root()}/explorer/${path}`;
-    const state = {pool: null, about: {}, job: 0, jobs: {}, shown: null, failed: null, reports: [], workers: WORKERS};
+    const state = {pool: null, about: {}, job: 0, jobs: {}, shown: null, failed: null, reports: [], workers: WORKERS,
+                   weights: null};
 
     // A worker: {type: 'score', job, name, gates, runs} scores its runs ([start, end) of the probe) and posts
     // {job, run, correct, n} after each; a message with a newer job stops an older one between runs.
@@ -229,11 +230,14 @@
     const available = () => supported && !state.failed;  // (else the server scores every model)
     window.__dialPage = {
         state, score, setting,
-        scores: (model) => available() && MODELS.includes(model),  // (then the server scores nothing)
+        // (then the server scores nothing): the page's graphs are the shipped weights', not an uploaded file's
+        scores: (model) => available() && MODELS.includes(model) && !state.weights,
         // The dial listener's: while the Dial tab is shown, score `gates` of `model` when this page scores that
-        // model. Returns the models this page scores (JSON, for the server's /dial: it leaves those to the page)
-        update: (tab, model, gates) => {
-            const scored = available() ? JSON.stringify(MODELS) : '';
+        // model (with its shipped weights: `weights`, the uploaded file, empty). Returns the models this page scores
+        // (JSON, for the server's /dial: it leaves those to the page)
+        update: (tab, model, gates, weights) => {
+            state.weights = weights || null;
+            const scored = available() && !state.weights ? JSON.stringify(MODELS) : '';
             if (tab !== 'dial') return scored;
             state.shown = null;
             if (!scored || !MODELS.includes(model)) {

@@ -46,19 +46,19 @@ class DialView:
         self.service = service
 
     def gates_for(self, model: str, preset: str, block: str | float, head: str | float, sigma: float,
-                  current: str | None = None) -> str:
+                  current: str | None = None, weights: str | None = None) -> str:
         """The gates JSON of a preset: null (as trained), every head at 1 or 0, or by hand: the `current` setting
         (as trained where it has none, or does not fit `model`) with head `head` (or all heads) of GPSA block
         `block` set to `sigma`, so that settings add up head by head."""
         from petl_core.dial import read_gates
 
-        blocks, gates = self.service.checkpoint_gates(model)
+        blocks, gates = self.service.checkpoint_gates(model, weights)
         if gates is None or preset in PRESETS[:3]:
-            return self.preset_gates(model, preset)
+            return self.preset_gates(model, preset, weights)
         heads = gates.shape[1]
         chosen = blocks.index(parse_index(block, "GPSA block", blocks, optional=True))
         try:
-            setting = read_gates(current, self.service.get_model(model).model)
+            setting = read_gates(current, self.service.get_model(model, weights).model)
         except ValueError:  # a setting of another model, or half typed
             setting = [None] * len(blocks)
         entry = setting[chosen] or [round(float(g), 3) for g in gates[chosen]]
@@ -69,10 +69,10 @@ class DialView:
         setting[chosen] = entry
         return json.dumps(setting)
 
-    def preset_gates(self, model: str, preset: str) -> str:
+    def preset_gates(self, model: str, preset: str, weights: str | None = None) -> str:
         """The gates JSON a preset starts from: every head at 1 or at 0 for the second and third, else empty (as
         trained: "by hand" starts from the model as trained, issue 30); empty for a model without gates."""
-        blocks, gates = self.service.checkpoint_gates(model)
+        blocks, gates = self.service.checkpoint_gates(model, weights)
         if gates is None or preset not in PRESETS[1:3]:
             return ""
         value = 1.0 if preset == PRESETS[1] else 0.0
@@ -87,14 +87,16 @@ class DialView:
 
     @slow
     def dial(self, image: str | None, model: str, gates: str | None, query: str, invert: bool = True,
-             scored_in_page: str | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+             scored_in_page: str | None = None, weights: str | None = None,
+             progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """`model` on `image` with its gates set by `gates` (JSON, per GPSA block null or a list of σ per head):
         the attention of `query` in every block and head (figure), the gates as applied (interactive), this image's
         nonlocality per head dialled vs as trained (interactive), and the numbers (JSON: gates, top5, nonlocality,
         probe_accuracy, probe_images), with a sentence on the prediction and the probe accuracy. Yields twice for a
         setting whose probe accuracy is not known yet: first without it (null), then with it; then the presets' probe
         accuracies are scored in the background (Service.prescore), once per model. `scored_in_page`: the models
-        the caller's page scores itself (JSON list; app/tabs/dial.js): for those the probe is not scored here."""
+        the caller's page scores itself (JSON list; app/tabs/dial.js): for those the probe is not scored here.
+        `weights`: a weights file for `model` (as /analyze takes it)."""
         from petl_core.figures import attention_grid_figure
 
         def drawn(dialled: Dialled, in_page: bool = False) -> tuple:
@@ -102,54 +104,56 @@ class DialView:
             grid = attention_grid_figure(trace, dialled.trained.input_image, parse_query(query, trace.grid))
             return grid, *self._plots(dialled, model), *self._described(dialled, in_page)
 
-        if self.service.checkpoint_gates(model)[1] is None:
+        if self.service.checkpoint_gates(model, weights)[1] is None:
             yield (*(plots.message_figure(no_gates(model)),) * 3, no_gates(model), {})
             return
-        for dialled, in_page in self._passes(image, model, gates, invert, scored_in_page):
+        for dialled, in_page in self._passes(image, model, gates, invert, scored_in_page, weights):
             yield drawn(dialled, in_page)
 
     def dial_data(self, image: str | None, model: str, gates: str | None, invert: bool = True,
-                  scored_in_page: str | None = None) -> tuple:
+                  scored_in_page: str | None = None, weights: str | None = None) -> tuple:
         """The page's dial (it draws the grid of any query itself, app/tabs/grids.js): one pass of `image` with the
         gates set, as the maps' data (app.tabs.attention.maps_data), the gates and nonlocality plots, and, where the
         page scores the probe itself or its score is known, the sentence and the numbers (else `dial_probe`'s). A
         light call: no probe is scored here."""
         from app.tabs.attention import maps_data
 
-        if self.service.checkpoint_gates(model)[1] is None:
+        if self.service.checkpoint_gates(model, weights)[1] is None:
             return "", *(plots.message_figure(no_gates(model)),) * 2, no_gates(model), {}
-        dialled = self.service.dial(image, model, gates, score=False, invert=invert)
+        dialled = self.service.dial(image, model, gates, score=False, invert=invert, weights=weights)
         data = json.dumps(maps_data(replace(dialled.trained, analysis=dialled.analysis), model))
-        in_page = model in _listed(scored_in_page)
+        in_page = not weights and model in _listed(scored_in_page)  # (the page scores the shipped weights only)
         said = (self._described(dialled, in_page) if in_page or dialled.probe_accuracy is not None
                 else (gr.skip(), gr.skip()))
         return data, *self._plots(dialled, model), *said
 
     @slow
     def dial_probe(self, image: str | None, model: str, gates: str | None, invert: bool = True,
-                   scored_in_page: str | None = None) -> Iterator[tuple]:
+                   scored_in_page: str | None = None, weights: str | None = None) -> Iterator[tuple]:
         """Beside `dial_data`, for a model the page does not score: the sentence and the numbers, first without the
         probe accuracy, then with it (scored here: a heavy call). Nothing for a model the page scores."""
-        if self.service.checkpoint_gates(model)[1] is None or model in _listed(scored_in_page):
+        if self.service.checkpoint_gates(model, weights)[1] is None or (
+                not weights and model in _listed(scored_in_page)):
             yield gr.skip(), gr.skip()
             return
-        for dialled, _ in self._passes(image, model, gates, invert, None):
+        for dialled, _ in self._passes(image, model, gates, invert, None, weights):
             yield self._described(dialled)
 
     def _passes(self, image: str | None, model: str, gates: str | None, invert: bool,
-                scored_in_page: str | None) -> Iterator[tuple[Dialled, bool]]:
+                scored_in_page: str | None, weights: str | None = None) -> Iterator[tuple[Dialled, bool]]:
         """(dialled, scored in the page): first what one forward pass of the image gives (at once), then, unless the
         page scores it or it is known, with the probe accuracy (a pass over the probe set, scored once per setting),
         after which the presets are scored in the background."""
-        first = self.service.dial(image, model, gates, score=False, invert=invert)
-        if model in _listed(scored_in_page):
+        first = self.service.dial(image, model, gates, score=False, invert=invert, weights=weights)
+        if not weights and model in _listed(scored_in_page):
             yield first, True
             return
         yield first, False
         if first.probe_accuracy is not None or not first.probe_images:
             return
-        scored = self.service.dial(image, model, gates, invert=invert)
-        self.prescore(model)  # then the presets, in the background: choosing one answers at once
+        scored = self.service.dial(image, model, gates, invert=invert, weights=weights)
+        if not weights:
+            self.prescore(model)  # then the presets, in the background: choosing one answers at once
         yield scored, False
 
     @staticmethod
@@ -183,6 +187,10 @@ class DialView:
                      f"{dialled.probe_images} test images of its task.")
         elif dialled.probe_images and not scored_in_page:
             note += f" Scoring the {dialled.probe_images} probe images with these gates…"
+        elif not dialled.probe_images:
+            note += (" **No probe accuracy**: that needs labelled test images of the model's own task, and this model "
+                     "was not trained here (its task is not one of ours); the maps, the prediction and the "
+                     "nonlocality above are dialled all the same.")
         return note, numbers
 
 
@@ -228,20 +236,20 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
     numbers = numbers_panel("Numbers")
     learn("the inductive-bias dial", LEARN)
     # a preset (or a new model) sets the gates; by hand, each block, head or σ change adds to them
-    gr.on([preset.input, shared.model.change], quiet(view.preset_gates, 1), [shared.model, preset], gates,
-          **PRIVATE, **EACH_CHANGE)
+    gr.on([preset.input, shared.model.change], quiet(view.preset_gates, 1), [shared.model, preset, shared.weights],
+          gates, **PRIVATE, **EACH_CHANGE)
     gr.on([block.input, head.input, sigma.release], quiet(view.gates_for, 1),
-          [shared.model, preset, block, head, sigma, gates], gates, **PRIVATE, **EACH_CHANGE)
+          [shared.model, preset, block, head, sigma, gates, shared.weights], gates, **PRIVATE, **EACH_CHANGE)
     shared.warm_ups.append(view.prescore)
     if shared.in_page:
         graphs = [name for name in catalog.BROWSER_MODELS if catalog.dial_graphs_manifest(name) is not None]
         shared.demo.load(None, js=DIAL_JS.replace("__MODELS__", json.dumps(graphs)), **PRIVATE)
         # (before the view's own listener: the page says which models it scores before the server is asked)
-        gr.on([gates.change, shared.model.change, shared.tab.change], None,
-              [shared.tab, shared.model, gates, scored_in_page], scored_in_page,
-              js="(tab, model, gates, scored) => window.__dialPage ? window.__dialPage.update(tab, model, gates) "
-                 ": scored", **EACH_CHANGE, **PRIVATE)
-    inputs = [shared.image, shared.model, gates, shared.query, shared.invert, scored_in_page]
+        gr.on([gates.change, shared.model.change, shared.tab.change, shared.weights.change], None,
+              [shared.tab, shared.model, gates, shared.weights, scored_in_page], scored_in_page,
+              js="(tab, model, gates, weights, scored) => window.__dialPage ? window.__dialPage.update(tab, model, "
+                 "gates, weights) : scored", **EACH_CHANGE, **PRIVATE)
+    inputs = [shared.image, shared.model, gates, shared.query, shared.invert, scored_in_page, shared.weights]
     if not shared.in_page:
         wire_view(shared, "dial", [gates.change, shared.analyses.change, shared.query.change], view.dial, inputs,
                   [grid, gates_plot, nonlocality, note, numbers], "dial")
@@ -251,7 +259,7 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
                                    api_name="dial")
     # the page draws the grid of any query itself: a change of the gates is one light pass here, and, for a model
     # the page does not score, the probe scored in the heavy lane beside it
-    data_inputs = [shared.image, shared.model, gates, shared.invert, scored_in_page]
+    data_inputs = [shared.image, shared.model, gates, shared.invert, scored_in_page, shared.weights]
     wire_page(shared, "dial", [gates.change, shared.analyses.change], view.dial_data, data_inputs,
               [grid, gates_plot, nonlocality, note, numbers], "dial_page")
     wire_page(shared, "dial", [gates.change, shared.analyses.change], view.dial_probe, data_inputs, [note, numbers],

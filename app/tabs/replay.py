@@ -288,8 +288,15 @@ def build_replay_tab(shared: Shared, service: Service) -> tuple[gr.Dropdown, Rep
 @functools.lru_cache(maxsize=32)  # playing asks on every tick; the shipped cards and snapshots do not change
 def _shown_pair(model: str | None) -> tuple[dict[str, str], list[int], str]:
     """ReplayView.pair (read-only: shared between calls)."""
+    try:
+        own = catalog.shipped_pair(model) if model else {}
+    except ValueError:  # (a name the zoo does not have)
+        own = {}
     pair = {k: v for k, v in training_pair(model).items() if catalog.snapshot_steps(v)}
     prefix = ""
+    if not own and "convit" in pair:  # a hub model or a file trained elsewhere: say whose training this is
+        prefix = (f"{model} was not trained here, so it has no training to replay: these are the shipped "
+                  f"{' and '.join(pair.values())} through theirs. ")
     if "convit" not in pair:
         pair = {k: v for k, v in catalog.shipped_pair(catalog.DEFAULT_MODEL).items() if catalog.snapshot_steps(v)}
         prefix = f"The models trained on {model}'s data have no training snapshots; showing {catalog.DEFAULT_MODEL}'s. "
