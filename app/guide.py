@@ -1,6 +1,7 @@
 """The guided path ("Start here"): ordered steps for a lecture or self-study, each opening a view (model, example,
-tab, block, query, step) and saying what to notice there, with the numbers of the loaded models filled in when the
-step is shown (never typed into the text: they would go stale when the models are retrained)."""
+tab, block, query, step), saying what to notice there and what to conclude, with one question for a class, the
+numbers of the loaded models filled in when the step is shown (never typed into the text: they would go stale when
+the models are retrained). `lecturer_sheet` prints the whole path on one page with the same numbers."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.links import ViewLink
-from app.service import Service, training_pair
+from app.links import ViewLink, example_path
+from app.service import Service, parse_query, training_pair
 from petl_core import catalog
 from petl_core.cards import ModelCard
 from petl_core.catalog import PROBE_IMAGES
 from petl_core.curves import GATE_AT_INIT as INIT_GATE
 from petl_core.curves import TrainingCurves
 
-__all__ = ["STEPS", "GuideStep", "guide_text"]
+__all__ = ["STEPS", "GuideStep", "guide_text", "lecturer_sheet"]
 
 CONVIT, DEIT, CONVPASS = "convit_scenes_gpsa50", "deit_scenes", "convpass_digit_scenes"
 SCENE, DIGIT_SCENE = "scene_t-shirt-top.png", "digit_scene_0.png"
@@ -28,6 +29,10 @@ class GuideStep:
     view: ViewLink
     notice: Callable[[Service], str]
     """What to notice, as Markdown, with the numbers read from the models `service` loads."""
+    conclude: Callable[[Service], str]
+    """What to conclude, one or two sentences computed from the numbers the step's view shows."""
+    question: str
+    """One question for a class to discuss."""
 
 
 def _card(name: str) -> ModelCard:
@@ -118,25 +123,156 @@ def _convpass(service: Service) -> str:
             "against the texture around it.")
 
 
+def _analysed(service: Service, model: str, example: str):
+    """The guide's `example` through `model`, as the step's view shows it (the page's default inversion)."""
+    return service.result_for(example_path(example), model)
+
+
+def _conclude_input(service: Service) -> str:
+    from petl_core.metrics import uniform_nonlocality
+
+    result = _analysed(service, CONVIT, SCENE)
+    first, last = (float(result.analysis.nonlocality[b][0].mean()) for b in (0, -1))
+    uniform = uniform_nonlocality(result.trace.grid)
+    return (f"On this scene block 0's heads look {first:.1f} patches from the query on average, the last block's "
+            f"{last:.1f} (attention spread evenly would be {uniform:.1f}): the first block is "
+            f"{'more' if first < last else 'less'} local than the last, as a convolution's first layer is.")
+
+
+def _conclude_gpsa(service: Service) -> str:
+    blocks, gates = service.checkpoint_gates(CONVIT)
+    above = int((gates > INIT_GATE).sum())
+    means = gates.mean(axis=1)
+    most, least = int(np.argmax(means)), int(np.argmin(means))
+    return (f"Of its {gates.size} GPSA heads, {above} ended more positional than at init (σ > {INIT_GATE:.2f}) and "
+            f"{gates.size - above} more content-based; block {blocks[most]} is the most positional on average "
+            f"(mean σ {means[most]:.2f}), block {blocks[least]} the least ({means[least]:.2f}): training kept the "
+            "prior in some heads and let it go in others.")
+
+
+def _conclude_equation(service: Service) -> str:
+    from petl_core.equation import gpsa_equation
+
+    trace = _analysed(service, CONVIT, SCENE).trace
+    eq = gpsa_equation(trace, 0, 0, parse_query("center", trace.grid))
+    key = eq.top[0]
+    position, content = eq.sigma * key.positional, (1 - eq.sigma) * key.content
+    return (f"For the centre patch, block 0 head 0 (σ = {eq.sigma:.3f}) gives its strongest key {key.attention:.3f}: "
+            f"{position:.3f} from position and {content:.3f} from content, so "
+            f"{'position' if position > content else 'content'} decides where this head looks.")
+
+
+def _conclude_dial(service: Service) -> str:
+    from app.tabs.dial import PRESETS, DialView
+
+    view = DialView(service)
+    scores = [service.known_probe_accuracy(CONVIT, view.preset_gates(CONVIT, preset)) for preset in PRESETS[:3]]
+    if None in scores:
+        return ("The dial scores each preset's probe accuracy as you choose it: compare the three, and how far each "
+                "falls from the model as trained.")
+    trained, positional, content = scores
+    said = (f"On the first {PROBE_IMAGES} test scenes: as trained {trained:.1%}, all positional {positional:.1%}, "
+            f"all content {content:.1%}.")
+    if trained > max(positional, content):
+        return (f"{said} The model does best with the mix it learned: setting every gate to one kind costs "
+                f"{100 * (trained - max(positional, content)):.1f} points or more.")
+    return f"{said} One kind of attention alone does as well as the learned mix here."
+
+
+def _conclude_replay(service: Service) -> str:
+    pair = training_pair(CONVIT)
+    convit = TrainingCurves.of(service.history(CONVIT))
+    moved = np.abs(convit.gates[-1] - convit.gates[0]).mean(axis=1)
+    block = int(np.argmax(moved))
+    start, end = convit.gates[0][block].mean(), convit.gates[-1][block].mean()
+    accuracy = {key: service.history(name)["entries"][-1]["test_accuracy"] for key, name in pair.items()}
+    return (f"Over {int(convit.steps[-1]):,} steps the gates of block {block} moved most (mean σ {start:.2f} → "
+            f"{end:.2f}); the ConViT ended at {accuracy['convit']:.1%} on its test scenes, the DeiT at "
+            f"{accuracy['deit']:.1%}, trained alike for as long.")
+
+
+def _conclude_nonlocality(service: Service) -> str:
+    from petl_core.metrics import uniform_nonlocality
+
+    pair = training_pair(CONVIT)
+    convit, deit = (TrainingCurves.of(service.history(pair[key])) for key in ("convit", "deit"))
+    uniform = uniform_nonlocality(_analysed(service, CONVIT, SCENE).trace.grid)
+    deit_end = deit.nonlocality[-1][0]
+    return (f"The ConViT's first layer went {convit.nonlocality[0][0]:.2f} → {convit.nonlocality[-1][0]:.2f} patches, "
+            f"the DeiT's {deit.nonlocality[0][0]:.2f} → {deit_end:.2f} (uniform attention: {uniform:.2f}): "
+            + ("the DeiT stays near uniform, unlike the ViT of the paper's Fig. 5, whose early layers became local; "
+               "ours is small and trained briefly." if deit_end > 0.8 * uniform else
+               "the DeiT's first layer became local without any prior, as in the paper's Fig. 5."))
+
+
+def _conclude_atlas(service: Service) -> str:
+    atlas, _ = service.atlas(CONVIT)
+    values = atlas.nonlocality.mean(dim=2)  # (images, blocks): each image's mean over heads
+    spread = (values.quantile(0.75, dim=0) - values.quantile(0.25, dim=0)).numpy()
+    widest = int(np.argmax(spread))
+    said = (f"Across the {values.shape[0]} probe scenes, the middle half of each block's nonlocality spans at most "
+            f"{spread[widest]:.2f} patches (block {widest})")
+    if spread[widest] < 0.25:
+        return f"{said}: these heads look about as far whatever the image, as a fixed prior would."
+    return f"{said}: there the image changes how far the heads look; in the other blocks less."
+
+
+def _conclude_convpass(service: Service) -> str:
+    means = _analysed(service, CONVPASS, DIGIT_SCENE).analysis.summary()["bypass_mean_per_block"]
+    ratios = {(block, key.removesuffix("_ratio")): value for block, entry in means.items()
+              for key, value in entry.items() if key.endswith("_ratio")}
+    top, low = max(ratios, key=ratios.get), min(ratios, key=ratios.get)
+    return (f"On this digit scene the bypasses write most beside block {top[0]}'s {top[1]} "
+            f"({ratios[top]:.2f}× the frozen branch) and least beside block {low[0]}'s {low[1]} ({ratios[low]:.2f}×): "
+            "the convolutional bias is added where the frozen model needs it, not everywhere alike.")
+
+
 STEPS: tuple[GuideStep, ...] = (
     GuideStep("What the model sees", ViewLink(model=CONVIT, example=SCENE, tab="attention", block=0, head=0,
-                                              query="center"), _input),
+                                              query="center"), _input, _conclude_input,
+              "Block 0 has as many heads as a 3×3 convolution has taps. What does a head gain, and lose, by being "
+              "able to look by content as well as by position?"),
     GuideStep("Content vs position", ViewLink(model=CONVIT, example=SCENE, tab="gpsa", block=0, query="center"),
-              _gpsa),
+              _gpsa, _conclude_gpsa,
+              "Why might a model keep its positional prior in some heads and drop it in others of the same block?"),
     GuideStep("The equation in numbers", ViewLink(model=CONVIT, example=SCENE, tab="equation", block=0, head=0,
-                                                  query="center"), _equation),
-    GuideStep("Turn the dial", ViewLink(model=CONVIT, example=SCENE, tab="dial", query="center"), _dial),
+                                                  query="center"), _equation, _conclude_equation,
+              "If this head's σ were 0.5, would its strongest key change? Check with the dial."),
+    GuideStep("Turn the dial", ViewLink(model=CONVIT, example=SCENE, tab="dial", query="center"), _dial,
+              _conclude_dial,
+              "A trained ConViT loses accuracy with its gates all at 1 and all at 0. What does that say about what "
+              "a soft inductive bias learns?"),
     GuideStep("Through training", ViewLink(model=CONVIT, example=SCENE, tab="replay", step=0, query="center"),
-              _replay),
+              _replay, _conclude_replay,
+              "At which step does each model's answer on this image settle, and what does the prior buy early on?"),
     GuideStep("ConViT vs DeiT over training", ViewLink(model=CONVIT, example=SCENE, tab="nonlocality"),
-              _nonlocality),
-    GuideStep("A locality atlas", ViewLink(model=CONVIT, tab="atlas"), _atlas),
+              _nonlocality, _conclude_nonlocality,
+              "What about our data, image size or training length could keep a DeiT from becoming local as the "
+              "paper's did?"),
+    GuideStep("A locality atlas", ViewLink(model=CONVIT, tab="atlas"), _atlas, _conclude_atlas,
+              "Which images make a head look far, and why would a positional head not care about the image at all?"),
     GuideStep("A hard bias: Convpass", ViewLink(model=CONVPASS, example=DIGIT_SCENE, tab="bypass", block=0,
-                                                query="center"), _convpass),
+                                                query="center"), _convpass, _conclude_convpass,
+              "A hard bias is fixed by design, a soft one learned. When would you choose each?"),
 )
 
 
 def guide_text(service: Service, step: int) -> str:
-    """The Markdown of guide step `step` (1-based): its title, its place in the path and what to notice."""
+    """The Markdown of guide step `step` (1-based): its title, its place in the path, what to notice, what to
+    conclude and a question for a class."""
     current = STEPS[step - 1]
-    return f"**Step {step} of {len(STEPS)}: {current.title}.** {current.notice(service)}"
+    return (f"**Step {step} of {len(STEPS)}: {current.title}.** {current.notice(service)}\n\n"
+            f"**Conclude.** {current.conclude(service)}\n\n**Discuss.** {current.question}")
+
+
+def lecturer_sheet(service: Service) -> str:
+    """The whole path on one page (Markdown) for a lecturer: each step's view (as a link's query string), what to
+    notice, what to conclude and the question, with the numbers of the loaded models."""
+    lines = ["# Inductive Bias Explorer: the guided path", "",
+             f"{len(STEPS)} steps, each a view of the app (open it with the link's query string after the app's "
+             "address). The numbers are those of the shipped models as loaded when this sheet was made.", ""]
+    for number, step in enumerate(STEPS, 1):
+        lines += [f"## {number}. {step.title}", "", f"View: `{step.view.query_string()}`", "",
+                  step.notice(service), "", f"**Conclude.** {step.conclude(service)}", "",
+                  f"**Discuss.** {step.question}", ""]
+    return "\n".join(lines)

@@ -439,6 +439,15 @@ class Service:
         return Dialled(trained, replace(analysis, trace=analysis.trace.to("cpu")), [g.cpu() for g in applied],
                        accuracy, len(probe) if probe else 0)
 
+    def known_probe_accuracy(self, model_name: str, gates: str | None) -> float | None:
+        """The probe accuracy of shipped `model_name` with `gates` (as `dial` takes them) when scored already (the
+        presets are scored at warm-up), else None: nothing is scored here."""
+        from petl_core.dial import read_gates
+
+        setting = read_gates(gates, self.get_model(model_name).model)
+        with self._lock:
+            return self._probe_scores.get((model_name, None, json.dumps(setting)))
+
     def _dial_probe(self, model_name: str, loaded: Loaded, probe: ImageSet) -> DialProbe:
         """The probe scorer of model `model_name` as loaded now, made once."""
         from petl_core.dial import DialProbe

@@ -22,8 +22,9 @@ from PIL import Image
 from app import plots, scratch
 from app.answers import by_image_and_inputs, shares
 from app.guard import shorten
-from app.guide import STEPS, guide_text
+from app.guide import STEPS, guide_text, lecturer_sheet
 from app.links import ViewLink, example_name, example_path
+from app.queue_policy import slow
 from app.service import Result, Service, parse_query
 from app.tabs.atlas import build_atlas_tab
 from app.tabs.attention import build_attention_tab
@@ -332,6 +333,13 @@ class Page:
         return ([(str(e.path), _caption(e)) for e in examples],
                 f"{task} test images: {len(examples) - wrong} right ✓, {wrong} wrong ✗ (and the model's answer)")
 
+    @slow
+    def sheet(self) -> gr.File:
+        """The lecturer's sheet of the guided path (app.guide.lecturer_sheet) as a Markdown file."""
+        path = scratch.folder("sheet") / "lecturer_sheet.md"
+        path.write_text(lecturer_sheet(self.service), encoding="utf-8")
+        return gr.File(value=str(path), visible=True)
+
     def examples(self, model: str, weights: str | None = None) -> tuple[gr.Gallery, str]:
         """The examples that fit `model` (captioned) and the line on what it sees (with `weights`: with that file's
         weights); a warning when it cannot be used now (the page's one word on it: the analysis and the views keep
@@ -415,9 +423,13 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                 guide = gr.Radio([(f"{i}. {step.title}", i) for i, step in enumerate(STEPS, 1)], value=None,
                                  show_label=False, elem_id="guide-step", scale=8)
                 forward = gr.Button("Next ▶", size="sm", scale=0, elem_id="guide-next")
-            guide_note = gr.Markdown("Each step opens a model, an image and a view, and says what to notice there, "
-                                     "with the loaded models' numbers. Pick a step or press **Next**.",
-                                     elem_id="guide-text")
+            guide_note = gr.Markdown("Each step opens a model, an image and a view, and says what to notice there "
+                                     "and what to conclude, with the loaded models' numbers, and asks one question "
+                                     "for a class. Pick a step or press **Next**.", elem_id="guide-text")
+            with gr.Row():
+                make_sheet = gr.Button("Lecturer's sheet: the whole path on one page (Markdown)", size="sm",
+                                       scale=0, elem_id="guide-sheet")
+                sheet = gr.File(label="Lecturer's sheet", visible=False, elem_id="guide-sheet-file")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 image = image_input(label=f"Your image (up to {MAX_IMAGE_BYTES // 2**20} MB, "
@@ -508,6 +520,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
         gr.on([*shared.changes([image, weights, invert]), model.input], page._analyze_if_image, analysis_inputs,
               [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
             quiet(page._controls, len(controls)), control_inputs, controls, api_visibility="private")
+        make_sheet.click(page.sheet, None, sheet, api_name="lecturer_sheet")
         gr.on([model.change, weights.change], page.examples, [model, weights], [gallery, seen], api_name="examples",
               **EACH_CHANGE)
         opened = demo.load(page.examples, [model, weights], [gallery, seen], **PRIVATE)

@@ -112,6 +112,24 @@ def test_analyze_says_when_to_read_the_answer_as_a_guess(client):
     assert outputs[2]["caution"] is None and outputs[6] == ""
 
 
+def test_the_lecturers_sheet_holds_every_step_with_its_numbers(client):
+    """Issue 30 item 19: one page of the whole path: each step's view, what to notice, what to conclude (the numbers
+    the page's guide shows) and its question."""
+    from app.guide import STEPS, guide_text
+    from app.service import Service
+
+    sheet = Path(client.predict(api_name="/lecturer_sheet")["value"]).read_text(encoding="utf-8")
+    steps = sheet.split("\n## ")[1:]
+    assert len(steps) == len(STEPS)
+    service = Service("cpu")
+    for number, (text, step) in enumerate(zip(steps, STEPS, strict=True), 1):
+        assert text.startswith(f"{number}. {step.title}") and f"`{step.view.query_string()}`" in text
+        assert f"**Discuss.** {step.question}" in text
+        conclusion = text.split("**Conclude.** ")[1].split("\n")[0]
+        if number != 4:  # (the dial's presets are scored on the server's own schedule: numbers once they are)
+            assert re.search(r"\d", conclusion) and f"**Conclude.** {conclusion}" in guide_text(service, number)
+
+
 def test_attention_export_holds_petl_core_maps(client):
     files = client.predict(handle_file(CHELSEA), "convit_fmnist", None, "3,4", 2, 1, True,
                            api_name="/export_attention")

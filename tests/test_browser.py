@@ -776,6 +776,9 @@ def test_the_guided_path_walks_every_step(fresh_page):
         expect(text).to_contain_text(f"Step {step} of {len(STEPS)}: {guide.title}.", timeout=SLOW)
         for number in _expected_numbers(step):
             expect(text).to_contain_text(number)
+        # issue 30 item 19: what to conclude, and a question for a class
+        expect(text).to_contain_text("Conclude.")
+        expect(text).to_contain_text(f"Discuss. {guide.question}")
         expect(page.locator(f"#tab-{guide.view.tab}")).to_be_visible()
         expect(model).to_have_value(re.compile(f"^{re.escape(guide.view.model)} "))
         link = re.escape(f"model={guide.view.model}") + ".*" + re.escape(f"tab={guide.view.tab}")
