@@ -9,6 +9,7 @@ import base64
 import functools
 import html
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,13 +83,21 @@ def patch_at(x: int, y: int, picture_shape: tuple[int, ...], grid: tuple[int, in
     return row, col
 
 
+MESSAGE_WIDTH = 48
+"""Characters per line of `message_figure` (plotly does not wrap a text: one long line was cut off both sides of a
+plot half the page wide)."""
+
+
 def message_figure(text: str, height: int = 200) -> go.Figure:
-    """An empty plot that says why there is nothing to show (a view that does not apply to this model)."""
+    """An empty plot that says why there is nothing to show (a view that does not apply to this model), its text
+    wrapped to lines of `MESSAGE_WIDTH` characters (taller for more lines)."""
+    lines = textwrap.wrap(text, MESSAGE_WIDTH) or [""]
     fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 15})
+    fig.add_annotation(text="<br>".join(html.escape(line) for line in lines), showarrow=False, x=0.5, y=0.5,
+                       xref="paper", yref="paper", font={"size": 14})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_layout(height=max(height, 40 + 22 * len(lines)), margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return fig
 
 

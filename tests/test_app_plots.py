@@ -236,3 +236,14 @@ def test_every_font_face_the_page_declares_has_every_letter():
     for url, wanted in faces:
         glyphs = TTFont(static / url).getBestCmap()
         assert not [c for c in wanted if ord(c) not in glyphs], url
+
+
+def test_a_message_in_place_of_a_plot_is_wrapped_to_fit():
+    """Issue 30 item 18: the Convpass tab's "no bypasses" message was one line cut off both sides of its plot."""
+    text = ("convit_scenes_gpsa50 has no Convpass bypasses: choose convpass_digit_scenes or convpass_digits (or a "
+            "Convpass checkpoint)")
+    fig = plots.message_figure(text)
+    (note,) = fig.layout.annotations
+    lines = note.text.split("<br>")
+    assert len(lines) > 1 and all(len(line) <= plots.MESSAGE_WIDTH for line in lines)
+    assert " ".join(lines) == text and fig.layout.height >= 40 + 22 * len(lines)
