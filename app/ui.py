@@ -485,6 +485,12 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                         invert=invert, picker=picker, tab=gr.Textbox("attention", visible="hidden"),
                         analyses=gr.State(0), sets=gr.State(0),
                         max_blocks=max_blocks, max_heads=max_heads, in_page=in_page)
+        # the step's text again right above the views it opens, scrolled into sight with them (the guide's own text
+        # is ~900 px above the views): filled and scrolled in the page, no server call
+        near = gr.Markdown(elem_id="guide-near")
+        guide_note.change(None, guide_note, near, js="(text) => text", **PRIVATE)
+        near.change(None, None, None, js="() => { const at = document.getElementById('guide-near'); "
+                                         "if (at) at.scrollIntoView({block: 'start'}); }", **PRIVATE)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)

@@ -779,6 +779,11 @@ def test_the_guided_path_walks_every_step(fresh_page):
         # issue 30 item 19: what to conclude, and a question for a class
         expect(text).to_contain_text("Conclude.")
         expect(text).to_contain_text(f"Discuss. {guide.question}")
+        # issue 30 item 18: the step's text right above its view, both scrolled into sight
+        near = page.locator("#guide-near")
+        expect(near).to_contain_text(f"Step {step} of {len(STEPS)}: {guide.title}.")
+        page.wait_for_function("() => { const r = document.getElementById('guide-near').getBoundingClientRect(); "
+                               "return r.top >= -2 && r.top < innerHeight / 2; }", timeout=SLOW)
         expect(page.locator(f"#tab-{guide.view.tab}")).to_be_visible()
         expect(model).to_have_value(re.compile(f"^{re.escape(guide.view.model)} "))
         link = re.escape(f"model={guide.view.model}") + ".*" + re.escape(f"tab={guide.view.tab}")
