@@ -333,6 +333,12 @@ class Page:
         return ([(str(e.path), _caption(e)) for e in examples],
                 f"{task} test images: {len(examples) - wrong} right ✓, {wrong} wrong ✗ (and the model's answer)")
 
+    def warm_examples(self, model: str, image: str | None = None) -> None:
+        """Work out the examples of `model` before anyone asks (a Shared.warm_ups entry): a guide step that changes
+        the model then shows its examples and line at once (the Convpass step's took ~4-8 s, while the page already
+        showed the digits model's answer beside the clothes model's examples)."""
+        self.service.examples(model)
+
     @slow
     def sheet(self) -> gr.File:
         """The lecturer's sheet of the guided path (app.guide.lecturer_sheet) as a Markdown file."""
@@ -428,7 +434,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
                                      "for a class. Pick a step or press **Next**.", elem_id="guide-text")
             with gr.Row():
                 make_sheet = gr.Button("Lecturer's sheet: the whole path on one page (Markdown)", size="sm",
-                                       scale=0, elem_id="guide-sheet")
+                                       scale=0, min_width=380, elem_id="guide-sheet")
                 sheet = gr.File(label="Lecturer's sheet", visible=False, elem_id="guide-sheet-file")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
@@ -491,6 +497,7 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
         guide_note.change(None, guide_note, near, js="(text) => text", **PRIVATE)
         near.change(None, None, None, js="() => { const at = document.getElementById('guide-near'); "
                                          "if (at) at.scrollIntoView({block: 'start'}); }", **PRIVATE)
+        shared.warm_ups.append(page.warm_examples)
         with gr.Tabs(elem_id="views") as tabs:
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 attention_layer, attention_head = build_attention_tab(shared, service)

@@ -5,7 +5,8 @@ headless Chromium (Debian's /usr/bin/chromium through Playwright) at 1400×1000 
 
 Views: attention (the default model on a test scene of its task, a patch on the item clicked), gpsa, gates,
 nonlocality, compare, findings, dial (all gates at 0), equation, replay, atlas, convpass (the first shipped Convpass
-model on a test scene of its task) and guide (step 2 of the guided path). Each PNG
+model on a test scene of its task), guide (step 2 of the guided path) and real_scale_attention (ConViT-S on a
+random-weights file of its architecture, made by scripts/make_random_weights.py: a photo at 224 px). Each PNG
 is the full page, reduced to fewer colours when it would be larger than --max-kb, and cut to the views below the
 shared inputs when even that is too large.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -220,7 +222,31 @@ def take(page: Page, url: str, out: Path, timeout: float, max_kb: int) -> list[P
     _gpsa_drawn(page, ms)
     settle(page, timeout)
     saved.append(save(page, out / "guide.png", max_kb))
+    saved.append(_real_scale(page, out, timeout, max_kb))
     return saved
+
+
+def _real_scale(page: Page, out: Path, timeout: float, max_kb: int) -> Path:
+    """The attention view of ConViT-S (224 px, 14×14 patches, 12 blocks × 9 heads) on a weights file of its
+    architecture at random initialisation (scripts/make_random_weights.py; offline, the hub's weights cannot come),
+    on a photo: the views at the scale of the paper's models."""
+    from make_random_weights import make  # (this folder is on sys.path)
+
+    ms = timeout * 1000
+    name = "convit_small.fb_in1k"
+    weights = make(name, Path(tempfile.mkdtemp(prefix="explorer-convit-s-")) / "convit_small_random.safetensors")
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(name)} ")).click()
+    page.get_by_text("Your own weights (optional)").click()
+    page.locator("#weights input[type=file]").set_input_files(str(weights))
+    page.set_input_files(FILE_INPUT, str(EXAMPLES / "chelsea.png"))
+    open_tab(page, "Attention")
+    # the attention data of a 14×14 grid, drawn
+    page.wait_for_function("() => { const t = document.querySelector('#hover-data textarea, #hover-data input'); "
+                           "return t && t.value.includes('\"grid\": [14, 14]') && window.__enlargedDrawn; }",
+                           timeout=ms)
+    settle(page, timeout)
+    return save(page, out / "real_scale_attention.png", max_kb)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,3 +312,21 @@ def test_every_example_and_its_whole_caption_is_in_sight(browser, app_server: st
         assert all(b["caption"] and not b["cut"] for b in boxes), boxes
     finally:
         page.close()
+
+
+def test_the_line_and_the_examples_follow_a_model_a_guide_step_sets(browser, app_server: str):
+    """Issue 30 item 16: after a guide step changes the model, the line under the model and the examples describe
+    the new model (they kept describing the last one)."""
+    page = browser.new_page()
+    try:
+        page.goto(app_server)
+        line, gallery = page.locator("#model-input"), page.locator("#examples")
+        for step in (len(STEPS), 2):  # the Convpass step (a digits model), then back to a clothes one
+            page.locator("#guide-step label").nth(step - 1).click()
+            model = STEPS[step - 1].view.model
+            expect(page.locator("#model input")).to_have_value(re.compile(f"^{re.escape(model)} "), timeout=SLOW)
+            expect(line).to_contain_text(f"{model} sees", timeout=SLOW)
+            task = "digits_scenes" if "digit" in model else "fashion_scenes"
+            expect(gallery).to_contain_text(f"{task} test images", timeout=SLOW)
+    finally:
+        page.close()
