@@ -288,7 +288,7 @@ def centres_figure(centres: list[tuple[np.ndarray, np.ndarray]], gates: np.ndarr
 
 
 # --------------------------------------------------------------------------------------------------- convpass
-BYPASS_RATIO_AXIS = "mean over patches of ‖s·bypass‖ / ‖frozen branch‖ (ratio)"
+BYPASS_RATIO_AXIS = "‖s·bypass‖ / ‖frozen branch‖ (ratio),<br>mean over patches"
 """What `bypass_ratio_figure` plots: a ratio of norms, which can exceed 1 (the bypass writes more than the frozen
 branch beside it), not a share of the update."""
 
