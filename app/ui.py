@@ -534,11 +534,14 @@ def build_demo(service: Service, default_model: str = catalog.DEFAULT_MODEL,
               [*analysis_outputs, query], api_visibility="private", **EACH_CHANGE).success(
             quiet(page._controls, len(controls)), control_inputs, controls, api_visibility="private")
         make_sheet.click(page.sheet, None, sheet, api_name="lecturer_sheet")
-        gr.on([model.change, weights.change], page.examples, [model, weights], [gallery, seen], api_name="examples",
-              **EACH_CHANGE)
+        gr.on([model.change, *shared.changes([weights])], page.examples, [model, weights], [gallery, seen],
+              api_name="examples", **EACH_CHANGE)
         opened = demo.load(page.examples, [model, weights], [gallery, seen], **PRIVATE)
         shared.after_set(gallery.select(page.use_example, model, image, api_visibility="private"))
-        picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private")
+        # "always_last": a click while the last one is answered is kept (Gradio's default drops it) and the last
+        # click wins (clicks 250-400 ms apart ended on an earlier patch)
+        picker.select(page._pick, [image, model, weights, picker, invert], query, api_visibility="private",
+                      trigger_mode="always_last")
         use_cls.click(None, None, query, js=f"() => {CLS.text!r}", api_visibility="private")  # (no server call)
         query.change(quiet(page.frame, 1), analysis_inputs, picker, **EACH_CHANGE, **PRIVATE)
         gr.on([query.submit, query.blur], page.check_query, analysis_inputs, None, api_visibility="private")

@@ -193,6 +193,20 @@ def test_a_model_chosen_right_after_a_click_off_its_grid_moves_the_query_to_the_
     assert page.locator("[data-testid='toast-body']").all_inner_texts() == []
 
 
+def test_the_last_of_quick_clicks_on_patches_is_the_query(page):
+    """Issue 30 item 17: patches clicked 250-400 ms apart ended on an earlier patch, or a click was dropped. The
+    query is the patch clicked last, and the page comes to rest on it."""
+    wait_for_rest(page, QUIET, REST)
+    picture = page.locator("#picker img").first
+    for fx, fy in ((0.1, 0.1), (0.5, 0.3), (0.3, 0.7), (0.9, 0.1)):  # the last: row 1, col 10 of the 12×12 grid
+        picture.click(position=point_on(picture, fx, fy))
+        page.wait_for_timeout(250)
+    query = page.locator("#query textarea, #query input").first
+    expect(query).to_have_value("1,10", timeout=SLOW)
+    wait_for_rest(page, QUIET, REST)
+    expect(query).to_have_value("1,10")
+
+
 def test_no_console_error_on_a_walk_through_every_tab(browser, app_server: str):
     """An upload, a click on a patch, every tab opened and a gallery example analysed: the page logs no error (a
     newcomer once met `Unexpected token 'd', "data:image"... is not valid JSON` in the console)."""

@@ -237,7 +237,7 @@ def test_train_help_shows_each_options_docstring_and_real_choices(capsys):
     assert done.value.code == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "--method {convit,deit,convpass,convpass_attn,linear,finetune}" in shown
-    assert "Weights of the `deit` architecture to adapt" in shown  # TrainConfig.backbone's attribute docstring
+    assert "Weights to adapt (needed by convpass" in shown  # TrainConfig.backbone's attribute docstring
     assert "--snapshots, --no-snapshots" in shown
     with pytest.raises(SystemExit) as refused:
         main(["train", "--method", "resnet"])

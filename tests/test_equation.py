@@ -228,7 +228,9 @@ def test_equation_endpoint_fills_in_a_convpass_update(client):
 def test_equation_endpoint_explains_a_deit_and_refuses_bad_parameters(client):
     figure, text, numbers = _equation(client, SCENE, DEIT, "center", 0, 0)
     assert numbers == {"model": DEIT, "kind": None}
-    assert "neither GPSA gates nor Convpass bypasses" in text and "no equation" in json.dumps(figure)
+    assert "neither GPSA gates nor Convpass bypasses" in text
+    (said,) = json.loads(figure["plot"])["layout"]["annotations"]  # (the message wraps: plots.message_figure)
+    assert "no equation" in said["text"].replace("<br>", " ")
     with pytest.raises(AppError, match="GPSA block 7 does not exist here; choose one of 0-3"):
         _equation(client, SCENE, CONVIT, "center", 7, 0)
     with pytest.raises(AppError, match="head 9 does not exist here; choose one of 0-8"):

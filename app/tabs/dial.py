@@ -245,7 +245,7 @@ def build_dial_tab(shared: Shared, service: Service) -> None:
         graphs = [name for name in catalog.BROWSER_MODELS if catalog.dial_graphs_manifest(name) is not None]
         shared.demo.load(None, js=DIAL_JS.replace("__MODELS__", json.dumps(graphs)), **PRIVATE)
         # (before the view's own listener: the page says which models it scores before the server is asked)
-        gr.on([gates.change, shared.model.change, shared.tab.change, shared.weights.change], None,
+        gr.on([gates.change, shared.model.change, shared.tab.change, *shared.changes([shared.weights])], None,
               [shared.tab, shared.model, gates, shared.weights, scored_in_page], scored_in_page,
               js="(tab, model, gates, weights, scored) => window.__dialPage ? window.__dialPage.update(tab, model, "
                  "gates, weights) : scored", **EACH_CHANGE, **PRIVATE)
