@@ -43,13 +43,11 @@ def routes(service: Service) -> list[Route]:
 
     @functools.lru_cache(maxsize=len(catalog.BROWSER_MODELS))
     def probe(model: str) -> tuple[bytes, dict]:
-        from petl_core.preprocess import prepare
+        from petl_core.preprocess import prepare_as_card
 
         loaded = service.get_model(model)
-        pre = loaded.card.preprocessing
         images = service.probe(loaded.card.recipe["data"])
-        x = prepare(images.images, loaded.model.patch_embed.proj.in_channels, float(pre["mean"]), float(pre["std"]),
-                    train=False, base_size=pre["base_size"], pad=pre["pad"])
+        x = prepare_as_card(images.images, loaded.model, loaded.card.preprocessing)
         return (x.numpy().astype("<f4").tobytes(),
                 {"labels": images.labels.tolist(), "shape": list(x.shape)})
 

@@ -133,6 +133,12 @@ def _weights_key(file: str | None) -> str | None:
     return None if not file else str(allowed_file(file, MAX_WEIGHTS_BYTES, "weights file"))
 
 
+def _probe_key(model_name: str, weights: str | None, setting: list) -> tuple:
+    """The key of a probe accuracy scored for `model_name` with `weights` (None: its shipped ones) under the dial
+    `setting` (petl_core.dial.read_gates)."""
+    return model_name, _weights_key(weights), json.dumps(setting)
+
+
 def _checked_invert(invert) -> bool:
     """The invert toggle as sent: None (an API caller left the trailing toggle out) means on."""
     if invert is None:
@@ -429,7 +435,7 @@ class Service:
         probe = self.probe(data) if data else None
         with set_gates(loaded.model, setting) as applied:
             analysis = analyze(loaded.model, trained.inputs.unsqueeze(0).to(self.device))
-            accuracy, key = None, (model_name, _weights_key(weights), json.dumps(setting))
+            accuracy, key = None, _probe_key(model_name, weights, setting)
             if probe and score:  # scored once per model and setting: stepping back to a preset answers at once
                 scorer = self._dial_probe(model_name, loaded, probe)
                 accuracy = self._load_once(self._probe_scores, key, lambda: scorer.accuracy(setting), size=256)
@@ -446,7 +452,7 @@ class Service:
 
         setting = read_gates(gates, self.get_model(model_name).model)
         with self._lock:
-            return self._probe_scores.get((model_name, None, json.dumps(setting)))
+            return self._probe_scores.get(_probe_key(model_name, None, setting))
 
     def _dial_probe(self, model_name: str, loaded: Loaded, probe: ImageSet) -> DialProbe:
         """The probe scorer of model `model_name` as loaded now, made once."""
@@ -474,7 +480,7 @@ class Service:
             try:
                 scorer = self._dial_probe(model_name, loaded, self.probe(data))
                 for setting in parsed:
-                    self._load_once(self._probe_scores, (model_name, None, json.dumps(setting)),
+                    self._load_once(self._probe_scores, _probe_key(model_name, None, setting),
                                     lambda setting=setting: scorer.accuracy(setting, keep=False), size=256)
             except Exception as e:  # (a request scoring the same setting reports the error to its user)
                 log.warning("scoring the dial's presets of %s: %s", model_name, e)

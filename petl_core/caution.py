@@ -95,12 +95,10 @@ def reference(model: nn.Module, test: ImageSet, preprocessing: dict, name: str, 
     reference records (it holds for those weights only)."""
     import torch
 
-    from .preprocess import prepare
+    from .preprocess import prepare_as_card
 
     images = test.subset(torch.arange(reference_size(len(test))))
-    inputs = prepare(images.images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
-                     float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],
-                     pad=preprocessing["pad"])
+    inputs = prepare_as_card(images.images, model, preprocessing)
     model = model.eval()
     features = torch.cat([image_features(model, x) for x in inputs.split(256)]).double()
     with torch.no_grad():
@@ -178,11 +176,9 @@ def flagged(ref: dict, model: nn.Module, images: torch.Tensor, preprocessing: di
     """The share of `images` (a dataset's uint8 images) whose features lie beyond `ref`'s reach."""
     import torch
 
-    from .preprocess import prepare
+    from .preprocess import prepare_as_card
 
-    inputs = prepare(images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
-                     float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],
-                     pad=preprocessing["pad"])
+    inputs = prepare_as_card(images, model, preprocessing)
     features = torch.cat([image_features(model, x) for x in inputs.split(256)]).numpy()
     return float((distance(ref, features) > ref["feature_reach"]).mean())
 

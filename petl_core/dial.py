@@ -146,14 +146,12 @@ class DialProbe:
     """
 
     def __init__(self, model: nn.Module, probe: ImageSet, preprocessing: dict, kept: int = 2) -> None:
-        from .preprocess import prepare
+        from .preprocess import prepare_as_card
 
         self.model, self.labels, self.kept = model, probe.labels, kept
         self._gpsa = gpsa_blocks(model)
         device = next(model.parameters()).device
-        inputs = prepare(probe.images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
-                         float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],
-                         pad=preprocessing["pad"]).to(device)
+        inputs = prepare_as_card(probe.images, model, preprocessing).to(device)
         with torch.no_grad():  # timm's ConVit.forward_features up to its blocks; the stream entering block 0
             self._entry = [self._embed(x) for x in inputs.split(PROBE_BATCH)]
         self._scored: list[tuple[list[tuple[float, ...]], list[list[torch.Tensor]], float]] = []

@@ -16,7 +16,7 @@ from .registry import BASE_SIZE, PAD
 if TYPE_CHECKING:
     from .data import Augmentation
 
-__all__ = ["BASE_SIZE", "PAD", "card_transform", "prepare"]
+__all__ = ["BASE_SIZE", "PAD", "card_transform", "prepare", "prepare_as_card"]
 
 
 
@@ -46,6 +46,14 @@ def prepare(images: torch.Tensor, in_chans: int, mean: float, std: float, train:
         x[flip.to(x.device)] = x[flip.to(x.device)].flip(-1)
     return (x - mean) / std
 
+
+
+def prepare_as_card(images: torch.Tensor, model: torch.nn.Module, preprocessing: dict) -> torch.Tensor:
+    """uint8 (B, C, h, w) test images as `model` sees them: `prepare`d (no augmentation) as its card's
+    `preprocessing` (mean, std, base_size, pad) says, at its patch embedding's channels."""
+    return prepare(images, model.patch_embed.proj.in_channels, float(preprocessing["mean"]),
+                   float(preprocessing["std"]), train=False, base_size=preprocessing["base_size"],
+                   pad=preprocessing["pad"])
 
 def _grayscale_square(image: Image.Image, base_size: int) -> torch.Tensor:
     """(1, 1, s, s) uint8: the image in grayscale, centre-cropped to its largest square (nothing is squashed)."""

@@ -23,7 +23,7 @@ from petl_core.caution import (
     reference,
 )
 from petl_core.data import load_test_set
-from petl_core.preprocess import prepare
+from petl_core.preprocess import prepare_as_card
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +32,7 @@ ROOT = catalog.ASSETS.parents[1]
 
 
 def _features(loaded, images: torch.Tensor) -> np.ndarray:
-    pre = loaded.card.preprocessing
-    x = prepare(images, loaded.model.patch_embed.proj.in_channels, float(pre["mean"]), float(pre["std"]), train=False,
-                base_size=pre["base_size"], pad=pre["pad"])
+    x = prepare_as_card(images, loaded.model, loaded.card.preprocessing)
     return torch.cat([image_features(loaded.model, b) for b in x.split(256)]).numpy()
 
 
